@@ -1,0 +1,199 @@
+//! The backend contract: a thin driver that only moves bytes (as in OpenMessaging Benchmark).
+//!
+//! The harness does all timing and accounting. A backend declares destinations, opens
+//! producers (whose `send` hands a message to the client and returns a future for the broker's
+//! confirm), opens consumers (which yield deliveries with an ack token) and describes its
+//! topology. Killing and restarting nodes belongs to the cluster launcher (`crate::cluster`).
+
+pub mod rabbitmq;
+pub mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::scenario::BackendSpec;
+
+/// A future that resolves when the broker confirms one message.
+pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
+
+/// One queue or stream that the harness produces to and consumes from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Destination {
+    /// Position in the scenario's list of destinations (0-based).
+    pub index: usize,
+    /// The broker-side name: queue name, or stream key (with its hash tag for Redis).
+    pub name: String,
+}
+
+/// An error of one broker operation. These are data (counted by kind), never crashes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    #[error("broker refused the message (nack): {0}")]
+    Nack(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("connection lost or refused: {0}")]
+    Connection(String),
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    #[error("broker error: {0}")]
+    Broker(String),
+    #[error("malformed delivery: {0}")]
+    Protocol(String),
+}
+
+impl OpError {
+    /// The short kind under which errors are counted in the results.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpError::Nack(_) => "nack",
+            OpError::Timeout(_) => "timeout",
+            OpError::Connection(_) => "connection",
+            OpError::Unavailable(_) => "unavailable",
+            OpError::Broker(_) => "broker",
+            OpError::Protocol(_) => "protocol",
+        }
+    }
+
+    /// True when the producer or consumer that saw it must be reopened before further use.
+    pub fn needs_reconnect(&self) -> bool {
+        matches!(self, OpError::Connection(_))
+    }
+}
+
+/// Errors while setting up a backend (before load starts): these abort the backend's run.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("backend {backend}: cannot connect to {target}: {message}")]
+    Connect { backend: String, target: String, message: String },
+    #[error("backend {backend}: {action} failed: {message}")]
+    Setup { backend: String, action: String, message: String },
+    #[error("backend {backend}: {source}")]
+    Op { backend: String, #[source] source: OpError },
+}
+
+/// How a consumer acknowledges one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckToken {
+    /// Nothing to ack (auto-ack).
+    None,
+    /// AMQP delivery tag on the consumer's channel.
+    Tag(u64),
+    /// Redis stream entry id.
+    Id(String),
+}
+
+/// One message as received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub payload: Bytes,
+    pub redelivered: bool,
+    pub token: AckToken,
+}
+
+#[async_trait]
+pub trait Producer: Send {
+    /// Hand one message to the client. Returns `Some(future)` that resolves on the broker's
+    /// confirm, or `None` when this backend runs without confirms (fire and forget).
+    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError>;
+    /// Close gracefully (best effort).
+    async fn close(self: Box<Self>) {}
+}
+
+#[async_trait]
+pub trait Consumer: Send {
+    /// Wait a short, backend-defined time for deliveries and append them to `out`.
+    /// Returning with nothing appended is fine (the harness loops).
+    async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError>;
+    /// Acknowledge deliveries previously returned by `poll`.
+    async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError>;
+    async fn close(self: Box<Self>) {}
+}
+
+/// One broker node as the backend sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    pub address: String,
+    pub role: String,
+}
+
+/// Where one destination lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationPlacement {
+    pub name: String,
+    /// The node that takes writes (queue leader, or the master owning the stream's slot).
+    pub leader: Option<String>,
+    /// Nodes holding copies (followers/mirrors, or the master's replicas).
+    pub replicas: Vec<String>,
+    /// Redis hash slot of the stream key.
+    pub slot: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Topology {
+    pub nodes: Vec<NodeView>,
+    pub destinations: Vec<DestinationPlacement>,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// A label for results (the scenario's `label`, or the backend type).
+    fn label(&self) -> &str;
+    /// Whether producers get broker confirms (false: sent messages stay "unconfirmed").
+    fn confirms(&self) -> bool;
+    /// Declare `count` destinations whose names start with `prefix`, idempotently.
+    async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError>;
+    /// Delete what `setup` declared (best effort).
+    async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError>;
+    /// Open producer number `index` (0-based, over the whole run) on `dest`.
+    async fn producer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Producer>, OpError>;
+    /// Open consumer number `index` on `dest`.
+    async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError>;
+    /// Which nodes exist and where each destination lives.
+    async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError>;
+    /// Broker version string for the run's metadata.
+    async fn version(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Addresses of the clusters a run can use, filled by the launcher (or from a scenario's
+/// `external` cluster section).
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// Redis Cluster seed nodes, `host:port`.
+    pub redis: Vec<String>,
+    /// RabbitMQ nodes, in node order.
+    pub rabbitmq: Vec<RabbitEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RabbitEndpoint {
+    /// Erlang node name, e.g. `rabbit1@localhost`.
+    pub node: String,
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`
+    pub amqp_uri: String,
+    /// Management API base, e.g. `127.0.0.1:15672`.
+    pub http: String,
+}
+
+/// The registry: build the backend a scenario entry names.
+pub async fn build(spec: &BackendSpec, endpoints: &Endpoints) -> Result<Arc<dyn Backend>, BackendError> {
+    match spec {
+        BackendSpec::RedisStreams(s) => Ok(Arc::new(redis::RedisStreams::connect(s, &endpoints.redis).await?)),
+        BackendSpec::RabbitmqQuorum(s) => {
+            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Quorum, s, &endpoints.rabbitmq).await?))
+        }
+        BackendSpec::RabbitmqStream(s) => {
+            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Stream, s, &endpoints.rabbitmq).await?))
+        }
+        BackendSpec::RabbitmqMirrored(s) => {
+            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Mirrored, s, &endpoints.rabbitmq).await?))
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! Processes that brokerbench started: liveness, identity and stopping by pid.
+//!
+//! A pid is only signalled if the process still carries the marker it was started with (a
+//! string in its command line or environment), so a recycled pid is never touched.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A process the project started, identified by pid and a marker string.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnedProcess {
+    pub pid: u32,
+    /// Text that appears in /proc/<pid>/cmdline or /proc/<pid>/environ of this process only.
+    pub marker: String,
+}
+
+impl OwnedProcess {
+    /// Alive, not a zombie, and still ours.
+    pub fn is_running(&self) -> bool {
+        is_alive(self.pid) && carries_marker(self.pid, &self.marker)
+    }
+
+    /// Send a signal if the process is still ours. Returns whether it was sent.
+    pub fn signal(&self, sig: i32) -> bool {
+        if !self.is_running() {
+            return false;
+        }
+        // SAFETY: plain kill(2) on a pid we verified above.
+        unsafe { libc::kill(self.pid as i32, sig) == 0 }
+    }
+
+    /// SIGTERM, wait up to `grace` (retrying SIGTERM every second, as Redis may ignore the first
+    /// while writing its AOF), then SIGKILL and wait until gone. Blocking; returns true if the
+    /// process had to be killed.
+    pub fn stop_blocking(&self, grace: Duration) -> bool {
+        if !self.is_running() {
+            return false;
+        }
+        let start = Instant::now();
+        let mut last_term = start;
+        self.signal(libc::SIGTERM);
+        while start.elapsed() < grace {
+            if !self.is_running() {
+                return false;
+            }
+            if last_term.elapsed() >= Duration::from_secs(1) {
+                self.signal(libc::SIGTERM);
+                last_term = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        self.kill_blocking(Duration::from_secs(10));
+        true
+    }
+
+    /// SIGKILL and wait (up to `wait`) until the pid is gone.
+    pub fn kill_blocking(&self, wait: Duration) {
+        let start = Instant::now();
+        self.signal(libc::SIGKILL);
+        while self.is_running() && start.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Async version of `stop_blocking`, run on a blocking thread.
+    pub async fn stop(&self, grace: Duration) -> bool {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.stop_blocking(grace)).await.unwrap_or(false)
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn is_alive(pid: u32) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // Field 3 (after the parenthesised command) is the state.
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X") | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether the process's command line or environment contains `marker`.
+pub fn carries_marker(pid: u32, marker: &str) -> bool {
+    let has = |file: &str| {
+        std::fs::read(format!("/proc/{pid}/{file}"))
+            .map(|b| b.split(|c| *c == 0).any(|part| String::from_utf8_lossy(part).contains(marker)))
+            .unwrap_or(false)
+    };
+    has("cmdline") || has("environ")
+}
+
+/// Whether something already listens on 127.0.0.1:`port`.
+pub fn port_in_use(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+}
+
+/// Find an executable on PATH (or accept an absolute path that exists).
+pub fn find_binary(name: &str) -> Option<std::path::PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|c| c.is_file())
+}
+
+/// Poll `check` every `every` until it returns true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_only_a_process_carrying_its_marker() {
+        let child = std::process::Command::new("sleep").arg("30").env("BB_TEST_MARKER", "marker-xyz").spawn();
+        let Ok(mut child) = child else { return };
+        let wrong = OwnedProcess { pid: child.id(), marker: "not-this-one".into() };
+        assert!(!wrong.is_running());
+        assert!(!wrong.signal(libc::SIGKILL));
+        let right = OwnedProcess { pid: child.id(), marker: "BB_TEST_MARKER=marker-xyz".into() };
+        assert!(right.is_running());
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        right.stop_blocking(Duration::from_secs(5));
+        assert!(!right.is_running());
+    }
+
+    #[test]
+    fn port_in_use_sees_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        assert!(port_in_use(port));
+        drop(l);
+        assert!(!port_in_use(port));
+    }
+}

@@ -1,0 +1,8 @@
+//! brokerbench: runs RabbitMQ and Redis Streams side by side on real clusters, breaks them on
+//! purpose, and reports what happened.
+
+pub mod backend;
+pub mod clock;
+pub mod cluster;
+pub mod payload;
+pub mod scenario;

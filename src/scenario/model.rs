@@ -1,0 +1,454 @@
+//! The scenario file's model: a broker-independent workload, cluster sections, and a list of
+//! backends that each run the same workload one after another.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in the results folder's name.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub workload: Workload,
+    #[serde(default)]
+    pub clusters: Clusters,
+    /// Backends, run one after another with the same workload.
+    pub backends: Vec<BackendSpec>,
+}
+
+/// The workload: what load to apply, independent of the broker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Bytes per message, including the harness's header.
+    pub message_size: usize,
+    /// Number of queues or streams.
+    #[serde(default = "one")]
+    pub destinations: usize,
+    #[serde(default = "one")]
+    pub producers_per_destination: usize,
+    #[serde(default = "one")]
+    pub consumers_per_destination: usize,
+    /// Target rate over all producers, in msg/s, or "max".
+    pub rate: Rate,
+    /// Unconfirmed messages a producer may have open at once.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default = "zero_duration", with = "humantime_serde_compat")]
+    pub warmup: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub duration: Duration,
+    /// After producing stops, how long to wait for confirms and consumers to catch up.
+    #[serde(default = "default_drain", with = "humantime_serde_compat")]
+    pub drain_timeout: Duration,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_in_flight() -> usize {
+    128
+}
+fn zero_duration() -> Duration {
+    Duration::ZERO
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Workload {
+    pub fn producers(&self) -> usize {
+        self.destinations * self.producers_per_destination
+    }
+    pub fn consumers(&self) -> usize {
+        self.destinations * self.consumers_per_destination
+    }
+    /// Rate for one producer in msg/s (`None` for max).
+    pub fn rate_per_producer(&self) -> Option<f64> {
+        match self.rate {
+            Rate::Max => None,
+            Rate::PerSecond(r) => Some(r / self.producers() as f64),
+        }
+    }
+}
+
+/// A target rate: a number of msg/s, or as fast as the broker confirms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    PerSecond(f64),
+    Max,
+}
+
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rate::Max => s.serialize_str("max"),
+            Rate::PerSecond(r) => s.serialize_f64(*r),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Rate;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a positive number of msg/s, or \"max\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Rate, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Rate, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Rate, E> {
+                if v.is_finite() && v > 0.0 {
+                    Ok(Rate::PerSecond(v))
+                } else {
+                    Err(E::custom(format!("rate must be a positive number of msg/s or \"max\", got {v}")))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rate, E> {
+                if v == "max" {
+                    Ok(Rate::Max)
+                } else {
+                    Err(E::custom(format!("rate must be a positive number of msg/s or \"max\", got \"{v}\"")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Durations written as "30s", "2m", "500ms".
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"2m\", \"500ms\""))
+        })
+    }
+}
+
+/// Where the clusters come from.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clusters {
+    #[serde(default)]
+    pub redis: RedisClusterSection,
+    #[serde(default)]
+    pub rabbitmq: RabbitClusterSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// brokerbench starts the nodes itself as local processes.
+    #[default]
+    Local,
+    /// The user's cluster at `nodes`; brokerbench does not start or stop it.
+    External,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppendFsync {
+    No,
+    Everysec,
+    Always,
+}
+
+impl AppendFsync {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AppendFsync::No => "no",
+            AppendFsync::Everysec => "everysec",
+            AppendFsync::Always => "always",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisClusterSection {
+    #[serde(default)]
+    pub mode: ClusterMode,
+    /// First port; nodes use base_port..base_port+5 (and +10000 for the cluster bus).
+    #[serde(default = "redis_base_port")]
+    pub base_port: u16,
+    #[serde(default = "redis_node_timeout")]
+    pub node_timeout_ms: u64,
+    #[serde(default = "yes")]
+    pub appendonly: bool,
+    #[serde(default = "everysec")]
+    pub appendfsync: AppendFsync,
+    /// RDB snapshot rule as in redis.conf's `save` ("" for none, e.g. "60 1000").
+    #[serde(default)]
+    pub save: String,
+    /// External mode: seed addresses `host:port`.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+fn redis_base_port() -> u16 {
+    7001
+}
+fn redis_node_timeout() -> u64 {
+    2000
+}
+fn yes() -> bool {
+    true
+}
+fn everysec() -> AppendFsync {
+    AppendFsync::Everysec
+}
+
+impl Default for RedisClusterSection {
+    fn default() -> Self {
+        RedisClusterSection {
+            mode: ClusterMode::Local,
+            base_port: redis_base_port(),
+            node_timeout_ms: redis_node_timeout(),
+            appendonly: true,
+            appendfsync: AppendFsync::Everysec,
+            save: String::new(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitClusterSection {
+    #[serde(default)]
+    pub mode: ClusterMode,
+    /// AMQP port of node 1; node N uses amqp_base_port + N - 1.
+    #[serde(default = "amqp_base")]
+    pub amqp_base_port: u16,
+    /// Management HTTP port of node 1.
+    #[serde(default = "http_base")]
+    pub http_base_port: u16,
+    /// Stream protocol port of node 1.
+    #[serde(default = "stream_base")]
+    pub stream_base_port: u16,
+    /// Prometheus port of node 1.
+    #[serde(default = "prom_base")]
+    pub prometheus_base_port: u16,
+    /// Erlang distribution port of node 1.
+    #[serde(default = "dist_base")]
+    pub dist_base_port: u16,
+    /// The cluster's own epmd port.
+    #[serde(default = "epmd_port")]
+    pub epmd_port: u16,
+    /// External mode: AMQP URIs, one per node, in node order.
+    #[serde(default)]
+    pub amqp_uris: Vec<String>,
+    /// External mode: management `host:port`, one per node.
+    #[serde(default)]
+    pub http: Vec<String>,
+}
+
+fn amqp_base() -> u16 {
+    5672
+}
+fn http_base() -> u16 {
+    15672
+}
+fn stream_base() -> u16 {
+    5552
+}
+fn prom_base() -> u16 {
+    15692
+}
+fn dist_base() -> u16 {
+    25672
+}
+fn epmd_port() -> u16 {
+    4370
+}
+
+impl Default for RabbitClusterSection {
+    fn default() -> Self {
+        RabbitClusterSection {
+            mode: ClusterMode::Local,
+            amqp_base_port: amqp_base(),
+            http_base_port: http_base(),
+            stream_base_port: stream_base(),
+            prometheus_base_port: prom_base(),
+            dist_base_port: dist_base(),
+            epmd_port: epmd_port(),
+            amqp_uris: Vec::new(),
+            http: Vec::new(),
+        }
+    }
+}
+
+/// One backend entry. `type` selects the backend; the other fields are its settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BackendSpec {
+    RedisStreams(RedisSettings),
+    RabbitmqQuorum(RabbitSettings),
+    RabbitmqStream(RabbitSettings),
+    RabbitmqMirrored(RabbitSettings),
+}
+
+impl BackendSpec {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            BackendSpec::RedisStreams(_) => "redis-streams",
+            BackendSpec::RabbitmqQuorum(_) => "rabbitmq-quorum",
+            BackendSpec::RabbitmqStream(_) => "rabbitmq-stream",
+            BackendSpec::RabbitmqMirrored(_) => "rabbitmq-mirrored",
+        }
+    }
+
+    /// The label under which results are reported.
+    pub fn label(&self) -> String {
+        let label = match self {
+            BackendSpec::RedisStreams(s) => &s.label,
+            BackendSpec::RabbitmqQuorum(s) | BackendSpec::RabbitmqStream(s) | BackendSpec::RabbitmqMirrored(s) => &s.label,
+        };
+        label.clone().unwrap_or_else(|| self.type_name().to_string())
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, BackendSpec::RedisStreams(_))
+    }
+}
+
+pub const BACKEND_TYPES: &[&str] = &["redis-streams", "rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"];
+
+/// Redis Cluster streams settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    #[serde(default)]
+    pub label: Option<String>,
+    /// XADD MAXLEN ~ n (0: no trimming).
+    #[serde(default)]
+    pub maxlen: u64,
+    /// XREADGROUP COUNT.
+    #[serde(default = "read_count")]
+    pub read_count: usize,
+    /// XREADGROUP BLOCK in milliseconds.
+    #[serde(default = "block_ms")]
+    pub block_ms: u64,
+    /// Applied with CONFIG SET on every node before this backend runs (default: the cluster's).
+    #[serde(default)]
+    pub appendfsync: Option<AppendFsync>,
+    /// After each XADD, `WAIT <n> <wait_timeout_ms>`: the confirm waits for n replicas (0: no WAIT).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    #[serde(default = "wait_timeout")]
+    pub wait_timeout_ms: u64,
+}
+
+fn read_count() -> usize {
+    100
+}
+fn block_ms() -> u64 {
+    100
+}
+fn wait_timeout() -> u64 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckMode {
+    Manual,
+    Auto,
+}
+
+/// Where queue leaders go.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Placement {
+    /// "spread": destination i on node (i mod nodes) + 1.
+    Named(PlacementName),
+    /// A node number (1-based): every destination on that node.
+    Node(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementName {
+    /// Destination (or client) i on node (i mod nodes) + 1.
+    Spread,
+    /// Connections only: connect to the node that leads the destination.
+    Leader,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement::Named(PlacementName::Spread)
+    }
+}
+
+impl Placement {
+    /// 0-based node index for item `index` on a cluster of `nodes`; `leader` is the 0-based
+    /// node that leads the destination (used by `Leader`).
+    pub fn node_for(&self, index: usize, nodes: usize, leader: usize) -> usize {
+        match self {
+            Placement::Named(PlacementName::Spread) => index % nodes.max(1),
+            Placement::Named(PlacementName::Leader) => leader,
+            Placement::Node(n) => (n.saturating_sub(1)).min(nodes.saturating_sub(1)),
+        }
+    }
+}
+
+/// RabbitMQ settings, shared by the quorum, stream and mirrored backends.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitSettings {
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Publisher confirms.
+    #[serde(default = "yes")]
+    pub confirms: bool,
+    /// delivery_mode 2 (persistent) or 1 (transient).
+    #[serde(default = "yes")]
+    pub persistent: bool,
+    #[serde(default = "manual")]
+    pub ack: AckMode,
+    /// basic.qos prefetch count per consumer.
+    #[serde(default = "prefetch")]
+    pub prefetch: u16,
+    /// Which node leads each queue.
+    #[serde(default)]
+    pub leader: Placement,
+    /// Which node each producer and consumer connects to: "spread" over the nodes, "leader"
+    /// (the queue leader's node), or a node number.
+    #[serde(default)]
+    pub connect: Placement,
+    /// Mirrored only: ha-mode ("all" or "exactly").
+    #[serde(default)]
+    pub ha_mode: Option<String>,
+    /// Mirrored only, with ha-mode "exactly": number of copies.
+    #[serde(default)]
+    pub ha_params: Option<u32>,
+    /// Mirrored only: "automatic" or "manual".
+    #[serde(default)]
+    pub ha_sync_mode: Option<String>,
+}
+
+fn manual() -> AckMode {
+    AckMode::Manual
+}
+fn prefetch() -> u16 {
+    500
+}
