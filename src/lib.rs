@@ -6,3 +6,5 @@ pub mod clock;
 pub mod cluster;
 pub mod payload;
 pub mod scenario;
+pub mod load;
+pub mod metrics;

@@ -139,6 +139,11 @@ mod tests {
         assert!(!wrong.is_running());
         assert!(!wrong.signal(libc::SIGKILL));
         let right = OwnedProcess { pid: child.id(), marker: "BB_TEST_MARKER=marker-xyz".into() };
+        // The new process shows its own environment once exec has completed: poll for it.
+        let start = Instant::now();
+        while !right.is_running() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(right.is_running());
         std::thread::spawn(move || {
             let _ = child.wait();

@@ -1,0 +1,53 @@
+//! The load engine: producer and consumer tasks that follow the open-loop schedule, stamp
+//! their own times, record into their own stats and feed the ledger.
+
+pub mod consumer;
+pub mod producer;
+pub mod rate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Backend;
+use crate::clock::Clock;
+use crate::metrics::ledger::Ledger;
+
+/// What every load task of one backend run shares.
+pub struct LoadContext {
+    pub run_id: u64,
+    pub backend: Arc<dyn Backend>,
+    pub ledger: Arc<Ledger>,
+    pub clock: Arc<dyn Clock>,
+    pub message_size: usize,
+}
+
+/// Sleep until the harness clock reads `target_ns` (returns at once if it already does).
+pub async fn sleep_until_ns(clock: &dyn Clock, target_ns: u64) {
+    let now = clock.now_ns();
+    if target_ns > now {
+        tokio::time::sleep(Duration::from_nanos(target_ns - now)).await;
+    }
+}
+
+/// Exponential backoff for reopening producers and consumers after a broker fault.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: Duration::from_millis(50) }
+    }
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(1));
+        d
+    }
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}

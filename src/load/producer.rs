@@ -1,0 +1,173 @@
+//! A producer task: schedule -> send -> await confirm -> record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use super::rate::Schedule;
+use super::{sleep_until_ns, Backoff, LoadContext};
+use crate::backend::{Destination, OpError, Producer};
+use crate::metrics::stats::{record_ns, Recorder};
+use crate::payload::Header;
+
+pub struct ProducerPlan {
+    /// Producer number over the whole run (0-based); also its id in the payload.
+    pub id: usize,
+    pub dest: Destination,
+    pub schedule: Schedule,
+    /// No message is due at or after this time.
+    pub end_ns: u64,
+    /// Stop waiting for outstanding confirms at this time.
+    pub confirm_deadline_ns: u64,
+    pub max_in_flight: usize,
+    /// A confirm that takes longer than this counts as failed ("timeout").
+    pub confirm_timeout: Duration,
+}
+
+type Outcome = (u64, u64, Result<(), OpError>);
+
+/// Run until the schedule ends and every confirm is in (or the deadline passes), or until
+/// `stop` turns true. Returns the number of messages still awaiting a confirm.
+pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Recorder, mut stop: watch::Receiver<bool>) -> usize {
+    let clock = ctx.clock.as_ref();
+    let mut producer: Option<Box<dyn Producer>> = None;
+    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+    let mut index: u64 = 0;
+    let mut backoff = Backoff::default();
+    let id = plan.id as u32;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = clock.now_ns();
+        let producing = now < plan.end_ns;
+        if !producing && in_flight.is_empty() {
+            break;
+        }
+        if !producing && now >= plan.confirm_deadline_ns {
+            break;
+        }
+        if producing && producer.is_none() {
+            match ctx.backend.producer(&plan.dest, plan.id).await {
+                Ok(p) => {
+                    producer = Some(p);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    rec.error(e.kind());
+                    let wait = backoff.next_delay();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        // Send everything that is due, up to the in-flight limit.
+        if let Some(p) = producer.as_mut().filter(|_| producing) {
+            let mut burst = 0;
+            while in_flight.len() < plan.max_in_flight && burst < 1024 {
+                let now = clock.now_ns();
+                let due = if plan.schedule.is_max() { now } else { plan.schedule.due_ns(index) };
+                if due > now || due >= plan.end_ns {
+                    break;
+                }
+                let seq = ctx.ledger.next_seq(plan.id);
+                let payload = Header { run_id: ctx.run_id, producer: id, seq, intended_ns: due }.encode(ctx.message_size);
+                rec.with(|s| {
+                    s.sent += 1;
+                    record_ns(&mut s.send_delay, now.saturating_sub(due));
+                });
+                index += 1;
+                burst += 1;
+                match p.send(payload).await {
+                    Ok(Some(confirm)) => {
+                        let timeout = plan.confirm_timeout;
+                        in_flight.push(
+                            async move {
+                                let r = match tokio::time::timeout(timeout, confirm).await {
+                                    Ok(r) => r,
+                                    Err(_) => Err(OpError::Timeout(format!("no confirm within {timeout:?}"))),
+                                };
+                                (seq, due, r)
+                            }
+                            .boxed(),
+                        );
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        ctx.ledger.on_failed(plan.id, seq);
+                        rec.with(|s| {
+                            s.failed += 1;
+                            *s.errors.entry(e.kind()).or_insert(0) += 1;
+                        });
+                        if e.needs_reconnect() {
+                            producer = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            if burst >= 1024 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Wait for the next due message, a confirm, or the stop signal.
+        let now = clock.now_ns();
+        let producing = now < plan.end_ns && producer.is_some();
+        let room = in_flight.len() < plan.max_in_flight;
+        let wake_ns = if !producing {
+            plan.end_ns.max(now).min(plan.confirm_deadline_ns)
+        } else if !room {
+            plan.confirm_deadline_ns
+        } else if plan.schedule.is_max() {
+            now
+        } else {
+            plan.schedule.due_ns(index).min(plan.end_ns)
+        };
+        if wake_ns <= now && in_flight.is_empty() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
+                while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+                    settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
+                }
+            }
+            _ = sleep_until_ns(clock, wake_ns), if wake_ns > now => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if let Some(p) = producer.take() {
+        p.close().await;
+    }
+    in_flight.len()
+}
+
+fn settle(ctx: &LoadContext, plan: &ProducerPlan, rec: &Recorder, (seq, due, r): Outcome, now: u64, producer: &mut Option<Box<dyn Producer>>) {
+    match r {
+        Ok(()) => {
+            ctx.ledger.on_confirmed(plan.id, seq);
+            rec.with(|s| {
+                s.confirmed += 1;
+                record_ns(&mut s.publish, now.saturating_sub(due));
+            });
+        }
+        Err(e) => {
+            ctx.ledger.on_failed(plan.id, seq);
+            rec.with(|s| {
+                s.failed += 1;
+                *s.errors.entry(e.kind()).or_insert(0) += 1;
+            });
+            if e.needs_reconnect() {
+                *producer = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Figures: per-task stats, the aggregator, the ledger.
+
+pub mod aggregator;
+pub mod bitset;
+pub mod ledger;
+pub mod stats;
