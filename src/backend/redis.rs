@@ -1,17 +1,474 @@
-//! Redis Cluster streams (being written).
-use crate::scenario::RedisSettings;
+//! Redis Cluster streams: XADD (optionally MAXLEN ~), consumer groups with XREADGROUP
+//! (COUNT, BLOCK) and XACK, through redis-rs's cluster client, which follows MOVED/ASK.
+//!
+//! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
+//! the load spreads over the shards the way the proposal intends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{ErrorKind, RedisError, Value};
+
 use super::*;
-pub struct RedisStreams;
-impl RedisStreams {
-    pub async fn connect(_s: &RedisSettings, _seeds: &[String]) -> Result<Self, BackendError> { todo!() }
+use crate::scenario::RedisSettings;
+
+/// Consumer group used on every stream.
+pub const GROUP: &str = "brokerbench";
+/// Field holding the payload in each stream entry.
+const FIELD: &str = "p";
+
+pub struct RedisStreams {
+    label: String,
+    settings: RedisSettings,
+    client: ClusterClient,
+    /// A shared connection for setup, topology and producers (multiplexed: producers pipeline).
+    conn: ClusterConnection,
 }
+
+/// CRC16/XMODEM, as Redis Cluster uses for key slots.
+pub fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The hash slot of a key, honouring `{hash tags}`.
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = key.find('{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.find('}').filter(|&close| close > 0).map(|close| &rest.as_bytes()[..close])
+    });
+    crc16(tagged.unwrap_or(bytes)) % 16384
+}
+
+/// One line of CLUSTER NODES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNodeLine {
+    pub id: String,
+    /// `host:port` (the cluster bus part removed).
+    pub address: String,
+    pub flags: Vec<String>,
+    pub master_id: Option<String>,
+    pub connected: bool,
+    /// Slot ranges (inclusive); importing/migrating markers are skipped.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNodeLine {
+    pub fn is_master(&self) -> bool {
+        self.flags.iter().any(|f| f == "master")
+    }
+    pub fn is_failed(&self) -> bool {
+        self.flags.iter().any(|f| f == "fail" || f == "fail?")
+    }
+    pub fn owns(&self, slot: u16) -> bool {
+        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+    }
+}
+
+/// Parse the text of CLUSTER NODES.
+pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNodeLine> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            let address = f[1].split('@').next().unwrap_or(f[1]).to_string();
+            let slots = f[8..]
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => s.parse().ok().map(|x| (x, x)),
+                })
+                .collect();
+            Some(ClusterNodeLine {
+                id: f[0].to_string(),
+                address,
+                flags: f[2].split(',').map(str::to_string).collect(),
+                master_id: (f[3] != "-").then(|| f[3].to_string()),
+                connected: f[7] == "connected",
+                slots,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn map_err(e: RedisError) -> OpError {
+    let text = e.to_string();
+    if e.is_timeout() {
+        return OpError::Timeout(text);
+    }
+    if e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error() {
+        return OpError::Connection(text);
+    }
+    match e.kind() {
+        ErrorKind::ClusterDown | ErrorKind::MasterDown | ErrorKind::TryAgain | ErrorKind::BusyLoadingError | ErrorKind::ClusterConnectionNotFound => {
+            OpError::Unavailable(text)
+        }
+        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::ReadOnly => OpError::Broker(text),
+        _ => OpError::Broker(text),
+    }
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+impl RedisStreams {
+    pub async fn connect(settings: &RedisSettings, seeds: &[String]) -> Result<Self, BackendError> {
+        let label = settings.label.clone().unwrap_or_else(|| "redis-streams".to_string());
+        let fail = |message: String| BackendError::Connect { backend: label.clone(), target: seeds.join(","), message };
+        if seeds.is_empty() {
+            return Err(fail("no seed nodes (clusters.redis.nodes is empty and no local cluster was started)".into()));
+        }
+        let client = Self::client(settings, seeds).map_err(|e| fail(e.to_string()))?;
+        let conn = tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
+            .await
+            .map_err(|_| fail("no answer within 10s".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(RedisStreams { label, settings: settings.clone(), client, conn })
+    }
+
+    fn client(settings: &RedisSettings, seeds: &[String]) -> Result<ClusterClient, RedisError> {
+        let urls: Vec<String> = seeds.iter().map(|s| format!("redis://{s}/")).collect();
+        ClusterClient::builder(urls)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_millis(settings.block_ms + settings.wait_timeout_ms + 5_000))
+            .retries(3)
+            .build()
+    }
+
+    async fn cluster_nodes(&self) -> Result<Vec<ClusterNodeLine>, OpError> {
+        let mut conn = self.conn.clone();
+        let v = conn
+            .route_command(&::redis::cmd("CLUSTER").arg("NODES").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
+            .map_err(map_err)?;
+        let text = as_text(&v).ok_or_else(|| OpError::Protocol(format!("CLUSTER NODES answered {v:?}")))?;
+        Ok(parse_cluster_nodes(&text))
+    }
+
+    /// Masters that own slots, sorted by address (so master 0 is the lowest port).
+    async fn masters(&self) -> Result<Vec<ClusterNodeLine>, OpError> {
+        let mut masters: Vec<ClusterNodeLine> = self.cluster_nodes().await?.into_iter().filter(|n| n.is_master() && !n.is_failed() && !n.slots.is_empty()).collect();
+        masters.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(masters)
+    }
+
+    fn setup_err(&self, action: &str, e: impl std::fmt::Display) -> BackendError {
+        BackendError::Setup { backend: self.label.clone(), action: action.to_string(), message: e.to_string() }
+    }
+
+    /// CONFIG SET on every node of the cluster (persistence settings of this backend).
+    async fn config_set_everywhere(&self, key: &str, value: &str) -> Result<(), BackendError> {
+        let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
+        for n in nodes.iter().filter(|n| !n.is_failed()) {
+            let client = ::redis::Client::open(format!("redis://{}/", n.address)).map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
+            let mut c = tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
+                .await
+                .map_err(|_| self.setup_err(&format!("connect {}", n.address), "no answer within 5s"))?
+                .map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
+            let _: () = ::redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query_async(&mut c).await.map_err(|e| self.setup_err(&format!("CONFIG SET {key} {value} on {}", n.address), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Pick a stream key for destination `index` whose slot belongs to `master`.
+fn key_on_master(prefix: &str, index: usize, master: &ClusterNodeLine) -> Option<String> {
+    (0..100_000).map(|j| format!("{{{prefix}-{index}-{j}}}")).find(|k| master.owns(key_slot(k)))
+}
+
 #[async_trait]
 impl Backend for RedisStreams {
-    fn label(&self) -> &str { todo!() }
-    fn confirms(&self) -> bool { todo!() }
-    async fn setup(&self, _prefix: &str, _count: usize) -> Result<Vec<Destination>, BackendError> { todo!() }
-    async fn teardown(&self, _d: &[Destination]) -> Result<(), BackendError> { todo!() }
-    async fn producer(&self, _d: &Destination, _i: usize) -> Result<Box<dyn Producer>, OpError> { todo!() }
-    async fn consumer(&self, _d: &Destination, _i: usize) -> Result<Box<dyn Consumer>, OpError> { todo!() }
-    async fn topology(&self, _d: &[Destination]) -> Result<Topology, BackendError> { todo!() }
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn confirms(&self) -> bool {
+        true
+    }
+
+    async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError> {
+        if let Some(a) = self.settings.appendfsync {
+            self.config_set_everywhere("appendfsync", a.as_str()).await?;
+        }
+        let masters = self.masters().await.map_err(|e| self.setup_err("read the cluster's masters", e))?;
+        if masters.is_empty() {
+            return Err(self.setup_err("read the cluster's masters", "no master owns slots; is the cluster formed?"));
+        }
+        let mut dests = Vec::with_capacity(count);
+        for i in 0..count {
+            let master = &masters[i % masters.len()];
+            let key = key_on_master(prefix, i, master).ok_or_else(|| self.setup_err("choose a stream key", format!("no hash tag found for master {}", master.address)))?;
+            let mut conn = self.conn.clone();
+            let _: ::redis::RedisResult<()> = ::redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+            let _: () = ::redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&key)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.setup_err(&format!("XGROUP CREATE {key}"), e))?;
+            dests.push(Destination { index: i, name: key });
+        }
+        Ok(dests)
+    }
+
+    async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        for d in destinations {
+            let _: () = ::redis::cmd("DEL").arg(&d.name).query_async(&mut conn).await.map_err(|e| self.setup_err(&format!("DEL {}", d.name), e))?;
+        }
+        Ok(())
+    }
+
+    async fn producer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Producer>, OpError> {
+        // Producers share the multiplexed cluster connection: XADDs from all of them pipeline.
+        Ok(Box::new(RedisProducer {
+            conn: self.conn.clone(),
+            key: dest.name.clone(),
+            maxlen: self.settings.maxlen,
+            wait: (self.settings.wait_replicas > 0).then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms)),
+            slot: key_slot(&dest.name),
+        }))
+    }
+
+    async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError> {
+        // Each consumer has its own connection: XREADGROUP BLOCK holds the connection it runs on.
+        let conn = self.client.get_async_connection().await.map_err(map_err)?;
+        Ok(Box::new(RedisConsumer {
+            conn,
+            key: dest.name.clone(),
+            name: format!("c{index}"),
+            count: self.settings.read_count,
+            block_ms: self.settings.block_ms,
+        }))
+    }
+
+    async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
+        let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
+        let by_id: HashMap<&str, &ClusterNodeLine> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let mut topo = Topology::default();
+        for n in &nodes {
+            let role = if n.is_failed() {
+                "failed".to_string()
+            } else if n.is_master() {
+                "master".to_string()
+            } else {
+                format!("replica of {}", n.master_id.as_deref().and_then(|m| by_id.get(m)).map(|m| m.address.as_str()).unwrap_or("?"))
+            };
+            topo.nodes.push(NodeView { name: n.id.clone(), address: n.address.clone(), role });
+        }
+        topo.nodes.sort_by(|a, b| a.address.cmp(&b.address));
+        for d in destinations {
+            let slot = key_slot(&d.name);
+            let master = nodes.iter().find(|n| n.is_master() && !n.is_failed() && n.owns(slot));
+            let replicas = master
+                .map(|m| nodes.iter().filter(|r| r.master_id.as_deref() == Some(m.id.as_str())).map(|r| r.address.clone()).collect())
+                .unwrap_or_default();
+            topo.destinations.push(DestinationPlacement { name: d.name.clone(), leader: master.map(|m| m.address.clone()), replicas, slot: Some(slot) });
+        }
+        Ok(topo)
+    }
+
+    async fn version(&self) -> Option<String> {
+        let mut conn = self.conn.clone();
+        let v = conn.route_command(&::redis::cmd("INFO").arg("server").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)).await.ok()?;
+        let text = as_text(&v)?;
+        text.lines().find_map(|l| l.strip_prefix("redis_version:")).map(|v| v.trim().to_string())
+    }
+}
+
+struct RedisProducer {
+    conn: ClusterConnection,
+    key: String,
+    maxlen: u64,
+    /// WAIT numreplicas timeout after each XADD.
+    wait: Option<(u32, u64)>,
+    slot: u16,
+}
+
+#[async_trait]
+impl Producer for RedisProducer {
+    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+        let mut cmd = ::redis::cmd("XADD");
+        cmd.arg(&self.key);
+        if self.maxlen > 0 {
+            cmd.arg("MAXLEN").arg("~").arg(self.maxlen);
+        }
+        cmd.arg("*").arg(FIELD).arg(payload.as_ref());
+        let mut conn = self.conn.clone();
+        let wait = self.wait;
+        let slot = self.slot;
+        Ok(Some(
+            async move {
+                let id: Value = cmd.query_async(&mut conn).await.map_err(map_err)?;
+                if matches!(id, Value::Nil) {
+                    return Err(OpError::Broker("XADD returned nil".into()));
+                }
+                if let Some((replicas, timeout_ms)) = wait {
+                    // WAIT runs on the stream's master, over the same connection as the XADD.
+                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(::redis::cluster_routing::Route::new(slot, ::redis::cluster_routing::SlotAddr::Master)));
+                    let acked = conn.route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route).await.map_err(map_err)?;
+                    match acked {
+                        Value::Int(n) if n >= replicas as i64 => {}
+                        other => return Err(OpError::Nack(format!("WAIT {replicas}: only {other:?} replicas acknowledged"))),
+                    }
+                }
+                Ok(())
+            }
+            .boxed(),
+        ))
+    }
+}
+
+struct RedisConsumer {
+    conn: ClusterConnection,
+    key: String,
+    name: String,
+    count: usize,
+    block_ms: u64,
+}
+
+#[async_trait]
+impl Consumer for RedisConsumer {
+    async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
+        let v: Value = ::redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(self.count)
+            .arg("BLOCK")
+            .arg(self.block_ms)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await
+            .map_err(map_err)?;
+        parse_xreadgroup(&v, out)
+    }
+
+    async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError> {
+        let mut cmd = ::redis::cmd("XACK");
+        cmd.arg(&self.key).arg(GROUP);
+        let mut any = false;
+        for t in tokens {
+            if let AckToken::Id(id) = t {
+                cmd.arg(id);
+                any = true;
+            }
+        }
+        if any {
+            let _: Value = cmd.query_async(&mut self.conn).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse an XREADGROUP reply (RESP2 nested arrays, or a RESP3 map) into deliveries.
+fn parse_xreadgroup(v: &Value, out: &mut Vec<Delivery>) -> Result<(), OpError> {
+    let streams: Vec<&Value> = match v {
+        Value::Nil => return Ok(()),
+        Value::Array(items) => items.iter().collect(),
+        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        other => return Err(OpError::Protocol(format!("XREADGROUP answered {other:?}"))),
+    };
+    for s in streams {
+        let entries = match s {
+            Value::Array(kv) if kv.len() == 2 => &kv[1],
+            Value::Array(_) => continue,
+            other => other,
+        };
+        let Value::Array(entries) = entries else { continue };
+        for e in entries {
+            let Value::Array(parts) = e else { continue };
+            let (Some(id), Some(fields)) = (parts.first().and_then(as_text), parts.get(1)) else { continue };
+            let payload = match fields {
+                Value::Array(f) => f.chunks(2).find(|kv| kv.first().and_then(as_text).as_deref() == Some(FIELD)).and_then(|kv| kv.get(1)),
+                Value::Map(m) => m.iter().find(|(k, _)| as_text(k).as_deref() == Some(FIELD)).map(|(_, v)| v),
+                // An entry deleted after delivery (trimmed by MAXLEN) comes back with nil fields.
+                _ => None,
+            };
+            let payload = match payload {
+                Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
+                _ => Bytes::new(),
+            };
+            out.push(Delivery { payload, redelivered: false, token: AckToken::Id(id) });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("bar"), 5061);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_eq!(key_slot("{}x"), crc16(b"{}x") % 16384);
+    }
+
+    #[test]
+    fn parses_cluster_nodes_and_picks_keys_per_master() {
+        let text = "21fd 10.0.0.14:7004@17004 slave de5b 0 1736766603439 3 connected\n\
+                    d147 10.0.0.12:7002@17002 master - 0 1736766603000 2 connected 5461-10922\n\
+                    de5b 10.0.0.13:7003@17003 master - 0 1736766601894 3 connected 10923-16383\n\
+                    2eb5 10.0.0.11:7001@17001 myself,master - 0 1736766602000 1 connected 0-5460 [93-<-abc]\n";
+        let nodes = parse_cluster_nodes(text);
+        assert_eq!(nodes.len(), 4);
+        assert_eq!(nodes[0].master_id.as_deref(), Some("de5b"));
+        assert!(!nodes[0].is_master());
+        assert_eq!(nodes[3].address, "10.0.0.11:7001");
+        assert_eq!(nodes[3].slots, vec![(0, 5460)]);
+        for m in nodes.iter().filter(|n| n.is_master()) {
+            let key = key_on_master("bb-run", 0, m).expect("a key for every master");
+            assert!(m.owns(key_slot(&key)));
+            assert!(key.starts_with('{') && key.ends_with('}'));
+        }
+    }
+
+    #[test]
+    fn parses_xreadgroup_replies() {
+        let entry = |id: &str, p: &[u8]| Value::Array(vec![Value::BulkString(id.into()), Value::Array(vec![Value::BulkString(b"p".to_vec()), Value::BulkString(p.to_vec())])]);
+        let reply = Value::Array(vec![Value::Array(vec![Value::BulkString(b"{k}".to_vec()), Value::Array(vec![entry("1-0", b"a"), entry("1-1", b"bc")])])]);
+        let mut out = Vec::new();
+        parse_xreadgroup(&reply, &mut out).expect("parse");
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].payload.as_ref(), b"bc");
+        assert_eq!(out[1].token, AckToken::Id("1-1".into()));
+        out.clear();
+        parse_xreadgroup(&Value::Nil, &mut out).expect("nil");
+        assert!(out.is_empty());
+        assert!(parse_xreadgroup(&Value::Int(3), &mut out).is_err());
+    }
 }
