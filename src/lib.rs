@@ -8,3 +8,4 @@ pub mod payload;
 pub mod scenario;
 pub mod load;
 pub mod metrics;
+pub mod report;

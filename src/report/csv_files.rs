@@ -1,0 +1,98 @@
+//! summary.csv, timeseries.csv and timeline.csv in the run folder. Rows are flushed as they
+//! come, so an interrupted run keeps what it measured.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::{ReportError, Sink, SummaryRow};
+use crate::metrics::aggregator::IntervalRow;
+use crate::metrics::stats::Stats;
+use crate::scenario::timeline::TimelineEvent;
+
+pub struct CsvSink {
+    dir: PathBuf,
+    timeseries: csv::Writer<File>,
+    timeline: csv::Writer<File>,
+    summaries: Vec<SummaryRow>,
+}
+
+#[derive(serde::Serialize)]
+struct TimelineRow<'a> {
+    backend: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    start_s: f64,
+    end_s: Option<f64>,
+}
+
+fn open(path: &Path) -> Result<csv::Writer<File>, ReportError> {
+    csv::Writer::from_path(path).map_err(|source| ReportError::Csv { path: path.to_path_buf(), source })
+}
+
+impl CsvSink {
+    pub fn create(dir: &Path) -> Result<Self, ReportError> {
+        Ok(CsvSink { dir: dir.to_path_buf(), timeseries: open(&dir.join("timeseries.csv"))?, timeline: open(&dir.join("timeline.csv"))?, summaries: Vec::new() })
+    }
+
+    fn write_summary(&self) -> Result<(), ReportError> {
+        let path = self.dir.join("summary.csv");
+        let mut w = open(&path)?;
+        for r in &self.summaries {
+            w.serialize(r).map_err(|source| ReportError::Csv { path: path.clone(), source })?;
+        }
+        w.flush().map_err(|source| ReportError::Io { path, source })
+    }
+}
+
+impl Sink for CsvSink {
+    fn on_interval(&mut self, row: &IntervalRow, _interval: &Stats) -> Result<(), ReportError> {
+        let path = || self.dir.join("timeseries.csv");
+        self.timeseries.serialize(row).map_err(|source| ReportError::Csv { path: path(), source })?;
+        self.timeseries.flush().map_err(|source| ReportError::Io { path: path(), source })
+    }
+
+    fn on_event(&mut self, e: &TimelineEvent) -> Result<(), ReportError> {
+        let path = || self.dir.join("timeline.csv");
+        let kind = match e.kind {
+            crate::scenario::timeline::EventKind::Phase => "phase",
+            crate::scenario::timeline::EventKind::Fault => "fault",
+        };
+        let row = TimelineRow { backend: &e.backend, kind, name: &e.name, start_s: e.start_s, end_s: e.end_s };
+        self.timeline.serialize(row).map_err(|source| ReportError::Csv { path: path(), source })?;
+        self.timeline.flush().map_err(|source| ReportError::Io { path: path(), source })
+    }
+
+    fn on_backend_end(&mut self, summary: &SummaryRow) -> Result<(), ReportError> {
+        self.summaries.push(summary.clone());
+        self.write_summary()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::aggregator::Aggregator;
+    use crate::metrics::stats::Recorder;
+
+    #[test]
+    fn writes_one_summary_row_per_backend_and_timeseries_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut sink = CsvSink::create(dir.path()).expect("create");
+        let r = Recorder::new();
+        let mut agg = Aggregator::new("a", 0, vec![r.clone()]);
+        r.with(|s| s.sent = 7);
+        let (row, stats) = agg.tick(1_000_000_000, "measure");
+        let (row, stats) = (row.clone(), stats.clone());
+        sink.on_interval(&row, &stats).expect("row");
+        sink.on_backend_end(&SummaryRow::failed("a", "redis-streams", "ok".into())).expect("summary a");
+        sink.on_backend_end(&SummaryRow::failed("b", "rabbitmq-quorum", "error: x".into())).expect("summary b");
+        let summary = std::fs::read_to_string(dir.path().join("summary.csv")).expect("read");
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines.len(), 3, "{summary}");
+        assert!(lines[0].starts_with("backend,type,status,target_rate"));
+        assert!(lines[2].starts_with("b,rabbitmq-quorum,error: x"));
+        let ts = std::fs::read_to_string(dir.path().join("timeseries.csv")).expect("read");
+        assert_eq!(ts.lines().count(), 2);
+        assert!(ts.lines().nth(1).is_some_and(|l| l.starts_with("a,0.0,1.0,measure,7,")), "{ts}");
+    }
+}

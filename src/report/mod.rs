@@ -1,0 +1,71 @@
+//! Result sinks: CSV files, HdrHistogram logs, the live progress line. Each sink implements
+//! the hooks it needs; the others default to doing nothing.
+
+pub mod csv_files;
+pub mod hlog;
+pub mod meta;
+pub mod progress;
+pub mod summary;
+
+use std::path::PathBuf;
+
+use crate::metrics::aggregator::IntervalRow;
+use crate::metrics::stats::Stats;
+use crate::scenario::timeline::TimelineEvent;
+pub use summary::SummaryRow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", .path.display())]
+    Csv { path: PathBuf, source: csv::Error },
+    #[error("{}: {message}", .path.display())]
+    Encode { path: PathBuf, message: String },
+}
+
+/// What a sink learns when a backend's load starts.
+#[derive(Debug, Clone)]
+pub struct BackendStart {
+    pub label: String,
+    pub backend_type: String,
+    /// Load start as wall-clock time (for histogram log headers).
+    pub started: std::time::SystemTime,
+    /// Seconds of warm-up and of measurement.
+    pub warmup_s: f64,
+    pub duration_s: f64,
+}
+
+pub trait Sink: Send {
+    fn on_backend_start(&mut self, _start: &BackendStart) -> Result<(), ReportError> {
+        Ok(())
+    }
+    fn on_interval(&mut self, _row: &IntervalRow, _interval: &Stats) -> Result<(), ReportError> {
+        Ok(())
+    }
+    fn on_event(&mut self, _event: &TimelineEvent) -> Result<(), ReportError> {
+        Ok(())
+    }
+    fn on_backend_end(&mut self, _summary: &SummaryRow) -> Result<(), ReportError> {
+        Ok(())
+    }
+    fn on_run_end(&mut self) -> Result<(), ReportError> {
+        Ok(())
+    }
+}
+
+/// Call a hook on every sink; the first error is returned after all have been called.
+pub fn each<F>(sinks: &mut [Box<dyn Sink>], mut f: F) -> Result<(), ReportError>
+where
+    F: FnMut(&mut dyn Sink) -> Result<(), ReportError>,
+{
+    let mut first = Ok(());
+    for s in sinks.iter_mut() {
+        if let Err(e) = f(s.as_mut()) {
+            if first.is_ok() {
+                first = Err(e);
+            }
+        }
+    }
+    first
+}
