@@ -9,3 +9,6 @@ pub mod scenario;
 pub mod load;
 pub mod metrics;
 pub mod report;
+pub mod run;
+pub mod cli;
+pub mod tutorial;

@@ -1,1 +1,220 @@
-fn main() {}
+//! brokerbench's entry point: parse the command line, run, map errors to exit codes
+//! (0 ok, 1 failure, 2 bad input, 3 a ledger that does not add up, 130 interrupted).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use brokerbench::cli::{Cli, ClusterAction, ClusterKind, Command};
+use brokerbench::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
+use brokerbench::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
+use brokerbench::run::{RunError, RunOptions};
+use brokerbench::scenario::{self, AppendFsync, Clusters};
+use clap::Parser;
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async_main(cli))
+}
+
+/// A watch that turns true on Ctrl-C or SIGTERM.
+fn cancellation() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("\nstopping: cleaning up what was started");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn async_main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate { scenarios } => {
+            for p in &scenarios {
+                match scenario::load(p) {
+                    Ok(s) => println!("{}: ok ({} backends: {})", p.display(), s.backends.len(), s.backends.iter().map(|b| b.label()).collect::<Vec<_>>().join(", ")),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run { scenarios, results, quiet } => {
+            // Validate every file before starting anything.
+            for p in &scenarios {
+                if let Err(e) = scenario::load(p) {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            let cancel = cancellation();
+            let opts = RunOptions { results_root: results, quiet };
+            let mut code = ExitCode::SUCCESS;
+            for p in &scenarios {
+                match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {
+                    Ok(out) => {
+                        println!("{}: results in {}", p.display(), out.dir.display());
+                        for s in &out.summaries {
+                            println!("  {}", s.one_line());
+                        }
+                        if out.interrupted {
+                            return ExitCode::from(130);
+                        }
+                        if out.summaries.iter().any(|s| s.status == "ok" && !s.ledger_consistent) {
+                            code = ExitCode::from(3);
+                        } else if out.summaries.iter().any(|s| s.status.starts_with("error")) && code == ExitCode::SUCCESS {
+                            code = ExitCode::from(1);
+                        }
+                    }
+                    Err(RunError::Interrupted) => return ExitCode::from(130),
+                    Err(e @ RunError::Scenario(_)) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {}: {e}", p.display());
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            code
+        }
+        Command::Cluster { action } => match cluster(action).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Produce(a) => {
+            let stop = cancellation();
+            match brokerbench::tutorial::produce(&a.seed, &a.stream, a.rate, a.size, a.max_in_flight, a.duration, stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Consume(a) => {
+            let stop = cancellation();
+            match brokerbench::tutorial::consume(&a.seed, &a.stream, a.duration, stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("  {line}");
+}
+
+async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
+    match action {
+        ClusterAction::Up { kind, at, scenario: file, base_port, node_timeout_ms, appendonly, appendfsync, save, amqp_base_port } => {
+            let dir = at.resolve(kind);
+            let mut sections = match &file {
+                Some(f) => scenario::load(f)?.clusters,
+                None => Clusters::default(),
+            };
+            match kind {
+                ClusterKind::Redis => {
+                    let s = &mut sections.redis;
+                    if let Some(p) = base_port {
+                        s.base_port = p;
+                    }
+                    if let Some(t) = node_timeout_ms {
+                        s.node_timeout_ms = t;
+                    }
+                    if let Some(a) = appendonly {
+                        s.appendonly = a;
+                    }
+                    if let Some(f) = appendfsync {
+                        s.appendfsync = match f.as_str() {
+                            "no" => AppendFsync::No,
+                            "everysec" => AppendFsync::Everysec,
+                            "always" => AppendFsync::Always,
+                            other => anyhow::bail!("--appendfsync {other}: use no, everysec or always"),
+                        };
+                    }
+                    if let Some(r) = save {
+                        s.save = r;
+                    }
+                    let c = LocalRedisCluster::up(RedisClusterConfig::from_section(dir.clone(), s), &progress).await?;
+                    println!("Redis Cluster up in {} (stop it with `brokerbench cluster down redis{}`)", dir.display(), dir_flag(&at.dir));
+                    println!("{}", LocalRedisCluster::format_status(&c.status().await?));
+                }
+                ClusterKind::Rabbitmq => {
+                    let s = &mut sections.rabbitmq;
+                    if let Some(p) = amqp_base_port {
+                        s.amqp_base_port = p;
+                    }
+                    let c = LocalRabbitCluster::up(RabbitClusterConfig::from_section(dir.clone(), s), &progress).await?;
+                    println!("RabbitMQ cluster up in {} (stop it with `brokerbench cluster down rabbitmq{}`)", dir.display(), dir_flag(&at.dir));
+                    for e in c.endpoints() {
+                        println!("  {}  {}  management http://{}", e.node, e.amqp_uri, e.http);
+                    }
+                }
+            }
+            Ok(())
+        }
+        ClusterAction::Down { kind, at } => {
+            let dir = at.resolve(kind);
+            match kind {
+                ClusterKind::Redis => LocalRedisCluster::attach(&dir).with_context(|| no_cluster(&dir))?.down().await?,
+                ClusterKind::Rabbitmq => LocalRabbitCluster::attach(&dir).with_context(|| no_cluster(&dir))?.down().await?,
+            }
+            println!("stopped the cluster in {}", dir.display());
+            Ok(())
+        }
+        ClusterAction::Status { kind, at } => {
+            let dir = at.resolve(kind);
+            match kind {
+                ClusterKind::Redis => {
+                    let c = LocalRedisCluster::attach(&dir).with_context(|| no_cluster(&dir))?;
+                    println!("{}", LocalRedisCluster::format_status(&c.status().await?));
+                }
+                ClusterKind::Rabbitmq => {
+                    let c = LocalRabbitCluster::attach(&dir).with_context(|| no_cluster(&dir))?;
+                    println!("{}", LocalRabbitCluster::format_status(&c.status().await?));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn dir_flag(dir: &Option<std::path::PathBuf>) -> String {
+    dir.as_ref().map(|d| format!(" --dir {}", d.display())).unwrap_or_default()
+}
+
+fn no_cluster(dir: &Path) -> String {
+    format!("no cluster state in {} (was `brokerbench cluster up` run with this --dir?)", dir.display())
+}

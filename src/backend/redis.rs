@@ -193,6 +193,21 @@ impl RedisStreams {
     }
 }
 
+impl RedisStreams {
+    /// Use an existing stream (creating it and the consumer group if missing), without deleting
+    /// anything: for `brokerbench produce` / `consume`.
+    pub async fn attach_stream(&self, key: &str) -> Result<Destination, BackendError> {
+        let mut conn = self.conn.clone();
+        let r: ::redis::RedisResult<()> = ::redis::cmd("XGROUP").arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut conn).await;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(self.setup_err(&format!("XGROUP CREATE {key}"), e)),
+        }
+        Ok(Destination { index: 0, name: key.to_string() })
+    }
+}
+
 /// Pick a stream key for destination `index` whose slot belongs to `master`.
 fn key_on_master(prefix: &str, index: usize, master: &ClusterNodeLine) -> Option<String> {
     (0..100_000).map(|j| format!("{{{prefix}-{index}-{j}}}")).find(|k| master.owns(key_slot(k)))

@@ -1,0 +1,130 @@
+//! The command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "brokerbench", version, about = "Runs RabbitMQ and Redis Streams side by side on real clusters, breaks them on purpose, and reports what happened.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario file: start the clusters it needs, run each backend, write results.
+    Run {
+        /// Scenario files (TOML), run one after another.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Folder for run folders.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check scenario files without starting anything.
+    Validate {
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// Start, stop or show a local cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Produce to a Redis Cluster stream until Ctrl-C (or --duration), a line per second.
+    Produce(TutorialArgs),
+    /// Consume from a Redis Cluster stream until Ctrl-C (or --duration), a line per second,
+    /// with end-to-end latency from the producer's intended send time.
+    Consume(TutorialArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClusterKind {
+    Redis,
+    Rabbitmq,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterAction {
+    /// Start a local cluster (Redis: 3 masters + 3 replicas; RabbitMQ: 3 nodes).
+    Up {
+        kind: ClusterKind,
+        #[command(flatten)]
+        at: ClusterDir,
+        /// Read ports and persistence settings from this scenario's [clusters] section.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Redis: first port (nodes use 6 consecutive ports, bus ports +10000).
+        #[arg(long)]
+        base_port: Option<u16>,
+        /// Redis: cluster-node-timeout in ms.
+        #[arg(long)]
+        node_timeout_ms: Option<u64>,
+        /// Redis: appendonly yes/no.
+        #[arg(long)]
+        appendonly: Option<bool>,
+        /// Redis: appendfsync no/everysec/always.
+        #[arg(long)]
+        appendfsync: Option<String>,
+        /// Redis: RDB save rule, e.g. "60 1000" ("" for none).
+        #[arg(long)]
+        save: Option<String>,
+        /// RabbitMQ: AMQP port of node 1 (node N uses +N-1).
+        #[arg(long)]
+        amqp_base_port: Option<u16>,
+    },
+    /// Stop exactly the processes that `cluster up` started (pids in the cluster folder).
+    Down {
+        kind: ClusterKind,
+        #[command(flatten)]
+        at: ClusterDir,
+    },
+    /// Show the nodes (and, for RabbitMQ, each queue's leader and members).
+    Status {
+        kind: ClusterKind,
+        #[command(flatten)]
+        at: ClusterDir,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterDir {
+    /// Cluster folder (default run/redis-cluster or run/rabbitmq-cluster).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl ClusterDir {
+    pub fn resolve(&self, kind: ClusterKind) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| match kind {
+            ClusterKind::Redis => PathBuf::from("run/redis-cluster"),
+            ClusterKind::Rabbitmq => PathBuf::from("run/rabbitmq-cluster"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TutorialArgs {
+    /// Redis Cluster seed node.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub seed: String,
+    /// Stream key.
+    #[arg(long, default_value = "{bb-tutorial}")]
+    pub stream: String,
+    /// Producer: messages per second.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Producer: message size in bytes (at least 40, the harness header).
+    #[arg(long, default_value_t = 256)]
+    pub size: usize,
+    /// Stop after this long (load loops are bounded), e.g. "10m".
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Producer: unconfirmed messages allowed at once.
+    #[arg(long, default_value_t = 128)]
+    pub max_in_flight: usize,
+}

@@ -1,0 +1,122 @@
+//! A scenario run: validate -> results folder -> clusters -> each backend in turn -> metadata.
+
+pub mod backend_run;
+pub mod clusters;
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::watch;
+
+use crate::cluster::ClusterError;
+use crate::report::csv_files::CsvSink;
+use crate::report::hlog::HlogSink;
+use crate::report::meta::{git_commit, utc_now, HostInfo, RunMeta, CAVEAT};
+use crate::report::progress::ProgressSink;
+use crate::report::{ReportError, Sink, SummaryRow};
+use crate::scenario::{self, ScenarioError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("writing results: {0}")]
+    Report(#[from] ReportError),
+    #[error("{}: {source}", .path.display())]
+    Results { path: PathBuf, source: std::io::Error },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where run folders go (default `results/`).
+    pub results_root: PathBuf,
+    pub quiet: bool,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub dir: PathBuf,
+    pub summaries: Vec<SummaryRow>,
+    pub interrupted: bool,
+}
+
+/// A new folder `<root>/<UTC time>-<scenario>/`, never an existing one.
+pub fn create_run_dir(root: &Path, name: &str) -> Result<PathBuf, RunError> {
+    std::fs::create_dir_all(root).map_err(|source| RunError::Results { path: root.to_path_buf(), source })?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    for n in 1..1000 {
+        let candidate = if n == 1 { root.join(format!("{stamp}-{name}")) } else { root.join(format!("{stamp}-{name}-{n}")) };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(RunError::Results { path: candidate, source }),
+        }
+    }
+    Err(RunError::Results { path: root.to_path_buf(), source: std::io::Error::other("too many runs in the same second") })
+}
+
+/// Run a scenario file. The scenario is validated before anything is started.
+pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Receiver<bool>) -> Result<RunOutcome, RunError> {
+    let scenario = scenario::load(path)?;
+    let dir = create_run_dir(&opts.results_root, &scenario.name)?;
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Results { path: path.to_path_buf(), source })?;
+    std::fs::write(dir.join("scenario.toml"), text).map_err(|source| RunError::Results { path: dir.join("scenario.toml"), source })?;
+    if !opts.quiet {
+        eprintln!("results: {}", dir.display());
+    }
+    let mut meta = RunMeta {
+        brokerbench_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: git_commit(),
+        scenario: scenario.name.clone(),
+        scenario_file: path.display().to_string(),
+        run_id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        started_utc: utc_now(),
+        ended_utc: None,
+        host: HostInfo::read(),
+        workload: serde_json::to_value(&scenario.workload).unwrap_or_default(),
+        clusters: serde_json::to_value(&scenario.clusters).unwrap_or_default(),
+        backends: Vec::new(),
+        caveat: CAVEAT.to_string(),
+    };
+    write_meta(&dir, &meta)?;
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CsvSink::create(&dir)?), Box::new(HlogSink::new(&dir)?)];
+    if !opts.quiet {
+        sinks.push(Box::new(ProgressSink::default()));
+    }
+    let mut clusters = match clusters::RunClusters::start(&scenario, &dir, opts.quiet, &mut cancel).await {
+        Ok(c) => c,
+        Err(e) => {
+            meta.ended_utc = Some(utc_now());
+            write_meta(&dir, &meta)?;
+            return Err(e);
+        }
+    };
+    let mut summaries = Vec::new();
+    let mut interrupted = false;
+    for (i, spec) in scenario.backends.iter().enumerate() {
+        let out = backend_run::run_backend(i, spec, &scenario.workload, &clusters.endpoints, &mut sinks, &mut cancel).await;
+        summaries.push(out.summary);
+        meta.backends.push(out.meta);
+        write_meta(&dir, &meta)?;
+        if out.interrupted || *cancel.borrow() {
+            interrupted = true;
+            break;
+        }
+    }
+    std::mem::take(&mut clusters).stop().await;
+    for s in sinks.iter_mut() {
+        s.on_run_end()?;
+    }
+    meta.ended_utc = Some(utc_now());
+    write_meta(&dir, &meta)?;
+    Ok(RunOutcome { dir, summaries, interrupted })
+}
+
+fn write_meta(dir: &Path, meta: &RunMeta) -> Result<(), RunError> {
+    let path = dir.join("meta.json");
+    let text = serde_json::to_string_pretty(meta).map_err(|e| RunError::Results { path: path.clone(), source: std::io::Error::other(e) })?;
+    std::fs::write(&path, text).map_err(|source| RunError::Results { path, source })
+}

@@ -1,0 +1,131 @@
+//! `brokerbench produce` / `consume`: the proposal's tutorial (make producer / make consumer),
+//! with the harness's own header so that two processes on one host measure end-to-end latency.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::backend::redis::RedisStreams;
+use crate::backend::{Backend, BackendError, Delivery};
+use crate::clock::{Clock, MonotonicClock};
+use crate::load::producer::{run_producer, ProducerPlan};
+use crate::load::rate::Schedule;
+use crate::load::LoadContext;
+use crate::metrics::aggregator::{quantile_ms, Aggregator};
+use crate::metrics::ledger::Ledger;
+use crate::metrics::stats::{record_ns, Recorder, Stats};
+use crate::payload::Header;
+use crate::scenario::RedisSettings;
+
+pub fn settings() -> RedisSettings {
+    RedisSettings { label: Some("tutorial".into()), maxlen: 1_000_000, read_count: 100, block_ms: 100, appendfsync: None, wait_replicas: 0, wait_timeout_ms: 1000 }
+}
+
+/// Produce at `rate` until `stop` or `duration`; prints a line per second.
+pub async fn produce(seed: &str, stream: &str, rate: f64, size: usize, max_in_flight: usize, duration: Duration, stop: watch::Receiver<bool>) -> Result<(), BackendError> {
+    let backend = Arc::new(RedisStreams::connect(&settings(), &[seed.to_string()]).await?);
+    let dest = backend.attach_stream(stream).await?;
+    let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+    let run_id = crate::run::backend_run::random_id();
+    let ledger = Arc::new(Ledger::new(1, true));
+    let ctx = Arc::new(LoadContext { run_id, backend: backend.clone(), ledger: ledger.clone(), clock: clock.clone(), message_size: size.max(crate::payload::HEADER_LEN), });
+    let start = clock.now_ns() + 10_000_000;
+    let end = start + duration.as_nanos() as u64;
+    let plan = ProducerPlan { id: 0, dest, schedule: Schedule::fixed(start, rate), end_ns: end, confirm_deadline_ns: end + 5_000_000_000, max_in_flight, confirm_timeout: Duration::from_secs(5) };
+    let rec = Recorder::new();
+    let mut agg = Aggregator::new("produce", start, vec![rec.clone()]);
+    eprintln!("producing to {stream} via {seed} at {rate} msg/s (run id {run_id:016x}); Ctrl-C to stop");
+    let task = tokio::spawn(run_producer(ctx, plan, rec, stop));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while !task.is_finished() {
+        tick.tick().await;
+        let (row, _) = agg.tick(clock.now_ns(), "measure");
+        let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>5.0}s sent {:>6}/s confirmed {:>6}/s failed {} | publish p50 {} p99 {} ms | send delay p99 {} ms",
+            row.t_end_s, row.sent, row.confirmed, row.failed, ms(row.publish_p50_ms), ms(row.publish_p99_ms), ms(row.send_delay_p99_ms)
+        );
+    }
+    let _ = task.await;
+    let s = ledger.summary(0);
+    println!("total: sent {} confirmed {} failed {} unconfirmed {}", s.sent, s.confirmed, s.failed, s.unconfirmed);
+    Ok(())
+}
+
+/// Per producer (run id, producer id): highest sequence seen and messages missing below it.
+#[derive(Default)]
+struct Seen {
+    next: u64,
+    gaps: u64,
+    late: u64,
+}
+
+/// Consume until `stop` or `duration`; prints a line per second with e2e latency and gaps.
+pub async fn consume(seed: &str, stream: &str, duration: Duration, mut stop: watch::Receiver<bool>) -> Result<(), BackendError> {
+    let backend = RedisStreams::connect(&settings(), &[seed.to_string()]).await?;
+    let dest = backend.attach_stream(stream).await?;
+    let mut consumer = backend.consumer(&dest, std::process::id() as usize).await.map_err(|e| BackendError::Op { backend: "tutorial".into(), source: e })?;
+    let clock = MonotonicClock;
+    let deadline = clock.now_ns() + duration.as_nanos() as u64;
+    let mut interval = Stats::default();
+    let mut seen: HashMap<(u64, u32), Seen> = HashMap::new();
+    let mut batch: Vec<Delivery> = Vec::new();
+    let mut next_line = clock.now_ns() + 1_000_000_000;
+    let mut t = 0u64;
+    eprintln!("consuming {stream} via {seed} in group {}; Ctrl-C to stop", crate::backend::redis::GROUP);
+    while !*stop.borrow() && clock.now_ns() < deadline {
+        batch.clear();
+        let r = tokio::select! {
+            r = consumer.poll(&mut batch) => r,
+            _ = stop.changed() => break,
+        };
+        if let Err(e) = r {
+            interval.errors.entry(e.kind()).and_modify(|n| *n += 1).or_insert(1);
+        }
+        let now = clock.now_ns();
+        let mut tokens = Vec::with_capacity(batch.len());
+        for d in &batch {
+            tokens.push(d.token.clone());
+            match Header::decode(&d.payload) {
+                Ok(h) => {
+                    interval.received += 1;
+                    record_ns(&mut interval.e2e, now.saturating_sub(h.intended_ns));
+                    let s = seen.entry((h.run_id, h.producer)).or_default();
+                    if h.seq >= s.next {
+                        s.gaps += h.seq - s.next;
+                        s.next = h.seq + 1;
+                    } else {
+                        s.late += 1;
+                    }
+                }
+                Err(_) => interval.foreign += 1,
+            }
+        }
+        if !tokens.is_empty() {
+            if let Err(e) = consumer.ack(&tokens).await {
+                interval.errors.entry(e.kind()).and_modify(|n| *n += 1).or_insert(1);
+            }
+        }
+        if now >= next_line {
+            t += 1;
+            let gaps: u64 = seen.values().map(|s| s.gaps).sum();
+            let late: u64 = seen.values().map(|s| s.late).sum();
+            let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+            println!(
+                "{t:>5}s received {:>6}/s | e2e p50 {} p99 {} ms | producers seen {} | gaps {gaps} late {late} | foreign {} errors {}",
+                interval.received,
+                ms(quantile_ms(&interval.e2e, 0.5)),
+                ms(quantile_ms(&interval.e2e, 0.99)),
+                seen.len(),
+                interval.foreign,
+                interval.error_count()
+            );
+            interval.reset();
+            next_line += 1_000_000_000;
+        }
+    }
+    Ok(())
+}
