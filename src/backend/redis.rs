@@ -260,14 +260,9 @@ impl Backend for RedisStreams {
     }
 
     async fn producer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Producer>, OpError> {
-        // Producers share the multiplexed cluster connection: XADDs from all of them pipeline.
-        Ok(Box::new(RedisProducer {
-            conn: self.conn.clone(),
-            key: dest.name.clone(),
-            maxlen: self.settings.maxlen,
-            wait: (self.settings.wait_replicas > 0).then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms)),
-            slot: key_slot(&dest.name),
-        }))
+        // Producers share the multiplexed cluster connection; each sends its own pipelines.
+        let wait = (self.settings.wait_replicas > 0).then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
+        Ok(Box::new(RedisProducer::start(self.conn.clone(), dest.name.clone(), self.settings.maxlen, wait)))
     }
 
     async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError> {
@@ -316,46 +311,91 @@ impl Backend for RedisStreams {
     }
 }
 
+/// A producer: `send` queues the XADD for the producer's writer task, which sends whatever is
+/// queued as one pipeline (in order) and resolves each message's confirm from its reply. One
+/// pipeline per producer is in flight at a time, so the stream keeps the producer's order;
+/// batches grow with the load (the harness bounds them by max in-flight).
 struct RedisProducer {
-    conn: ClusterConnection,
-    key: String,
-    maxlen: u64,
-    /// WAIT numreplicas timeout after each XADD.
-    wait: Option<(u32, u64)>,
-    slot: u16,
+    queue: tokio::sync::mpsc::UnboundedSender<(Bytes, tokio::sync::oneshot::Sender<Result<(), OpError>>)>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl RedisProducer {
+    fn start(conn: ClusterConnection, key: String, maxlen: u64, wait: Option<(u32, u64)>) -> Self {
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_pipelines(conn, key, maxlen, wait, rx));
+        RedisProducer { queue, writer }
+    }
+}
+
+impl Drop for RedisProducer {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
+
+type Pending = (Bytes, tokio::sync::oneshot::Sender<Result<(), OpError>>);
+
+async fn write_pipelines(mut conn: ClusterConnection, key: String, maxlen: u64, wait: Option<(u32, u64)>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+    let slot = key_slot(&key);
+    let mut batch: Vec<Pending> = Vec::with_capacity(1024);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut pipe = ::redis::pipe();
+        for (payload, _) in &batch {
+            let cmd = pipe.cmd("XADD").arg(&key);
+            if maxlen > 0 {
+                cmd.arg("MAXLEN").arg("~").arg(maxlen);
+            }
+            cmd.arg("*").arg(FIELD).arg(payload.as_ref());
+        }
+        let replies: Result<Vec<Value>, OpError> = pipe.query_async(&mut conn).await.map_err(map_err);
+        let mut outcome: Vec<Result<(), OpError>> = match replies {
+            Ok(values) if values.len() == batch.len() => values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Nil => Err(OpError::Broker("XADD returned nil".into())),
+                    Value::ServerError(e) => Err(OpError::Broker(format!("{e:?}"))),
+                    _ => Ok(()),
+                })
+                .collect(),
+            Ok(values) => vec![Err(OpError::Protocol(format!("pipeline of {} XADDs got {} replies", batch.len(), values.len()))); batch.len()],
+            Err(e) => vec![Err(e); batch.len()],
+        };
+        if let Some((replicas, timeout_ms)) = wait.filter(|_| outcome.iter().any(|r| r.is_ok())) {
+            // WAIT on the stream's master, over the connection that carried the XADDs: the
+            // confirms then mean "replicated to n replicas".
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(::redis::cluster_routing::Route::new(slot, ::redis::cluster_routing::SlotAddr::Master)));
+            let acked = conn.route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route).await;
+            let err = match acked {
+                Ok(Value::Int(n)) if n >= replicas as i64 => None,
+                Ok(other) => Some(OpError::Nack(format!("WAIT {replicas}: acknowledged by {other:?}"))),
+                Err(e) => Some(map_err(e)),
+            };
+            if let Some(err) = err {
+                for r in outcome.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(err.clone());
+                }
+            }
+        }
+        for ((_, tx), r) in batch.drain(..).zip(outcome) {
+            let _ = tx.send(r);
+        }
+    }
 }
 
 #[async_trait]
 impl Producer for RedisProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
-        let mut cmd = ::redis::cmd("XADD");
-        cmd.arg(&self.key);
-        if self.maxlen > 0 {
-            cmd.arg("MAXLEN").arg("~").arg(self.maxlen);
-        }
-        cmd.arg("*").arg(FIELD).arg(payload.as_ref());
-        let mut conn = self.conn.clone();
-        let wait = self.wait;
-        let slot = self.slot;
-        Ok(Some(
-            async move {
-                let id: Value = cmd.query_async(&mut conn).await.map_err(map_err)?;
-                if matches!(id, Value::Nil) {
-                    return Err(OpError::Broker("XADD returned nil".into()));
-                }
-                if let Some((replicas, timeout_ms)) = wait {
-                    // WAIT runs on the stream's master, over the same connection as the XADD.
-                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(::redis::cluster_routing::Route::new(slot, ::redis::cluster_routing::SlotAddr::Master)));
-                    let acked = conn.route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route).await.map_err(map_err)?;
-                    match acked {
-                        Value::Int(n) if n >= replicas as i64 => {}
-                        other => return Err(OpError::Nack(format!("WAIT {replicas}: only {other:?} replicas acknowledged"))),
-                    }
-                }
-                Ok(())
-            }
-            .boxed(),
-        ))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue.send((payload, tx)).map_err(|_| OpError::Connection("the producer's writer task has stopped".into()))?;
+        Ok(Some(async move { rx.await.unwrap_or_else(|_| Err(OpError::Connection("the producer's writer task has stopped".into()))) }.boxed()))
     }
 }
 
