@@ -5,6 +5,7 @@
 //! confirm), opens consumers (which yield deliveries with an ack token) and describes its
 //! topology. Killing and restarting nodes belongs to the cluster launcher (`crate::cluster`).
 
+pub mod memory;
 pub mod rabbitmq;
 pub mod redis;
 

@@ -43,11 +43,12 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
             break;
         }
         let now = clock.now_ns();
-        let producing = now < plan.end_ns;
+        // Every message due before the end is sent, even if the task wakes up late.
+        let producing = if plan.schedule.is_max() { now < plan.end_ns } else { plan.schedule.due_ns(index) < plan.end_ns };
         if !producing && in_flight.is_empty() {
             break;
         }
-        if !producing && now >= plan.confirm_deadline_ns {
+        if now >= plan.confirm_deadline_ns {
             break;
         }
         if producing && producer.is_none() {
@@ -118,7 +119,7 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
         }
         // Wait for the next due message, a confirm, or the stop signal.
         let now = clock.now_ns();
-        let producing = now < plan.end_ns && producer.is_some();
+        let producing = producer.is_some() && if plan.schedule.is_max() { now < plan.end_ns } else { plan.schedule.due_ns(index) < plan.end_ns };
         let room = in_flight.len() < plan.max_in_flight;
         let wake_ns = if !producing {
             plan.end_ns.max(now).min(plan.confirm_deadline_ns)

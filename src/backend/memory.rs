@@ -1,0 +1,162 @@
+//! An in-process backend with injectable loss, duplication and nacks, for unit tests of the
+//! harness's own logic (ledger, runner, reports). It is not in the scenario registry: no
+//! result can come from it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::*;
+
+/// Faults to inject, counted over all messages sent to the backend (1-based message number n).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryFaults {
+    /// Confirm message n but never deliver it when n % drop_every == 0.
+    pub drop_every: Option<u64>,
+    /// Deliver message n twice when n % duplicate_every == 0.
+    pub duplicate_every: Option<u64>,
+    /// Nack (and do not deliver) message n when n % nack_every == 0.
+    pub nack_every: Option<u64>,
+    /// Delay before each confirm.
+    pub confirm_delay: Duration,
+}
+
+#[derive(Default)]
+struct Queues {
+    queues: Mutex<HashMap<String, VecDeque<Bytes>>>,
+    notify: Notify,
+}
+
+pub struct MemoryBackend {
+    faults: MemoryFaults,
+    state: Arc<Queues>,
+    counter: Arc<AtomicU64>,
+}
+
+impl MemoryBackend {
+    pub fn new(faults: MemoryFaults) -> Self {
+        MemoryBackend { faults, state: Arc::default(), counter: Arc::default() }
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn label(&self) -> &str {
+        "memory"
+    }
+    fn confirms(&self) -> bool {
+        true
+    }
+    async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError> {
+        let mut q = self.state.queues.lock();
+        Ok((0..count)
+            .map(|i| {
+                let name = format!("{prefix}-{i}");
+                q.insert(name.clone(), VecDeque::new());
+                Destination { index: i, name }
+            })
+            .collect())
+    }
+    async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
+        let mut q = self.state.queues.lock();
+        for d in destinations {
+            q.remove(&d.name);
+        }
+        Ok(())
+    }
+    async fn producer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Producer>, OpError> {
+        Ok(Box::new(MemoryProducer { key: dest.name.clone(), faults: self.faults.clone(), state: self.state.clone(), counter: self.counter.clone() }))
+    }
+    async fn consumer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Consumer>, OpError> {
+        Ok(Box::new(MemoryConsumer { key: dest.name.clone(), state: self.state.clone() }))
+    }
+    async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
+        Ok(Topology {
+            nodes: vec![NodeView { name: "memory".into(), address: "in-process".into(), role: "node".into() }],
+            destinations: destinations.iter().map(|d| DestinationPlacement { name: d.name.clone(), leader: Some("memory".into()), replicas: vec![], slot: None }).collect(),
+        })
+    }
+}
+
+struct MemoryProducer {
+    key: String,
+    faults: MemoryFaults,
+    state: Arc<Queues>,
+    counter: Arc<AtomicU64>,
+}
+
+fn hits(every: Option<u64>, n: u64) -> bool {
+    every.is_some_and(|e| e > 0 && n % e == 0)
+}
+
+#[async_trait]
+impl Producer for MemoryProducer {
+    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let f = &self.faults;
+        let result = if hits(f.nack_every, n) {
+            Err(OpError::Nack(format!("injected nack of message {n}")))
+        } else {
+            if !hits(f.drop_every, n) {
+                let mut q = self.state.queues.lock();
+                if let Some(q) = q.get_mut(&self.key) {
+                    q.push_back(payload.clone());
+                    if hits(f.duplicate_every, n) {
+                        q.push_back(payload);
+                    }
+                }
+            }
+            self.state.notify.notify_waiters();
+            Ok(())
+        };
+        let delay = f.confirm_delay;
+        Ok(Some(
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                result
+            }
+            .boxed(),
+        ))
+    }
+}
+
+struct MemoryConsumer {
+    key: String,
+    state: Arc<Queues>,
+}
+
+#[async_trait]
+impl Consumer for MemoryConsumer {
+    async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
+        for attempt in 0..2 {
+            {
+                let mut q = self.state.queues.lock();
+                if let Some(q) = q.get_mut(&self.key) {
+                    while out.len() < 256 {
+                        match q.pop_front() {
+                            Some(payload) => out.push(Delivery { payload, redelivered: false, token: AckToken::None }),
+                            None => break,
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() || attempt == 1 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), self.state.notify.notified()).await;
+        }
+        Ok(())
+    }
+    async fn ack(&mut self, _tokens: &[AckToken]) -> Result<(), OpError> {
+        Ok(())
+    }
+}
