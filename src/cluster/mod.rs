@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Errors of the launchers, each carrying the node, port, file or command involved and a fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("`{binary}` was not found on PATH; {fix}")]
+    #[error("`{binary}` was not found; {fix}")]
     MissingBinary { binary: String, fix: String },
     #[error("port {port} on 127.0.0.1 is already in use (needed for {what}); {fix}")]
     PortInUse { port: u16, what: String, fix: String },

@@ -158,6 +158,12 @@ mod tests {
         let port = l.local_addr().expect("local addr").port();
         assert!(port_in_use(port));
         drop(l);
+        // A process forked by a concurrent test may hold a copy of the socket until it execs:
+        // poll until the port is free.
+        let start = Instant::now();
+        while port_in_use(port) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(!port_in_use(port));
     }
 }
