@@ -30,13 +30,22 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let de = toml::Deserializer::new(text);
     let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
+        let mut field = e.path().to_string();
         let inner = e.into_inner();
         let message = one_line(inner.message());
+        // Inside an internally tagged enum (a backend entry) the path stops at the entry: add
+        // the unknown field's name so the message names it.
+        if let Some(name) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+            if !field.ends_with(name) {
+                field = format!("{field}.{name}");
+            }
+        }
+        let line = inner.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
         if field.is_empty() || field == "." {
-            ScenarioError::Syntax { file: path.to_path_buf(), message }
+            ScenarioError::Syntax { file: path.to_path_buf(), message: format!("{message}{at}") }
         } else {
-            ScenarioError::Field { file: path.to_path_buf(), field, message: hint(&message) }
+            ScenarioError::Field { file: path.to_path_buf(), field, message: format!("{}{at}", hint(&message)) }
         }
     })?;
     validate(&scenario).map_err(|(field, message)| ScenarioError::Field { file: path.to_path_buf(), field, message })?;
@@ -55,5 +64,52 @@ fn hint(message: &str) -> String {
         format!("{message}; remove it or fix its spelling")
     } else {
         message.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name = \"t\"\n[workload]\nmessage_size = 100\nrate = 10\nduration = \"1s\"\n[[backends]]\ntype = \"redis-streams\"\n";
+
+    fn err(text: &str) -> String {
+        match parse(Path::new("s.toml"), text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_good_scenario_parses_with_defaults() {
+        let s = parse(Path::new("s.toml"), GOOD).expect("valid");
+        assert_eq!(s.workload.destinations, 1);
+        assert_eq!(s.workload.rate, Rate::PerSecond(10.0));
+        assert_eq!(s.backends[0].label(), "redis-streams");
+        assert_eq!(s.clusters.redis.base_port, 7001);
+    }
+
+    #[test]
+    fn errors_name_the_file_the_field_and_the_fix() {
+        let e = err(&GOOD.replace("rate = 10", "rate = 10\nbogus = 1"));
+        assert!(e.starts_with("s.toml: field `workload.bogus`: unknown field"), "{e}");
+        let e = err(&GOOD.replace("rate = 10", "rate = -5"));
+        assert!(e.starts_with("s.toml: field `workload.rate`") && e.contains("positive"), "{e}");
+        let e = err(&GOOD.replace("redis-streams", "kafka"));
+        assert!(e.contains("`backends[0].type`") && e.contains("rabbitmq-quorum"), "{e}");
+        let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-quorum\"\nlazy = true"));
+        assert!(e.contains("`backends[0].lazy`"), "{e}");
+        let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-stream\"\nack = \"auto\""));
+        assert!(e.contains("`backends[0].ack`") && e.contains("manual"), "{e}");
+        let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-quorum\"\nha_mode = \"all\""));
+        assert!(e.contains("`backends[0].ha_mode`") && e.contains("only applies to rabbitmq-mirrored"), "{e}");
+        let e = err(&GOOD.replace("\"1s\"", "\"soon\""));
+        assert!(e.contains("`workload.duration`") && e.contains("30s"), "{e}");
+        let e = err(&GOOD.replace("message_size = 100", "message_size = 10"));
+        assert!(e.contains("`workload.message_size`") && e.contains("at least 40"), "{e}");
+        let e = err(&GOOD.replace("[workload]", "[workload"));
+        assert!(e.starts_with("s.toml: ") && e.contains("line 2"), "{e}");
+        let e = err(&format!("{GOOD}[[backends]]\ntype = \"redis-streams\"\n"));
+        assert!(e.contains("`backends[1].label`") && e.contains("distinct"), "{e}");
     }
 }
