@@ -24,6 +24,12 @@ pub enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Override every scenario's measured duration, e.g. "120s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Override every scenario's warm-up, e.g. "30s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        warmup: Option<std::time::Duration>,
     },
     /// Check scenario files without starting anything.
     Validate {

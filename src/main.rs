@@ -62,7 +62,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { scenarios, results, quiet } => {
+        Command::Run { scenarios, results, quiet, duration, warmup } => {
             // Validate every file before starting anything.
             for p in &scenarios {
                 if let Err(e) = scenario::load(p) {
@@ -71,7 +71,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 }
             }
             let cancel = cancellation();
-            let opts = RunOptions { results_root: results, quiet };
+            let opts = RunOptions { results_root: results, quiet, duration, warmup };
             let mut code = ExitCode::SUCCESS;
             for p in &scenarios {
                 match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {

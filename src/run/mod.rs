@@ -34,6 +34,10 @@ pub struct RunOptions {
     /// Where run folders go (default `results/`).
     pub results_root: PathBuf,
     pub quiet: bool,
+    /// Override the scenario's measured duration (longer profiles: `PROFILE=full`).
+    pub duration: Option<std::time::Duration>,
+    /// Override the scenario's warm-up.
+    pub warmup: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -60,7 +64,13 @@ pub fn create_run_dir(root: &Path, name: &str) -> Result<PathBuf, RunError> {
 
 /// Run a scenario file. The scenario is validated before anything is started.
 pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Receiver<bool>) -> Result<RunOutcome, RunError> {
-    let scenario = scenario::load(path)?;
+    let mut scenario = scenario::load(path)?;
+    if let Some(d) = opts.duration {
+        scenario.workload.duration = d;
+    }
+    if let Some(w) = opts.warmup {
+        scenario.workload.warmup = w;
+    }
     let dir = create_run_dir(&opts.results_root, &scenario.name)?;
     let text = std::fs::read_to_string(path).map_err(|source| RunError::Results { path: path.to_path_buf(), source })?;
     std::fs::write(dir.join("scenario.toml"), text).map_err(|source| RunError::Results { path: dir.join("scenario.toml"), source })?;

@@ -1,0 +1,59 @@
+# brokerbench: make bench | make test | make redis-cluster | make producer | make consumer
+PROFILE ?= quick
+CARGO ?= cargo
+BIN := target/release/brokerbench
+RESULTS ?= results
+
+# The scenarios `make bench` runs, in order (about 15 minutes on 2 cores with PROFILE=quick).
+BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
+	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
+	scenarios/persistence.toml
+
+ifeq ($(PROFILE),full)
+RUN_FLAGS := --warmup 30s --duration 120s
+else ifneq ($(PROFILE),quick)
+$(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
+endif
+
+.PHONY: all deps build bench test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+
+all: build
+
+deps:
+	@./scripts/install-brokers.sh
+
+build:
+	$(CARGO) build --release
+
+bench: deps build
+	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
+
+test: deps
+	$(CARGO) test --all-targets -- --test-threads=2
+
+# The proposal's tutorial: a local cluster on 127.0.0.1:7001-7006, a producer, a consumer.
+redis-cluster: deps build
+	$(BIN) cluster up redis
+
+rabbitmq-cluster: deps build
+	$(BIN) cluster up rabbitmq
+
+cluster-status: build
+	-$(BIN) cluster status redis
+	-$(BIN) cluster status rabbitmq
+
+cluster-down: build
+	-$(BIN) cluster down redis
+	-$(BIN) cluster down rabbitmq
+
+producer: build
+	$(BIN) produce
+
+consumer: build
+	$(BIN) consume
+
+fmt:
+	$(CARGO) fmt
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
