@@ -16,6 +16,7 @@ use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{ErrorKind, RedisError, Value};
 
 use super::*;
+use crate::cluster::redis::{parse_node_rows, RedisNodeStatus};
 use crate::scenario::RedisSettings;
 
 /// Consumer group used on every stream.
@@ -53,58 +54,9 @@ pub fn key_slot(key: &str) -> u16 {
     crc16(tagged.unwrap_or(bytes)) % 16384
 }
 
-/// One line of CLUSTER NODES.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterNodeLine {
-    pub id: String,
-    /// `host:port` (the cluster bus part removed).
-    pub address: String,
-    pub flags: Vec<String>,
-    pub master_id: Option<String>,
-    pub connected: bool,
-    /// Slot ranges (inclusive); importing/migrating markers are skipped.
-    pub slots: Vec<(u16, u16)>,
-}
-
-impl ClusterNodeLine {
-    pub fn is_master(&self) -> bool {
-        self.flags.iter().any(|f| f == "master")
-    }
-    pub fn is_failed(&self) -> bool {
-        self.flags.iter().any(|f| f == "fail" || f == "fail?")
-    }
-    pub fn owns(&self, slot: u16) -> bool {
-        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
-    }
-}
-
-/// Parse the text of CLUSTER NODES.
-pub fn parse_cluster_nodes(text: &str) -> Vec<ClusterNodeLine> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 {
-                return None;
-            }
-            let address = f[1].split('@').next().unwrap_or(f[1]).to_string();
-            let slots = f[8..]
-                .iter()
-                .filter(|s| !s.starts_with('['))
-                .filter_map(|s| match s.split_once('-') {
-                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-                    None => s.parse().ok().map(|x| (x, x)),
-                })
-                .collect();
-            Some(ClusterNodeLine {
-                id: f[0].to_string(),
-                address,
-                flags: f[2].split(',').map(str::to_string).collect(),
-                master_id: (f[3] != "-").then(|| f[3].to_string()),
-                connected: f[7] == "connected",
-                slots,
-            })
-        })
-        .collect()
+/// Flagged as failed (or suspected) by the node that answered.
+fn is_failed(n: &RedisNodeStatus) -> bool {
+    n.flags.split(',').any(|f| f == "fail" || f == "fail?")
 }
 
 pub(crate) fn map_err(e: RedisError) -> OpError {
@@ -157,19 +109,19 @@ impl RedisStreams {
             .build()
     }
 
-    async fn cluster_nodes(&self) -> Result<Vec<ClusterNodeLine>, OpError> {
+    async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
         let mut conn = self.conn.clone();
         let v = conn
             .route_command(&::redis::cmd("CLUSTER").arg("NODES").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
             .map_err(map_err)?;
         let text = as_text(&v).ok_or_else(|| OpError::Protocol(format!("CLUSTER NODES answered {v:?}")))?;
-        Ok(parse_cluster_nodes(&text))
+        Ok(parse_node_rows(&text))
     }
 
     /// Masters that own slots, sorted by address (so master 0 is the lowest port).
-    async fn masters(&self) -> Result<Vec<ClusterNodeLine>, OpError> {
-        let mut masters: Vec<ClusterNodeLine> = self.cluster_nodes().await?.into_iter().filter(|n| n.is_master() && !n.is_failed() && !n.slots.is_empty()).collect();
+    async fn masters(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
+        let mut masters: Vec<RedisNodeStatus> = self.cluster_nodes().await?.into_iter().filter(|n| n.is_master() && !is_failed(n) && !n.slot_ranges().is_empty()).collect();
         masters.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(masters)
     }
@@ -181,7 +133,7 @@ impl RedisStreams {
     /// CONFIG SET on every node of the cluster (persistence settings of this backend).
     async fn config_set_everywhere(&self, key: &str, value: &str) -> Result<(), BackendError> {
         let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
-        for n in nodes.iter().filter(|n| !n.is_failed()) {
+        for n in nodes.iter().filter(|n| !is_failed(n)) {
             let client = ::redis::Client::open(format!("redis://{}/", n.address)).map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
             let mut c = tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
                 .await
@@ -209,8 +161,8 @@ impl RedisStreams {
 }
 
 /// Pick a stream key for destination `index` whose slot belongs to `master`.
-fn key_on_master(prefix: &str, index: usize, master: &ClusterNodeLine) -> Option<String> {
-    (0..100_000).map(|j| format!("{{{prefix}-{index}-{j}}}")).find(|k| master.owns(key_slot(k)))
+fn key_on_master(prefix: &str, index: usize, master: &RedisNodeStatus) -> Option<String> {
+    (0..100_000).map(|j| format!("{{{prefix}-{index}-{j}}}")).find(|k| master.owns_slot(key_slot(k)))
 }
 
 #[async_trait]
@@ -279,10 +231,10 @@ impl Backend for RedisStreams {
 
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
         let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
-        let by_id: HashMap<&str, &ClusterNodeLine> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let by_id: HashMap<&str, &RedisNodeStatus> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
         let mut topo = Topology::default();
         for n in &nodes {
-            let role = if n.is_failed() {
+            let role = if is_failed(n) {
                 "failed".to_string()
             } else if n.is_master() {
                 "master".to_string()
@@ -294,7 +246,7 @@ impl Backend for RedisStreams {
         topo.nodes.sort_by(|a, b| a.address.cmp(&b.address));
         for d in destinations {
             let slot = key_slot(&d.name);
-            let master = nodes.iter().find(|n| n.is_master() && !n.is_failed() && n.owns(slot));
+            let master = nodes.iter().find(|n| n.is_master() && !is_failed(n) && n.owns_slot(slot));
             let replicas = master
                 .map(|m| nodes.iter().filter(|r| r.master_id.as_deref() == Some(m.id.as_str())).map(|r| r.address.clone()).collect())
                 .unwrap_or_default();
@@ -494,20 +446,18 @@ mod tests {
     }
 
     #[test]
-    fn parses_cluster_nodes_and_picks_keys_per_master() {
+    fn picks_a_key_on_each_master() {
         let text = "21fd 10.0.0.14:7004@17004 slave de5b 0 1736766603439 3 connected\n\
                     d147 10.0.0.12:7002@17002 master - 0 1736766603000 2 connected 5461-10922\n\
                     de5b 10.0.0.13:7003@17003 master - 0 1736766601894 3 connected 10923-16383\n\
                     2eb5 10.0.0.11:7001@17001 myself,master - 0 1736766602000 1 connected 0-5460 [93-<-abc]\n";
-        let nodes = parse_cluster_nodes(text);
+        let nodes = parse_node_rows(text);
         assert_eq!(nodes.len(), 4);
-        assert_eq!(nodes[0].master_id.as_deref(), Some("de5b"));
         assert!(!nodes[0].is_master());
-        assert_eq!(nodes[3].address, "10.0.0.11:7001");
-        assert_eq!(nodes[3].slots, vec![(0, 5460)]);
+        assert_eq!(nodes[3].slot_ranges(), vec![(0, 5460)]);
         for m in nodes.iter().filter(|n| n.is_master()) {
             let key = key_on_master("bb-run", 0, m).expect("a key for every master");
-            assert!(m.owns(key_slot(&key)));
+            assert!(m.owns_slot(key_slot(&key)));
             assert!(key.starts_with('{') && key.ends_with('}'));
         }
     }

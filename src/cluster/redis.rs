@@ -1117,6 +1117,12 @@ struct NodeLine {
     config_epoch: u64,
 }
 
+/// Parse CLUSTER NODES output into status rows (malformed lines are skipped); also used by the
+/// Redis backend, for clusters brokerbench did not start.
+pub fn parse_node_rows(text: &str) -> Vec<RedisNodeStatus> {
+    parse_cluster_nodes(text).into_iter().map(|l| l.status).collect()
+}
+
 /// Parse CLUSTER NODES output; malformed lines are skipped.
 fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
     text.lines().filter_map(parse_cluster_nodes_line).collect()

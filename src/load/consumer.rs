@@ -31,11 +31,7 @@ pub async fn run_consumer(ctx: Arc<LoadContext>, plan: ConsumerPlan, rec: Record
                 }
                 Err(e) => {
                     rec.error(e.kind());
-                    let wait = backoff.next_delay();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => {}
-                    }
+                    backoff.wait(&mut stop).await;
                     continue;
                 }
             },

@@ -50,4 +50,13 @@ impl Backoff {
     pub fn reset(&mut self) {
         *self = Backoff::default();
     }
+
+    /// After a failed open: wait the next delay, or less if `stop` changes.
+    pub async fn wait(&mut self, stop: &mut tokio::sync::watch::Receiver<bool>) {
+        let delay = self.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }

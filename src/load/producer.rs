@@ -59,11 +59,7 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
                 }
                 Err(e) => {
                     rec.error(e.kind());
-                    let wait = backoff.next_delay();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => {}
-                    }
+                    backoff.wait(&mut stop).await;
                     continue;
                 }
             }
