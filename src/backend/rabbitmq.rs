@@ -11,17 +11,20 @@
 //! `client-local` leader (master) locator; the management API then confirms where it went.
 //! Producers and consumers each own a connection and one channel. They connect to the node the
 //! scenario's `connect` placement picks and, if that node refuses, to the next ones in order
-//! (as a real client would fail over).
+//! (as a real client would fail over). Lost connections and closed channels surface as
+//! `OpError::Connection` (the harness reopens); a nack moves the producer to a fresh channel
+//! (see `RabbitProducer`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -81,13 +84,22 @@ impl QueueKind {
 /// node.
 pub fn declare_arguments(kind: QueueKind) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(ShortString::from("x-queue-type"), long_string(kind.queue_type()));
+    args.insert(
+        ShortString::from("x-queue-type"),
+        long_string(kind.queue_type()),
+    );
     match kind {
         QueueKind::Quorum | QueueKind::Stream => {
-            args.insert(ShortString::from("x-queue-leader-locator"), long_string("client-local"));
+            args.insert(
+                ShortString::from("x-queue-leader-locator"),
+                long_string("client-local"),
+            );
         }
         QueueKind::Mirrored => {
-            args.insert(ShortString::from("x-queue-master-locator"), long_string("client-local"));
+            args.insert(
+                ShortString::from("x-queue-master-locator"),
+                long_string("client-local"),
+            );
         }
     }
     args
@@ -99,11 +111,16 @@ fn long_string(s: &str) -> AMQPValue {
 
 /// The mirroring policy of a mirrored backend: (definition, number of copies expected on a
 /// cluster of `nodes`). Errors name the offending setting.
-pub fn ha_policy(settings: &RabbitSettings, nodes: usize) -> Result<(serde_json::Value, usize), String> {
+pub fn ha_policy(
+    settings: &RabbitSettings,
+    nodes: usize,
+) -> Result<(serde_json::Value, usize), String> {
     let mode = settings.ha_mode.as_deref().unwrap_or("all");
     let sync = settings.ha_sync_mode.as_deref().unwrap_or("automatic");
     if sync != "automatic" && sync != "manual" {
-        return Err(format!("ha_sync_mode must be \"automatic\" or \"manual\", got \"{sync}\""));
+        return Err(format!(
+            "ha_sync_mode must be \"automatic\" or \"manual\", got \"{sync}\""
+        ));
     }
     let mut def = serde_json::Map::new();
     def.insert("ha-mode".into(), serde_json::Value::from(mode));
@@ -111,16 +128,20 @@ pub fn ha_policy(settings: &RabbitSettings, nodes: usize) -> Result<(serde_json:
     let copies = match mode {
         "all" => nodes,
         "exactly" => {
-            let n = settings
-                .ha_params
-                .ok_or_else(|| "ha_mode \"exactly\" needs ha_params (the number of copies)".to_string())?;
+            let n = settings.ha_params.ok_or_else(|| {
+                "ha_mode \"exactly\" needs ha_params (the number of copies)".to_string()
+            })?;
             if n == 0 {
                 return Err("ha_params must be at least 1".to_string());
             }
             def.insert("ha-params".into(), serde_json::Value::from(n));
             (n as usize).min(nodes)
         }
-        other => return Err(format!("ha_mode must be \"all\" or \"exactly\", got \"{other}\"")),
+        other => {
+            return Err(format!(
+                "ha_mode must be \"all\" or \"exactly\", got \"{other}\""
+            ))
+        }
     };
     Ok((serde_json::Value::Object(def), copies))
 }
@@ -154,7 +175,11 @@ pub fn uri_address(uri: &AMQPUri) -> String {
 /// tag; every other tag gets its own ack. Tags that are not outstanding (unknown or already
 /// acked) are skipped: acking them would make the broker close the channel.
 pub fn plan_acks(outstanding: &BTreeSet<u64>, tags: &[u64]) -> Vec<(u64, bool)> {
-    let want: BTreeSet<u64> = tags.iter().copied().filter(|t| outstanding.contains(t)).collect();
+    let want: BTreeSet<u64> = tags
+        .iter()
+        .copied()
+        .filter(|t| outstanding.contains(t))
+        .collect();
     let mut plan = Vec::new();
     let mut prefix_end = None;
     let mut prefix_len = 0usize;
@@ -169,7 +194,11 @@ pub fn plan_acks(outstanding: &BTreeSet<u64>, tags: &[u64]) -> Vec<(u64, bool)> 
     if let Some(end) = prefix_end {
         plan.push((end, prefix_len > 1));
     }
-    plan.extend(want.iter().filter(|t| prefix_end.is_none_or(|end| **t > end)).map(|t| (*t, false)));
+    plan.extend(
+        want.iter()
+            .filter(|t| prefix_end.is_none_or(|end| **t > end))
+            .map(|t| (*t, false)),
+    );
     plan
 }
 
@@ -199,27 +228,44 @@ pub struct RabbitBackend {
 
 impl RabbitBackend {
     /// Check the endpoints and reach the cluster (management API and AMQP).
-    pub async fn connect(kind: QueueKind, settings: &RabbitSettings, endpoints: &[RabbitEndpoint]) -> Result<Self, BackendError> {
-        let label = settings.label.clone().unwrap_or_else(|| kind.type_name().to_string());
+    pub async fn connect(
+        kind: QueueKind,
+        settings: &RabbitSettings,
+        endpoints: &[RabbitEndpoint],
+    ) -> Result<Self, BackendError> {
+        let label = settings
+            .label
+            .clone()
+            .unwrap_or_else(|| kind.type_name().to_string());
         let connect_err = |target: &str, message: String| BackendError::Connect {
             backend: label.clone(),
             target: target.to_string(),
             message,
         };
         if endpoints.is_empty() {
-            return Err(connect_err("rabbitmq", "no RabbitMQ endpoints were given (the cluster section lists no nodes)".into()));
+            return Err(connect_err(
+                "rabbitmq",
+                "no RabbitMQ endpoints were given (the cluster section lists no nodes)".into(),
+            ));
         }
         let mut nodes = Vec::with_capacity(endpoints.len());
         for ep in endpoints {
-            let mut uri: AMQPUri = ep
-                .amqp_uri
-                .parse()
-                .map_err(|e: String| connect_err(&ep.node, format!("AMQP URI {:?} is invalid: {e}", redact(&ep.amqp_uri))))?;
+            let mut uri: AMQPUri = ep.amqp_uri.parse().map_err(|e: String| {
+                connect_err(
+                    &ep.node,
+                    format!("AMQP URI {:?} is invalid: {e}", redact(&ep.amqp_uri)),
+                )
+            })?;
             if uri.query.heartbeat.is_none() {
                 uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_S);
             }
             let address = uri_address(&uri);
-            nodes.push(Node { name: ep.node.clone(), uri, address, mgmt: MgmtClient::new(&ep.http) });
+            nodes.push(Node {
+                name: ep.node.clone(),
+                uri,
+                address,
+                mgmt: MgmtClient::new(&ep.http),
+            });
         }
         if matches!(kind, QueueKind::Mirrored) {
             ha_policy(settings, nodes.len()).map_err(|m| BackendError::Setup {
@@ -232,7 +278,9 @@ impl RabbitBackend {
             return Err(BackendError::Setup {
                 backend: label.clone(),
                 action: "check the consumer settings".into(),
-                message: "stream consumers need a prefetch above 0 (basic.qos is required for streams)".into(),
+                message:
+                    "stream consumers need a prefetch above 0 (basic.qos is required for streams)"
+                        .into(),
             });
         }
         let vhost = nodes[0].uri.vhost.clone();
@@ -261,7 +309,11 @@ impl RabbitBackend {
     }
 
     fn setup_err(&self, action: impl Into<String>, message: impl Into<String>) -> BackendError {
-        BackendError::Setup { backend: self.label.clone(), action: action.into(), message: message.into() }
+        BackendError::Setup {
+            backend: self.label.clone(),
+            action: action.into(),
+            message: message.into(),
+        }
     }
 
     /// Run one management API call on the preferred node, then the others in order, each within
@@ -282,10 +334,17 @@ impl RabbitBackend {
                     self.mgmt_preferred.store(idx, Ordering::Relaxed);
                     return Ok(v);
                 }
-                // The API answered: another node would say the same.
-                Ok(Err(e @ HttpError::Status { .. })) => return Err(e.to_string()),
+                // The API refused the request: another node would say the same.
+                Ok(Err(
+                    e @ HttpError::Status {
+                        status: 400..=499, ..
+                    },
+                )) => return Err(e.to_string()),
                 Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!("management API at {}: no answer within {MGMT_TIMEOUT:?}", self.nodes[idx].mgmt.addr())),
+                Err(_) => errors.push(format!(
+                    "management API at {}: no answer within {MGMT_TIMEOUT:?}",
+                    self.nodes[idx].mgmt.addr()
+                )),
             }
         }
         Err(errors.join("; "))
@@ -322,7 +381,12 @@ impl RabbitBackend {
 
     /// Open a connection and a channel to node `preferred`, or (unless `exact`) to the next
     /// nodes in order if it refuses. Returns the node index actually used.
-    async fn open_channel(&self, preferred: usize, fallback: bool, purpose: &str) -> Result<(Connection, Channel, usize), OpError> {
+    async fn open_channel(
+        &self,
+        preferred: usize,
+        fallback: bool,
+        purpose: &str,
+    ) -> Result<(Connection, Channel, usize), OpError> {
         let n = self.nodes.len();
         let tries = if fallback { n } else { 1 };
         let mut errors = Vec::new();
@@ -334,17 +398,27 @@ impl RabbitBackend {
                 Err(e) => errors.push(format!("{} ({}): {e}", node.name, node.address)),
             }
         }
-        Err(OpError::Connection(format!("{}: cannot open a connection for {purpose}: {}", self.label, errors.join("; "))))
+        Err(OpError::Connection(format!(
+            "{}: cannot open a connection for {purpose}: {}",
+            self.label,
+            errors.join("; ")
+        )))
     }
 
     async fn open_on(&self, node: &Node, purpose: &str) -> Result<(Connection, Channel), String> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| format!("no tokio runtime: {e}"))?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|e| format!("no tokio runtime: {e}"))?;
         let props = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::default().with_handle(handle))
             .with_reactor(tokio_reactor_trait::Tokio)
-            .with_connection_name(LongString::from(format!("brokerbench {} {purpose}", self.label)));
+            .with_connection_name(LongString::from(format!(
+                "brokerbench {} {purpose}",
+                self.label
+            )));
         let attempt = async {
-            let conn = Connection::connect_uri(node.uri.clone(), props).await.map_err(|e| format!("connect: {e}"))?;
+            let conn = Connection::connect_uri(node.uri.clone(), props)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
             match conn.create_channel().await {
                 Ok(channel) => Ok((conn, channel)),
                 Err(e) => {
@@ -360,14 +434,23 @@ impl RabbitBackend {
 
     /// Wait until the management API knows the queue's leader and `copies` members, and check
     /// the leader is on `expected`. If the members stay incomplete, the known leader suffices.
-    async fn await_placement(&self, queue: &str, expected: usize, copies: usize) -> Result<usize, BackendError> {
+    async fn await_placement(
+        &self,
+        queue: &str,
+        expected: usize,
+        copies: usize,
+    ) -> Result<usize, BackendError> {
         let start = Instant::now();
         let action = || format!("check the placement of queue {queue}");
         loop {
             let (leader, last) = match self.placement(queue).await {
                 Ok(p) if !p.leader.is_empty() => {
                     let complete = p.members.len() >= copies;
-                    (Some(p.leader.clone()).filter(|_| complete || start.elapsed() > PLACEMENT_TIMEOUT), format!("{p:?}"))
+                    (
+                        Some(p.leader.clone())
+                            .filter(|_| complete || start.elapsed() > PLACEMENT_TIMEOUT),
+                        format!("{p:?}"),
+                    )
                 }
                 Ok(p) => (None, format!("{p:?}")),
                 Err(e) => (None, e),
@@ -439,7 +522,12 @@ impl Backend for RabbitBackend {
 
     async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError> {
         let n = self.nodes.len();
-        let dests: Vec<Destination> = (0..count).map(|i| Destination { index: i, name: format!("{prefix}-{i}") }).collect();
+        let dests: Vec<Destination> = (0..count)
+            .map(|i| Destination {
+                index: i,
+                name: format!("{prefix}-{i}"),
+            })
+            .collect();
         for d in &dests {
             self.delete_queue(&d.name)
                 .await
@@ -453,16 +541,29 @@ impl Backend for RabbitBackend {
             .mgmt(|c| async move { c.running_nodes().await })
             .await
             .map_err(|m| self.setup_err("list the running nodes", m))?;
-        let mut copies = if self.kind == QueueKind::Stream { 1 } else { running.len().max(1) };
+        let mut copies = if self.kind == QueueKind::Stream {
+            1
+        } else {
+            running.len().max(1)
+        };
         if self.kind == QueueKind::Mirrored {
-            let (definition, want) = ha_policy(&self.settings, n).map_err(|m| self.setup_err("check the mirroring settings", m))?;
+            let (definition, want) = ha_policy(&self.settings, n)
+                .map_err(|m| self.setup_err("check the mirroring settings", m))?;
             copies = copies.min(want);
             let name = policy_name(prefix);
             let pattern = policy_pattern(prefix);
             let vhost = self.vhost.clone();
             self.mgmt(|c| {
-                let (vhost, name, pattern, definition) = (vhost.clone(), name.clone(), pattern.clone(), definition.clone());
-                async move { c.set_policy(&vhost, &name, &pattern, "queues", definition).await }
+                let (vhost, name, pattern, definition) = (
+                    vhost.clone(),
+                    name.clone(),
+                    pattern.clone(),
+                    definition.clone(),
+                );
+                async move {
+                    c.set_policy(&vhost, &name, &pattern, "queues", definition)
+                        .await
+                }
             })
             .await
             .map_err(|m| self.setup_err(format!("set mirroring policy {name} ({pattern})"), m))?;
@@ -473,36 +574,56 @@ impl Backend for RabbitBackend {
         }
         // Declare each queue through its leader's node (one connection per node).
         let mut channels: HashMap<usize, (Connection, Channel)> = HashMap::new();
-        let mut result = Ok(());
-        for d in &dests {
-            let node = self.settings.leader.node_for(d.index, n, 0);
-            if !channels.contains_key(&node) {
-                match self.open_channel(node, false, "setup").await {
-                    Ok((conn, channel, _)) => {
-                        channels.insert(node, (conn, channel));
+        let result = async {
+            for d in &dests {
+                let node = self.settings.leader.node_for(d.index, n, 0);
+                let node_name = &self.nodes[node].name;
+                let channel = match channels.entry(node) {
+                    Entry::Occupied(e) => &e.into_mut().1,
+                    Entry::Vacant(v) => {
+                        let (conn, channel, _) =
+                            self.open_channel(node, false, "setup").await.map_err(|e| {
+                                self.setup_err(
+                                    format!("connect to {node_name} to declare queue {}", d.name),
+                                    e.to_string(),
+                                )
+                            })?;
+                        &v.insert((conn, channel)).1
                     }
-                    Err(e) => {
-                        result = Err(self.setup_err(format!("connect to {} to declare queue {}", self.nodes[node].name, d.name), e.to_string()));
-                        break;
-                    }
-                }
+                };
+                let options = QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                channel
+                    .queue_declare(&d.name, options, declare_arguments(self.kind))
+                    .await
+                    .map_err(|e| {
+                        self.setup_err(
+                            format!(
+                                "declare {} queue {} on {node_name}",
+                                self.kind.queue_type(),
+                                d.name
+                            ),
+                            e.to_string(),
+                        )
+                    })?;
             }
-            let Some((_, channel)) = channels.get(&node) else { continue };
-            let options = QueueDeclareOptions { durable: true, ..Default::default() };
-            if let Err(e) = channel.queue_declare(&d.name, options, declare_arguments(self.kind)).await {
-                result = Err(self.setup_err(
-                    format!("declare {} queue {} on {}", self.kind.queue_type(), d.name, self.nodes[node].name),
-                    e.to_string(),
-                ));
-                break;
-            }
+            Ok::<(), BackendError>(())
         }
+        .await;
         for (conn, _) in channels.values() {
             close_connection(conn).await;
         }
         result?;
         // Wait for all placements at once: they appear together, at the next statistics tick.
-        let waits = dests.iter().map(|d| self.await_placement(&d.name, self.settings.leader.node_for(d.index, n, 0), copies));
+        let waits = dests.iter().map(|d| {
+            self.await_placement(
+                &d.name,
+                self.settings.leader.node_for(d.index, n, 0),
+                copies,
+            )
+        });
         let leaders = futures::future::join_all(waits).await;
         for (d, leader) in dests.iter().zip(leaders) {
             self.leaders.lock().insert(d.name.clone(), leader?);
@@ -520,7 +641,10 @@ impl Backend for RabbitBackend {
         }
         let policies: BTreeSet<String> = {
             let mut map = self.policies.lock();
-            destinations.iter().filter_map(|d| map.remove(&d.name)).collect()
+            destinations
+                .iter()
+                .filter_map(|d| map.remove(&d.name))
+                .collect()
         };
         for name in policies {
             let vhost = self.vhost.clone();
@@ -541,36 +665,58 @@ impl Backend for RabbitBackend {
         }
     }
 
-    async fn producer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Producer>, OpError> {
+    async fn producer(
+        &self,
+        dest: &Destination,
+        index: usize,
+    ) -> Result<Box<dyn Producer>, OpError> {
         let leader = self.leader_of(dest).await;
-        let target = self.settings.connect.node_for(index, self.nodes.len(), leader);
+        let target = self
+            .settings
+            .connect
+            .node_for(index, self.nodes.len(), leader);
         let purpose = format!("producer {index} on {}", dest.name);
         let (conn, channel, node) = self.open_channel(target, true, &purpose).await?;
         let node = self.nodes[node].name.clone();
-        let context = format!("{}: producer {index} on queue {} via {node}", self.label, dest.name);
-        if self.settings.confirms {
-            if let Err(e) = channel.confirm_select(ConfirmSelectOptions::default()).await {
-                close_connection(&conn).await;
-                return Err(open_error(&context, "confirm.select", e));
-            }
+        let context = format!(
+            "{}: producer {index} on queue {} via {node}",
+            self.label, dest.name
+        );
+        if let Err(e) = publish_channel(&channel, self.settings.confirms, &context).await {
+            close_connection(&conn).await;
+            return Err(e);
         }
         Ok(Box::new(RabbitProducer {
             conn,
             channel,
+            generation: 0,
+            nacked: Arc::new(AtomicU64::new(0)),
+            retired: VecDeque::new(),
             queue: dest.name.clone(),
             confirms: self.settings.confirms,
-            properties: BasicProperties::default().with_delivery_mode(if self.settings.persistent { 2 } else { 1 }),
+            properties: BasicProperties::default()
+                .with_delivery_mode(if self.settings.persistent { 2 } else { 1 }),
             context,
         }))
     }
 
-    async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError> {
+    async fn consumer(
+        &self,
+        dest: &Destination,
+        index: usize,
+    ) -> Result<Box<dyn Consumer>, OpError> {
         let leader = self.leader_of(dest).await;
-        let target = self.settings.connect.node_for(index, self.nodes.len(), leader);
+        let target = self
+            .settings
+            .connect
+            .node_for(index, self.nodes.len(), leader);
         let purpose = format!("consumer {index} on {}", dest.name);
         let (conn, channel, node) = self.open_channel(target, true, &purpose).await?;
         let node = self.nodes[node].name.clone();
-        let context = format!("{}: consumer {index} on queue {} via {node}", self.label, dest.name);
+        let context = format!(
+            "{}: consumer {index} on queue {} via {node}",
+            self.label, dest.name
+        );
         let auto = self.settings.ack == AckMode::Auto;
         // Streams refuse no-ack consumers: there the consumer acks by itself instead.
         let no_ack = auto && self.kind != QueueKind::Stream;
@@ -585,7 +731,15 @@ impl Backend for RabbitBackend {
                 .await
                 .map_err(|e| open_error(&context, "basic.qos", e))?;
             channel
-                .basic_consume(&dest.name, &format!("brokerbench-{index}"), BasicConsumeOptions { no_ack, ..Default::default() }, args)
+                .basic_consume(
+                    &dest.name,
+                    &format!("brokerbench-{index}"),
+                    BasicConsumeOptions {
+                        no_ack,
+                        ..Default::default()
+                    },
+                    args,
+                )
                 .await
                 .map_err(|e| open_error(&context, "basic.consume", e))
         };
@@ -609,23 +763,45 @@ impl Backend for RabbitBackend {
     }
 
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
-        let nodes =
-            self.nodes.iter().map(|n| NodeView { name: n.name.clone(), address: n.address.clone(), role: "node".into() }).collect();
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| NodeView {
+                name: n.name.clone(),
+                address: n.address.clone(),
+                role: "node".into(),
+            })
+            .collect();
         let mut placements = Vec::with_capacity(destinations.len());
         for d in destinations {
-            let p = self.placement(&d.name).await.map_err(|m| self.setup_err(format!("read the placement of queue {}", d.name), m))?;
+            let p = self.placement(&d.name).await.map_err(|m| {
+                self.setup_err(format!("read the placement of queue {}", d.name), m)
+            })?;
             if let Some(idx) = self.node_index(&p.leader) {
                 self.leaders.lock().insert(d.name.clone(), idx);
             }
             let leader = (!p.leader.is_empty()).then(|| p.leader.clone());
-            let replicas = p.members.iter().filter(|m| **m != p.leader).cloned().collect();
-            placements.push(DestinationPlacement { name: d.name.clone(), leader, replicas, slot: None });
+            let replicas = p
+                .members
+                .iter()
+                .filter(|m| **m != p.leader)
+                .cloned()
+                .collect();
+            placements.push(DestinationPlacement {
+                name: d.name.clone(),
+                leader,
+                replicas,
+                slot: None,
+            });
         }
-        Ok(Topology { nodes, destinations: placements })
+        Ok(Topology {
+            nodes,
+            destinations: placements,
+        })
     }
 
     async fn version(&self) -> Option<String> {
-        self.mgmt(|c| async move { c.version().await }).await.ok().map(|v| format!("RabbitMQ {v}"))
+        self.mgmt(|c| async move { c.version().await }).await.ok()
     }
 }
 
@@ -644,38 +820,123 @@ fn channel_error(context: &str, step: &str, e: lapin::Error) -> OpError {
     OpError::Connection(format!("{context}: {step}: {e}"))
 }
 
+/// A producer: one connection, one channel in confirm mode (unless confirms are off).
+///
+/// RabbitMQ 3.10 can leave a channel that first published to a quorum queue while the queue was
+/// electing a new leader nacking every later publish, long after the new leader is up (a fresh
+/// channel works at once). So after a nack of a message published on the current channel, the
+/// next `send` moves to a new channel on the same connection. The old channel stays open for a
+/// while (`RETIRED_KEEP`) so that its outstanding confirms still arrive.
 struct RabbitProducer {
     conn: Connection,
     channel: Channel,
+    /// Counts the channels this producer has used (0 for the first).
+    generation: u64,
+    /// `generation + 1` of the newest channel that saw a nack (0: none).
+    nacked: Arc<AtomicU64>,
+    retired: VecDeque<(Channel, Instant)>,
     queue: String,
     confirms: bool,
     properties: BasicProperties,
     context: String,
 }
 
+/// How long a channel replaced after a nack stays open for its outstanding confirms.
+const RETIRED_KEEP: Duration = Duration::from_secs(30);
+/// At most this many replaced channels stay open.
+const RETIRED_MAX: usize = 8;
+
+/// Put a fresh channel in confirm mode (when confirms are on).
+async fn publish_channel(channel: &Channel, confirms: bool, context: &str) -> Result<(), OpError> {
+    if confirms {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| open_error(context, "confirm.select", e))?;
+    }
+    Ok(())
+}
+
+impl RabbitProducer {
+    /// Move to a new channel on the same connection (see the type's documentation).
+    async fn rotate_channel(&mut self) -> Result<(), OpError> {
+        let channel = tokio::time::timeout(CONNECT_TIMEOUT, self.conn.create_channel())
+            .await
+            .map_err(|_| {
+                OpError::Connection(format!(
+                    "{}: no new channel within {CONNECT_TIMEOUT:?}",
+                    self.context
+                ))
+            })?
+            .map_err(|e| channel_error(&self.context, "open a new channel after a nack", e))?;
+        publish_channel(&channel, self.confirms, &self.context)
+            .await
+            .map_err(|e| match e {
+                OpError::Broker(m) => OpError::Connection(m),
+                other => other,
+            })?;
+        let old = std::mem::replace(&mut self.channel, channel);
+        self.retired.push_back((old, Instant::now()));
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Close replaced channels that have been kept long enough.
+    fn prune_retired(&mut self) {
+        while let Some((_, since)) = self.retired.front() {
+            if since.elapsed() > RETIRED_KEEP || self.retired.len() > RETIRED_MAX {
+                // Dropping the last handle closes the channel.
+                self.retired.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Producer for RabbitProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+        if !self.retired.is_empty() {
+            self.prune_retired();
+        }
+        if self.confirms && self.nacked.load(Ordering::Acquire) == self.generation + 1 {
+            self.rotate_channel().await?;
+        }
         let confirm = self
             .channel
-            .basic_publish("", &self.queue, BasicPublishOptions::default(), &payload, self.properties.clone())
+            .basic_publish(
+                "",
+                &self.queue,
+                BasicPublishOptions::default(),
+                &payload,
+                self.properties.clone(),
+            )
             .await
             .map_err(|e| channel_error(&self.context, "basic.publish", e))?;
         if !self.confirms {
             return Ok(None);
         }
         let context = self.context.clone();
+        let nacked = self.nacked.clone();
+        let generation = self.generation;
         Ok(Some(Box::pin(async move {
             match confirm.await {
                 Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
-                Ok(Confirmation::Nack(_)) => Err(OpError::Nack(format!("{context}: the broker nacked the message"))),
+                Ok(Confirmation::Nack(_)) => {
+                    nacked.fetch_max(generation + 1, Ordering::AcqRel);
+                    Err(OpError::Nack(format!(
+                        "{context}: the broker nacked the message"
+                    )))
+                }
                 Err(e) => Err(channel_error(&context, "publisher confirm", e)),
             }
         })))
     }
 
     async fn close(self: Box<Self>) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
         close_connection(&self.conn).await;
     }
 }
@@ -704,13 +965,20 @@ impl RabbitConsumer {
         } else {
             AckToken::None
         };
-        out.push(Delivery { payload: Bytes::from(d.data), redelivered: d.redelivered, token });
+        out.push(Delivery {
+            payload: Bytes::from(d.data),
+            redelivered: d.redelivered,
+            token,
+        });
     }
 
     fn stream_error(&self, e: Option<lapin::Error>) -> OpError {
         match e {
             Some(e) => channel_error(&self.context, "consume", e),
-            None => OpError::Connection(format!("{}: the broker cancelled the consumer", self.context)),
+            None => OpError::Connection(format!(
+                "{}: the broker cancelled the consumer",
+                self.context
+            )),
         }
     }
 }
@@ -761,7 +1029,10 @@ impl Consumer for RabbitConsumer {
                 AckToken::Tag(tag) => tags.push(*tag),
                 AckToken::None => {}
                 AckToken::Id(id) => {
-                    return Err(OpError::Protocol(format!("{}: ack token {id:?} is not an AMQP delivery tag", self.context)));
+                    return Err(OpError::Protocol(format!(
+                        "{}: ack token {id:?} is not an AMQP delivery tag",
+                        self.context
+                    )));
                 }
             }
         }
@@ -780,7 +1051,8 @@ impl Consumer for RabbitConsumer {
     }
 
     async fn close(self: Box<Self>) {
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
+        let _ =
+            tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
         close_connection(&self.conn).await;
     }
 }
@@ -805,15 +1077,24 @@ mod tests {
     fn gaps_are_never_covered_by_a_multiple_ack() {
         let outstanding = set(&[1, 2, 3, 4, 5, 6]);
         // 3 is still being processed: 1..2 in one ack, then 4 and 6 alone.
-        assert_eq!(plan_acks(&outstanding, &[1, 2, 4, 6]), vec![(2, true), (4, false), (6, false)]);
+        assert_eq!(
+            plan_acks(&outstanding, &[1, 2, 4, 6]),
+            vec![(2, true), (4, false), (6, false)]
+        );
         // Nothing from the start: every tag alone.
-        assert_eq!(plan_acks(&outstanding, &[5, 4]), vec![(4, false), (5, false)]);
+        assert_eq!(
+            plan_acks(&outstanding, &[5, 4]),
+            vec![(4, false), (5, false)]
+        );
     }
 
     #[test]
     fn unknown_and_duplicate_tags_are_skipped() {
         let outstanding = set(&[10, 11, 12]);
-        assert_eq!(plan_acks(&outstanding, &[10, 10, 11, 99, 3]), vec![(11, true)]);
+        assert_eq!(
+            plan_acks(&outstanding, &[10, 10, 11, 99, 3]),
+            vec![(11, true)]
+        );
         assert!(plan_acks(&outstanding, &[1, 2]).is_empty());
         assert!(plan_acks(&BTreeSet::new(), &[1]).is_empty());
         assert!(plan_acks(&outstanding, &[]).is_empty());
@@ -840,15 +1121,33 @@ mod tests {
     #[test]
     fn ha_policy_definitions() {
         let (def, copies) = ha_policy(&settings(None, None, None), 3).unwrap();
-        assert_eq!(def, serde_json::json!({"ha-mode": "all", "ha-sync-mode": "automatic"}));
+        assert_eq!(
+            def,
+            serde_json::json!({"ha-mode": "all", "ha-sync-mode": "automatic"})
+        );
         assert_eq!(copies, 3);
-        let (def, copies) = ha_policy(&settings(Some("exactly"), Some(2), Some("manual")), 3).unwrap();
-        assert_eq!(def, serde_json::json!({"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "manual"}));
+        let (def, copies) =
+            ha_policy(&settings(Some("exactly"), Some(2), Some("manual")), 3).unwrap();
+        assert_eq!(
+            def,
+            serde_json::json!({"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "manual"})
+        );
         assert_eq!(copies, 2);
-        assert_eq!(ha_policy(&settings(Some("exactly"), Some(5), None), 3).unwrap().1, 3);
-        assert!(ha_policy(&settings(Some("exactly"), None, None), 3).unwrap_err().contains("ha_params"));
-        assert!(ha_policy(&settings(Some("nodes"), None, None), 3).unwrap_err().contains("ha_mode"));
-        assert!(ha_policy(&settings(None, None, Some("eager")), 3).unwrap_err().contains("ha_sync_mode"));
+        assert_eq!(
+            ha_policy(&settings(Some("exactly"), Some(5), None), 3)
+                .unwrap()
+                .1,
+            3
+        );
+        assert!(ha_policy(&settings(Some("exactly"), None, None), 3)
+            .unwrap_err()
+            .contains("ha_params"));
+        assert!(ha_policy(&settings(Some("nodes"), None, None), 3)
+            .unwrap_err()
+            .contains("ha_mode"));
+        assert!(ha_policy(&settings(None, None, Some("eager")), 3)
+            .unwrap_err()
+            .contains("ha_sync_mode"));
     }
 
     #[test]
@@ -856,12 +1155,18 @@ mod tests {
         let get = |t: &FieldTable, k: &str| t.inner().get(k).cloned();
         let q = declare_arguments(QueueKind::Quorum);
         assert_eq!(get(&q, "x-queue-type"), Some(long_string("quorum")));
-        assert_eq!(get(&q, "x-queue-leader-locator"), Some(long_string("client-local")));
+        assert_eq!(
+            get(&q, "x-queue-leader-locator"),
+            Some(long_string("client-local"))
+        );
         let s = declare_arguments(QueueKind::Stream);
         assert_eq!(get(&s, "x-queue-type"), Some(long_string("stream")));
         let m = declare_arguments(QueueKind::Mirrored);
         assert_eq!(get(&m, "x-queue-type"), Some(long_string("classic")));
-        assert_eq!(get(&m, "x-queue-master-locator"), Some(long_string("client-local")));
+        assert_eq!(
+            get(&m, "x-queue-master-locator"),
+            Some(long_string("client-local"))
+        );
         assert_eq!(get(&m, "x-queue-leader-locator"), None);
     }
 
@@ -870,7 +1175,10 @@ mod tests {
         let uri: AMQPUri = "amqp://guest:secret@127.0.0.1:5720/%2f".parse().unwrap();
         assert_eq!(uri_address(&uri), "127.0.0.1:5720");
         assert_eq!(uri.vhost, "/");
-        assert_eq!(redact("amqp://guest:secret@127.0.0.1:5720/%2f"), "amqp://***@127.0.0.1:5720/%2f");
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5720/%2f"),
+            "amqp://***@127.0.0.1:5720/%2f"
+        );
         assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
         assert_eq!(QueueKind::Stream.type_name(), "rabbitmq-stream");
     }
