@@ -11,10 +11,17 @@ use brokerbench::payload::Header;
 fn payload(c: &mut Criterion) {
     let mut g = c.benchmark_group("payload");
     g.throughput(Throughput::Elements(1));
-    let h = Header { run_id: 1, producer: 2, seq: 3, intended_ns: 4 };
+    let h = Header {
+        run_id: 1,
+        producer: 2,
+        seq: 3,
+        intended_ns: 4,
+    };
     g.bench_function("encode_1KiB", |b| b.iter(|| black_box(h.encode(1024))));
     let p = h.encode(1024);
-    g.bench_function("decode", |b| b.iter(|| black_box(Header::decode(black_box(&p)))));
+    g.bench_function("decode", |b| {
+        b.iter(|| black_box(Header::decode(black_box(&p))))
+    });
     g.finish();
 }
 

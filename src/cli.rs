@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "brokerbench", version, about = "Runs RabbitMQ and Redis Streams side by side on real clusters, breaks them on purpose, and reports what happened.")]
+#[command(
+    name = "brokerbench",
+    version,
+    about = "Runs RabbitMQ and Redis Streams side by side on real clusters, breaks them on purpose, and reports what happened."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

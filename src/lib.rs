@@ -2,13 +2,13 @@
 //! purpose, and reports what happened.
 
 pub mod backend;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
-pub mod payload;
-pub mod scenario;
 pub mod load;
 pub mod metrics;
+pub mod payload;
 pub mod report;
 pub mod run;
-pub mod cli;
+pub mod scenario;
 pub mod tutorial;

@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -29,7 +32,8 @@ fn main() -> ExitCode {
 fn cancellation() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let term = async {
             match term.as_mut() {
                 Some(t) => {
@@ -53,7 +57,16 @@ async fn async_main(cli: Cli) -> ExitCode {
         Command::Validate { scenarios } => {
             for p in &scenarios {
                 match scenario::load(p) {
-                    Ok(s) => println!("{}: ok ({} backends: {})", p.display(), s.backends.len(), s.backends.iter().map(|b| b.label()).collect::<Vec<_>>().join(", ")),
+                    Ok(s) => println!(
+                        "{}: ok ({} backends: {})",
+                        p.display(),
+                        s.backends.len(),
+                        s.backends
+                            .iter()
+                            .map(|b| b.label())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     Err(e) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(2);
@@ -62,7 +75,13 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { scenarios, results, quiet, duration, warmup } => {
+        Command::Run {
+            scenarios,
+            results,
+            quiet,
+            duration,
+            warmup,
+        } => {
             // Validate every file before starting anything.
             for p in &scenarios {
                 if let Err(e) = scenario::load(p) {
@@ -71,7 +90,12 @@ async fn async_main(cli: Cli) -> ExitCode {
                 }
             }
             let cancel = cancellation();
-            let opts = RunOptions { results_root: results, quiet, duration, warmup };
+            let opts = RunOptions {
+                results_root: results,
+                quiet,
+                duration,
+                warmup,
+            };
             let mut code = ExitCode::SUCCESS;
             for p in &scenarios {
                 match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {
@@ -83,9 +107,15 @@ async fn async_main(cli: Cli) -> ExitCode {
                         if out.interrupted {
                             return ExitCode::from(130);
                         }
-                        if out.summaries.iter().any(|s| s.status == "ok" && !s.ledger_consistent) {
+                        if out
+                            .summaries
+                            .iter()
+                            .any(|s| s.status == "ok" && !s.ledger_consistent)
+                        {
                             code = ExitCode::from(3);
-                        } else if out.summaries.iter().any(|s| s.status.starts_with("error")) && code == ExitCode::SUCCESS {
+                        } else if out.summaries.iter().any(|s| s.status.starts_with("error"))
+                            && code == ExitCode::SUCCESS
+                        {
                             code = ExitCode::from(1);
                         }
                     }
@@ -111,7 +141,17 @@ async fn async_main(cli: Cli) -> ExitCode {
         },
         Command::Produce(a) => {
             let stop = cancellation();
-            match brokerbench::tutorial::produce(&a.seed, &a.stream, a.rate, a.size, a.max_in_flight, a.duration, stop).await {
+            match brokerbench::tutorial::produce(
+                &a.seed,
+                &a.stream,
+                a.rate,
+                a.size,
+                a.max_in_flight,
+                a.duration,
+                stop,
+            )
+            .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
@@ -138,7 +178,17 @@ fn progress(line: &str) {
 
 async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
     match action {
-        ClusterAction::Up { kind, at, scenario: file, base_port, node_timeout_ms, appendonly, appendfsync, save, amqp_base_port } => {
+        ClusterAction::Up {
+            kind,
+            at,
+            scenario: file,
+            base_port,
+            node_timeout_ms,
+            appendonly,
+            appendfsync,
+            save,
+            amqp_base_port,
+        } => {
             let dir = at.resolve(kind);
             let mut sections = match &file {
                 Some(f) => scenario::load(f)?.clusters,
@@ -161,14 +211,24 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                             "no" => AppendFsync::No,
                             "everysec" => AppendFsync::Everysec,
                             "always" => AppendFsync::Always,
-                            other => anyhow::bail!("--appendfsync {other}: use no, everysec or always"),
+                            other => {
+                                anyhow::bail!("--appendfsync {other}: use no, everysec or always")
+                            }
                         };
                     }
                     if let Some(r) = save {
                         s.save = r;
                     }
-                    let c = LocalRedisCluster::up(RedisClusterConfig::from_section(dir.clone(), s), &progress).await?;
-                    println!("Redis Cluster up in {} (stop it with `brokerbench cluster down redis{}`)", dir.display(), dir_flag(&at.dir));
+                    let c = LocalRedisCluster::up(
+                        RedisClusterConfig::from_section(dir.clone(), s),
+                        &progress,
+                    )
+                    .await?;
+                    println!(
+                        "Redis Cluster up in {} (stop it with `brokerbench cluster down redis{}`)",
+                        dir.display(),
+                        dir_flag(&at.dir)
+                    );
                     println!("{}", LocalRedisCluster::format_status(&c.status().await?));
                 }
                 ClusterKind::Rabbitmq => {
@@ -176,7 +236,11 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                     if let Some(p) = amqp_base_port {
                         s.amqp_base_port = p;
                     }
-                    let c = LocalRabbitCluster::up(RabbitClusterConfig::from_section(dir.clone(), s), &progress).await?;
+                    let c = LocalRabbitCluster::up(
+                        RabbitClusterConfig::from_section(dir.clone(), s),
+                        &progress,
+                    )
+                    .await?;
                     println!("RabbitMQ cluster up in {} (stop it with `brokerbench cluster down rabbitmq{}`)", dir.display(), dir_flag(&at.dir));
                     for e in c.endpoints() {
                         println!("  {}  {}  management http://{}", e.node, e.amqp_uri, e.http);
@@ -188,8 +252,18 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
         ClusterAction::Down { kind, at } => {
             let dir = at.resolve(kind);
             match kind {
-                ClusterKind::Redis => LocalRedisCluster::attach(&dir).with_context(|| no_cluster(&dir))?.down().await?,
-                ClusterKind::Rabbitmq => LocalRabbitCluster::attach(&dir).with_context(|| no_cluster(&dir))?.down().await?,
+                ClusterKind::Redis => {
+                    LocalRedisCluster::attach(&dir)
+                        .with_context(|| no_cluster(&dir))?
+                        .down()
+                        .await?
+                }
+                ClusterKind::Rabbitmq => {
+                    LocalRabbitCluster::attach(&dir)
+                        .with_context(|| no_cluster(&dir))?
+                        .down()
+                        .await?
+                }
             }
             println!("stopped the cluster in {}", dir.display());
             Ok(())
@@ -212,9 +286,14 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
 }
 
 fn dir_flag(dir: &Option<std::path::PathBuf>) -> String {
-    dir.as_ref().map(|d| format!(" --dir {}", d.display())).unwrap_or_default()
+    dir.as_ref()
+        .map(|d| format!(" --dir {}", d.display()))
+        .unwrap_or_default()
 }
 
 fn no_cluster(dir: &Path) -> String {
-    format!("no cluster state in {} (was `brokerbench cluster up` run with this --dir?)", dir.display())
+    format!(
+        "no cluster state in {} (was `brokerbench cluster up` run with this --dir?)",
+        dir.display()
+    )
 }

@@ -74,7 +74,12 @@ impl Header {
         if version != VERSION {
             return Err(DecodeError::Version(version));
         }
-        Ok(Header { run_id: u64_at(8), producer: u32_at(16), seq: u64_at(24), intended_ns: u64_at(32) })
+        Ok(Header {
+            run_id: u64_at(8),
+            producer: u32_at(16),
+            seq: u64_at(24),
+            intended_ns: u64_at(32),
+        })
     }
 }
 
@@ -84,7 +89,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_padding() {
-        let h = Header { run_id: 7, producer: 3, seq: 1 << 40, intended_ns: 123_456_789 };
+        let h = Header {
+            run_id: 7,
+            producer: 3,
+            seq: 1 << 40,
+            intended_ns: 123_456_789,
+        };
         let p = h.encode(100);
         assert_eq!(p.len(), 100);
         assert_eq!(Header::decode(&p), Ok(h));
@@ -97,7 +107,14 @@ mod tests {
     fn rejects_foreign_and_short_payloads() {
         assert_eq!(Header::decode(b"hello"), Err(DecodeError::Short(5)));
         assert_eq!(Header::decode(&[0u8; 64]), Err(DecodeError::Magic(0)));
-        let mut p = Header { run_id: 1, producer: 1, seq: 1, intended_ns: 1 }.encode(64).to_vec();
+        let mut p = Header {
+            run_id: 1,
+            producer: 1,
+            seq: 1,
+            intended_ns: 1,
+        }
+        .encode(64)
+        .to_vec();
         p[4] = 9;
         assert_eq!(Header::decode(&p), Err(DecodeError::Version(9)));
     }

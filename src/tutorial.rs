@@ -20,23 +20,55 @@ use crate::payload::Header;
 use crate::scenario::RedisSettings;
 
 pub fn settings() -> RedisSettings {
-    RedisSettings { label: Some("tutorial".into()), maxlen: 1_000_000, read_count: 100, block_ms: 100, appendfsync: None, wait_replicas: 0, wait_timeout_ms: 1000 }
+    RedisSettings {
+        label: Some("tutorial".into()),
+        maxlen: 1_000_000,
+        read_count: 100,
+        block_ms: 100,
+        appendfsync: None,
+        wait_replicas: 0,
+        wait_timeout_ms: 1000,
+    }
 }
 
 /// Produce at `rate` until `stop` or `duration`; prints a line per second.
-pub async fn produce(seed: &str, stream: &str, rate: f64, size: usize, max_in_flight: usize, duration: Duration, stop: watch::Receiver<bool>) -> Result<(), BackendError> {
+pub async fn produce(
+    seed: &str,
+    stream: &str,
+    rate: f64,
+    size: usize,
+    max_in_flight: usize,
+    duration: Duration,
+    stop: watch::Receiver<bool>,
+) -> Result<(), BackendError> {
     let backend = Arc::new(RedisStreams::connect(&settings(), &[seed.to_string()]).await?);
     let dest = backend.attach_stream(stream).await?;
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let run_id = crate::run::backend_run::random_id();
     let ledger = Arc::new(Ledger::new(1, true));
-    let ctx = Arc::new(LoadContext { run_id, backend: backend.clone(), ledger: ledger.clone(), clock: clock.clone(), message_size: size.max(crate::payload::HEADER_LEN), });
+    let ctx = Arc::new(LoadContext {
+        run_id,
+        backend: backend.clone(),
+        ledger: ledger.clone(),
+        clock: clock.clone(),
+        message_size: size.max(crate::payload::HEADER_LEN),
+    });
     let start = clock.now_ns() + 10_000_000;
     let end = start + duration.as_nanos() as u64;
-    let plan = ProducerPlan { id: 0, dest, schedule: Schedule::fixed(start, rate), end_ns: end, confirm_deadline_ns: end + 5_000_000_000, max_in_flight, confirm_timeout: Duration::from_secs(5) };
+    let plan = ProducerPlan {
+        id: 0,
+        dest,
+        schedule: Schedule::fixed(start, rate),
+        end_ns: end,
+        confirm_deadline_ns: end + 5_000_000_000,
+        max_in_flight,
+        confirm_timeout: Duration::from_secs(5),
+    };
     let rec = Recorder::new();
     let mut agg = Aggregator::new("produce", start, vec![rec.clone()]);
-    eprintln!("producing to {stream} via {seed} at {rate} msg/s (run id {run_id:016x}); Ctrl-C to stop");
+    eprintln!(
+        "producing to {stream} via {seed} at {rate} msg/s (run id {run_id:016x}); Ctrl-C to stop"
+    );
     let task = tokio::spawn(run_producer(ctx, plan, rec, stop));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -51,7 +83,10 @@ pub async fn produce(seed: &str, stream: &str, rate: f64, size: usize, max_in_fl
     }
     let _ = task.await;
     let s = ledger.summary(0);
-    println!("total: sent {} confirmed {} failed {} unconfirmed {}", s.sent, s.confirmed, s.failed, s.unconfirmed);
+    println!(
+        "total: sent {} confirmed {} failed {} unconfirmed {}",
+        s.sent, s.confirmed, s.failed, s.unconfirmed
+    );
     Ok(())
 }
 
@@ -64,10 +99,21 @@ struct Seen {
 }
 
 /// Consume until `stop` or `duration`; prints a line per second with e2e latency and gaps.
-pub async fn consume(seed: &str, stream: &str, duration: Duration, mut stop: watch::Receiver<bool>) -> Result<(), BackendError> {
+pub async fn consume(
+    seed: &str,
+    stream: &str,
+    duration: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BackendError> {
     let backend = RedisStreams::connect(&settings(), &[seed.to_string()]).await?;
     let dest = backend.attach_stream(stream).await?;
-    let mut consumer = backend.consumer(&dest, std::process::id() as usize).await.map_err(|e| BackendError::Op { backend: "tutorial".into(), source: e })?;
+    let mut consumer = backend
+        .consumer(&dest, std::process::id() as usize)
+        .await
+        .map_err(|e| BackendError::Op {
+            backend: "tutorial".into(),
+            source: e,
+        })?;
     let clock = MonotonicClock;
     let deadline = clock.now_ns() + duration.as_nanos() as u64;
     let mut interval = Stats::default();
@@ -75,7 +121,10 @@ pub async fn consume(seed: &str, stream: &str, duration: Duration, mut stop: wat
     let mut batch: Vec<Delivery> = Vec::new();
     let mut next_line = clock.now_ns() + 1_000_000_000;
     let mut t = 0u64;
-    eprintln!("consuming {stream} via {seed} in group {}; Ctrl-C to stop", crate::backend::redis::GROUP);
+    eprintln!(
+        "consuming {stream} via {seed} in group {}; Ctrl-C to stop",
+        crate::backend::redis::GROUP
+    );
     while !*stop.borrow() && clock.now_ns() < deadline {
         batch.clear();
         let r = tokio::select! {
@@ -83,7 +132,11 @@ pub async fn consume(seed: &str, stream: &str, duration: Duration, mut stop: wat
             _ = stop.changed() => break,
         };
         if let Err(e) = r {
-            interval.errors.entry(e.kind()).and_modify(|n| *n += 1).or_insert(1);
+            interval
+                .errors
+                .entry(e.kind())
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
         }
         let now = clock.now_ns();
         let mut tokens = Vec::with_capacity(batch.len());
@@ -106,7 +159,11 @@ pub async fn consume(seed: &str, stream: &str, duration: Duration, mut stop: wat
         }
         if !tokens.is_empty() {
             if let Err(e) = consumer.ack(&tokens).await {
-                interval.errors.entry(e.kind()).and_modify(|n| *n += 1).or_insert(1);
+                interval
+                    .errors
+                    .entry(e.kind())
+                    .and_modify(|n| *n += 1)
+                    .or_insert(1);
             }
         }
         if now >= next_line {

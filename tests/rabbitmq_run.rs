@@ -42,7 +42,12 @@ ha_params = 2
 "#,
     );
     let (_tx, cancel) = tokio::sync::watch::channel(false);
-    let opts = RunOptions { results_root: tmp.path().join("results"), quiet: true, duration: None, warmup: None };
+    let opts = RunOptions {
+        results_root: tmp.path().join("results"),
+        quiet: true,
+        duration: None,
+        warmup: None,
+    };
     let out = run_scenario(&scenario, &opts, cancel).await.expect("run");
     let cluster_dir = out.dir.join("clusters").join("rabbitmq");
     assert!(
@@ -52,11 +57,20 @@ ha_params = 2
     );
 
     let rows = read_csv(&out.dir.join("summary.csv"));
-    assert_eq!(rows.iter().map(|r| r["backend"].as_str()).collect::<Vec<_>>(), ["rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["backend"].as_str())
+            .collect::<Vec<_>>(),
+        ["rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"]
+    );
     for r in &rows {
         let b = &r["backend"];
         assert_eq!(r["status"], "ok", "{b}");
-        assert_eq!(r["ledger_consistent"], "true", "{b}: {}", r["ledger_problems"]);
+        assert_eq!(
+            r["ledger_consistent"], "true",
+            "{b}: {}",
+            r["ledger_problems"]
+        );
         let (sent, confirmed, received) = (num(r, "sent"), num(r, "confirmed"), num(r, "received"));
         assert_eq!(sent, 600.0 * 6.0, "{b}");
         assert_eq!(confirmed, sent, "{b}");
@@ -67,13 +81,22 @@ ha_params = 2
         assert!(p50 > 0.0 && p50 <= p99, "{b}: p50 {p50} p99 {p99}");
     }
 
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.dir.join("meta.json")).expect("meta")).expect("json");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.dir.join("meta.json")).expect("meta"))
+            .expect("json");
     for b in meta["backends"].as_array().expect("backends") {
-        let dests = b["topology"]["destinations"].as_array().cloned().unwrap_or_default();
+        let dests = b["topology"]["destinations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(dests.len(), 3, "{}", b["label"]);
         for d in &dests {
             let leader = d["leader"].as_str().unwrap_or("");
-            assert!(leader.starts_with("rabbit") && leader.ends_with("@localhost"), "{}: leader unknown: {d}", b["label"]);
+            assert!(
+                leader.starts_with("rabbit") && leader.ends_with("@localhost"),
+                "{}: leader unknown: {d}",
+                b["label"]
+            );
         }
         if b["label"] == "rabbitmq-mirrored" {
             // leader = 2 pins every queue's master on rabbit2; ha-mode exactly 2 gives one mirror.
@@ -82,10 +105,16 @@ ha_params = 2
                 assert_eq!(d["replicas"].as_array().map(|m| m.len()), Some(1), "{d}");
             }
         } else {
-            let mut leaders: Vec<&str> = dests.iter().filter_map(|d| d["leader"].as_str()).collect();
+            let mut leaders: Vec<&str> =
+                dests.iter().filter_map(|d| d["leader"].as_str()).collect();
             leaders.sort();
             leaders.dedup();
-            assert_eq!(leaders.len(), 3, "{}: leaders spread over the nodes: {dests:?}", b["label"]);
+            assert_eq!(
+                leaders.len(),
+                3,
+                "{}: leaders spread over the nodes: {dests:?}",
+                b["label"]
+            );
         }
     }
 }

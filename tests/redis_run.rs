@@ -29,10 +29,19 @@ type = "redis-streams"
 "#,
     );
     let (_tx, cancel) = tokio::sync::watch::channel(false);
-    let opts = RunOptions { results_root: tmp.path().join("results"), quiet: true, duration: None, warmup: None };
+    let opts = RunOptions {
+        results_root: tmp.path().join("results"),
+        quiet: true,
+        duration: None,
+        warmup: None,
+    };
     let out = run_scenario(&scenario, &opts, cancel).await.expect("run");
     // Nothing the run started is left.
-    assert!(redis_servers_on(7301..=7306).is_empty(), "redis-server left running: {:?}", redis_servers_on(7301..=7306));
+    assert!(
+        redis_servers_on(7301..=7306).is_empty(),
+        "redis-server left running: {:?}",
+        redis_servers_on(7301..=7306)
+    );
 
     let rows = read_csv(&out.dir.join("summary.csv"));
     assert_eq!(rows.len(), 1);
@@ -40,35 +49,73 @@ type = "redis-streams"
     assert_eq!(r["status"], "ok");
     assert_eq!(r["ledger_consistent"], "true", "{}", r["ledger_problems"]);
     let (sent, confirmed, received) = (num(r, "sent"), num(r, "confirmed"), num(r, "received"));
-    assert_eq!(sent, 1500.0 * 7.0, "every message due in warm-up + measurement is sent");
+    assert_eq!(
+        sent,
+        1500.0 * 7.0,
+        "every message due in warm-up + measurement is sent"
+    );
     assert_eq!(confirmed, sent);
     assert_eq!(received, confirmed);
-    for col in ["lost", "duplicates", "failed", "unconfirmed", "unknown", "foreign"] {
+    for col in [
+        "lost",
+        "duplicates",
+        "failed",
+        "unconfirmed",
+        "unknown",
+        "foreign",
+    ] {
         assert_eq!(num(r, col), 0.0, "{col}");
     }
     let rate = num(r, "received_per_s");
-    assert!((rate - 1500.0).abs() <= 150.0, "received {rate} msg/s, target 1500");
+    assert!(
+        (rate - 1500.0).abs() <= 150.0,
+        "received {rate} msg/s, target 1500"
+    );
     for l in ["e2e", "publish"] {
-        let (p50, p99, max) = (num(r, &format!("{l}_p50_ms")), num(r, &format!("{l}_p99_ms")), num(r, &format!("{l}_max_ms")));
-        assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{l}: p50 {p50} p99 {p99} max {max}");
+        let (p50, p99, max) = (
+            num(r, &format!("{l}_p50_ms")),
+            num(r, &format!("{l}_p99_ms")),
+            num(r, &format!("{l}_max_ms")),
+        );
+        assert!(
+            p50 > 0.0 && p50 <= p99 && p99 <= max,
+            "{l}: p50 {p50} p99 {p99} max {max}"
+        );
     }
 
     // The other result files.
     let ts = read_csv(&out.dir.join("timeseries.csv"));
     assert!(ts.len() >= 7, "{} timeseries rows", ts.len());
-    assert!(ts.iter().any(|r| r["phase"] == "warmup") && ts.iter().any(|r| r["phase"] == "measure"));
+    assert!(
+        ts.iter().any(|r| r["phase"] == "warmup") && ts.iter().any(|r| r["phase"] == "measure")
+    );
     let ts_sent: f64 = ts.iter().map(|r| num(r, "sent")).sum();
     assert_eq!(ts_sent, sent, "the time series adds up to the ledger");
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.dir.join("meta.json")).expect("meta")).expect("json");
-    assert_eq!(meta["backends"][0]["broker_version"].as_str().map(|v| v.starts_with("7.")), Some(true));
-    let dests = meta["backends"][0]["topology"]["destinations"].as_array().cloned().unwrap_or_default();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.dir.join("meta.json")).expect("meta"))
+            .expect("json");
+    assert_eq!(
+        meta["backends"][0]["broker_version"]
+            .as_str()
+            .map(|v| v.starts_with("7.")),
+        Some(true)
+    );
+    let dests = meta["backends"][0]["topology"]["destinations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(dests.len(), 3);
     let mut leaders: Vec<&str> = dests.iter().filter_map(|d| d["leader"].as_str()).collect();
     leaders.sort();
     leaders.dedup();
-    assert_eq!(leaders.len(), 3, "the three streams are spread over the three masters: {dests:?}");
+    assert_eq!(
+        leaders.len(),
+        3,
+        "the three streams are spread over the three masters: {dests:?}"
+    );
     assert!(meta["host"]["cores"].as_u64().unwrap_or(0) >= 1);
     assert!(out.dir.join("scenario.toml").is_file());
-    let hlog = std::fs::read_to_string(out.dir.join("hdr").join("redis-streams.hlog")).expect("hlog");
+    let hlog =
+        std::fs::read_to_string(out.dir.join("hdr").join("redis-streams.hlog")).expect("hlog");
     assert!(hlog.lines().any(|l| l.starts_with("Tag=e2e,")));
 }

@@ -42,7 +42,11 @@ pub struct MemoryBackend {
 
 impl MemoryBackend {
     pub fn new(faults: MemoryFaults) -> Self {
-        MemoryBackend { faults, state: Arc::default(), counter: Arc::default() }
+        MemoryBackend {
+            faults,
+            state: Arc::default(),
+            counter: Arc::default(),
+        }
     }
 }
 
@@ -71,16 +75,44 @@ impl Backend for MemoryBackend {
         }
         Ok(())
     }
-    async fn producer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Producer>, OpError> {
-        Ok(Box::new(MemoryProducer { key: dest.name.clone(), faults: self.faults.clone(), state: self.state.clone(), counter: self.counter.clone() }))
+    async fn producer(
+        &self,
+        dest: &Destination,
+        _index: usize,
+    ) -> Result<Box<dyn Producer>, OpError> {
+        Ok(Box::new(MemoryProducer {
+            key: dest.name.clone(),
+            faults: self.faults.clone(),
+            state: self.state.clone(),
+            counter: self.counter.clone(),
+        }))
     }
-    async fn consumer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Consumer>, OpError> {
-        Ok(Box::new(MemoryConsumer { key: dest.name.clone(), state: self.state.clone() }))
+    async fn consumer(
+        &self,
+        dest: &Destination,
+        _index: usize,
+    ) -> Result<Box<dyn Consumer>, OpError> {
+        Ok(Box::new(MemoryConsumer {
+            key: dest.name.clone(),
+            state: self.state.clone(),
+        }))
     }
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
         Ok(Topology {
-            nodes: vec![NodeView { name: "memory".into(), address: "in-process".into(), role: "node".into() }],
-            destinations: destinations.iter().map(|d| DestinationPlacement { name: d.name.clone(), leader: Some("memory".into()), replicas: vec![], slot: None }).collect(),
+            nodes: vec![NodeView {
+                name: "memory".into(),
+                address: "in-process".into(),
+                role: "node".into(),
+            }],
+            destinations: destinations
+                .iter()
+                .map(|d| DestinationPlacement {
+                    name: d.name.clone(),
+                    leader: Some("memory".into()),
+                    replicas: vec![],
+                    slot: None,
+                })
+                .collect(),
         })
     }
 }
@@ -93,7 +125,7 @@ struct MemoryProducer {
 }
 
 fn hits(every: Option<u64>, n: u64) -> bool {
-    every.is_some_and(|e| e > 0 && n % e == 0)
+    every.is_some_and(|e| e > 0 && n.is_multiple_of(e))
 }
 
 #[async_trait]
@@ -143,7 +175,11 @@ impl Consumer for MemoryConsumer {
                 if let Some(q) = q.get_mut(&self.key) {
                     while out.len() < 256 {
                         match q.pop_front() {
-                            Some(payload) => out.push(Delivery { payload, redelivered: false, token: AckToken::None }),
+                            Some(payload) => out.push(Delivery {
+                                payload,
+                                redelivered: false,
+                                token: AckToken::None,
+                            }),
                             None => break,
                         }
                     }
@@ -152,7 +188,8 @@ impl Consumer for MemoryConsumer {
             if !out.is_empty() || attempt == 1 {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(20), self.state.notify.notified()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(20), self.state.notify.notified()).await;
         }
         Ok(())
     }

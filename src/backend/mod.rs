@@ -70,11 +70,23 @@ impl OpError {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("backend {backend}: cannot connect to {target}: {message}")]
-    Connect { backend: String, target: String, message: String },
+    Connect {
+        backend: String,
+        target: String,
+        message: String,
+    },
     #[error("backend {backend}: {action} failed: {message}")]
-    Setup { backend: String, action: String, message: String },
+    Setup {
+        backend: String,
+        action: String,
+        message: String,
+    },
     #[error("backend {backend}: {source}")]
-    Op { backend: String, #[source] source: OpError },
+    Op {
+        backend: String,
+        #[source]
+        source: OpError,
+    },
 }
 
 /// How a consumer acknowledges one delivery.
@@ -152,9 +164,17 @@ pub trait Backend: Send + Sync {
     /// Delete what `setup` declared (best effort).
     async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError>;
     /// Open producer number `index` (0-based, over the whole run) on `dest`.
-    async fn producer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Producer>, OpError>;
+    async fn producer(
+        &self,
+        dest: &Destination,
+        index: usize,
+    ) -> Result<Box<dyn Producer>, OpError>;
     /// Open consumer number `index` on `dest`.
-    async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError>;
+    async fn consumer(
+        &self,
+        dest: &Destination,
+        index: usize,
+    ) -> Result<Box<dyn Consumer>, OpError>;
     /// Which nodes exist and where each destination lives.
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError>;
     /// Broker version string for the run's metadata.
@@ -184,17 +204,25 @@ pub struct RabbitEndpoint {
 }
 
 /// The registry: build the backend a scenario entry names.
-pub async fn build(spec: &BackendSpec, endpoints: &Endpoints) -> Result<Arc<dyn Backend>, BackendError> {
+pub async fn build(
+    spec: &BackendSpec,
+    endpoints: &Endpoints,
+) -> Result<Arc<dyn Backend>, BackendError> {
     match spec {
-        BackendSpec::RedisStreams(s) => Ok(Arc::new(redis::RedisStreams::connect(s, &endpoints.redis).await?)),
-        BackendSpec::RabbitmqQuorum(s) => {
-            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Quorum, s, &endpoints.rabbitmq).await?))
-        }
-        BackendSpec::RabbitmqStream(s) => {
-            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Stream, s, &endpoints.rabbitmq).await?))
-        }
-        BackendSpec::RabbitmqMirrored(s) => {
-            Ok(Arc::new(rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Mirrored, s, &endpoints.rabbitmq).await?))
-        }
+        BackendSpec::RedisStreams(s) => Ok(Arc::new(
+            redis::RedisStreams::connect(s, &endpoints.redis).await?,
+        )),
+        BackendSpec::RabbitmqQuorum(s) => Ok(Arc::new(
+            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Quorum, s, &endpoints.rabbitmq)
+                .await?,
+        )),
+        BackendSpec::RabbitmqStream(s) => Ok(Arc::new(
+            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Stream, s, &endpoints.rabbitmq)
+                .await?,
+        )),
+        BackendSpec::RabbitmqMirrored(s) => Ok(Arc::new(
+            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Mirrored, s, &endpoints.rabbitmq)
+                .await?,
+        )),
     }
 }

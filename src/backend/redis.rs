@@ -7,13 +7,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::FutureExt;
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::{ErrorKind, RedisError, Value};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
 
 use super::*;
 use crate::cluster::redis::{parse_node_rows, RedisNodeStatus};
@@ -38,7 +38,11 @@ pub fn crc16(data: &[u8]) -> u16 {
     for &b in data {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -49,7 +53,9 @@ pub fn key_slot(key: &str) -> u16 {
     let bytes = key.as_bytes();
     let tagged = key.find('{').and_then(|open| {
         let rest = &key[open + 1..];
-        rest.find('}').filter(|&close| close > 0).map(|close| &rest.as_bytes()[..close])
+        rest.find('}')
+            .filter(|&close| close > 0)
+            .map(|close| &rest.as_bytes()[..close])
     });
     crc16(tagged.unwrap_or(bytes)) % 16384
 }
@@ -68,10 +74,14 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
         return OpError::Connection(text);
     }
     match e.kind() {
-        ErrorKind::ClusterDown | ErrorKind::MasterDown | ErrorKind::TryAgain | ErrorKind::BusyLoadingError | ErrorKind::ClusterConnectionNotFound => {
-            OpError::Unavailable(text)
+        ErrorKind::ClusterDown
+        | ErrorKind::MasterDown
+        | ErrorKind::TryAgain
+        | ErrorKind::BusyLoadingError
+        | ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
+        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::ReadOnly => {
+            OpError::Broker(text)
         }
-        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::ReadOnly => OpError::Broker(text),
         _ => OpError::Broker(text),
     }
 }
@@ -87,24 +97,41 @@ fn as_text(v: &Value) -> Option<String> {
 
 impl RedisStreams {
     pub async fn connect(settings: &RedisSettings, seeds: &[String]) -> Result<Self, BackendError> {
-        let label = settings.label.clone().unwrap_or_else(|| "redis-streams".to_string());
-        let fail = |message: String| BackendError::Connect { backend: label.clone(), target: seeds.join(","), message };
+        let label = settings
+            .label
+            .clone()
+            .unwrap_or_else(|| "redis-streams".to_string());
+        let fail = |message: String| BackendError::Connect {
+            backend: label.clone(),
+            target: seeds.join(","),
+            message,
+        };
         if seeds.is_empty() {
-            return Err(fail("no seed nodes (clusters.redis.nodes is empty and no local cluster was started)".into()));
+            return Err(fail(
+                "no seed nodes (clusters.redis.nodes is empty and no local cluster was started)"
+                    .into(),
+            ));
         }
         let client = Self::client(settings, seeds).map_err(|e| fail(e.to_string()))?;
         let conn = tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
             .await
             .map_err(|_| fail("no answer within 10s".into()))?
             .map_err(|e| fail(e.to_string()))?;
-        Ok(RedisStreams { label, settings: settings.clone(), client, conn })
+        Ok(RedisStreams {
+            label,
+            settings: settings.clone(),
+            client,
+            conn,
+        })
     }
 
     fn client(settings: &RedisSettings, seeds: &[String]) -> Result<ClusterClient, RedisError> {
         let urls: Vec<String> = seeds.iter().map(|s| format!("redis://{s}/")).collect();
         ClusterClient::builder(urls)
             .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_millis(settings.block_ms + settings.wait_timeout_ms + 5_000))
+            .response_timeout(Duration::from_millis(
+                settings.block_ms + settings.wait_timeout_ms + 5_000,
+            ))
             .retries(3)
             .build()
     }
@@ -112,34 +139,62 @@ impl RedisStreams {
     async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
         let mut conn = self.conn.clone();
         let v = conn
-            .route_command(&::redis::cmd("CLUSTER").arg("NODES").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .route_command(
+                &::redis::cmd("CLUSTER").arg("NODES").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
             .await
             .map_err(map_err)?;
-        let text = as_text(&v).ok_or_else(|| OpError::Protocol(format!("CLUSTER NODES answered {v:?}")))?;
+        let text = as_text(&v)
+            .ok_or_else(|| OpError::Protocol(format!("CLUSTER NODES answered {v:?}")))?;
         Ok(parse_node_rows(&text))
     }
 
     /// Masters that own slots, sorted by address (so master 0 is the lowest port).
     async fn masters(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
-        let mut masters: Vec<RedisNodeStatus> = self.cluster_nodes().await?.into_iter().filter(|n| n.is_master() && !is_failed(n) && !n.slot_ranges().is_empty()).collect();
+        let mut masters: Vec<RedisNodeStatus> = self
+            .cluster_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| n.is_master() && !is_failed(n) && !n.slot_ranges().is_empty())
+            .collect();
         masters.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(masters)
     }
 
     fn setup_err(&self, action: &str, e: impl std::fmt::Display) -> BackendError {
-        BackendError::Setup { backend: self.label.clone(), action: action.to_string(), message: e.to_string() }
+        BackendError::Setup {
+            backend: self.label.clone(),
+            action: action.to_string(),
+            message: e.to_string(),
+        }
     }
 
     /// CONFIG SET on every node of the cluster (persistence settings of this backend).
     async fn config_set_everywhere(&self, key: &str, value: &str) -> Result<(), BackendError> {
-        let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
+        let nodes = self
+            .cluster_nodes()
+            .await
+            .map_err(|e| self.setup_err("CLUSTER NODES", e))?;
         for n in nodes.iter().filter(|n| !is_failed(n)) {
-            let client = ::redis::Client::open(format!("redis://{}/", n.address)).map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
-            let mut c = tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
-                .await
-                .map_err(|_| self.setup_err(&format!("connect {}", n.address), "no answer within 5s"))?
+            let client = ::redis::Client::open(format!("redis://{}/", n.address))
                 .map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
-            let _: () = ::redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query_async(&mut c).await.map_err(|e| self.setup_err(&format!("CONFIG SET {key} {value} on {}", n.address), e))?;
+            let mut c = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            .map_err(|_| self.setup_err(&format!("connect {}", n.address), "no answer within 5s"))?
+            .map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
+            let _: () = ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(key)
+                .arg(value)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| {
+                    self.setup_err(&format!("CONFIG SET {key} {value} on {}", n.address), e)
+                })?;
         }
         Ok(())
     }
@@ -150,19 +205,31 @@ impl RedisStreams {
     /// anything: for `brokerbench produce` / `consume`.
     pub async fn attach_stream(&self, key: &str) -> Result<Destination, BackendError> {
         let mut conn = self.conn.clone();
-        let r: ::redis::RedisResult<()> = ::redis::cmd("XGROUP").arg("CREATE").arg(key).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut conn).await;
+        let r: ::redis::RedisResult<()> = ::redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(key)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
         match r {
             Ok(()) => {}
             Err(e) if e.code() == Some("BUSYGROUP") => {}
             Err(e) => return Err(self.setup_err(&format!("XGROUP CREATE {key}"), e)),
         }
-        Ok(Destination { index: 0, name: key.to_string() })
+        Ok(Destination {
+            index: 0,
+            name: key.to_string(),
+        })
     }
 }
 
 /// Pick a stream key for destination `index` whose slot belongs to `master`.
 fn key_on_master(prefix: &str, index: usize, master: &RedisNodeStatus) -> Option<String> {
-    (0..100_000).map(|j| format!("{{{prefix}-{index}-{j}}}")).find(|k| master.owns_slot(key_slot(k)))
+    (0..100_000)
+        .map(|j| format!("{{{prefix}-{index}-{j}}}"))
+        .find(|k| master.owns_slot(key_slot(k)))
 }
 
 #[async_trait]
@@ -177,18 +244,31 @@ impl Backend for RedisStreams {
 
     async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError> {
         if let Some(a) = self.settings.appendfsync {
-            self.config_set_everywhere("appendfsync", a.as_str()).await?;
+            self.config_set_everywhere("appendfsync", a.as_str())
+                .await?;
         }
-        let masters = self.masters().await.map_err(|e| self.setup_err("read the cluster's masters", e))?;
+        let masters = self
+            .masters()
+            .await
+            .map_err(|e| self.setup_err("read the cluster's masters", e))?;
         if masters.is_empty() {
-            return Err(self.setup_err("read the cluster's masters", "no master owns slots; is the cluster formed?"));
+            return Err(self.setup_err(
+                "read the cluster's masters",
+                "no master owns slots; is the cluster formed?",
+            ));
         }
         let mut dests = Vec::with_capacity(count);
         for i in 0..count {
             let master = &masters[i % masters.len()];
-            let key = key_on_master(prefix, i, master).ok_or_else(|| self.setup_err("choose a stream key", format!("no hash tag found for master {}", master.address)))?;
+            let key = key_on_master(prefix, i, master).ok_or_else(|| {
+                self.setup_err(
+                    "choose a stream key",
+                    format!("no hash tag found for master {}", master.address),
+                )
+            })?;
             let mut conn = self.conn.clone();
-            let _: ::redis::RedisResult<()> = ::redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+            let _: ::redis::RedisResult<()> =
+                ::redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
             let _: () = ::redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(&key)
@@ -198,7 +278,10 @@ impl Backend for RedisStreams {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.setup_err(&format!("XGROUP CREATE {key}"), e))?;
-            dests.push(Destination { index: i, name: key });
+            dests.push(Destination {
+                index: i,
+                name: key,
+            });
         }
         Ok(dests)
     }
@@ -206,18 +289,36 @@ impl Backend for RedisStreams {
     async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
         for d in destinations {
-            let _: () = ::redis::cmd("DEL").arg(&d.name).query_async(&mut conn).await.map_err(|e| self.setup_err(&format!("DEL {}", d.name), e))?;
+            let _: () = ::redis::cmd("DEL")
+                .arg(&d.name)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.setup_err(&format!("DEL {}", d.name), e))?;
         }
         Ok(())
     }
 
-    async fn producer(&self, dest: &Destination, _index: usize) -> Result<Box<dyn Producer>, OpError> {
+    async fn producer(
+        &self,
+        dest: &Destination,
+        _index: usize,
+    ) -> Result<Box<dyn Producer>, OpError> {
         // Producers share the multiplexed cluster connection; each sends its own pipelines.
-        let wait = (self.settings.wait_replicas > 0).then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
-        Ok(Box::new(RedisProducer::start(self.conn.clone(), dest.name.clone(), self.settings.maxlen, wait)))
+        let wait = (self.settings.wait_replicas > 0)
+            .then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
+        Ok(Box::new(RedisProducer::start(
+            self.conn.clone(),
+            dest.name.clone(),
+            self.settings.maxlen,
+            wait,
+        )))
     }
 
-    async fn consumer(&self, dest: &Destination, index: usize) -> Result<Box<dyn Consumer>, OpError> {
+    async fn consumer(
+        &self,
+        dest: &Destination,
+        index: usize,
+    ) -> Result<Box<dyn Consumer>, OpError> {
         // Each consumer has its own connection: XREADGROUP BLOCK holds the connection it runs on.
         let conn = self.client.get_async_connection().await.map_err(map_err)?;
         Ok(Box::new(RedisConsumer {
@@ -230,8 +331,12 @@ impl Backend for RedisStreams {
     }
 
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
-        let nodes = self.cluster_nodes().await.map_err(|e| self.setup_err("CLUSTER NODES", e))?;
-        let by_id: HashMap<&str, &RedisNodeStatus> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let nodes = self
+            .cluster_nodes()
+            .await
+            .map_err(|e| self.setup_err("CLUSTER NODES", e))?;
+        let by_id: HashMap<&str, &RedisNodeStatus> =
+            nodes.iter().map(|n| (n.id.as_str(), n)).collect();
         let mut topo = Topology::default();
         for n in &nodes {
             let role = if is_failed(n) {
@@ -239,27 +344,59 @@ impl Backend for RedisStreams {
             } else if n.is_master() {
                 "master".to_string()
             } else {
-                format!("replica of {}", n.master_id.as_deref().and_then(|m| by_id.get(m)).map(|m| m.address.as_str()).unwrap_or("?"))
+                format!(
+                    "replica of {}",
+                    n.master_id
+                        .as_deref()
+                        .and_then(|m| by_id.get(m))
+                        .map(|m| m.address.as_str())
+                        .unwrap_or("?")
+                )
             };
-            topo.nodes.push(NodeView { name: n.id.clone(), address: n.address.clone(), role });
+            topo.nodes.push(NodeView {
+                name: n.id.clone(),
+                address: n.address.clone(),
+                role,
+            });
         }
         topo.nodes.sort_by(|a, b| a.address.cmp(&b.address));
         for d in destinations {
             let slot = key_slot(&d.name);
-            let master = nodes.iter().find(|n| n.is_master() && !is_failed(n) && n.owns_slot(slot));
+            let master = nodes
+                .iter()
+                .find(|n| n.is_master() && !is_failed(n) && n.owns_slot(slot));
             let replicas = master
-                .map(|m| nodes.iter().filter(|r| r.master_id.as_deref() == Some(m.id.as_str())).map(|r| r.address.clone()).collect())
+                .map(|m| {
+                    nodes
+                        .iter()
+                        .filter(|r| r.master_id.as_deref() == Some(m.id.as_str()))
+                        .map(|r| r.address.clone())
+                        .collect()
+                })
                 .unwrap_or_default();
-            topo.destinations.push(DestinationPlacement { name: d.name.clone(), leader: master.map(|m| m.address.clone()), replicas, slot: Some(slot) });
+            topo.destinations.push(DestinationPlacement {
+                name: d.name.clone(),
+                leader: master.map(|m| m.address.clone()),
+                replicas,
+                slot: Some(slot),
+            });
         }
         Ok(topo)
     }
 
     async fn version(&self) -> Option<String> {
         let mut conn = self.conn.clone();
-        let v = conn.route_command(&::redis::cmd("INFO").arg("server").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)).await.ok()?;
+        let v = conn
+            .route_command(
+                &::redis::cmd("INFO").arg("server").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .ok()?;
         let text = as_text(&v)?;
-        text.lines().find_map(|l| l.strip_prefix("redis_version:")).map(|v| v.trim().to_string())
+        text.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_string())
     }
 }
 
@@ -268,7 +405,10 @@ impl Backend for RedisStreams {
 /// pipeline per producer is in flight at a time, so the stream keeps the producer's order;
 /// batches grow with the load (the harness bounds them by max in-flight).
 struct RedisProducer {
-    queue: tokio::sync::mpsc::UnboundedSender<(Bytes, tokio::sync::oneshot::Sender<Result<(), OpError>>)>,
+    queue: tokio::sync::mpsc::UnboundedSender<(
+        Bytes,
+        tokio::sync::oneshot::Sender<Result<(), OpError>>,
+    )>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -288,7 +428,13 @@ impl Drop for RedisProducer {
 
 type Pending = (Bytes, tokio::sync::oneshot::Sender<Result<(), OpError>>);
 
-async fn write_pipelines(mut conn: ClusterConnection, key: String, maxlen: u64, wait: Option<(u32, u64)>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>) {
+async fn write_pipelines(
+    mut conn: ClusterConnection,
+    key: String,
+    maxlen: u64,
+    wait: Option<(u32, u64)>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
     let slot = key_slot(&key);
     let mut batch: Vec<Pending> = Vec::with_capacity(1024);
     while let Some(first) = rx.recv().await {
@@ -307,7 +453,8 @@ async fn write_pipelines(mut conn: ClusterConnection, key: String, maxlen: u64, 
             }
             cmd.arg("*").arg(FIELD).arg(payload.as_ref());
         }
-        let replies: Result<Vec<Value>, OpError> = pipe.query_async(&mut conn).await.map_err(map_err);
+        let replies: Result<Vec<Value>, OpError> =
+            pipe.query_async(&mut conn).await.map_err(map_err);
         let mut outcome: Vec<Result<(), OpError>> = match replies {
             Ok(values) if values.len() == batch.len() => values
                 .into_iter()
@@ -317,17 +464,33 @@ async fn write_pipelines(mut conn: ClusterConnection, key: String, maxlen: u64, 
                     _ => Ok(()),
                 })
                 .collect(),
-            Ok(values) => vec![Err(OpError::Protocol(format!("pipeline of {} XADDs got {} replies", batch.len(), values.len()))); batch.len()],
+            Ok(values) => vec![
+                Err(OpError::Protocol(format!(
+                    "pipeline of {} XADDs got {} replies",
+                    batch.len(),
+                    values.len()
+                )));
+                batch.len()
+            ],
             Err(e) => vec![Err(e); batch.len()],
         };
         if let Some((replicas, timeout_ms)) = wait.filter(|_| outcome.iter().any(|r| r.is_ok())) {
             // WAIT on the stream's master, over the connection that carried the XADDs: the
             // confirms then mean "replicated to n replicas".
-            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(::redis::cluster_routing::Route::new(slot, ::redis::cluster_routing::SlotAddr::Master)));
-            let acked = conn.route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route).await;
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                ::redis::cluster_routing::Route::new(
+                    slot,
+                    ::redis::cluster_routing::SlotAddr::Master,
+                ),
+            ));
+            let acked = conn
+                .route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route)
+                .await;
             let err = match acked {
                 Ok(Value::Int(n)) if n >= replicas as i64 => None,
-                Ok(other) => Some(OpError::Nack(format!("WAIT {replicas}: acknowledged by {other:?}"))),
+                Ok(other) => Some(OpError::Nack(format!(
+                    "WAIT {replicas}: acknowledged by {other:?}"
+                ))),
                 Err(e) => Some(map_err(e)),
             };
             if let Some(err) = err {
@@ -346,8 +509,19 @@ async fn write_pipelines(mut conn: ClusterConnection, key: String, maxlen: u64, 
 impl Producer for RedisProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue.send((payload, tx)).map_err(|_| OpError::Connection("the producer's writer task has stopped".into()))?;
-        Ok(Some(async move { rx.await.unwrap_or_else(|_| Err(OpError::Connection("the producer's writer task has stopped".into()))) }.boxed()))
+        self.queue
+            .send((payload, tx))
+            .map_err(|_| OpError::Connection("the producer's writer task has stopped".into()))?;
+        Ok(Some(
+            async move {
+                rx.await.unwrap_or_else(|_| {
+                    Err(OpError::Connection(
+                        "the producer's writer task has stopped".into(),
+                    ))
+                })
+            }
+            .boxed(),
+        ))
     }
 }
 
@@ -410,13 +584,23 @@ fn parse_xreadgroup(v: &Value, out: &mut Vec<Delivery>) -> Result<(), OpError> {
             Value::Array(_) => continue,
             other => other,
         };
-        let Value::Array(entries) = entries else { continue };
+        let Value::Array(entries) = entries else {
+            continue;
+        };
         for e in entries {
             let Value::Array(parts) = e else { continue };
-            let (Some(id), Some(fields)) = (parts.first().and_then(as_text), parts.get(1)) else { continue };
+            let (Some(id), Some(fields)) = (parts.first().and_then(as_text), parts.get(1)) else {
+                continue;
+            };
             let payload = match fields {
-                Value::Array(f) => f.chunks(2).find(|kv| kv.first().and_then(as_text).as_deref() == Some(FIELD)).and_then(|kv| kv.get(1)),
-                Value::Map(m) => m.iter().find(|(k, _)| as_text(k).as_deref() == Some(FIELD)).map(|(_, v)| v),
+                Value::Array(f) => f
+                    .chunks(2)
+                    .find(|kv| kv.first().and_then(as_text).as_deref() == Some(FIELD))
+                    .and_then(|kv| kv.get(1)),
+                Value::Map(m) => m
+                    .iter()
+                    .find(|(k, _)| as_text(k).as_deref() == Some(FIELD))
+                    .map(|(_, v)| v),
                 // An entry deleted after delivery (trimmed by MAXLEN) comes back with nil fields.
                 _ => None,
             };
@@ -424,7 +608,11 @@ fn parse_xreadgroup(v: &Value, out: &mut Vec<Delivery>) -> Result<(), OpError> {
                 Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
                 _ => Bytes::new(),
             };
-            out.push(Delivery { payload, redelivered: false, token: AckToken::Id(id) });
+            out.push(Delivery {
+                payload,
+                redelivered: false,
+                token: AckToken::Id(id),
+            });
         }
     }
     Ok(())
@@ -464,8 +652,19 @@ mod tests {
 
     #[test]
     fn parses_xreadgroup_replies() {
-        let entry = |id: &str, p: &[u8]| Value::Array(vec![Value::BulkString(id.into()), Value::Array(vec![Value::BulkString(b"p".to_vec()), Value::BulkString(p.to_vec())])]);
-        let reply = Value::Array(vec![Value::Array(vec![Value::BulkString(b"{k}".to_vec()), Value::Array(vec![entry("1-0", b"a"), entry("1-1", b"bc")])])]);
+        let entry = |id: &str, p: &[u8]| {
+            Value::Array(vec![
+                Value::BulkString(id.into()),
+                Value::Array(vec![
+                    Value::BulkString(b"p".to_vec()),
+                    Value::BulkString(p.to_vec()),
+                ]),
+            ])
+        };
+        let reply = Value::Array(vec![Value::Array(vec![
+            Value::BulkString(b"{k}".to_vec()),
+            Value::Array(vec![entry("1-0", b"a"), entry("1-1", b"bc")]),
+        ])]);
         let mut out = Vec::new();
         parse_xreadgroup(&reply, &mut out).expect("parse");
         assert_eq!(out.len(), 2);

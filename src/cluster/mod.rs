@@ -14,17 +14,32 @@ pub enum ClusterError {
     #[error("`{binary}` was not found; {fix}")]
     MissingBinary { binary: String, fix: String },
     #[error("port {port} on 127.0.0.1 is already in use (needed for {what}); {fix}")]
-    PortInUse { port: u16, what: String, fix: String },
+    PortInUse {
+        port: u16,
+        what: String,
+        fix: String,
+    },
     #[error("node {node}: {message}{}", tail_suffix(.log_tail))]
-    Node { node: String, message: String, log_tail: String },
+    Node {
+        node: String,
+        message: String,
+        log_tail: String,
+    },
     #[error("{}: {message}", .dir.display())]
     State { dir: PathBuf, message: String },
     #[error("`{command}` failed: {message}")]
     Command { command: String, message: String },
     #[error("timed out after {waited_s:.0}s waiting for {what}{}", tail_suffix(.detail))]
-    Timeout { what: String, waited_s: f64, detail: String },
+    Timeout {
+        what: String,
+        waited_s: f64,
+        detail: String,
+    },
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn tail_suffix(tail: &str) -> String {

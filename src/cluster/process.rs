@@ -65,7 +65,9 @@ impl OwnedProcess {
     /// Async version of `stop_blocking`, run on a blocking thread.
     pub async fn stop(&self, grace: Duration) -> bool {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.stop_blocking(grace)).await.unwrap_or(false)
+        tokio::task::spawn_blocking(move || me.stop_blocking(grace))
+            .await
+            .unwrap_or(false)
     }
 }
 
@@ -77,7 +79,9 @@ pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // Field 3 (after the parenthesised command) is the state.
-            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X") | None)
         }
         Err(_) => false,
@@ -88,7 +92,10 @@ pub fn is_alive(pid: u32) -> bool {
 pub fn carries_marker(pid: u32, marker: &str) -> bool {
     let has = |file: &str| {
         std::fs::read(format!("/proc/{pid}/{file}"))
-            .map(|b| b.split(|c| *c == 0).any(|part| String::from_utf8_lossy(part).contains(marker)))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .any(|part| String::from_utf8_lossy(part).contains(marker))
+            })
             .unwrap_or(false)
     };
     has("cmdline") || has("environ")
@@ -106,7 +113,9 @@ pub fn find_binary(name: &str) -> Option<std::path::PathBuf> {
         return p.is_file().then(|| p.to_path_buf());
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|c| c.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|c| c.is_file())
 }
 
 /// Poll `check` every `every` until it returns true or `timeout` passes.
@@ -133,12 +142,21 @@ mod tests {
 
     #[test]
     fn stops_only_a_process_carrying_its_marker() {
-        let child = std::process::Command::new("sleep").arg("30").env("BB_TEST_MARKER", "marker-xyz").spawn();
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("BB_TEST_MARKER", "marker-xyz")
+            .spawn();
         let Ok(mut child) = child else { return };
-        let wrong = OwnedProcess { pid: child.id(), marker: "not-this-one".into() };
+        let wrong = OwnedProcess {
+            pid: child.id(),
+            marker: "not-this-one".into(),
+        };
         assert!(!wrong.is_running());
         assert!(!wrong.signal(libc::SIGKILL));
-        let right = OwnedProcess { pid: child.id(), marker: "BB_TEST_MARKER=marker-xyz".into() };
+        let right = OwnedProcess {
+            pid: child.id(),
+            marker: "BB_TEST_MARKER=marker-xyz".into(),
+        };
         // The new process shows its own environment once exec has completed: poll for it.
         let start = Instant::now();
         while !right.is_running() && start.elapsed() < Duration::from_secs(5) {

@@ -14,9 +14,19 @@ pub enum HttpError {
     #[error("management API at {addr}: {message}")]
     Io { addr: String, message: String },
     #[error("management API at {addr}: {method} {path} answered {status}: {body}")]
-    Status { addr: String, method: String, path: String, status: u16, body: String },
+    Status {
+        addr: String,
+        method: String,
+        path: String,
+        status: u16,
+        body: String,
+    },
     #[error("management API at {addr}: {path}: unexpected response: {message}")]
-    Parse { addr: String, path: String, message: String },
+    Parse {
+        addr: String,
+        path: String,
+        message: String,
+    },
 }
 
 impl HttpError {
@@ -65,7 +75,11 @@ impl MgmtClient {
 
     pub fn with_credentials(addr: &str, user: &str, password: &str) -> Self {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        MgmtClient { addr: addr.to_string(), auth, timeout: Duration::from_secs(10) }
+        MgmtClient {
+            addr: addr.to_string(),
+            auth,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     pub fn addr(&self) -> &str {
@@ -73,39 +87,72 @@ impl MgmtClient {
     }
 
     /// One request; returns (status, body).
-    pub async fn request(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<(u16, String), HttpError> {
-        let io = |message: String| HttpError::Io { addr: self.addr.clone(), message };
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, String), HttpError> {
+        let io = |message: String| HttpError::Io {
+            addr: self.addr.clone(),
+            message,
+        };
         let body_text = body.map(|b| b.to_string()).unwrap_or_default();
         let mut req = format!(
             "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {}\r\nAccept: application/json\r\nConnection: close\r\n",
             self.addr, self.auth
         );
         if body.is_some() {
-            req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body_text.len()));
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body_text.len()
+            ));
         }
         req.push_str("\r\n");
         req.push_str(&body_text);
         let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(&self.addr).await.map_err(|e| io(format!("connect: {e}")))?;
-            stream.write_all(req.as_bytes()).await.map_err(|e| io(format!("write: {e}")))?;
+            let mut stream = tokio::net::TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| io(format!("connect: {e}")))?;
+            stream
+                .write_all(req.as_bytes())
+                .await
+                .map_err(|e| io(format!("write: {e}")))?;
             let mut buf = Vec::new();
-            stream.read_to_end(&mut buf).await.map_err(|e| io(format!("read: {e}")))?;
+            stream
+                .read_to_end(&mut buf)
+                .await
+                .map_err(|e| io(format!("read: {e}")))?;
             Ok::<Vec<u8>, HttpError>(buf)
         };
         let buf = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| io(format!("{method} {path}: no answer within {:?}", self.timeout)))??;
+            .map_err(|_| {
+                io(format!(
+                    "{method} {path}: no answer within {:?}",
+                    self.timeout
+                ))
+            })??;
         let text = String::from_utf8_lossy(&buf);
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| HttpError::Parse { addr: self.addr.clone(), path: path.to_string(), message: format!("no status line in {head:?}") })?;
+            .ok_or_else(|| HttpError::Parse {
+                addr: self.addr.clone(),
+                path: path.to_string(),
+                message: format!("no status line in {head:?}"),
+            })?;
         Ok((status, body.to_string()))
     }
 
-    async fn expect_ok(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<String, HttpError> {
+    async fn expect_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<String, HttpError> {
         let (status, text) = self.request(method, path, body).await?;
         if (200..300).contains(&status) {
             Ok(text)
@@ -122,7 +169,11 @@ impl MgmtClient {
 
     pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, HttpError> {
         let text = self.expect_ok("GET", path, None).await?;
-        serde_json::from_str(&text).map_err(|e| HttpError::Parse { addr: self.addr.clone(), path: path.to_string(), message: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| HttpError::Parse {
+            addr: self.addr.clone(),
+            path: path.to_string(),
+            message: e.to_string(),
+        })
     }
 
     pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> Result<(), HttpError> {
@@ -141,7 +192,10 @@ impl MgmtClient {
     /// RabbitMQ version from /api/overview.
     pub async fn version(&self) -> Result<String, HttpError> {
         let v = self.get_json("/api/overview").await?;
-        Ok(v.get("rabbitmq_version").and_then(|s| s.as_str()).unwrap_or("unknown").to_string())
+        Ok(v.get("rabbitmq_version")
+            .and_then(|s| s.as_str())
+            .unwrap_or("unknown")
+            .to_string())
     }
 
     /// Names of the running cluster members, from /api/nodes.
@@ -156,8 +210,16 @@ impl MgmtClient {
     }
 
     /// Leader and members of a queue.
-    pub async fn queue_placement(&self, vhost: &str, queue: &str) -> Result<QueuePlacement, HttpError> {
-        let path = format!("/api/queues/{}/{}", encode_segment(vhost), encode_segment(queue));
+    pub async fn queue_placement(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<QueuePlacement, HttpError> {
+        let path = format!(
+            "/api/queues/{}/{}",
+            encode_segment(vhost),
+            encode_segment(queue)
+        );
         let v = self.get_json(&path).await?;
         Ok(placement_from_json(&v))
     }
@@ -178,18 +240,39 @@ impl MgmtClient {
     }
 
     /// Create or replace a policy.
-    pub async fn set_policy(&self, vhost: &str, name: &str, pattern: &str, apply_to: &str, definition: serde_json::Value) -> Result<(), HttpError> {
-        let path = format!("/api/policies/{}/{}", encode_segment(vhost), encode_segment(name));
+    pub async fn set_policy(
+        &self,
+        vhost: &str,
+        name: &str,
+        pattern: &str,
+        apply_to: &str,
+        definition: serde_json::Value,
+    ) -> Result<(), HttpError> {
+        let path = format!(
+            "/api/policies/{}/{}",
+            encode_segment(vhost),
+            encode_segment(name)
+        );
         let body = serde_json::json!({ "pattern": pattern, "apply-to": apply_to, "definition": definition, "priority": 0 });
         self.put_json(&path, &body).await
     }
 
     pub async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), HttpError> {
-        self.delete(&format!("/api/policies/{}/{}", encode_segment(vhost), encode_segment(name))).await
+        self.delete(&format!(
+            "/api/policies/{}/{}",
+            encode_segment(vhost),
+            encode_segment(name)
+        ))
+        .await
     }
 
     pub async fn delete_queue(&self, vhost: &str, queue: &str) -> Result<(), HttpError> {
-        self.delete(&format!("/api/queues/{}/{}", encode_segment(vhost), encode_segment(queue))).await
+        self.delete(&format!(
+            "/api/queues/{}/{}",
+            encode_segment(vhost),
+            encode_segment(queue)
+        ))
+        .await
     }
 }
 
@@ -198,7 +281,14 @@ impl MgmtClient {
 pub fn placement_from_json(q: &serde_json::Value) -> QueuePlacement {
     let s = |k: &str| q.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let list = |k: &str| -> Vec<String> {
-        q.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        q.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let queue_type = s("type").unwrap_or_else(|| "classic".to_string());
     let leader = s("leader").or_else(|| s("node")).unwrap_or_default();
@@ -208,7 +298,11 @@ pub fn placement_from_json(q: &serde_json::Value) -> QueuePlacement {
         members.extend(list("slave_nodes"));
     }
     members.retain(|m| !m.is_empty());
-    QueuePlacement { leader, members, queue_type }
+    QueuePlacement {
+        leader,
+        members,
+        queue_type,
+    }
 }
 
 #[cfg(test)]

@@ -1120,7 +1120,10 @@ struct NodeLine {
 /// Parse CLUSTER NODES output into status rows (malformed lines are skipped); also used by the
 /// Redis backend, for clusters brokerbench did not start.
 pub fn parse_node_rows(text: &str) -> Vec<RedisNodeStatus> {
-    parse_cluster_nodes(text).into_iter().map(|l| l.status).collect()
+    parse_cluster_nodes(text)
+        .into_iter()
+        .map(|l| l.status)
+        .collect()
 }
 
 /// Parse CLUSTER NODES output; malformed lines are skipped.

@@ -16,7 +16,12 @@ pub struct ConsumerPlan {
 }
 
 /// Consume until `stop` turns true.
-pub async fn run_consumer(ctx: Arc<LoadContext>, plan: ConsumerPlan, rec: Recorder, mut stop: watch::Receiver<bool>) {
+pub async fn run_consumer(
+    ctx: Arc<LoadContext>,
+    plan: ConsumerPlan,
+    rec: Recorder,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut consumer: Option<Box<dyn Consumer>> = None;
     let mut backoff = Backoff::default();
     let mut batch: Vec<Delivery> = Vec::with_capacity(1024);
@@ -59,7 +64,9 @@ pub async fn run_consumer(ctx: Arc<LoadContext>, plan: ConsumerPlan, rec: Record
                     Ok(h) if h.run_id == ctx.run_id => {
                         s.received += 1;
                         match ctx.ledger.on_received(h.producer, h.seq) {
-                            Receipt::First => record_ns(&mut s.e2e, now.saturating_sub(h.intended_ns)),
+                            Receipt::First => {
+                                record_ns(&mut s.e2e, now.saturating_sub(h.intended_ns))
+                            }
                             Receipt::Duplicate => s.duplicates += 1,
                             Receipt::Unknown => {}
                         }

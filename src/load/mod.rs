@@ -37,7 +37,9 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: Duration::from_millis(50) }
+        Backoff {
+            next: Duration::from_millis(50),
+        }
     }
 }
 

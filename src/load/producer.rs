@@ -31,10 +31,16 @@ type Outcome = (u64, u64, Result<(), OpError>);
 
 /// Run until the schedule ends and every confirm is in (or the deadline passes), or until
 /// `stop` turns true. Returns the number of messages still awaiting a confirm.
-pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Recorder, mut stop: watch::Receiver<bool>) -> usize {
+pub async fn run_producer(
+    ctx: Arc<LoadContext>,
+    plan: ProducerPlan,
+    rec: Recorder,
+    mut stop: watch::Receiver<bool>,
+) -> usize {
     let clock = ctx.clock.as_ref();
     let mut producer: Option<Box<dyn Producer>> = None;
-    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
+        FuturesUnordered::new();
     let mut index: u64 = 0;
     let mut backoff = Backoff::default();
     let id = plan.id as u32;
@@ -44,7 +50,11 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
         }
         let now = clock.now_ns();
         // Every message due before the end is sent, even if the task wakes up late.
-        let producing = if plan.schedule.is_max() { now < plan.end_ns } else { plan.schedule.due_ns(index) < plan.end_ns };
+        let producing = if plan.schedule.is_max() {
+            now < plan.end_ns
+        } else {
+            plan.schedule.due_ns(index) < plan.end_ns
+        };
         if !producing && in_flight.is_empty() {
             break;
         }
@@ -69,12 +79,22 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
             let mut burst = 0;
             while in_flight.len() < plan.max_in_flight && burst < 1024 {
                 let now = clock.now_ns();
-                let due = if plan.schedule.is_max() { now } else { plan.schedule.due_ns(index) };
+                let due = if plan.schedule.is_max() {
+                    now
+                } else {
+                    plan.schedule.due_ns(index)
+                };
                 if due > now || due >= plan.end_ns {
                     break;
                 }
                 let seq = ctx.ledger.next_seq(plan.id);
-                let payload = Header { run_id: ctx.run_id, producer: id, seq, intended_ns: due }.encode(ctx.message_size);
+                let payload = Header {
+                    run_id: ctx.run_id,
+                    producer: id,
+                    seq,
+                    intended_ns: due,
+                }
+                .encode(ctx.message_size);
                 rec.with(|s| {
                     s.sent += 1;
                     record_ns(&mut s.send_delay, now.saturating_sub(due));
@@ -88,7 +108,9 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
                             async move {
                                 let r = match tokio::time::timeout(timeout, confirm).await {
                                     Ok(r) => r,
-                                    Err(_) => Err(OpError::Timeout(format!("no confirm within {timeout:?}"))),
+                                    Err(_) => Err(OpError::Timeout(format!(
+                                        "no confirm within {timeout:?}"
+                                    ))),
                                 };
                                 (seq, due, r)
                             }
@@ -115,7 +137,12 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
         }
         // Wait for the next due message, a confirm, or the stop signal.
         let now = clock.now_ns();
-        let producing = producer.is_some() && if plan.schedule.is_max() { now < plan.end_ns } else { plan.schedule.due_ns(index) < plan.end_ns };
+        let producing = producer.is_some()
+            && if plan.schedule.is_max() {
+                now < plan.end_ns
+            } else {
+                plan.schedule.due_ns(index) < plan.end_ns
+            };
         let room = in_flight.len() < plan.max_in_flight;
         let wake_ns = if !producing {
             plan.end_ns.max(now).min(plan.confirm_deadline_ns)
@@ -147,7 +174,14 @@ pub async fn run_producer(ctx: Arc<LoadContext>, plan: ProducerPlan, rec: Record
     in_flight.len()
 }
 
-fn settle(ctx: &LoadContext, plan: &ProducerPlan, rec: &Recorder, (seq, due, r): Outcome, now: u64, producer: &mut Option<Box<dyn Producer>>) {
+fn settle(
+    ctx: &LoadContext,
+    plan: &ProducerPlan,
+    rec: &Recorder,
+    (seq, due, r): Outcome,
+    now: u64,
+    producer: &mut Option<Box<dyn Producer>>,
+) {
     match r {
         Ok(()) => {
             ctx.ledger.on_confirmed(plan.id, seq);

@@ -14,11 +14,17 @@ impl Schedule {
     /// `rate` messages per second from `start_ns`. A non-positive rate means max.
     pub fn fixed(start_ns: u64, rate: f64) -> Self {
         let interval_ns = (rate.is_finite() && rate > 0.0).then(|| 1e9 / rate);
-        Schedule { start_ns, interval_ns }
+        Schedule {
+            start_ns,
+            interval_ns,
+        }
     }
 
     pub fn max(start_ns: u64) -> Self {
-        Schedule { start_ns, interval_ns: None }
+        Schedule {
+            start_ns,
+            interval_ns: None,
+        }
     }
 
     pub fn is_max(&self) -> bool {

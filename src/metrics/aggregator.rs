@@ -99,7 +99,9 @@ impl Aggregator {
                     let _ = match l {
                         Latency::Publish => self.measured.publish.add(&self.interval.publish),
                         Latency::EndToEnd => self.measured.e2e.add(&self.interval.e2e),
-                        Latency::SendDelay => self.measured.send_delay.add(&self.interval.send_delay),
+                        Latency::SendDelay => {
+                            self.measured.send_delay.add(&self.interval.send_delay)
+                        }
                     };
                 }
             }
@@ -128,7 +130,12 @@ impl Aggregator {
             e2e_p99_ms: quantile_ms(&i.e2e, 0.99),
             e2e_max_ms: max_ms(&i.e2e),
             send_delay_p99_ms: quantile_ms(&i.send_delay, 0.99),
-            error_kinds: i.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"),
+            error_kinds: i
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
         };
         self.last_ns = now_ns;
         self.rows.push(row);
@@ -168,7 +175,10 @@ mod tests {
         a.with(|s| s.sent += 10);
         b.with(|s| s.sent += 5);
         let (row, _) = agg.tick(2_000_000_000, "warmup");
-        assert_eq!((row.sent, row.sent_per_s, row.t_start_s, row.t_end_s), (15, 15.0, 0.0, 1.0));
+        assert_eq!(
+            (row.sent, row.sent_per_s, row.t_start_s, row.t_end_s),
+            (15, 15.0, 0.0, 1.0)
+        );
         a.with(|s| {
             s.received += 20;
             record_ns(&mut s.e2e, 3_000_000);

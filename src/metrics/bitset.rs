@@ -28,7 +28,11 @@ impl BitSet {
 
     /// Bits set in `self` and in `other`.
     pub fn count_and(&self, other: &BitSet) -> u64 {
-        self.words.iter().zip(&other.words).map(|(a, b)| (a & b).count_ones() as u64).sum()
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & b).count_ones() as u64)
+            .sum()
     }
 
     /// Bits set at positions >= `n`.
@@ -38,7 +42,11 @@ impl BitSet {
             return 0;
         }
         let first = (self.words[w] >> b << b).count_ones() as u64;
-        first + self.words[w + 1..].iter().map(|x| x.count_ones() as u64).sum::<u64>()
+        first
+            + self.words[w + 1..]
+                .iter()
+                .map(|x| x.count_ones() as u64)
+                .sum::<u64>()
     }
 
     /// Iterate over the set bits in increasing order.

@@ -75,7 +75,9 @@ pub struct LedgerSummary {
 impl Ledger {
     pub fn new(producers: usize, confirms: bool) -> Self {
         Ledger {
-            producers: (0..producers).map(|_| Mutex::new(ProducerLedger::default())).collect(),
+            producers: (0..producers)
+                .map(|_| Mutex::new(ProducerLedger::default()))
+                .collect(),
             confirms,
             unknown_producer: Default::default(),
         }
@@ -87,7 +89,9 @@ impl Ledger {
 
     /// Record that `producer` issued its next sequence number; returns it.
     pub fn next_seq(&self, producer: usize) -> u64 {
-        let Some(p) = self.producers.get(producer) else { return u64::MAX };
+        let Some(p) = self.producers.get(producer) else {
+            return u64::MAX;
+        };
         let mut p = p.lock();
         let seq = p.sent;
         p.sent += 1;
@@ -98,7 +102,9 @@ impl Ledger {
     }
 
     pub fn on_confirmed(&self, producer: usize, seq: u64) {
-        let Some(p) = self.producers.get(producer) else { return };
+        let Some(p) = self.producers.get(producer) else {
+            return;
+        };
         let mut p = p.lock();
         if seq >= p.sent || p.confirmed.insert(seq) {
             return;
@@ -109,7 +115,9 @@ impl Ledger {
     }
 
     pub fn on_failed(&self, producer: usize, seq: u64) {
-        let Some(p) = self.producers.get(producer) else { return };
+        let Some(p) = self.producers.get(producer) else {
+            return;
+        };
         let mut p = p.lock();
         if seq >= p.sent || p.failed.insert(seq) {
             return;
@@ -122,7 +130,8 @@ impl Ledger {
     /// Record a receipt.
     pub fn on_received(&self, producer: u32, seq: u64) -> Receipt {
         let Some(p) = self.producers.get(producer as usize) else {
-            self.unknown_producer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.unknown_producer
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Receipt::Unknown;
         };
         let mut p = p.lock();
@@ -138,7 +147,11 @@ impl Ledger {
             p.out_of_order += 1;
         }
         p.max_received = Some(p.max_received.map_or(seq, |m| m.max(seq)));
-        let expected = if self.confirms { p.confirmed.contains(seq) } else { !p.failed.contains(seq) };
+        let expected = if self.confirms {
+            p.confirmed.contains(seq)
+        } else {
+            !p.failed.contains(seq)
+        };
         if expected {
             p.awaiting = p.awaiting.saturating_sub(1);
         }
@@ -163,12 +176,21 @@ impl Ledger {
             let failed = p.failed.count();
             let both = p.confirmed.count_and(&p.failed);
             if both > 0 {
-                problems.push(format!("producer {i}: {both} messages both confirmed and failed"));
+                problems.push(format!(
+                    "producer {i}: {both} messages both confirmed and failed"
+                ));
             }
-            for (what, set) in [("confirmed", &p.confirmed), ("failed", &p.failed), ("received", &p.received)] {
+            for (what, set) in [
+                ("confirmed", &p.confirmed),
+                ("failed", &p.failed),
+                ("received", &p.received),
+            ] {
                 let beyond = set.count_from(p.sent);
                 if beyond > 0 {
-                    problems.push(format!("producer {i}: {beyond} {what} sequence numbers beyond the {} sent", p.sent));
+                    problems.push(format!(
+                        "producer {i}: {beyond} {what} sequence numbers beyond the {} sent",
+                        p.sent
+                    ));
                 }
             }
             let received = p.received.count();
@@ -188,15 +210,27 @@ impl Ledger {
             s.failed_missing += failed - failed_received;
             // Received messages that are neither confirmed nor failed (inclusion-exclusion; the
             // triple overlap is only non-zero in the inconsistent case reported above).
-            let triple = if both > 0 { p.confirmed.iter().filter(|q| p.failed.contains(*q) && p.received.contains(*q)).count() as u64 } else { 0 };
+            let triple = if both > 0 {
+                p.confirmed
+                    .iter()
+                    .filter(|q| p.failed.contains(*q) && p.received.contains(*q))
+                    .count() as u64
+            } else {
+                0
+            };
             let received_unconfirmed = received + triple - confirmed_received - failed_received;
             s.unconfirmed_missing += unconfirmed.saturating_sub(received_unconfirmed);
             first_receipts_expected += received;
         }
-        s.unknown += self.unknown_producer.load(std::sync::atomic::Ordering::Relaxed);
+        s.unknown += self
+            .unknown_producer
+            .load(std::sync::atomic::Ordering::Relaxed);
         // The counts must add up.
         if s.confirmed + s.failed + s.unconfirmed != s.sent {
-            problems.push(format!("confirmed {} + failed {} + unconfirmed {} != sent {}", s.confirmed, s.failed, s.unconfirmed, s.sent));
+            problems.push(format!(
+                "confirmed {} + failed {} + unconfirmed {} != sent {}",
+                s.confirmed, s.failed, s.unconfirmed, s.sent
+            ));
         }
         let received_unconfirmed = s.unconfirmed - s.unconfirmed_missing;
         if (s.confirmed - s.lost) + s.received_failed + received_unconfirmed != s.received {
@@ -215,7 +249,10 @@ impl Ledger {
             ));
         }
         if s.unknown > 0 {
-            problems.push(format!("{} receipts of messages that were never sent", s.unknown));
+            problems.push(format!(
+                "{} receipts of messages that were never sent",
+                s.unknown
+            ));
         }
         s.consistent = problems.is_empty();
         s.problems = problems.join("; ");
@@ -224,10 +261,13 @@ impl Ledger {
 
     /// Bytes held by the bitsets (the ledger stays compact: about 3 bits per message).
     pub fn footprint_bytes(&self) -> usize {
-        self.producers.iter().map(|p| {
-            let p = p.lock();
-            p.confirmed.bytes() + p.failed.bytes() + p.received.bytes()
-        }).sum()
+        self.producers
+            .iter()
+            .map(|p| {
+                let p = p.lock();
+                p.confirmed.bytes() + p.failed.bytes() + p.received.bytes()
+            })
+            .sum()
     }
 }
 
@@ -262,7 +302,17 @@ mod tests {
         assert_eq!(l.awaiting(), 0);
         let s = l.summary(150);
         assert!(s.consistent, "{}", s.problems);
-        assert_eq!((s.sent, s.confirmed, s.received, s.lost, s.duplicates, s.out_of_order), (150, 150, 150, 0, 0, 0));
+        assert_eq!(
+            (
+                s.sent,
+                s.confirmed,
+                s.received,
+                s.lost,
+                s.duplicates,
+                s.out_of_order
+            ),
+            (150, 150, 150, 0, 0, 0)
+        );
     }
 
     #[test]
@@ -300,7 +350,15 @@ mod tests {
         let s = l.summary(4);
         assert!(s.consistent, "{}", s.problems);
         assert_eq!((s.confirmed, s.failed, s.unconfirmed), (2, 2, 2));
-        assert_eq!((s.lost, s.received_failed, s.failed_missing, s.unconfirmed_missing), (0, 1, 1, 1));
+        assert_eq!(
+            (
+                s.lost,
+                s.received_failed,
+                s.failed_missing,
+                s.unconfirmed_missing
+            ),
+            (0, 1, 1, 1)
+        );
     }
 
     #[test]

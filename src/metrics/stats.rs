@@ -14,7 +14,8 @@ pub const MAX_US: u64 = 3_600_000_000;
 
 pub fn new_histogram() -> Histogram<u64> {
     // 3 significant digits over 1 us .. 1 h. The bounds are constants, so this cannot fail.
-    Histogram::new_with_bounds(1, MAX_US, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, MAX_US, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// The latencies a run measures.

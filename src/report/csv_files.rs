@@ -26,19 +26,30 @@ struct TimelineRow<'a> {
 }
 
 fn open(path: &Path) -> Result<csv::Writer<File>, ReportError> {
-    csv::Writer::from_path(path).map_err(|source| ReportError::Csv { path: path.to_path_buf(), source })
+    csv::Writer::from_path(path).map_err(|source| ReportError::Csv {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl CsvSink {
     pub fn create(dir: &Path) -> Result<Self, ReportError> {
-        Ok(CsvSink { dir: dir.to_path_buf(), timeseries: open(&dir.join("timeseries.csv"))?, timeline: open(&dir.join("timeline.csv"))?, summaries: Vec::new() })
+        Ok(CsvSink {
+            dir: dir.to_path_buf(),
+            timeseries: open(&dir.join("timeseries.csv"))?,
+            timeline: open(&dir.join("timeline.csv"))?,
+            summaries: Vec::new(),
+        })
     }
 
     fn write_summary(&self) -> Result<(), ReportError> {
         let path = self.dir.join("summary.csv");
         let mut w = open(&path)?;
         for r in &self.summaries {
-            w.serialize(r).map_err(|source| ReportError::Csv { path: path.clone(), source })?;
+            w.serialize(r).map_err(|source| ReportError::Csv {
+                path: path.clone(),
+                source,
+            })?;
         }
         w.flush().map_err(|source| ReportError::Io { path, source })
     }
@@ -47,8 +58,16 @@ impl CsvSink {
 impl Sink for CsvSink {
     fn on_interval(&mut self, row: &IntervalRow, _interval: &Stats) -> Result<(), ReportError> {
         let path = || self.dir.join("timeseries.csv");
-        self.timeseries.serialize(row).map_err(|source| ReportError::Csv { path: path(), source })?;
-        self.timeseries.flush().map_err(|source| ReportError::Io { path: path(), source })
+        self.timeseries
+            .serialize(row)
+            .map_err(|source| ReportError::Csv {
+                path: path(),
+                source,
+            })?;
+        self.timeseries.flush().map_err(|source| ReportError::Io {
+            path: path(),
+            source,
+        })
     }
 
     fn on_event(&mut self, e: &TimelineEvent) -> Result<(), ReportError> {
@@ -57,9 +76,23 @@ impl Sink for CsvSink {
             crate::scenario::timeline::EventKind::Phase => "phase",
             crate::scenario::timeline::EventKind::Fault => "fault",
         };
-        let row = TimelineRow { backend: &e.backend, kind, name: &e.name, start_s: e.start_s, end_s: e.end_s };
-        self.timeline.serialize(row).map_err(|source| ReportError::Csv { path: path(), source })?;
-        self.timeline.flush().map_err(|source| ReportError::Io { path: path(), source })
+        let row = TimelineRow {
+            backend: &e.backend,
+            kind,
+            name: &e.name,
+            start_s: e.start_s,
+            end_s: e.end_s,
+        };
+        self.timeline
+            .serialize(row)
+            .map_err(|source| ReportError::Csv {
+                path: path(),
+                source,
+            })?;
+        self.timeline.flush().map_err(|source| ReportError::Io {
+            path: path(),
+            source,
+        })
     }
 
     fn on_backend_end(&mut self, summary: &SummaryRow) -> Result<(), ReportError> {
@@ -84,8 +117,14 @@ mod tests {
         let (row, stats) = agg.tick(1_000_000_000, "measure");
         let (row, stats) = (row.clone(), stats.clone());
         sink.on_interval(&row, &stats).expect("row");
-        sink.on_backend_end(&SummaryRow::failed("a", "redis-streams", "ok".into())).expect("summary a");
-        sink.on_backend_end(&SummaryRow::failed("b", "rabbitmq-quorum", "error: x".into())).expect("summary b");
+        sink.on_backend_end(&SummaryRow::failed("a", "redis-streams", "ok".into()))
+            .expect("summary a");
+        sink.on_backend_end(&SummaryRow::failed(
+            "b",
+            "rabbitmq-quorum",
+            "error: x".into(),
+        ))
+        .expect("summary b");
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).expect("read");
         let lines: Vec<&str> = summary.lines().collect();
         assert_eq!(lines.len(), 3, "{summary}");
@@ -93,6 +132,11 @@ mod tests {
         assert!(lines[2].starts_with("b,rabbitmq-quorum,error: x"));
         let ts = std::fs::read_to_string(dir.path().join("timeseries.csv")).expect("read");
         assert_eq!(ts.lines().count(), 2);
-        assert!(ts.lines().nth(1).is_some_and(|l| l.starts_with("a,0.0,1.0,measure,7,")), "{ts}");
+        assert!(
+            ts.lines()
+                .nth(1)
+                .is_some_and(|l| l.starts_with("a,0.0,1.0,measure,7,")),
+            "{ts}"
+        );
     }
 }

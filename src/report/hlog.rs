@@ -24,25 +24,53 @@ pub struct HlogSink {
 impl HlogSink {
     pub fn new(dir: &Path) -> Result<Self, ReportError> {
         let dir = dir.join("hdr");
-        std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io { path: dir.clone(), source })?;
-        Ok(HlogSink { dir, current: None, serializer: V2DeflateSerializer::new(), buf: Vec::new() })
+        std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(HlogSink {
+            dir,
+            current: None,
+            serializer: V2DeflateSerializer::new(),
+            buf: Vec::new(),
+        })
     }
 }
 
 /// File name for a backend label (kept to safe characters).
 pub fn file_name(label: &str) -> String {
-    let safe: String = label.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let safe: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("{safe}.hlog")
 }
 
 impl Sink for HlogSink {
     fn on_backend_start(&mut self, start: &BackendStart) -> Result<(), ReportError> {
         let path = self.dir.join(file_name(&start.label));
-        let io = |source| ReportError::Io { path: path.clone(), source };
+        let io = |source| ReportError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut w = BufWriter::new(File::create(&path).map_err(io)?);
-        let t = start.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let t = start
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         writeln!(w, "#[Backend: {} ({})]", start.label, start.backend_type).map_err(io)?;
-        writeln!(w, "#[Values in microseconds; tags: publish, e2e, send_delay]").map_err(io)?;
+        writeln!(
+            w,
+            "#[Values in microseconds; tags: publish, e2e, send_delay]"
+        )
+        .map_err(io)?;
         writeln!(w, "#[StartTime: {t:.3} (seconds since epoch)]").map_err(io)?;
         writeln!(w, "#[BaseTime: {t:.3} (seconds since epoch)]").map_err(io)?;
         writeln!(w, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"").map_err(io)?;
@@ -51,19 +79,40 @@ impl Sink for HlogSink {
     }
 
     fn on_interval(&mut self, row: &IntervalRow, interval: &Stats) -> Result<(), ReportError> {
-        let Some((path, w)) = self.current.as_mut() else { return Ok(()) };
+        let Some((path, w)) = self.current.as_mut() else {
+            return Ok(());
+        };
         for l in Latency::ALL {
             let h = interval.histogram(l);
             if h.is_empty() {
                 continue;
             }
             self.buf.clear();
-            self.serializer.serialize(h, &mut self.buf).map_err(|e| ReportError::Encode { path: path.clone(), message: format!("{e:?}") })?;
+            self.serializer
+                .serialize(h, &mut self.buf)
+                .map_err(|e| ReportError::Encode {
+                    path: path.clone(),
+                    message: format!("{e:?}"),
+                })?;
             let encoded = base64::engine::general_purpose::STANDARD.encode(&self.buf);
-            writeln!(w, "Tag={},{:.3},{:.3},{:.3},{}", l.name(), row.t_start_s, row.t_end_s - row.t_start_s, h.max() as f64 / 1000.0, encoded)
-                .map_err(|source| ReportError::Io { path: path.clone(), source })?;
+            writeln!(
+                w,
+                "Tag={},{:.3},{:.3},{:.3},{}",
+                l.name(),
+                row.t_start_s,
+                row.t_end_s - row.t_start_s,
+                h.max() as f64 / 1000.0,
+                encoded
+            )
+            .map_err(|source| ReportError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
-        w.flush().map_err(|source| ReportError::Io { path: path.clone(), source })
+        w.flush().map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })
     }
 }
 
@@ -78,7 +127,14 @@ mod tests {
     fn writes_a_log_that_hdrhistogram_reads_back() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut sink = HlogSink::new(dir.path()).expect("sink");
-        sink.on_backend_start(&BackendStart { label: "redis x".into(), backend_type: "redis-streams".into(), started: std::time::SystemTime::now(), warmup_s: 0.0, duration_s: 1.0 }).expect("start");
+        sink.on_backend_start(&BackendStart {
+            label: "redis x".into(),
+            backend_type: "redis-streams".into(),
+            started: std::time::SystemTime::now(),
+            warmup_s: 0.0,
+            duration_s: 1.0,
+        })
+        .expect("start");
         let r = Recorder::new();
         let mut agg = Aggregator::new("redis x", 0, vec![r.clone()]);
         r.with(|s| {
@@ -90,7 +146,9 @@ mod tests {
         let (row, stats) = (row.clone(), stats.clone());
         sink.on_interval(&row, &stats).expect("interval");
         let text = std::fs::read(dir.path().join("hdr").join("redis_x.hlog")).expect("read");
-        let entries: Vec<_> = IntervalLogIterator::new(&text).filter_map(|e| e.ok()).collect();
+        let entries: Vec<_> = IntervalLogIterator::new(&text)
+            .filter_map(|e| e.ok())
+            .collect();
         let hist = entries.iter().find_map(|e| match e {
             LogEntry::Interval(h) => Some(h),
             _ => None,

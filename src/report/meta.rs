@@ -14,15 +14,26 @@ pub struct HostInfo {
 
 impl HostInfo {
     pub fn read() -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default().trim().to_string();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
         let memory_kb = read("/proc/meminfo")
             .lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+            .and_then(|v| {
+                v.split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
             .unwrap_or(0);
         HostInfo {
             hostname: read("/proc/sys/kernel/hostname"),
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             memory_bytes: memory_kb * 1024,
             kernel: read("/proc/sys/kernel/osrelease"),
         }
@@ -64,9 +75,13 @@ per-node work and how throughput grows with shards are shown, but not the capaci
 Compare ratios measured in one run, not absolute figures across runs or hosts.";
 
 pub fn git_commit() -> String {
-    option_env!("BROKERBENCH_GIT_COMMIT").unwrap_or("unknown").to_string()
+    option_env!("BROKERBENCH_GIT_COMMIT")
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 pub fn utc_now() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }

@@ -17,7 +17,10 @@ pub use summary::SummaryRow;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {source}", .path.display())]
     Csv { path: PathBuf, source: csv::Error },
     #[error("{}: {message}", .path.display())]

@@ -19,7 +19,13 @@ pub struct ProgressSink {
 
 impl Default for ProgressSink {
     fn default() -> Self {
-        ProgressSink { bar: None, tty: std::io::stderr().is_terminal(), label: String::new(), total_s: 0.0, intervals: 0 }
+        ProgressSink {
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
+            label: String::new(),
+            total_s: 0.0,
+            intervals: 0,
+        }
     }
 }
 
@@ -49,11 +55,17 @@ impl Sink for ProgressSink {
         self.intervals = 0;
         if self.tty {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.set_message(format!("[{}] starting", self.label));
             self.bar = Some(bar);
         } else {
-            eprintln!("[{}] load started ({} s warm-up, {} s measured)", self.label, start.warmup_s, start.duration_s);
+            eprintln!(
+                "[{}] load started ({} s warm-up, {} s measured)",
+                self.label, start.warmup_s, start.duration_s
+            );
         }
         Ok(())
     }
@@ -66,7 +78,7 @@ impl Sink for ProgressSink {
                 bar.set_message(text);
                 bar.tick();
             }
-            None if self.intervals % 5 == 0 => eprintln!("{text}"),
+            None if self.intervals.is_multiple_of(5) => eprintln!("{text}"),
             None => {}
         }
         Ok(())

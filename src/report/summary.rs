@@ -56,10 +56,23 @@ pub struct SummaryRow {
 impl SummaryRow {
     /// A row for a backend that could not run.
     pub fn failed(backend: &str, backend_type: &str, status: String) -> Self {
-        SummaryRow { backend: backend.to_string(), backend_type: backend_type.to_string(), status, ..Default::default() }
+        SummaryRow {
+            backend: backend.to_string(),
+            backend_type: backend_type.to_string(),
+            status,
+            ..Default::default()
+        }
     }
 
-    pub fn from_run(backend: &str, backend_type: &str, status: String, target_rate: Option<f64>, agg: &Aggregator, ledger: &LedgerSummary, drained: bool) -> Self {
+    pub fn from_run(
+        backend: &str,
+        backend_type: &str,
+        status: String,
+        target_rate: Option<f64>,
+        agg: &Aggregator,
+        ledger: &LedgerSummary,
+        drained: bool,
+    ) -> Self {
         let m = agg.measured();
         let secs = agg.measured_secs();
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -101,7 +114,12 @@ impl SummaryRow {
             unknown: ledger.unknown,
             foreign: all.foreign,
             errors: all.error_count(),
-            error_kinds: all.errors.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";"),
+            error_kinds: all
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
             drained,
             ledger_consistent: ledger.consistent,
             ledger_problems: ledger.problems.clone(),

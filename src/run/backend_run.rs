@@ -70,7 +70,11 @@ pub async fn run_backend(
         Err(e) => {
             let summary = fail(&mut meta, format!("error: {e}"));
             let _ = each(sinks, |s| s.on_backend_end(&summary));
-            return BackendOutcome { summary, meta, interrupted: false };
+            return BackendOutcome {
+                summary,
+                meta,
+                interrupted: false,
+            };
         }
     };
     meta.broker_version = backend.version().await;
@@ -81,18 +85,36 @@ pub async fn run_backend(
         Err(e) => {
             let summary = fail(&mut meta, format!("error: {e}"));
             let _ = each(sinks, |s| s.on_backend_end(&summary));
-            return BackendOutcome { summary, meta, interrupted: false };
+            return BackendOutcome {
+                summary,
+                meta,
+                interrupted: false,
+            };
         }
     };
     meta.topology = backend.topology(&dests).await.ok();
-    let (summary, interrupted) = run_load(run_id, &label, kind, backend.clone(), &dests, workload, sinks, cancel).await;
+    let (summary, interrupted) = run_load(
+        run_id,
+        &label,
+        kind,
+        backend.clone(),
+        &dests,
+        workload,
+        sinks,
+        cancel,
+    )
+    .await;
     if let Err(e) = backend.teardown(&dests).await {
         eprintln!("[{label}] teardown: {e}");
     }
     meta.status = summary.status.clone();
     meta.ended_utc = Some(utc_now());
     let _ = each(sinks, |s| s.on_backend_end(&summary));
-    BackendOutcome { summary, meta, interrupted }
+    BackendOutcome {
+        summary,
+        meta,
+        interrupted,
+    }
 }
 
 /// The load itself on destinations already set up: producers, consumers, the aggregator loop,
@@ -110,7 +132,13 @@ pub async fn run_load(
 ) -> (SummaryRow, bool) {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let ledger = Arc::new(Ledger::new(w.producers(), backend.confirms()));
-    let ctx = Arc::new(LoadContext { run_id, backend: backend.clone(), ledger: ledger.clone(), clock: clock.clone(), message_size: w.message_size });
+    let ctx = Arc::new(LoadContext {
+        run_id,
+        backend: backend.clone(),
+        ledger: ledger.clone(),
+        clock: clock.clone(),
+        message_size: w.message_size,
+    });
     let origin = clock.now_ns() + 100_000_000;
     let warm_end = origin + w.warmup.as_nanos() as u64;
     let end = warm_end + w.duration.as_nanos() as u64;
@@ -125,8 +153,16 @@ pub async fn run_load(
         for c in 0..w.consumers_per_destination {
             let rec = Recorder::new();
             recorders.push(rec.clone());
-            let plan = ConsumerPlan { id: i * w.consumers_per_destination + c, dest: d.clone() };
-            tasks.push(tokio::spawn(run_consumer(ctx.clone(), plan, rec, stop_rx.clone())));
+            let plan = ConsumerPlan {
+                id: i * w.consumers_per_destination + c,
+                dest: d.clone(),
+            };
+            tasks.push(tokio::spawn(run_consumer(
+                ctx.clone(),
+                plan,
+                rec,
+                stop_rx.clone(),
+            )));
         }
     }
     let producers = w.producers();
@@ -135,7 +171,10 @@ pub async fn run_load(
             let id = i * w.producers_per_destination + p;
             let schedule = match w.rate_per_producer() {
                 // Stagger producers over one interval so their sends do not line up.
-                Some(r) => Schedule::fixed(origin + ((1e9 / r) * id as f64 / producers as f64) as u64, r),
+                Some(r) => Schedule::fixed(
+                    origin + ((1e9 / r) * id as f64 / producers as f64) as u64,
+                    r,
+                ),
                 None => Schedule::max(origin),
             };
             let plan = ProducerPlan {
@@ -168,8 +207,16 @@ pub async fn run_load(
         duration_s: w.duration.as_secs_f64(),
     };
     report(each(sinks, |s| s.on_backend_start(&start)));
-    let mut open = if warm_end > origin { timeline.open(label, EventKind::Phase, "warmup", 0.0) } else { timeline.open(label, EventKind::Phase, "measure", 0.0) };
-    let mut phase = if warm_end > origin { "warmup" } else { "measure" };
+    let mut open = if warm_end > origin {
+        timeline.open(label, EventKind::Phase, "warmup", 0.0)
+    } else {
+        timeline.open(label, EventKind::Phase, "measure", 0.0)
+    };
+    let mut phase = if warm_end > origin {
+        "warmup"
+    } else {
+        "measure"
+    };
     let mut last_tick = origin;
     let mut interrupted = false;
     sleep_until_ns(clock.as_ref(), origin).await;
@@ -177,22 +224,38 @@ pub async fn run_load(
         let now = clock.now_ns();
         // The next interval ends at the next whole second or phase boundary.
         let next_second = last_tick + NS - (last_tick - origin) % NS;
-        let boundary = [warm_end, end].into_iter().filter(|&b| b > last_tick).min().unwrap_or(u64::MAX);
+        let boundary = [warm_end, end]
+            .into_iter()
+            .filter(|&b| b > last_tick)
+            .min()
+            .unwrap_or(u64::MAX);
         let tick_at = next_second.min(boundary);
         // During the drain, look at the ledger often so the run ends as soon as it can.
-        let wake = if phase == "drain" { tick_at.min(now + 50_000_000) } else { tick_at };
+        let wake = if phase == "drain" {
+            tick_at.min(now + 50_000_000)
+        } else {
+            tick_at
+        };
         tokio::select! {
             _ = sleep_until_ns(clock.as_ref(), wake) => {}
             _ = cancel.changed() => interrupted = true,
         }
         let now = clock.now_ns();
-        let drained_now = phase == "drain" && live_producers.load(Ordering::SeqCst) == 0 && ledger.awaiting() == 0;
+        let drained_now = phase == "drain"
+            && live_producers.load(Ordering::SeqCst) == 0
+            && ledger.awaiting() == 0;
         let out_of_time = phase == "drain" && now >= drain_deadline;
         if now >= tick_at || interrupted || drained_now || out_of_time {
             let (row, stats) = agg.tick(now, phase);
             report(each(sinks, |s| s.on_interval(row, stats)));
             last_tick = now;
-            let next_phase = if now >= end { "drain" } else if now >= warm_end { "measure" } else { "warmup" };
+            let next_phase = if now >= end {
+                "drain"
+            } else if now >= warm_end {
+                "measure"
+            } else {
+                "warmup"
+            };
             if next_phase != phase {
                 timeline.close(open, secs(now));
                 report(each(sinks, |s| s.on_event(&timeline.events[open])));
@@ -208,7 +271,10 @@ pub async fn run_load(
     let _ = stop_tx.send(true);
     for t in tasks {
         let abort = t.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .is_err()
+        {
             abort.abort();
         }
     }
@@ -221,7 +287,18 @@ pub async fn run_load(
     let drained = ledger.awaiting() == 0;
     let target = w.rate_per_producer().map(|r| r * w.producers() as f64);
     let status = if interrupted { "interrupted" } else { "ok" };
-    (SummaryRow::from_run(label, kind, status.to_string(), target, &agg, &ledger_summary, drained), interrupted)
+    (
+        SummaryRow::from_run(
+            label,
+            kind,
+            status.to_string(),
+            target,
+            &agg,
+            &ledger_summary,
+            drained,
+        ),
+        interrupted,
+    )
 }
 
 /// Report-sink errors do not stop a run's load; they are printed.
@@ -256,7 +333,17 @@ mod tests {
         let dests = backend.setup("t", w.destinations).await.expect("setup");
         let (_tx, mut cancel) = watch::channel(false);
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        let (summary, interrupted) = run_load(random_id(), "memory", "memory", backend, &dests, w, &mut sinks, &mut cancel).await;
+        let (summary, interrupted) = run_load(
+            random_id(),
+            "memory",
+            "memory",
+            backend,
+            &dests,
+            w,
+            &mut sinks,
+            &mut cancel,
+        )
+        .await;
         assert!(!interrupted);
         summary
     }
@@ -266,17 +353,33 @@ mod tests {
         let w = workload(2000.0, 2);
         let s = run(MemoryFaults::default(), &w).await;
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
-        assert_eq!((s.sent, s.confirmed, s.received, s.lost, s.duplicates), (5000, 5000, 5000, 0, 0));
+        assert_eq!(
+            (s.sent, s.confirmed, s.received, s.lost, s.duplicates),
+            (5000, 5000, 5000, 0, 0)
+        );
         assert!(s.drained);
-        assert!((s.sent_per_s - 2000.0).abs() < 200.0, "sent {}/s", s.sent_per_s);
-        let (p50, p99, max) = (s.e2e_p50_ms.unwrap_or(-1.0), s.e2e_p99_ms.unwrap_or(-1.0), s.e2e_max_ms.unwrap_or(-1.0));
+        assert!(
+            (s.sent_per_s - 2000.0).abs() < 200.0,
+            "sent {}/s",
+            s.sent_per_s
+        );
+        let (p50, p99, max) = (
+            s.e2e_p50_ms.unwrap_or(-1.0),
+            s.e2e_p99_ms.unwrap_or(-1.0),
+            s.e2e_max_ms.unwrap_or(-1.0),
+        );
         assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn injected_loss_duplicates_and_nacks_are_counted() {
         let w = workload(1000.0, 1);
-        let faults = MemoryFaults { drop_every: Some(100), duplicate_every: Some(50), nack_every: Some(250), confirm_delay: Duration::from_millis(1) };
+        let faults = MemoryFaults {
+            drop_every: Some(100),
+            duplicate_every: Some(50),
+            nack_every: Some(250),
+            confirm_delay: Duration::from_millis(1),
+        };
         let s = run(faults, &w).await;
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
         assert_eq!(s.sent, 1500);
@@ -297,10 +400,25 @@ mod tests {
         // the intended times, so send delay and latency grow instead of being hidden.
         let mut w = workload(2000.0, 1);
         w.max_in_flight = 8;
-        let s = run(MemoryFaults { confirm_delay: Duration::from_millis(50), ..Default::default() }, &w).await;
+        let s = run(
+            MemoryFaults {
+                confirm_delay: Duration::from_millis(50),
+                ..Default::default()
+            },
+            &w,
+        )
+        .await;
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
         assert!(s.sent_per_s < 1000.0, "sent {}/s", s.sent_per_s);
-        assert!(s.send_delay_max_ms.unwrap_or(0.0) > 300.0, "send delay {:?}", s.send_delay_max_ms);
-        assert!(s.publish_p99_ms.unwrap_or(0.0) > 300.0, "publish p99 {:?}", s.publish_p99_ms);
+        assert!(
+            s.send_delay_max_ms.unwrap_or(0.0) > 300.0,
+            "send delay {:?}",
+            s.send_delay_max_ms
+        );
+        assert!(
+            s.publish_p99_ms.unwrap_or(0.0) > 300.0,
+            "publish p99 {:?}",
+            s.publish_p99_ms
+        );
     }
 }

@@ -33,7 +33,12 @@ fn say(quiet: bool) -> impl Fn(&str) + Send + Sync {
 
 impl RunClusters {
     /// Start (or locate) every cluster the scenario's backends need.
-    pub async fn start(s: &Scenario, run_dir: &Path, quiet: bool, cancel: &mut watch::Receiver<bool>) -> Result<Self, RunError> {
+    pub async fn start(
+        s: &Scenario,
+        run_dir: &Path,
+        quiet: bool,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<Self, RunError> {
         let mut me = RunClusters::default();
         let progress = say(quiet);
         if s.backends.iter().any(|b| b.is_redis()) {
@@ -43,10 +48,16 @@ impl RunClusters {
                 ClusterMode::Local => {
                     let dir = run_dir.join("clusters").join("redis");
                     if !quiet {
-                        eprintln!("starting a local Redis Cluster (3 masters + 3 replicas) in {}", dir.display());
+                        eprintln!(
+                            "starting a local Redis Cluster (3 masters + 3 replicas) in {}",
+                            dir.display()
+                        );
                     }
                     me.starting.push(("redis", dir.clone()));
-                    let up = LocalRedisCluster::up(RedisClusterConfig::from_section(dir, sec), &progress);
+                    let up = LocalRedisCluster::up(
+                        RedisClusterConfig::from_section(dir, sec),
+                        &progress,
+                    );
                     let cluster = tokio::select! {
                         r = up => r?,
                         _ = cancel.changed() => return Err(RunError::Interrupted),
@@ -60,14 +71,22 @@ impl RunClusters {
         if s.backends.iter().any(|b| !b.is_redis()) {
             let sec = &s.clusters.rabbitmq;
             match sec.mode {
-                ClusterMode::External => me.endpoints.rabbitmq = external_rabbit(&sec.amqp_uris, &sec.http).await?,
+                ClusterMode::External => {
+                    me.endpoints.rabbitmq = external_rabbit(&sec.amqp_uris, &sec.http).await?
+                }
                 ClusterMode::Local => {
                     let dir = run_dir.join("clusters").join("rabbitmq");
                     if !quiet {
-                        eprintln!("starting a local 3-node RabbitMQ cluster in {} (about 30 s)", dir.display());
+                        eprintln!(
+                            "starting a local 3-node RabbitMQ cluster in {} (about 30 s)",
+                            dir.display()
+                        );
                     }
                     me.starting.push(("rabbitmq", dir.clone()));
-                    let up = LocalRabbitCluster::up(RabbitClusterConfig::from_section(dir, sec), &progress);
+                    let up = LocalRabbitCluster::up(
+                        RabbitClusterConfig::from_section(dir, sec),
+                        &progress,
+                    );
                     let cluster = tokio::select! {
                         r = up => r?,
                         _ = cancel.changed() => return Err(RunError::Interrupted),
@@ -118,20 +137,33 @@ impl Drop for RunClusters {
 }
 
 /// Endpoints of a user's RabbitMQ cluster; node names are read from each management API.
-async fn external_rabbit(amqp: &[String], http: &[String]) -> Result<Vec<RabbitEndpoint>, RunError> {
+async fn external_rabbit(
+    amqp: &[String],
+    http: &[String],
+) -> Result<Vec<RabbitEndpoint>, RunError> {
     let mut out = Vec::new();
     for (i, uri) in amqp.iter().enumerate() {
         let http = http.get(i).cloned().unwrap_or_default();
         let mut node = format!("node{}", i + 1);
         if !http.is_empty() {
-            let v = MgmtClient::new(&http).get_json("/api/overview").await.map_err(|e| {
-                RunError::Cluster(ClusterError::Command { command: format!("GET http://{http}/api/overview"), message: e.to_string() })
-            })?;
+            let v = MgmtClient::new(&http)
+                .get_json("/api/overview")
+                .await
+                .map_err(|e| {
+                    RunError::Cluster(ClusterError::Command {
+                        command: format!("GET http://{http}/api/overview"),
+                        message: e.to_string(),
+                    })
+                })?;
             if let Some(n) = v.get("node").and_then(|n| n.as_str()) {
                 node = n.to_string();
             }
         }
-        out.push(RabbitEndpoint { node, amqp_uri: uri.clone(), http });
+        out.push(RabbitEndpoint {
+            node,
+            amqp_uri: uri.clone(),
+            http,
+        });
     }
     Ok(out)
 }

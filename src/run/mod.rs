@@ -24,7 +24,10 @@ pub enum RunError {
     #[error("writing results: {0}")]
     Report(#[from] ReportError),
     #[error("{}: {source}", .path.display())]
-    Results { path: PathBuf, source: std::io::Error },
+    Results {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("interrupted")]
     Interrupted,
 }
@@ -49,21 +52,40 @@ pub struct RunOutcome {
 
 /// A new folder `<root>/<UTC time>-<scenario>/`, never an existing one.
 pub fn create_run_dir(root: &Path, name: &str) -> Result<PathBuf, RunError> {
-    std::fs::create_dir_all(root).map_err(|source| RunError::Results { path: root.to_path_buf(), source })?;
+    std::fs::create_dir_all(root).map_err(|source| RunError::Results {
+        path: root.to_path_buf(),
+        source,
+    })?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     for n in 1..1000 {
-        let candidate = if n == 1 { root.join(format!("{stamp}-{name}")) } else { root.join(format!("{stamp}-{name}-{n}")) };
+        let candidate = if n == 1 {
+            root.join(format!("{stamp}-{name}"))
+        } else {
+            root.join(format!("{stamp}-{name}-{n}"))
+        };
         match std::fs::create_dir(&candidate) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(RunError::Results { path: candidate, source }),
+            Err(source) => {
+                return Err(RunError::Results {
+                    path: candidate,
+                    source,
+                })
+            }
         }
     }
-    Err(RunError::Results { path: root.to_path_buf(), source: std::io::Error::other("too many runs in the same second") })
+    Err(RunError::Results {
+        path: root.to_path_buf(),
+        source: std::io::Error::other("too many runs in the same second"),
+    })
 }
 
 /// Run a scenario file. The scenario is validated before anything is started.
-pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Receiver<bool>) -> Result<RunOutcome, RunError> {
+pub async fn run_scenario(
+    path: &Path,
+    opts: &RunOptions,
+    mut cancel: watch::Receiver<bool>,
+) -> Result<RunOutcome, RunError> {
     let mut scenario = scenario::load(path)?;
     if let Some(d) = opts.duration {
         scenario.workload.duration = d;
@@ -72,8 +94,14 @@ pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Rec
         scenario.workload.warmup = w;
     }
     let dir = create_run_dir(&opts.results_root, &scenario.name)?;
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::Results { path: path.to_path_buf(), source })?;
-    std::fs::write(dir.join("scenario.toml"), text).map_err(|source| RunError::Results { path: dir.join("scenario.toml"), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Results {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(dir.join("scenario.toml"), text).map_err(|source| RunError::Results {
+        path: dir.join("scenario.toml"),
+        source,
+    })?;
     if !opts.quiet {
         eprintln!("results: {}", dir.display());
     }
@@ -82,7 +110,10 @@ pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Rec
         git_commit: git_commit(),
         scenario: scenario.name.clone(),
         scenario_file: path.display().to_string(),
-        run_id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        run_id: dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         started_utc: utc_now(),
         ended_utc: None,
         host: HostInfo::read(),
@@ -92,22 +123,34 @@ pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Rec
         caveat: CAVEAT.to_string(),
     };
     write_meta(&dir, &meta)?;
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CsvSink::create(&dir)?), Box::new(HlogSink::new(&dir)?)];
+    let mut sinks: Vec<Box<dyn Sink>> = vec![
+        Box::new(CsvSink::create(&dir)?),
+        Box::new(HlogSink::new(&dir)?),
+    ];
     if !opts.quiet {
         sinks.push(Box::new(ProgressSink::default()));
     }
-    let mut clusters = match clusters::RunClusters::start(&scenario, &dir, opts.quiet, &mut cancel).await {
-        Ok(c) => c,
-        Err(e) => {
-            meta.ended_utc = Some(utc_now());
-            write_meta(&dir, &meta)?;
-            return Err(e);
-        }
-    };
+    let mut clusters =
+        match clusters::RunClusters::start(&scenario, &dir, opts.quiet, &mut cancel).await {
+            Ok(c) => c,
+            Err(e) => {
+                meta.ended_utc = Some(utc_now());
+                write_meta(&dir, &meta)?;
+                return Err(e);
+            }
+        };
     let mut summaries = Vec::new();
     let mut interrupted = false;
     for (i, spec) in scenario.backends.iter().enumerate() {
-        let out = backend_run::run_backend(i, spec, &scenario.workload, &clusters.endpoints, &mut sinks, &mut cancel).await;
+        let out = backend_run::run_backend(
+            i,
+            spec,
+            &scenario.workload,
+            &clusters.endpoints,
+            &mut sinks,
+            &mut cancel,
+        )
+        .await;
         summaries.push(out.summary);
         meta.backends.push(out.meta);
         write_meta(&dir, &meta)?;
@@ -122,11 +165,18 @@ pub async fn run_scenario(path: &Path, opts: &RunOptions, mut cancel: watch::Rec
     }
     meta.ended_utc = Some(utc_now());
     write_meta(&dir, &meta)?;
-    Ok(RunOutcome { dir, summaries, interrupted })
+    Ok(RunOutcome {
+        dir,
+        summaries,
+        interrupted,
+    })
 }
 
 fn write_meta(dir: &Path, meta: &RunMeta) -> Result<(), RunError> {
     let path = dir.join("meta.json");
-    let text = serde_json::to_string_pretty(meta).map_err(|e| RunError::Results { path: path.clone(), source: std::io::Error::other(e) })?;
+    let text = serde_json::to_string_pretty(meta).map_err(|e| RunError::Results {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     std::fs::write(&path, text).map_err(|source| RunError::Results { path, source })
 }

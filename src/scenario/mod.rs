@@ -13,16 +13,26 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("{file}: cannot read the scenario file: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{file}: field `{field}`: {message}")]
-    Field { file: PathBuf, field: String, message: String },
+    Field {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
 }
 
 /// Read, parse and validate a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { file: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
     parse(path, &text)
 }
 
@@ -35,20 +45,36 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let message = one_line(inner.message());
         // Inside an internally tagged enum (a backend entry) the path stops at the entry: add
         // the unknown field's name so the message names it.
-        if let Some(name) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        if let Some(name) = message
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
             if !field.ends_with(name) {
                 field = format!("{field}.{name}");
             }
         }
-        let line = inner.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let line = inner
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
         let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
         if field.is_empty() || field == "." {
-            ScenarioError::Syntax { file: path.to_path_buf(), message: format!("{message}{at}") }
+            ScenarioError::Syntax {
+                file: path.to_path_buf(),
+                message: format!("{message}{at}"),
+            }
         } else {
-            ScenarioError::Field { file: path.to_path_buf(), field, message: format!("{}{at}", hint(&message)) }
+            ScenarioError::Field {
+                file: path.to_path_buf(),
+                field,
+                message: format!("{}{at}", hint(&message)),
+            }
         }
     })?;
-    validate(&scenario).map_err(|(field, message)| ScenarioError::Field { file: path.to_path_buf(), field, message })?;
+    validate(&scenario).map_err(|(field, message)| ScenarioError::Field {
+        file: path.to_path_buf(),
+        field,
+        message,
+    })?;
     Ok(scenario)
 }
 
@@ -92,24 +118,48 @@ mod tests {
     #[test]
     fn errors_name_the_file_the_field_and_the_fix() {
         let e = err(&GOOD.replace("rate = 10", "rate = 10\nbogus = 1"));
-        assert!(e.starts_with("s.toml: field `workload.bogus`: unknown field"), "{e}");
+        assert!(
+            e.starts_with("s.toml: field `workload.bogus`: unknown field"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("rate = 10", "rate = -5"));
-        assert!(e.starts_with("s.toml: field `workload.rate`") && e.contains("positive"), "{e}");
+        assert!(
+            e.starts_with("s.toml: field `workload.rate`") && e.contains("positive"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("redis-streams", "kafka"));
-        assert!(e.contains("`backends[0].type`") && e.contains("rabbitmq-quorum"), "{e}");
+        assert!(
+            e.contains("`backends[0].type`") && e.contains("rabbitmq-quorum"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-quorum\"\nlazy = true"));
         assert!(e.contains("`backends[0].lazy`"), "{e}");
         let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-stream\"\nack = \"auto\""));
-        assert!(e.contains("`backends[0].ack`") && e.contains("manual"), "{e}");
+        assert!(
+            e.contains("`backends[0].ack`") && e.contains("manual"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("redis-streams\"", "rabbitmq-quorum\"\nha_mode = \"all\""));
-        assert!(e.contains("`backends[0].ha_mode`") && e.contains("only applies to rabbitmq-mirrored"), "{e}");
+        assert!(
+            e.contains("`backends[0].ha_mode`") && e.contains("only applies to rabbitmq-mirrored"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("\"1s\"", "\"soon\""));
-        assert!(e.contains("`workload.duration`") && e.contains("30s"), "{e}");
+        assert!(
+            e.contains("`workload.duration`") && e.contains("30s"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("message_size = 100", "message_size = 10"));
-        assert!(e.contains("`workload.message_size`") && e.contains("at least 40"), "{e}");
+        assert!(
+            e.contains("`workload.message_size`") && e.contains("at least 40"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("[workload]", "[workload"));
         assert!(e.starts_with("s.toml: ") && e.contains("line 2"), "{e}");
         let e = err(&format!("{GOOD}[[backends]]\ntype = \"redis-streams\"\n"));
-        assert!(e.contains("`backends[1].label`") && e.contains("distinct"), "{e}");
+        assert!(
+            e.contains("`backends[1].label`") && e.contains("distinct"),
+            "{e}"
+        );
     }
 }

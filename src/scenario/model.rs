@@ -110,14 +110,18 @@ impl<'de> Deserialize<'de> for Rate {
                 if v.is_finite() && v > 0.0 {
                     Ok(Rate::PerSecond(v))
                 } else {
-                    Err(E::custom(format!("rate must be a positive number of msg/s or \"max\", got {v}")))
+                    Err(E::custom(format!(
+                        "rate must be a positive number of msg/s or \"max\", got {v}"
+                    )))
                 }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rate, E> {
                 if v == "max" {
                     Ok(Rate::Max)
                 } else {
-                    Err(E::custom(format!("rate must be a positive number of msg/s or \"max\", got \"{v}\"")))
+                    Err(E::custom(format!(
+                        "rate must be a positive number of msg/s or \"max\", got \"{v}\""
+                    )))
                 }
             }
         }
@@ -138,7 +142,9 @@ mod humantime_serde_compat {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"2m\", \"500ms\""))
+            serde::de::Error::custom(format!(
+                "\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"2m\", \"500ms\""
+            ))
         })
     }
 }
@@ -320,9 +326,13 @@ impl BackendSpec {
     pub fn label(&self) -> String {
         let label = match self {
             BackendSpec::RedisStreams(s) => &s.label,
-            BackendSpec::RabbitmqQuorum(s) | BackendSpec::RabbitmqStream(s) | BackendSpec::RabbitmqMirrored(s) => &s.label,
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => &s.label,
         };
-        label.clone().unwrap_or_else(|| self.type_name().to_string())
+        label
+            .clone()
+            .unwrap_or_else(|| self.type_name().to_string())
     }
 
     pub fn is_redis(&self) -> bool {
@@ -330,7 +340,12 @@ impl BackendSpec {
     }
 }
 
-pub const BACKEND_TYPES: &[&str] = &["redis-streams", "rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"];
+pub const BACKEND_TYPES: &[&str] = &[
+    "redis-streams",
+    "rabbitmq-quorum",
+    "rabbitmq-stream",
+    "rabbitmq-mirrored",
+];
 
 /// Redis Cluster streams settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -30,7 +30,13 @@ pub struct Timeline {
 impl Timeline {
     /// Open an event; returns its index for `close`.
     pub fn open(&mut self, backend: &str, kind: EventKind, name: &str, start_s: f64) -> usize {
-        self.events.push(TimelineEvent { backend: backend.to_string(), kind, name: name.to_string(), start_s, end_s: None });
+        self.events.push(TimelineEvent {
+            backend: backend.to_string(),
+            kind,
+            name: name.to_string(),
+            start_s,
+            end_s: None,
+        });
         self.events.len() - 1
     }
 

@@ -5,23 +5,47 @@ use super::model::*;
 /// `Err((field, message))` for the first problem found.
 pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
     let err = |field: &str, message: String| Err((field.to_string(), message));
-    if s.name.trim().is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return err("name", format!("\"{}\" must be non-empty and use only letters, digits, '-' and '_'", s.name));
+    if s.name.trim().is_empty()
+        || !s
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return err(
+            "name",
+            format!(
+                "\"{}\" must be non-empty and use only letters, digits, '-' and '_'",
+                s.name
+            ),
+        );
     }
     let w = &s.workload;
     if w.message_size < crate::payload::HEADER_LEN {
         return err(
             "workload.message_size",
-            format!("{} is smaller than the harness's header; use at least {} bytes", w.message_size, crate::payload::HEADER_LEN),
+            format!(
+                "{} is smaller than the harness's header; use at least {} bytes",
+                w.message_size,
+                crate::payload::HEADER_LEN
+            ),
         );
     }
     if w.message_size > 16 * 1024 * 1024 {
-        return err("workload.message_size", format!("{} is over 16 MiB; use a smaller size", w.message_size));
+        return err(
+            "workload.message_size",
+            format!("{} is over 16 MiB; use a smaller size", w.message_size),
+        );
     }
     for (field, v) in [
         ("workload.destinations", w.destinations),
-        ("workload.producers_per_destination", w.producers_per_destination),
-        ("workload.consumers_per_destination", w.consumers_per_destination),
+        (
+            "workload.producers_per_destination",
+            w.producers_per_destination,
+        ),
+        (
+            "workload.consumers_per_destination",
+            w.consumers_per_destination,
+        ),
         ("workload.max_in_flight", w.max_in_flight),
     ] {
         if v == 0 || v > 10_000 {
@@ -29,49 +53,101 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
         }
     }
     if w.duration.is_zero() {
-        return err("workload.duration", "must be longer than 0s, e.g. \"60s\"".to_string());
+        return err(
+            "workload.duration",
+            "must be longer than 0s, e.g. \"60s\"".to_string(),
+        );
     }
     if w.duration + w.warmup > std::time::Duration::from_secs(24 * 3600) {
-        return err("workload.duration", "warm-up plus duration is over 24h; load loops are bounded".to_string());
+        return err(
+            "workload.duration",
+            "warm-up plus duration is over 24h; load loops are bounded".to_string(),
+        );
     }
     if let Rate::PerSecond(r) = w.rate {
         if r > 10_000_000.0 {
-            return err("workload.rate", format!("{r} msg/s is over 10M msg/s; use a lower rate or \"max\""));
+            return err(
+                "workload.rate",
+                format!("{r} msg/s is over 10M msg/s; use a lower rate or \"max\""),
+            );
         }
     }
     if s.backends.is_empty() {
-        return err("backends", format!("at least one [[backends]] entry is needed; types: {}", BACKEND_TYPES.join(", ")));
+        return err(
+            "backends",
+            format!(
+                "at least one [[backends]] entry is needed; types: {}",
+                BACKEND_TYPES.join(", ")
+            ),
+        );
     }
     let r = &s.clusters.redis;
-    if r.mode == ClusterMode::Local && (r.base_port < 1024 || r.base_port as u32 + 6 + 10000 > 65535) {
-        return err("clusters.redis.base_port", format!("{} leaves no room for 6 nodes and their bus ports (+10000); use 1024 to 55529", r.base_port));
+    if r.mode == ClusterMode::Local
+        && (r.base_port < 1024 || r.base_port as u32 + 6 + 10000 > 65535)
+    {
+        return err(
+            "clusters.redis.base_port",
+            format!(
+                "{} leaves no room for 6 nodes and their bus ports (+10000); use 1024 to 55529",
+                r.base_port
+            ),
+        );
     }
-    if r.mode == ClusterMode::External && r.nodes.is_empty() && s.backends.iter().any(|b| b.is_redis()) {
-        return err("clusters.redis.nodes", "external mode needs at least one seed address \"host:port\"".to_string());
+    if r.mode == ClusterMode::External
+        && r.nodes.is_empty()
+        && s.backends.iter().any(|b| b.is_redis())
+    {
+        return err(
+            "clusters.redis.nodes",
+            "external mode needs at least one seed address \"host:port\"".to_string(),
+        );
     }
     if r.node_timeout_ms < 100 {
-        return err("clusters.redis.node_timeout_ms", format!("{} is too short; use at least 100", r.node_timeout_ms));
+        return err(
+            "clusters.redis.node_timeout_ms",
+            format!("{} is too short; use at least 100", r.node_timeout_ms),
+        );
     }
     let q = &s.clusters.rabbitmq;
-    if q.mode == ClusterMode::External && q.amqp_uris.is_empty() && s.backends.iter().any(|b| !b.is_redis()) {
-        return err("clusters.rabbitmq.amqp_uris", "external mode needs one AMQP URI per node".to_string());
+    if q.mode == ClusterMode::External
+        && q.amqp_uris.is_empty()
+        && s.backends.iter().any(|b| !b.is_redis())
+    {
+        return err(
+            "clusters.rabbitmq.amqp_uris",
+            "external mode needs one AMQP URI per node".to_string(),
+        );
     }
     let mut labels = std::collections::HashSet::new();
     for (i, b) in s.backends.iter().enumerate() {
         let at = |f: &str| format!("backends[{i}].{f}");
         if !labels.insert(b.label()) {
-            return err(&at("label"), format!("\"{}\" is used by two backends; give each a distinct label", b.label()));
+            return err(
+                &at("label"),
+                format!(
+                    "\"{}\" is used by two backends; give each a distinct label",
+                    b.label()
+                ),
+            );
         }
         match b {
             BackendSpec::RedisStreams(r) => {
                 if r.read_count == 0 || r.read_count > 100_000 {
-                    return err(&at("read_count"), format!("{} is out of range; use 1 to 100000", r.read_count));
+                    return err(
+                        &at("read_count"),
+                        format!("{} is out of range; use 1 to 100000", r.read_count),
+                    );
                 }
                 if r.block_ms == 0 || r.block_ms > 10_000 {
-                    return err(&at("block_ms"), format!("{} is out of range; use 1 to 10000", r.block_ms));
+                    return err(
+                        &at("block_ms"),
+                        format!("{} is out of range; use 1 to 10000", r.block_ms),
+                    );
                 }
             }
-            BackendSpec::RabbitmqQuorum(q) | BackendSpec::RabbitmqStream(q) | BackendSpec::RabbitmqMirrored(q) => {
+            BackendSpec::RabbitmqQuorum(q)
+            | BackendSpec::RabbitmqStream(q)
+            | BackendSpec::RabbitmqMirrored(q) => {
                 let stream = matches!(b, BackendSpec::RabbitmqStream(_));
                 let mirrored = matches!(b, BackendSpec::RabbitmqMirrored(_));
                 if stream && q.ack == AckMode::Auto {
@@ -81,37 +157,70 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                     return err(&at("prefetch"), "0 means unlimited, which stream queues refuse and which hides back-pressure; use 1 to 65535".to_string());
                 }
                 if let Placement::Named(PlacementName::Leader) = q.leader {
-                    return err(&at("leader"), "\"leader\" only applies to `connect`; use \"spread\" or a node number".to_string());
+                    return err(
+                        &at("leader"),
+                        "\"leader\" only applies to `connect`; use \"spread\" or a node number"
+                            .to_string(),
+                    );
                 }
                 for (f, p) in [("leader", &q.leader), ("connect", &q.connect)] {
                     if let Placement::Node(n) = p {
                         if *n == 0 || *n > 3 {
-                            return err(&at(f), format!("node {n} does not exist; use 1, 2 or 3, or \"spread\""));
+                            return err(
+                                &at(f),
+                                format!("node {n} does not exist; use 1, 2 or 3, or \"spread\""),
+                            );
                         }
                     }
                 }
                 if !mirrored {
-                    for (f, set) in [("ha_mode", q.ha_mode.is_some()), ("ha_params", q.ha_params.is_some()), ("ha_sync_mode", q.ha_sync_mode.is_some())] {
+                    for (f, set) in [
+                        ("ha_mode", q.ha_mode.is_some()),
+                        ("ha_params", q.ha_params.is_some()),
+                        ("ha_sync_mode", q.ha_sync_mode.is_some()),
+                    ] {
                         if set {
-                            return err(&at(f), format!("only applies to rabbitmq-mirrored, not {}; remove it", b.type_name()));
+                            return err(
+                                &at(f),
+                                format!(
+                                    "only applies to rabbitmq-mirrored, not {}; remove it",
+                                    b.type_name()
+                                ),
+                            );
                         }
                     }
                 } else {
                     match q.ha_mode.as_deref() {
                         None | Some("all") => {
                             if q.ha_params.is_some() {
-                                return err(&at("ha_params"), "only applies with ha_mode = \"exactly\"".to_string());
+                                return err(
+                                    &at("ha_params"),
+                                    "only applies with ha_mode = \"exactly\"".to_string(),
+                                );
                             }
                         }
                         Some("exactly") => match q.ha_params {
                             Some(n) if (1..=3).contains(&n) => {}
-                            other => return err(&at("ha_params"), format!("{other:?}: ha_mode \"exactly\" needs ha_params from 1 to 3")),
+                            other => return err(
+                                &at("ha_params"),
+                                format!(
+                                    "{other:?}: ha_mode \"exactly\" needs ha_params from 1 to 3"
+                                ),
+                            ),
                         },
-                        Some(m) => return err(&at("ha_mode"), format!("\"{m}\" is not supported; use \"all\" or \"exactly\"")),
+                        Some(m) => {
+                            return err(
+                                &at("ha_mode"),
+                                format!("\"{m}\" is not supported; use \"all\" or \"exactly\""),
+                            )
+                        }
                     }
                     if let Some(m) = q.ha_sync_mode.as_deref() {
                         if m != "automatic" && m != "manual" {
-                            return err(&at("ha_sync_mode"), format!("\"{m}\" is not allowed; use \"automatic\" or \"manual\""));
+                            return err(
+                                &at("ha_sync_mode"),
+                                format!("\"{m}\" is not allowed; use \"automatic\" or \"manual\""),
+                            );
                         }
                     }
                 }

@@ -5,21 +5,31 @@ use std::path::Path;
 
 /// Pids of running processes whose command line or environment mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != std::process::id())
-        .filter(|pid| brokerbench::cluster::process::is_alive(*pid) && brokerbench::cluster::process::carries_marker(*pid, needle))
+        .filter(|pid| {
+            brokerbench::cluster::process::is_alive(*pid)
+                && brokerbench::cluster::process::carries_marker(*pid, needle)
+        })
         .collect()
 }
 
 /// Pids of redis-server processes serving any of `ports`.
 pub fn redis_servers_on(ports: std::ops::RangeInclusive<u16>) -> Vec<u32> {
-    ports.flat_map(|p| processes_mentioning(&format!("127.0.0.1:{p}"))).filter(|pid| is_redis_server(*pid)).collect()
+    ports
+        .flat_map(|p| processes_mentioning(&format!("127.0.0.1:{p}")))
+        .filter(|pid| is_redis_server(*pid))
+        .collect()
 }
 
 fn is_redis_server(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline")).map(|b| String::from_utf8_lossy(&b).starts_with("redis-server")).unwrap_or(false)
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).starts_with("redis-server"))
+        .unwrap_or(false)
 }
 
 /// Write a scenario file into `dir` and return its path.
@@ -33,12 +43,20 @@ pub fn write_scenario(dir: &Path, name: &str, text: &str) -> std::path::PathBuf 
 pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = r.headers().expect("headers").clone();
-    r.records().map(|rec| {
-        let rec = rec.expect("record");
-        headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()
-    }).collect()
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("record");
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
 }
 
 pub fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
-    row.get(col).and_then(|v| v.parse::<f64>().ok()).unwrap_or_else(|| panic!("column {col} is not a number: {:?}", row.get(col)))
+    row.get(col)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("column {col} is not a number: {:?}", row.get(col)))
 }
