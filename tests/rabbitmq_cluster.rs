@@ -5,6 +5,9 @@
 //! The tests hold a lock so that they never run two clusters on these ports at once; each one
 //! stops what it started through a guard, even when an assertion fails.
 
+mod common;
+use common::{describe, processes_mentioning};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -71,25 +74,6 @@ impl Drop for Guard {
 }
 
 /// Pids of processes whose command line or environment mentions `text`.
-fn processes_mentioning(text: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == std::process::id() || !brokerbench::cluster::process::is_alive(pid) {
-            continue;
-        }
-        if brokerbench::cluster::process::carries_marker(pid, text) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 async fn poll_status<F>(
     cluster: &LocalRabbitCluster,
     timeout: Duration,
@@ -455,8 +439,10 @@ async fn boot_timeout_stops_everything() {
     );
     assert!(!port_in_use(4400), "epmd left running");
     let dir = std::fs::canonicalize(tmp.path()).expect("canonical dir");
+    let left = processes_mentioning(&dir.display().to_string());
     assert!(
-        processes_mentioning(&dir.display().to_string()).is_empty(),
-        "processes left running"
+        left.is_empty(),
+        "processes left running: {}",
+        describe(&left)
     );
 }

@@ -34,6 +34,7 @@ impl OwnedProcess {
     /// process had to be killed.
     pub fn stop_blocking(&self, grace: Duration) -> bool {
         if !self.is_running() {
+            self.reap_group(Duration::from_secs(5));
             return false;
         }
         let start = Instant::now();
@@ -41,6 +42,7 @@ impl OwnedProcess {
         self.signal(libc::SIGTERM);
         while start.elapsed() < grace {
             if !self.is_running() {
+                self.reap_group(Duration::from_secs(5));
                 return false;
             }
             if last_term.elapsed() >= Duration::from_secs(1) {
@@ -60,6 +62,27 @@ impl OwnedProcess {
         while self.is_running() && start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(10));
         }
+        self.reap_group(wait);
+    }
+
+    /// SIGKILL what is left of the process's group: processes it started (a broker's helper
+    /// programs, a start script's children) that carry the same marker. Processes are started
+    /// as leaders of their own group, so the group id is the pid. Waits up to `wait`.
+    pub fn reap_group(&self, wait: Duration) {
+        let start = Instant::now();
+        loop {
+            let members = group_members(self.pid, &self.marker);
+            if members.is_empty() || start.elapsed() >= wait {
+                return;
+            }
+            for m in members {
+                // SAFETY: kill(2) on a pid just verified to be in our group and carry our marker.
+                unsafe {
+                    libc::kill(m as i32, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Async version of `stop_blocking`, run on a blocking thread.
@@ -69,6 +92,26 @@ impl OwnedProcess {
             .await
             .unwrap_or(false)
     }
+}
+
+/// Live processes in process group `pgid` that carry `marker`.
+pub fn group_members(pgid: u32, marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            process_group(pid) == Some(pgid) && is_alive(pid) && carries_marker(pid, marker)
+        })
+        .collect()
+}
+
+/// The process group of `pid` (field 5 of /proc/<pid>/stat).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Whether `pid` exists and is not a zombie.
@@ -168,6 +211,42 @@ mod tests {
         });
         right.stop_blocking(Duration::from_secs(5));
         assert!(!right.is_running());
+    }
+
+    #[test]
+    fn reaping_a_group_kills_its_marked_children_only() {
+        use std::os::unix::process::CommandExt;
+        // A shell leading its own group, with a marked child; the shell then exits.
+        let child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!; exit 0"])
+            .env("BB_GROUP_MARKER", "group-xyz")
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(child) = child else { return };
+        let leader = child.id();
+        let Ok(out) = child.wait_with_output() else {
+            return;
+        };
+        let Ok(sleeper) = String::from_utf8_lossy(&out.stdout).trim().parse::<u32>() else {
+            return;
+        };
+        let p = OwnedProcess {
+            pid: leader,
+            marker: "BB_GROUP_MARKER=group-xyz".into(),
+        };
+        assert!(!p.is_running(), "the leader has exited");
+        assert_eq!(
+            group_members(leader, "BB_GROUP_MARKER=group-xyz"),
+            vec![sleeper]
+        );
+        assert!(group_members(leader, "another-marker").is_empty());
+        p.stop_blocking(Duration::from_secs(1));
+        let start = Instant::now();
+        while is_alive(sleeper) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_alive(sleeper), "the orphaned child was left running");
     }
 
     #[test]

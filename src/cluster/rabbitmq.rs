@@ -1267,6 +1267,10 @@ fn stop_group_blocking(procs: &[OwnedProcess], grace: Duration) {
     for p in live.iter().filter(|p| p.is_running()) {
         p.kill_blocking(KILL_WAIT);
     }
+    // Helper programs a node (or its start script) left behind.
+    for p in procs {
+        p.reap_group(KILL_WAIT);
+    }
 }
 
 /// Names registered with the epmd on 127.0.0.1:`port` (NAMES_REQ).

@@ -201,12 +201,14 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                         }
                         Some("exactly") => match q.ha_params {
                             Some(n) if (1..=3).contains(&n) => {}
-                            other => return err(
-                                &at("ha_params"),
-                                format!(
+                            other => {
+                                return err(
+                                    &at("ha_params"),
+                                    format!(
                                     "{other:?}: ha_mode \"exactly\" needs ha_params from 1 to 3"
                                 ),
-                            ),
+                                )
+                            }
                         },
                         Some(m) => {
                             return err(

@@ -60,3 +60,16 @@ pub fn num(row: &std::collections::HashMap<String, String>, col: &str) -> f64 {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("column {col} is not a number: {:?}", row.get(col)))
 }
+
+/// "pid: command line" for each pid, for assertion messages.
+pub fn describe(pids: &[u32]) -> String {
+    pids.iter()
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            format!("{p}: {}", cmd.chars().take(200).collect::<String>())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
