@@ -29,7 +29,7 @@ bench: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
 
 test: deps
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --all-targets
 
 # The proposal's tutorial: a local cluster on 127.0.0.1:7001-7006, a producer, a consumer.
 redis-cluster: deps build
