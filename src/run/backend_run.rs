@@ -60,30 +60,24 @@ pub async fn run_backend(
         started_utc: Some(utc_now()),
         ended_utc: None,
     };
-    let fail = |meta: &mut BackendMeta, status: String| {
-        meta.status = status.clone();
-        meta.ended_utc = Some(utc_now());
-        SummaryRow::failed(&label, kind, status)
-    };
-    let backend = match backend::build(spec, endpoints).await {
-        Ok(b) => b,
-        Err(e) => {
-            let summary = fail(&mut meta, format!("error: {e}"));
-            let _ = each(sinks, |s| s.on_backend_end(&summary));
-            return BackendOutcome {
-                summary,
-                meta,
-                interrupted: false,
-            };
-        }
-    };
-    meta.broker_version = backend.version().await;
     let run_id = random_id();
     let prefix = format!("bb-{:08x}-{index}", run_id as u32);
-    let dests = match backend.setup(&prefix, workload.destinations).await {
-        Ok(d) => d,
+    let prepared = async {
+        let backend = backend::build(spec, endpoints).await?;
+        let version = backend.version().await;
+        let dests = backend.setup(&prefix, workload.destinations).await?;
+        Ok::<_, backend::BackendError>((backend, version, dests))
+    };
+    let (backend, dests) = match prepared.await {
+        Ok((backend, version, dests)) => {
+            meta.broker_version = version;
+            (backend, dests)
+        }
         Err(e) => {
-            let summary = fail(&mut meta, format!("error: {e}"));
+            let status = format!("error: {e}");
+            meta.status = status.clone();
+            meta.ended_utc = Some(utc_now());
+            let summary = SummaryRow::failed(&label, kind, status);
             let _ = each(sinks, |s| s.on_backend_end(&summary));
             return BackendOutcome {
                 summary,
