@@ -28,7 +28,13 @@ pub fn redis_servers_on(ports: std::ops::RangeInclusive<u16>) -> Vec<u32> {
 
 fn is_redis_server(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).starts_with("redis-server"))
+        // The process title reads "/usr/bin/redis-server 127.0.0.1:PORT [cluster] /path/redis.conf".
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .split_whitespace()
+                .next()
+                .is_some_and(|exe| exe.ends_with("redis-server"))
+        })
         .unwrap_or(false)
 }
 
@@ -72,4 +78,28 @@ pub fn describe(pids: &[u32]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A child brokerbench process that is interrupted (SIGINT, then SIGKILL) if a test ends early,
+/// so that it cleans up the clusters it started.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on our own child.
+            unsafe {
+                libc::kill(self.0.id() as i32, libc::SIGINT);
+            }
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(60) {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

@@ -1,0 +1,102 @@
+//! Ctrl-C during a run: the load stops, what was measured is written, the clusters the run
+//! started are stopped, and the exit code is 130. Ports 7311-7316 (bus 17311-17316).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn sigint_mid_run_stops_everything_and_keeps_the_results() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(
+        tmp.path(),
+        "interrupted",
+        r#"
+name = "interrupted"
+[workload]
+message_size = 256
+destinations = 3
+rate = 1000
+duration = "120s"
+[clusters.redis]
+base_port = 7311
+[[backends]]
+type = "redis-streams"
+[[backends]]
+type = "redis-streams"
+label = "never-runs"
+"#,
+    );
+    let results = tmp.path().join("results");
+    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["run", "--quiet", "--results"])
+        .arg(&results)
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start brokerbench");
+    let mut guard = ChildGuard(child);
+    let child = &mut guard.0;
+    // Wait until the load has produced a few intervals.
+    let start = Instant::now();
+    let timeseries = loop {
+        let found = std::fs::read_dir(&results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("timeseries.csv"));
+        if let Some(ts) = found.filter(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| t.lines().count() >= 3)
+                .unwrap_or(false)
+        }) {
+            break ts;
+        }
+        if start.elapsed() > Duration::from_secs(60) || child.try_wait().ok().flatten().is_some() {
+            panic!("the run did not get going");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !redis_servers_on(7311..=7316).is_empty(),
+        "the run's cluster is up"
+    );
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("brokerbench did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        redis_servers_on(7311..=7316).is_empty(),
+        "redis-server left running: {}",
+        describe(&redis_servers_on(7311..=7316))
+    );
+    let dir = timeseries.parent().expect("run dir");
+    let rows = read_csv(&dir.join("summary.csv"));
+    assert_eq!(rows.len(), 1, "the second backend never started");
+    assert_eq!(rows[0]["status"], "interrupted");
+    assert_eq!(
+        rows[0]["ledger_consistent"], "true",
+        "{}",
+        rows[0]["ledger_problems"]
+    );
+    assert!(num(&rows[0], "sent") > 0.0);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
+            .expect("json");
+    assert!(meta["ended_utc"].is_string(), "meta.json was completed");
+}
