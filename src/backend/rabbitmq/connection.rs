@@ -32,7 +32,7 @@ pub(super) fn redact(uri: &str) -> String {
 }
 
 impl RabbitBackend {
-    /// Open a connection and a channel to node `preferred`, or (unless `exact`) to the next
+    /// Open a connection and a channel to node `preferred`, or (if `fallback`) to the next
     /// nodes in order if it refuses. Returns the node index actually used.
     pub(super) async fn open_channel(
         &self,
