@@ -1,0 +1,72 @@
+//! One request (or pipeline) to one node, with a time limit, and reading INFO fields.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::HOST;
+
+/// Limit for one request to one node.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One command to one node, with a time limit.
+pub(super) async fn call<T: redis::FromRedisValue>(
+    port: u16,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    timed(async {
+        let mut con = connect(port).await?;
+        cmd.query_async(&mut con).await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Several commands to one node in one round trip, with a time limit.
+pub(super) async fn call_pipe<T: redis::FromRedisValue>(
+    port: u16,
+    pipe: &redis::Pipeline,
+) -> Result<T, String> {
+    timed(async {
+        let mut con = connect(port).await?;
+        pipe.query_async(&mut con).await.map_err(|e| e.to_string())
+    })
+    .await
+}
+
+async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client =
+        redis::Client::open(format!("redis://{HOST}:{port}")).map_err(|e| e.to_string())?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn timed<T>(request: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, request).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+/// The value of `field:value` in INFO or CLUSTER INFO text.
+pub(super) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines()
+        .find_map(|l| l.trim_end().strip_prefix(field)?.strip_prefix(':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_info_fields() {
+        let info = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nmaster_link_down_since_seconds:-1\r\n";
+        assert_eq!(info_field(info, "role"), Some("slave"));
+        assert_eq!(info_field(info, "master_link_status"), Some("up"));
+        assert_eq!(info_field(info, "master_link"), None);
+        assert_eq!(
+            info_field("cluster_state:fail\n", "cluster_state"),
+            Some("fail")
+        );
+    }
+}
