@@ -117,8 +117,19 @@ impl LocalRabbitCluster {
             .args(args)
             .current_dir(&node.dir)
             .stdin(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
-        let out = match tokio::time::timeout(timeout, cmd.output()).await {
+        // If this call times out or is abandoned (a failed `up`), the CLI's whole process group
+        // is killed and waited for, so no CLI process outlives the cluster it talked to.
+        let mut reaper = CtlReaper(None);
+        let run = async {
+            let child = cmd.spawn()?;
+            reaper.0 = child.id();
+            let out = child.wait_with_output().await;
+            reaper.0 = None;
+            out
+        };
+        let out = match tokio::time::timeout(timeout, run).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
                 return Err(ClusterError::Command {
@@ -206,5 +217,25 @@ fn stop_group_blocking(procs: &[OwnedProcess], grace: Duration) {
     // Helper programs a node (or its start script) left behind.
     for p in procs {
         p.reap_group(KILL_WAIT);
+    }
+}
+
+/// Kills a `rabbitmqctl` process group that has not finished, and waits until it is gone.
+struct CtlReaper(Option<u32>);
+
+impl Drop for CtlReaper {
+    fn drop(&mut self) {
+        let Some(pid) = self.0 else { return };
+        if !crate::cluster::process::is_alive(pid) {
+            return;
+        }
+        // SAFETY: kill(2) on the process group of a child we spawned as its group leader.
+        unsafe {
+            libc::kill(-(pid as i32), libc::SIGKILL);
+        }
+        let start = Instant::now();
+        while crate::cluster::process::is_alive(pid) && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
