@@ -14,5 +14,8 @@ fn main() {
         .output()
         .ok()
         .is_some_and(|o| !o.stdout.is_empty());
-    println!("cargo:rustc-env=BROKERBENCH_GIT_COMMIT={commit}{}", if dirty { "-dirty" } else { "" });
+    println!(
+        "cargo:rustc-env=BROKERBENCH_GIT_COMMIT={commit}{}",
+        if dirty { "-dirty" } else { "" }
+    );
 }
