@@ -215,13 +215,7 @@ impl LocalRabbitCluster {
 
     /// Every beam and the epmd this cluster started (as recorded; some may have exited).
     pub fn processes(&self) -> Vec<OwnedProcess> {
-        let mut out: Vec<OwnedProcess> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.process.clone())
-            .collect();
-        out.extend(self.epmd.clone());
-        out
+        state::recorded_processes(&self.nodes, &self.epmd)
     }
 
     /// SIGKILL node `index`'s beam and wait until it is gone.

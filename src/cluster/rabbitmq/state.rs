@@ -23,14 +23,18 @@ pub(super) struct StateFile {
 
 impl StateFile {
     pub(super) fn processes(&self) -> Vec<OwnedProcess> {
-        let mut out: Vec<OwnedProcess> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.process.clone())
-            .collect();
-        out.extend(self.epmd.clone());
-        out
+        recorded_processes(&self.nodes, &self.epmd)
     }
+}
+
+/// Every beam and the epmd recorded for a cluster (some may have exited).
+pub(super) fn recorded_processes(
+    nodes: &[RabbitNode],
+    epmd: &Option<OwnedProcess>,
+) -> Vec<OwnedProcess> {
+    let mut out: Vec<OwnedProcess> = nodes.iter().filter_map(|n| n.process.clone()).collect();
+    out.extend(epmd.clone());
+    out
 }
 
 pub(super) fn read_state(dir: &Path) -> Result<StateFile, ClusterError> {
