@@ -50,10 +50,13 @@ ha_params = 2
     };
     let out = run_scenario(&scenario, &opts, cancel).await.expect("run");
     let cluster_dir = out.dir.join("clusters").join("rabbitmq");
+    let left = wait_until_gone(
+        &cluster_dir.display().to_string(),
+        std::time::Duration::from_secs(10),
+    );
     assert!(
-        processes_mentioning(&cluster_dir.display().to_string()).is_empty(),
-        "beam/epmd processes of the run are still running: {:?}",
-        processes_mentioning(&cluster_dir.display().to_string())
+        left.is_empty(),
+        "beam/epmd processes of the run are still running: {left}"
     );
 
     let rows = read_csv(&out.dir.join("summary.csv"));

@@ -33,8 +33,9 @@ impl OwnedProcess {
     /// while writing its AOF), then SIGKILL and wait until gone. Blocking; returns true if the
     /// process had to be killed.
     pub fn stop_blocking(&self, grace: Duration) -> bool {
+        let family = self.descendants();
         if !self.is_running() {
-            self.reap_group(Duration::from_secs(5));
+            self.reap_leftovers(&family, Duration::from_secs(5));
             return false;
         }
         let start = Instant::now();
@@ -42,7 +43,7 @@ impl OwnedProcess {
         self.signal(libc::SIGTERM);
         while start.elapsed() < grace {
             if !self.is_running() {
-                self.reap_group(Duration::from_secs(5));
+                self.reap_leftovers(&family, Duration::from_secs(5));
                 return false;
             }
             if last_term.elapsed() >= Duration::from_secs(1) {
@@ -52,31 +53,60 @@ impl OwnedProcess {
             std::thread::sleep(Duration::from_millis(25));
         }
         self.kill_blocking(Duration::from_secs(10));
+        self.reap_leftovers(&family, Duration::from_secs(5));
         true
     }
 
     /// SIGKILL and wait (up to `wait`) until the pid is gone.
     pub fn kill_blocking(&self, wait: Duration) {
+        let family = self.descendants();
         let start = Instant::now();
         self.signal(libc::SIGKILL);
         while self.is_running() && start.elapsed() < wait {
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.reap_group(wait);
+        self.reap_leftovers(&family, wait);
     }
 
-    /// SIGKILL what is left of the process's group: processes it started (a broker's helper
-    /// programs, a start script's children) that carry the same marker. Processes are started
-    /// as leaders of their own group, so the group id is the pid. Waits up to `wait`.
-    pub fn reap_group(&self, wait: Duration) {
+    /// Pids of the processes this one started (children, grandchildren, ...) that carry its
+    /// marker. Take it before stopping the process: its children are re-parented when it dies.
+    pub fn descendants(&self) -> Vec<u32> {
+        let parents = parent_links();
+        let mut out = Vec::new();
+        let mut frontier = vec![self.pid];
+        while let Some(p) = frontier.pop() {
+            for &(child, parent) in &parents {
+                if parent == p && !out.contains(&child) {
+                    out.push(child);
+                    frontier.push(child);
+                }
+            }
+        }
+        out.retain(|&c| carries_marker(c, &self.marker));
+        out
+    }
+
+    /// SIGKILL what the process left behind and wait (up to `wait`) until it is gone: members of
+    /// its process group (it was started as a group leader, so the group id is its pid) and the
+    /// `family` found by `descendants` before it was stopped (helpers that made their own group,
+    /// such as Erlang's erl_child_setup), as long as they still carry its marker.
+    pub fn reap_leftovers(&self, family: &[u32], wait: Duration) {
         let start = Instant::now();
         loop {
-            let members = group_members(self.pid, &self.marker);
+            let mut members = group_members(self.pid, &self.marker);
+            let strays: Vec<u32> = family
+                .iter()
+                .copied()
+                .filter(|p| {
+                    !members.contains(p) && is_alive(*p) && carries_marker(*p, &self.marker)
+                })
+                .collect();
+            members.extend(strays);
             if members.is_empty() || start.elapsed() >= wait {
                 return;
             }
             for m in members {
-                // SAFETY: kill(2) on a pid just verified to be in our group and carry our marker.
+                // SAFETY: kill(2) on a pid just verified to be ours and to carry our marker.
                 unsafe {
                     libc::kill(m as i32, libc::SIGKILL);
                 }
@@ -92,6 +122,21 @@ impl OwnedProcess {
             .await
             .unwrap_or(false)
     }
+}
+
+/// (pid, parent pid) of every process.
+fn parent_links() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some((pid, rest.split_whitespace().nth(1)?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Live processes in process group `pgid` that carry `marker`.
@@ -247,6 +292,58 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(!is_alive(sleeper), "the orphaned child was left running");
+    }
+
+    #[test]
+    fn stopping_kills_a_child_that_left_the_group() {
+        use std::os::unix::process::CommandExt;
+        // A shell leading its group starts a child in a new session (as erl_child_setup does)
+        // and stays in the foreground.
+        let child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "setsid sleep 30 >/dev/null 2>&1 & echo $!; exec sleep 30",
+            ])
+            .env("BB_FAMILY_MARKER", "family-xyz")
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else { return };
+        let leader = child.id();
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            use std::io::BufRead;
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let Ok(helper) = line.trim().parse::<u32>() else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+        let p = OwnedProcess {
+            pid: leader,
+            marker: "BB_FAMILY_MARKER=family-xyz".into(),
+        };
+        let start = Instant::now();
+        while !(p.is_running() && p.descendants().contains(&helper))
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            p.descendants().contains(&helper),
+            "the helper is found as a descendant"
+        );
+        assert!(
+            !group_members(leader, "BB_FAMILY_MARKER=family-xyz").contains(&helper),
+            "the helper left the group"
+        );
+        p.stop_blocking(Duration::from_secs(2));
+        assert!(
+            !is_alive(helper) || !carries_marker(helper, "BB_FAMILY_MARKER=family-xyz"),
+            "the helper outlived the stop"
+        );
     }
 
     #[test]

@@ -103,3 +103,21 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// Poll until no running process mentions `needle` (a process that was just killed can take a
+/// moment to be torn down), for up to `timeout`; returns "pid: command line" of what is still
+/// there, with what was seen first, or "" when nothing is.
+pub fn wait_until_gone(needle: &str, timeout: std::time::Duration) -> String {
+    let start = std::time::Instant::now();
+    let first = describe(&processes_mentioning(needle));
+    loop {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            return String::new();
+        }
+        if start.elapsed() >= timeout {
+            return format!("{} (first seen: {first})", describe(&left));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -203,6 +203,8 @@ pub(super) fn spawn_detached(
 
 /// SIGTERM all, wait up to `grace` for all, SIGKILL the rest.
 fn stop_group_blocking(procs: &[OwnedProcess], grace: Duration) {
+    // What each process started, found before it dies (its children are then re-parented).
+    let families: Vec<Vec<u32>> = procs.iter().map(|p| p.descendants()).collect();
     let live: Vec<&OwnedProcess> = procs.iter().filter(|p| p.is_running()).collect();
     for p in &live {
         p.signal(libc::SIGTERM);
@@ -215,8 +217,8 @@ fn stop_group_blocking(procs: &[OwnedProcess], grace: Duration) {
         p.kill_blocking(KILL_WAIT);
     }
     // Helper programs a node (or its start script) left behind.
-    for p in procs {
-        p.reap_group(KILL_WAIT);
+    for (p, family) in procs.iter().zip(&families) {
+        p.reap_leftovers(family, KILL_WAIT);
     }
 }
 
