@@ -4,7 +4,6 @@
 
 mod common;
 
-use brokerbench::run::{run_scenario, RunOptions};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,14 +40,7 @@ ha_mode = "exactly"
 ha_params = 2
 "#,
     );
-    let (_tx, cancel) = tokio::sync::watch::channel(false);
-    let opts = RunOptions {
-        results_root: tmp.path().join("results"),
-        quiet: true,
-        duration: None,
-        warmup: None,
-    };
-    let out = run_scenario(&scenario, &opts, cancel).await.expect("run");
+    let out = run_quietly(&scenario, &tmp.path().join("results")).await;
     let cluster_dir = out.dir.join("clusters").join("rabbitmq");
     let left = wait_until_gone(
         &cluster_dir.display().to_string(),

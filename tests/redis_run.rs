@@ -3,7 +3,6 @@
 
 mod common;
 
-use brokerbench::run::{run_scenario, RunOptions};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,14 +27,7 @@ base_port = 7301
 type = "redis-streams"
 "#,
     );
-    let (_tx, cancel) = tokio::sync::watch::channel(false);
-    let opts = RunOptions {
-        results_root: tmp.path().join("results"),
-        quiet: true,
-        duration: None,
-        warmup: None,
-    };
-    let out = run_scenario(&scenario, &opts, cancel).await.expect("run");
+    let out = run_quietly(&scenario, &tmp.path().join("results")).await;
     // Nothing the run started is left.
     assert!(
         redis_servers_on(7301..=7306).is_empty(),

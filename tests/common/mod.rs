@@ -121,3 +121,19 @@ pub fn wait_until_gone(needle: &str, timeout: std::time::Duration) -> String {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Run a scenario file quietly with results under `root`, as `brokerbench run` would, without
+/// a way to interrupt it.
+pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunOutcome {
+    let (_tx, cancel) = tokio::sync::watch::channel(false);
+    let opts = brokerbench::run::RunOptions {
+        results_root: root.to_path_buf(),
+        quiet: true,
+        duration: None,
+        warmup: None,
+    };
+    match brokerbench::run::run_scenario(scenario, &opts, cancel).await {
+        Ok(out) => out,
+        Err(e) => panic!("run {}: {e}", scenario.display()),
+    }
+}
