@@ -59,7 +59,8 @@ pub async fn run_consumer(
         let now = ctx.clock.now_ns();
         tokens.clear();
         rec.with(|s| {
-            for d in &batch {
+            // The batch is refilled on the next poll: move the ack tokens out of it.
+            for d in batch.drain(..) {
                 match Header::decode(&d.payload) {
                     Ok(h) if h.run_id == ctx.run_id => {
                         s.received += 1;
@@ -74,7 +75,7 @@ pub async fn run_consumer(
                     _ => s.foreign += 1,
                 }
                 if d.token != AckToken::None {
-                    tokens.push(d.token.clone());
+                    tokens.push(d.token);
                 }
             }
         });

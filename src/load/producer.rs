@@ -27,6 +27,18 @@ pub struct ProducerPlan {
     pub confirm_timeout: Duration,
 }
 
+impl ProducerPlan {
+    /// Whether message `index` is still to be sent: every message due before the end is sent,
+    /// even if the task wakes up late; at max rate, sending stops at the end.
+    fn producing(&self, index: u64, now: u64) -> bool {
+        if self.schedule.is_max() {
+            now < self.end_ns
+        } else {
+            self.schedule.due_ns(index) < self.end_ns
+        }
+    }
+}
+
 type Outcome = (u64, u64, Result<(), OpError>);
 
 /// Run until the schedule ends and every confirm is in (or the deadline passes), or until
@@ -49,12 +61,7 @@ pub async fn run_producer(
             break;
         }
         let now = clock.now_ns();
-        // Every message due before the end is sent, even if the task wakes up late.
-        let producing = if plan.schedule.is_max() {
-            now < plan.end_ns
-        } else {
-            plan.schedule.due_ns(index) < plan.end_ns
-        };
+        let producing = plan.producing(index, now);
         if !producing && in_flight.is_empty() {
             break;
         }
@@ -119,12 +126,7 @@ pub async fn run_producer(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        ctx.ledger.on_failed(plan.id, seq);
-                        rec.with(|s| {
-                            s.failed += 1;
-                            *s.errors.entry(e.kind()).or_insert(0) += 1;
-                        });
-                        if e.needs_reconnect() {
+                        if failed(&ctx, &plan, &rec, seq, &e) {
                             producer = None;
                             break;
                         }
@@ -137,12 +139,7 @@ pub async fn run_producer(
         }
         // Wait for the next due message, a confirm, or the stop signal.
         let now = clock.now_ns();
-        let producing = producer.is_some()
-            && if plan.schedule.is_max() {
-                now < plan.end_ns
-            } else {
-                plan.schedule.due_ns(index) < plan.end_ns
-            };
+        let producing = producer.is_some() && plan.producing(index, now);
         let room = in_flight.len() < plan.max_in_flight;
         let wake_ns = if !producing {
             plan.end_ns.max(now).min(plan.confirm_deadline_ns)
@@ -191,14 +188,19 @@ fn settle(
             });
         }
         Err(e) => {
-            ctx.ledger.on_failed(plan.id, seq);
-            rec.with(|s| {
-                s.failed += 1;
-                *s.errors.entry(e.kind()).or_insert(0) += 1;
-            });
-            if e.needs_reconnect() {
+            if failed(ctx, plan, rec, seq, &e) {
                 *producer = None;
             }
         }
     }
+}
+
+/// Account for a message whose publish failed; returns whether the producer must be reopened.
+fn failed(ctx: &LoadContext, plan: &ProducerPlan, rec: &Recorder, seq: u64, e: &OpError) -> bool {
+    ctx.ledger.on_failed(plan.id, seq);
+    rec.with(|s| {
+        s.failed += 1;
+        *s.errors.entry(e.kind()).or_insert(0) += 1;
+    });
+    e.needs_reconnect()
 }

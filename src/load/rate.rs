@@ -31,10 +31,6 @@ impl Schedule {
         self.interval_ns.is_none()
     }
 
-    pub fn start_ns(&self) -> u64 {
-        self.start_ns
-    }
-
     /// Due time of message `i`. For max, every message is due at the start (the caller uses
     /// the actual send time as the intended time).
     pub fn due_ns(&self, i: u64) -> u64 {

@@ -63,11 +63,6 @@ impl BitSet {
             })
         })
     }
-
-    /// Bytes held (for the ledger's footprint).
-    pub fn bytes(&self) -> usize {
-        self.words.len() * 8
-    }
 }
 
 #[cfg(test)]

@@ -83,10 +83,6 @@ impl Ledger {
         }
     }
 
-    pub fn producers(&self) -> usize {
-        self.producers.len()
-    }
-
     /// Record that `producer` issued its next sequence number; returns it.
     pub fn next_seq(&self, producer: usize) -> u64 {
         let Some(p) = self.producers.get(producer) else {
@@ -257,17 +253,6 @@ impl Ledger {
         s.consistent = problems.is_empty();
         s.problems = problems.join("; ");
         s
-    }
-
-    /// Bytes held by the bitsets (the ledger stays compact: about 3 bits per message).
-    pub fn footprint_bytes(&self) -> usize {
-        self.producers
-            .iter()
-            .map(|p| {
-                let p = p.lock();
-                p.confirmed.bytes() + p.failed.bytes() + p.received.bytes()
-            })
-            .sum()
     }
 }
 
