@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod cli;
 pub mod clock;
+pub mod fault;
 pub mod cluster;
 pub mod load;
 pub mod metrics;

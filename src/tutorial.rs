@@ -52,6 +52,8 @@ pub async fn produce(
         ledger: ledger.clone(),
         clock: clock.clone(),
         message_size: size.max(crate::payload::HEADER_LEN),
+        // Runs until Ctrl-C: one slot holds all (the fault analysis does not run here).
+        activity: Arc::new(crate::metrics::activity::Activity::new(0, 0, 1)),
     });
     let start = clock.now_ns() + 10_000_000;
     let end = start + duration.as_nanos() as u64;

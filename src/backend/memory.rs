@@ -24,6 +24,11 @@ pub struct MemoryFaults {
     pub duplicate_every: Option<u64>,
     /// Nack (and do not deliver) message n when n % nack_every == 0.
     pub nack_every: Option<u64>,
+    /// Queue message n before the message queued just before it when n % reorder_every == 0.
+    pub reorder_every: Option<u64>,
+    /// Deliver message n but fail its confirm as if the connection dropped (outcome unknown
+    /// to the producer) when n % lose_confirm_every == 0.
+    pub lose_confirm_every: Option<u64>,
     /// Delay before each confirm.
     pub confirm_delay: Duration,
 }
@@ -32,6 +37,30 @@ pub struct MemoryFaults {
 struct Queues {
     queues: Mutex<HashMap<String, VecDeque<Bytes>>>,
     notify: Notify,
+    record: Mutex<Injected>,
+}
+
+/// What the backend did, by (producer, sequence) from the harness's header: the truth a test
+/// compares the ledger with.
+#[derive(Debug, Default, Clone)]
+pub struct Injected {
+    /// Confirmed but never queued.
+    pub dropped: Vec<(u32, u64)>,
+    /// Messages handed to a consumer more than once (one entry per extra hand-out).
+    pub repeated: Vec<(u32, u64)>,
+    /// Messages queued ahead of the one queued before them.
+    pub reordered: u64,
+    /// Queued, with a confirm that failed as if the connection dropped.
+    pub lost_confirms: Vec<(u32, u64)>,
+    /// Nacked and never queued.
+    pub nacked: Vec<(u32, u64)>,
+    handed_out: std::collections::HashSet<(u32, u64)>,
+}
+
+fn id_of(payload: &Bytes) -> (u32, u64) {
+    crate::payload::Header::decode(payload)
+        .map(|h| (h.producer, h.seq))
+        .unwrap_or((u32::MAX, u64::MAX))
 }
 
 pub struct MemoryBackend {
@@ -47,6 +76,11 @@ impl MemoryBackend {
             state: Arc::default(),
             counter: Arc::default(),
         }
+    }
+
+    /// What was injected so far.
+    pub fn injected(&self) -> Injected {
+        self.state.record.lock().clone()
     }
 }
 
@@ -133,20 +167,36 @@ impl Producer for MemoryProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
         let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
         let f = &self.faults;
+        let id = id_of(&payload);
         let result = if hits(f.nack_every, n) {
+            self.state.record.lock().nacked.push(id);
             Err(OpError::Nack(format!("injected nack of message {n}")))
         } else {
-            if !hits(f.drop_every, n) {
+            if hits(f.drop_every, n) {
+                self.state.record.lock().dropped.push(id);
+            } else {
                 let mut q = self.state.queues.lock();
                 if let Some(q) = q.get_mut(&self.key) {
-                    q.push_back(payload.clone());
+                    if hits(f.reorder_every, n) && !q.is_empty() {
+                        q.insert(q.len() - 1, payload.clone());
+                        self.state.record.lock().reordered += 1;
+                    } else {
+                        q.push_back(payload.clone());
+                    }
                     if hits(f.duplicate_every, n) {
                         q.push_back(payload);
                     }
                 }
             }
             self.state.notify.notify_waiters();
-            Ok(())
+            if hits(f.lose_confirm_every, n) && !hits(f.drop_every, n) {
+                self.state.record.lock().lost_confirms.push(id);
+                Err(OpError::Connection(format!(
+                    "injected: the connection dropped before message {n}'s confirm"
+                )))
+            } else {
+                Ok(())
+            }
         };
         let delay = f.confirm_delay;
         Ok(Some(
@@ -175,11 +225,18 @@ impl Consumer for MemoryConsumer {
                 if let Some(q) = q.get_mut(&self.key) {
                     while out.len() < 256 {
                         match q.pop_front() {
-                            Some(payload) => out.push(Delivery {
-                                payload,
-                                redelivered: false,
-                                token: AckToken::None,
-                            }),
+                            Some(payload) => {
+                                let id = id_of(&payload);
+                                let mut r = self.state.record.lock();
+                                if !r.handed_out.insert(id) {
+                                    r.repeated.push(id);
+                                }
+                                out.push(Delivery {
+                                    payload,
+                                    redelivered: false,
+                                    token: AckToken::None,
+                                })
+                            }
                             None => break,
                         }
                     }

@@ -60,6 +60,16 @@ impl OpError {
         }
     }
 
+    /// True when the operation certainly did not take effect (a nack, a refusal such as
+    /// CLUSTERDOWN or MOVED, a broker error reply): Jepsen's `:fail`. False when its outcome is
+    /// unknown (a timeout, a connection lost after the request was written): Jepsen's `:info`.
+    pub fn is_definite(&self) -> bool {
+        matches!(
+            self,
+            OpError::Nack(_) | OpError::Unavailable(_) | OpError::Broker(_)
+        )
+    }
+
     /// True when the producer or consumer that saw it must be reopened before further use.
     pub fn needs_reconnect(&self) -> bool {
         matches!(self, OpError::Connection(_))

@@ -1,11 +1,14 @@
 //! A consumer task: receive -> decode the harness's header -> ledger -> ack -> record.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use super::{Backoff, LoadContext};
 use crate::backend::{AckToken, Consumer, Delivery, Destination};
+use crate::metrics::activity::Act;
 use crate::metrics::ledger::Receipt;
 use crate::metrics::stats::{record_ns, Recorder};
 use crate::payload::Header;
@@ -13,6 +16,38 @@ use crate::payload::Header;
 pub struct ConsumerPlan {
     pub id: usize,
     pub dest: Destination,
+    /// Pulled by the kill-consumer fault.
+    pub kill: Arc<KillSwitch>,
+}
+
+/// The kill-consumer fault's handle on one consumer task: once pulled, the task crashes at its
+/// next batch (drops it unacked, closes its connection, exits) and reports what it dropped.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    pulled: AtomicBool,
+    report: Mutex<Option<Abandoned>>,
+}
+
+/// What a killed consumer left behind.
+#[derive(Debug, Clone)]
+pub struct Abandoned {
+    /// When it dropped its batch (harness clock).
+    pub at_ns: u64,
+    /// (producer, sequence) of this run's messages it had received but never processed or acked.
+    pub messages: Vec<(u32, u64)>,
+}
+
+impl KillSwitch {
+    pub fn pull(&self) {
+        self.pulled.store(true, Ordering::SeqCst);
+    }
+    fn pulled(&self) -> bool {
+        self.pulled.load(Ordering::SeqCst)
+    }
+    /// The report, once the consumer has died.
+    pub fn report(&self) -> Option<Abandoned> {
+        self.report.lock().clone()
+    }
 }
 
 /// Consume until `stop` turns true.
@@ -27,6 +62,10 @@ pub async fn run_consumer(
     let mut batch: Vec<Delivery> = Vec::with_capacity(1024);
     let mut tokens: Vec<AckToken> = Vec::with_capacity(1024);
     while !*stop.borrow() {
+        if plan.kill.pulled() {
+            // Pulled between batches: nothing to drop.
+            return crash(&ctx, &plan, consumer, &mut batch).await;
+        }
         let c = match consumer.as_mut() {
             Some(c) => c,
             None => match ctx.backend.consumer(&plan.dest, plan.id).await {
@@ -36,6 +75,12 @@ pub async fn run_consumer(
                 }
                 Err(e) => {
                     rec.error(e.kind());
+                    ctx.activity.add(
+                        plan.dest.index,
+                        Act::ConsumeFailed,
+                        ctx.clock.now_ns(),
+                        1,
+                    );
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -48,15 +93,22 @@ pub async fn run_consumer(
         };
         if let Err(e) = polled {
             rec.error(e.kind());
+            ctx.activity
+                .add(plan.dest.index, Act::ConsumeFailed, ctx.clock.now_ns(), 1);
             if e.needs_reconnect() {
                 consumer = None;
             }
             // Deliveries appended before the error still count.
         }
+        if plan.kill.pulled() {
+            return crash(&ctx, &plan, consumer, &mut batch).await;
+        }
         if batch.is_empty() {
             continue;
         }
         let now = ctx.clock.now_ns();
+        ctx.activity
+            .add(plan.dest.index, Act::Received, now, batch.len() as u32);
         tokens.clear();
         rec.with(|s| {
             // The batch is refilled on the next poll: move the ack tokens out of it.
@@ -83,6 +135,8 @@ pub async fn run_consumer(
             if let Some(c) = consumer.as_mut() {
                 if let Err(e) = c.ack(&tokens).await {
                     rec.error(e.kind());
+                    ctx.activity
+                        .add(plan.dest.index, Act::ConsumeFailed, ctx.clock.now_ns(), 1);
                     if e.needs_reconnect() {
                         consumer = None;
                     }
@@ -93,4 +147,26 @@ pub async fn run_consumer(
     if let Some(c) = consumer.take() {
         c.close().await;
     }
+}
+
+/// The kill-consumer fault: drop the batch without processing or acking it, close the consumer
+/// (RabbitMQ requeues its unacked deliveries; Redis keeps them pending for XAUTOCLAIM), and
+/// report what was dropped.
+async fn crash(
+    ctx: &LoadContext,
+    plan: &ConsumerPlan,
+    consumer: Option<Box<dyn Consumer>>,
+    batch: &mut Vec<Delivery>,
+) {
+    let at_ns = ctx.clock.now_ns();
+    let messages = batch
+        .drain(..)
+        .filter_map(|d| Header::decode(&d.payload).ok())
+        .filter(|h| h.run_id == ctx.run_id)
+        .map(|h| (h.producer, h.seq))
+        .collect();
+    if let Some(c) = consumer {
+        c.close().await;
+    }
+    *plan.kill.report.lock() = Some(Abandoned { at_ns, messages });
 }

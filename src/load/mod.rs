@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::clock::Clock;
+use crate::metrics::activity::Activity;
 use crate::metrics::ledger::Ledger;
 
 /// What every load task of one backend run shares.
@@ -19,6 +20,8 @@ pub struct LoadContext {
     pub ledger: Arc<Ledger>,
     pub clock: Arc<dyn Clock>,
     pub message_size: usize,
+    /// Per-destination confirms, failures and receipts in 10 ms slots (for the fault analysis).
+    pub activity: Arc<Activity>,
 }
 
 /// Sleep until the harness clock reads `target_ns` (returns at once if it already does).

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::rate::Schedule;
 use super::{sleep_until_ns, Backoff, LoadContext};
 use crate::backend::{Destination, OpError, Producer};
+use crate::metrics::activity::Act;
 use crate::metrics::stats::{record_ns, Recorder};
 use crate::payload::Header;
 
@@ -76,6 +77,8 @@ pub async fn run_producer(
                 }
                 Err(e) => {
                     rec.error(e.kind());
+                    ctx.activity
+                        .add(plan.dest.index, Act::PublishFailed, clock.now_ns(), 1);
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -126,7 +129,7 @@ pub async fn run_producer(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        if failed(&ctx, &plan, &rec, seq, &e) {
+                        if failed(&ctx, &plan, &rec, seq, &e, now) {
                             producer = None;
                             break;
                         }
@@ -182,22 +185,32 @@ fn settle(
     match r {
         Ok(()) => {
             ctx.ledger.on_confirmed(plan.id, seq);
+            ctx.activity.add(plan.dest.index, Act::Confirmed, now, 1);
             rec.with(|s| {
                 s.confirmed += 1;
                 record_ns(&mut s.publish, now.saturating_sub(due));
             });
         }
         Err(e) => {
-            if failed(ctx, plan, rec, seq, &e) {
+            if failed(ctx, plan, rec, seq, &e, now) {
                 *producer = None;
             }
         }
     }
 }
 
-/// Account for a message whose publish failed; returns whether the producer must be reopened.
-fn failed(ctx: &LoadContext, plan: &ProducerPlan, rec: &Recorder, seq: u64, e: &OpError) -> bool {
-    ctx.ledger.on_failed(plan.id, seq);
+/// Account for a message whose publish failed at `now` (a definite failure, or an unknown
+/// outcome: see `OpError::is_definite`); returns whether the producer must be reopened.
+fn failed(
+    ctx: &LoadContext,
+    plan: &ProducerPlan,
+    rec: &Recorder,
+    seq: u64,
+    e: &OpError,
+    now: u64,
+) -> bool {
+    ctx.ledger.on_failed(plan.id, seq, e.is_definite());
+    ctx.activity.add(plan.dest.index, Act::PublishFailed, now, 1);
     rec.with(|s| {
         s.failed += 1;
         *s.errors.entry(e.kind()).or_insert(0) += 1;

@@ -1,9 +1,13 @@
 //! The ledger: every message of every producer, accounted from send to receipt.
 //!
 //! Per producer, sequence numbers are issued densely from 0, so "sent" is a count and the
-//! outcomes are bitsets (1 bit per message): confirmed, failed, received. From them:
+//! outcomes are bitsets (1 bit per message): confirmed, failed (the broker certainly did not
+//! take it: a nack or a refusal), indeterminate (its confirm was lost with the connection or
+//! timed out: it may or may not have been written, Jepsen's `:info`), received. From them:
 //! lost = confirmed but never received; duplicates and out-of-order receipts are counted as
-//! they happen. `summary` checks that the numbers add up.
+//! they happen. Only confirmed messages can be lost: an indeterminate one that never arrives
+//! is not a loss, and one that arrives is counted as such. `summary` checks that the numbers
+//! add up.
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -15,13 +19,14 @@ struct ProducerLedger {
     sent: u64,
     confirmed: BitSet,
     failed: BitSet,
+    indeterminate: BitSet,
     received: BitSet,
     duplicates: u64,
     out_of_order: u64,
     /// Receipts whose sequence number was never sent.
-    unknown: u64,
+    phantom: u64,
     max_received: Option<u64>,
-    /// Confirmed (or, without confirms, sent and not failed) but not yet received.
+    /// Confirmed (or, without confirms, sent with no failure) but not yet received.
     awaiting: u64,
 }
 
@@ -40,32 +45,44 @@ pub struct Ledger {
     /// Without confirms a message is expected at the consumer as soon as it is sent.
     confirms: bool,
     /// Receipts naming a producer that does not exist in this run.
-    unknown_producer: std::sync::atomic::AtomicU64,
+    phantom_producer: std::sync::atomic::AtomicU64,
 }
 
 /// The ledger's totals over all producers, with the result of its consistency checks.
+/// sent = confirmed + failed + indeterminate + unconfirmed, and received = (confirmed - lost)
+/// + received_failed + received_indeterminate + (unconfirmed - unconfirmed_missing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LedgerSummary {
     pub sent: u64,
     pub confirmed: u64,
-    /// The broker nacked it, or the confirm errored or timed out.
+    /// The broker certainly did not take it: nacked, or refused (e.g. CLUSTERDOWN).
     pub failed: u64,
-    /// Sent, with neither a confirm nor a failure by the end (includes all sends without confirms).
+    /// The outcome is unknown: the confirm was lost with the connection, or timed out.
+    pub indeterminate: u64,
+    /// Sent, with no confirm and no failure by the end (all sends without confirms).
     pub unconfirmed: u64,
+    /// Sent but not confirmed: failed + indeterminate + unconfirmed.
+    pub never_confirmed: u64,
     /// Distinct messages received.
     pub received: u64,
     pub duplicates: u64,
     /// Confirmed but never received.
     pub lost: u64,
+    /// Received although not confirmed (failed, indeterminate or unconfirmed).
+    pub unconfirmed_received: u64,
     /// Received although their publish failed.
     pub received_failed: u64,
+    /// Received, and their outcome was unknown to the producer.
+    pub received_indeterminate: u64,
     /// Unconfirmed and never received.
     pub unconfirmed_missing: u64,
     /// Failed and never received.
     pub failed_missing: u64,
+    /// Indeterminate and never received (not a loss: the broker never confirmed them).
+    pub indeterminate_missing: u64,
     pub out_of_order: u64,
     /// Receipts of sequence numbers or producers that were never sent.
-    pub unknown: u64,
+    pub phantom: u64,
     /// All the checks below passed.
     pub consistent: bool,
     /// Checks that failed, in words ("" when consistent).
@@ -79,7 +96,7 @@ impl Ledger {
                 .map(|_| Mutex::new(ProducerLedger::default()))
                 .collect(),
             confirms,
-            unknown_producer: Default::default(),
+            phantom_producer: Default::default(),
         }
     }
 
@@ -110,29 +127,59 @@ impl Ledger {
         }
     }
 
-    pub fn on_failed(&self, producer: usize, seq: u64) {
+    /// A publish that failed: `definite` when the broker certainly did not take it (see
+    /// `OpError::is_definite`), else its outcome is unknown.
+    pub fn on_failed(&self, producer: usize, seq: u64, definite: bool) {
         let Some(p) = self.producers.get(producer) else {
             return;
         };
         let mut p = p.lock();
-        if seq >= p.sent || p.failed.insert(seq) {
+        if seq >= p.sent {
             return;
         }
-        if !self.confirms && !p.received.contains(seq) {
+        let repeated = if definite {
+            p.failed.insert(seq)
+        } else {
+            p.indeterminate.insert(seq)
+        };
+        // Without confirms every sent message is awaited; a failed one no longer is.
+        if !repeated && !self.confirms && !p.received.contains(seq) {
             p.awaiting = p.awaiting.saturating_sub(1);
         }
+    }
+
+    /// Up to `max` lost messages (confirmed, not received), as (producer, sequence).
+    pub fn lost_list(&self, max: usize) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for (i, p) in self.producers.iter().enumerate() {
+            let p = p.lock();
+            for seq in p.confirmed.iter().filter(|s| !p.received.contains(*s)) {
+                if out.len() >= max {
+                    return out;
+                }
+                out.push((i as u32, seq));
+            }
+        }
+        out
+    }
+
+    /// Whether message `seq` of `producer` has been received.
+    pub fn is_received(&self, producer: u32, seq: u64) -> bool {
+        self.producers
+            .get(producer as usize)
+            .is_some_and(|p| p.lock().received.contains(seq))
     }
 
     /// Record a receipt.
     pub fn on_received(&self, producer: u32, seq: u64) -> Receipt {
         let Some(p) = self.producers.get(producer as usize) else {
-            self.unknown_producer
+            self.phantom_producer
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Receipt::Unknown;
         };
         let mut p = p.lock();
         if seq >= p.sent {
-            p.unknown += 1;
+            p.phantom += 1;
             return Receipt::Unknown;
         }
         if p.received.insert(seq) {
@@ -146,7 +193,7 @@ impl Ledger {
         let expected = if self.confirms {
             p.confirmed.contains(seq)
         } else {
-            !p.failed.contains(seq)
+            !p.failed.contains(seq) && !p.indeterminate.contains(seq)
         };
         if expected {
             p.awaiting = p.awaiting.saturating_sub(1);
@@ -168,19 +215,23 @@ impl Ledger {
         let mut first_receipts_expected = 0;
         for (i, p) in self.producers.iter().enumerate() {
             let p = p.lock();
-            let confirmed = p.confirmed.count();
-            let failed = p.failed.count();
-            let both = p.confirmed.count_and(&p.failed);
-            if both > 0 {
-                problems.push(format!(
-                    "producer {i}: {both} messages both confirmed and failed"
-                ));
-            }
-            for (what, set) in [
+            let outcomes = [
                 ("confirmed", &p.confirmed),
                 ("failed", &p.failed),
-                ("received", &p.received),
-            ] {
+                ("indeterminate", &p.indeterminate),
+            ];
+            // A message has at most one outcome.
+            let mut overlap = 0;
+            for (a, (na, sa)) in outcomes.iter().enumerate() {
+                for (nb, sb) in &outcomes[a + 1..] {
+                    let both = sa.count_and(sb);
+                    if both > 0 {
+                        overlap += both;
+                        problems.push(format!("producer {i}: {both} messages both {na} and {nb}"));
+                    }
+                }
+            }
+            for (what, set) in outcomes.iter().chain([&("received", &p.received)]) {
                 let beyond = set.count_from(p.sent);
                 if beyond > 0 {
                     problems.push(format!(
@@ -189,65 +240,72 @@ impl Ledger {
                     ));
                 }
             }
+            let confirmed = p.confirmed.count();
+            let failed = p.failed.count();
+            let indeterminate = p.indeterminate.count();
             let received = p.received.count();
             let confirmed_received = p.confirmed.count_and(&p.received);
             let failed_received = p.failed.count_and(&p.received);
-            let unconfirmed = p.sent - confirmed - failed + both;
+            let indeterminate_received = p.indeterminate.count_and(&p.received);
+            let with_outcome = (confirmed + failed + indeterminate).saturating_sub(overlap);
+            let unconfirmed = p.sent.saturating_sub(with_outcome);
+            let unconfirmed_received = received
+                .saturating_sub(confirmed_received + failed_received + indeterminate_received);
             s.sent += p.sent;
             s.confirmed += confirmed;
             s.failed += failed;
+            s.indeterminate += indeterminate;
             s.unconfirmed += unconfirmed;
             s.received += received;
             s.duplicates += p.duplicates;
             s.out_of_order += p.out_of_order;
-            s.unknown += p.unknown;
+            s.phantom += p.phantom;
             s.lost += confirmed - confirmed_received;
             s.received_failed += failed_received;
+            s.received_indeterminate += indeterminate_received;
             s.failed_missing += failed - failed_received;
-            // Received messages that are neither confirmed nor failed (inclusion-exclusion; the
-            // triple overlap is only non-zero in the inconsistent case reported above).
-            let triple = if both > 0 {
-                p.confirmed
-                    .iter()
-                    .filter(|q| p.failed.contains(*q) && p.received.contains(*q))
-                    .count() as u64
-            } else {
-                0
-            };
-            let received_unconfirmed = received + triple - confirmed_received - failed_received;
-            s.unconfirmed_missing += unconfirmed.saturating_sub(received_unconfirmed);
+            s.indeterminate_missing += indeterminate - indeterminate_received;
+            s.unconfirmed_missing += unconfirmed.saturating_sub(unconfirmed_received);
             first_receipts_expected += received;
         }
-        s.unknown += self
-            .unknown_producer
+        s.phantom += self
+            .phantom_producer
             .load(std::sync::atomic::Ordering::Relaxed);
+        s.never_confirmed = s.sent.saturating_sub(s.confirmed);
+        s.unconfirmed_received = s.received.saturating_sub(s.confirmed - s.lost);
         // The counts must add up.
-        if s.confirmed + s.failed + s.unconfirmed != s.sent {
+        if s.confirmed + s.failed + s.indeterminate + s.unconfirmed != s.sent {
             problems.push(format!(
-                "confirmed {} + failed {} + unconfirmed {} != sent {}",
-                s.confirmed, s.failed, s.unconfirmed, s.sent
+                "confirmed {} + failed {} + indeterminate {} + unconfirmed {} != sent {}",
+                s.confirmed, s.failed, s.indeterminate, s.unconfirmed, s.sent
             ));
         }
         let received_unconfirmed = s.unconfirmed - s.unconfirmed_missing;
-        if (s.confirmed - s.lost) + s.received_failed + received_unconfirmed != s.received {
+        if (s.confirmed - s.lost)
+            + s.received_failed
+            + s.received_indeterminate
+            + received_unconfirmed
+            != s.received
+        {
             problems.push(format!(
-                "received {} != confirmed-and-received {} + failed-and-received {} + unconfirmed-and-received {}",
+                "received {} != confirmed-and-received {} + failed-and-received {} + indeterminate-and-received {} + unconfirmed-and-received {}",
                 s.received,
                 s.confirmed - s.lost,
                 s.received_failed,
+                s.received_indeterminate,
                 received_unconfirmed
             ));
         }
-        if first_receipts_expected + s.duplicates + s.unknown != deliveries {
+        if first_receipts_expected + s.duplicates + s.phantom != deliveries {
             problems.push(format!(
-                "consumers counted {deliveries} deliveries but the ledger holds {} distinct + {} duplicates + {} unknown",
-                first_receipts_expected, s.duplicates, s.unknown
+                "consumers counted {deliveries} deliveries but the ledger holds {} distinct + {} duplicates + {} phantom",
+                first_receipts_expected, s.duplicates, s.phantom
             ));
         }
-        if s.unknown > 0 {
+        if s.phantom > 0 {
             problems.push(format!(
                 "{} receipts of messages that were never sent",
-                s.unknown
+                s.phantom
             ));
         }
         s.consistent = problems.is_empty();
@@ -326,8 +384,8 @@ mod tests {
         send(&l, 0, 6);
         l.on_confirmed(0, 0);
         l.on_confirmed(0, 1);
-        l.on_failed(0, 2);
-        l.on_failed(0, 3);
+        l.on_failed(0, 2, true);
+        l.on_failed(0, 3, true);
         // 4 and 5: no outcome. 3 (failed) and 4 (unconfirmed) arrive anyway.
         for s in [0, 1, 3, 4] {
             l.on_received(0, s);
@@ -347,12 +405,48 @@ mod tests {
     }
 
     #[test]
+    fn indeterminate_outcomes_are_neither_failed_nor_lost() {
+        let l = Ledger::new(1, true);
+        send(&l, 0, 5);
+        l.on_confirmed(0, 0);
+        l.on_failed(0, 1, true);
+        // 2 and 3: the connection dropped before their confirms; 3 had been written anyway.
+        l.on_failed(0, 2, false);
+        l.on_failed(0, 3, false);
+        for s in [0, 3] {
+            l.on_received(0, s);
+        }
+        assert_eq!(l.awaiting(), 0, "only confirmed messages are awaited");
+        let s = l.summary(2);
+        assert!(s.consistent, "{}", s.problems);
+        assert_eq!(
+            (s.confirmed, s.failed, s.indeterminate, s.unconfirmed),
+            (1, 1, 2, 1)
+        );
+        assert_eq!(s.never_confirmed, 4);
+        assert_eq!(s.lost, 0);
+        assert_eq!((s.received_indeterminate, s.indeterminate_missing), (1, 1));
+        assert_eq!((s.unconfirmed_received, s.unconfirmed_missing), (1, 1));
+    }
+
+    #[test]
+    fn an_outcome_given_twice_is_reported() {
+        let l = Ledger::new(1, true);
+        send(&l, 0, 1);
+        l.on_confirmed(0, 0);
+        l.on_failed(0, 0, false);
+        let s = l.summary(0);
+        assert!(!s.consistent);
+        assert!(s.problems.contains("both confirmed and indeterminate"), "{}", s.problems);
+    }
+
+    #[test]
     fn without_confirms_sent_messages_are_awaited() {
         let l = Ledger::new(1, false);
         send(&l, 0, 3);
         assert_eq!(l.awaiting(), 3);
         l.on_received(0, 0);
-        l.on_failed(0, 2);
+        l.on_failed(0, 2, true);
         assert_eq!(l.awaiting(), 1);
         let s = l.summary(1);
         assert_eq!((s.unconfirmed, s.unconfirmed_missing, s.lost), (2, 1, 0));
@@ -371,6 +465,7 @@ mod tests {
         let s = l.summary(4);
         assert!(!s.consistent);
         assert!(s.problems.contains("never sent"), "{}", s.problems);
+        assert_eq!(s.phantom, 2);
         assert!(s.problems.contains("deliveries"), "{}", s.problems);
     }
 }

@@ -1,5 +1,6 @@
 //! Figures: per-task stats, the aggregator, the ledger.
 
+pub mod activity;
 pub mod aggregator;
 pub mod bitset;
 pub mod ledger;

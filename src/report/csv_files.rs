@@ -1,10 +1,11 @@
-//! summary.csv, timeseries.csv and timeline.csv in the run folder. Rows are flushed as they
-//! come, so an interrupted run keeps what it measured.
+//! summary.csv, timeseries.csv, timeline.csv, destinations.csv and (for runs with faults)
+//! faults.csv in the run folder. Rows are flushed as they come, so an interrupted run keeps
+//! what it measured.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::{ReportError, Sink, SummaryRow};
+use super::{DestinationSecond, FaultRow, LostMessage, ReportError, Sink, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
 use crate::metrics::stats::Stats;
 use crate::scenario::timeline::TimelineEvent;
@@ -13,6 +14,11 @@ pub struct CsvSink {
     dir: PathBuf,
     timeseries: csv::Writer<File>,
     timeline: csv::Writer<File>,
+    destinations: csv::Writer<File>,
+    /// Created with the first fault row.
+    faults: Option<csv::Writer<File>>,
+    /// Created with the first lost message.
+    lost: Option<csv::Writer<File>>,
     summaries: Vec<SummaryRow>,
 }
 
@@ -38,8 +44,25 @@ impl CsvSink {
             dir: dir.to_path_buf(),
             timeseries: open(&dir.join("timeseries.csv"))?,
             timeline: open(&dir.join("timeline.csv"))?,
+            destinations: open(&dir.join("destinations.csv"))?,
+            faults: None,
+            lost: None,
             summaries: Vec::new(),
         })
+    }
+
+    fn write_rows<T: serde::Serialize>(
+        w: &mut csv::Writer<File>,
+        path: PathBuf,
+        rows: &[T],
+    ) -> Result<(), ReportError> {
+        for r in rows {
+            w.serialize(r).map_err(|source| ReportError::Csv {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        w.flush().map_err(|source| ReportError::Io { path, source })
     }
 
     fn write_summary(&self) -> Result<(), ReportError> {
@@ -56,6 +79,29 @@ impl CsvSink {
 }
 
 impl Sink for CsvSink {
+    fn on_faults(&mut self, rows: &[FaultRow]) -> Result<(), ReportError> {
+        let path = self.dir.join("faults.csv");
+        let w = match self.faults.as_mut() {
+            Some(w) => w,
+            None => self.faults.insert(open(&path)?),
+        };
+        Self::write_rows(w, path, rows)
+    }
+
+    fn on_lost(&mut self, rows: &[LostMessage]) -> Result<(), ReportError> {
+        let path = self.dir.join("lost.csv");
+        let w = match self.lost.as_mut() {
+            Some(w) => w,
+            None => self.lost.insert(open(&path)?),
+        };
+        Self::write_rows(w, path, rows)
+    }
+
+    fn on_destinations(&mut self, rows: &[DestinationSecond]) -> Result<(), ReportError> {
+        let path = self.dir.join("destinations.csv");
+        Self::write_rows(&mut self.destinations, path, rows)
+    }
+
     fn on_interval(&mut self, row: &IntervalRow, _interval: &Stats) -> Result<(), ReportError> {
         let path = || self.dir.join("timeseries.csv");
         self.timeseries

@@ -50,6 +50,8 @@ pub struct BackendMeta {
     pub settings: serde_json::Value,
     /// Destinations with their leader/master, replicas and (Redis) hash slot, read at setup.
     pub topology: Option<Topology>,
+    /// The topology after the load and any faults (leaders may have moved).
+    pub topology_after: Option<Topology>,
     pub started_utc: Option<String>,
     pub ended_utc: Option<String>,
 }

@@ -9,6 +9,7 @@ pub mod summary;
 
 use std::path::PathBuf;
 
+pub use crate::fault::FaultRow;
 use crate::metrics::aggregator::IntervalRow;
 use crate::metrics::stats::Stats;
 use crate::scenario::timeline::TimelineEvent;
@@ -39,6 +40,27 @@ pub struct BackendStart {
     pub duration_s: f64,
 }
 
+/// destinations.csv: one row per destination and second of a backend's load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DestinationSecond {
+    pub backend: String,
+    pub destination: String,
+    /// Whole seconds since the backend's load started.
+    pub second: u64,
+    pub confirmed: u64,
+    pub publish_failed: u64,
+    pub received: u64,
+    pub consume_failed: u64,
+}
+
+/// lost.csv: one confirmed message that was never received (Jepsen lists them too).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LostMessage {
+    pub backend: String,
+    pub producer: u32,
+    pub seq: u64,
+}
+
 pub trait Sink: Send {
     fn on_backend_start(&mut self, _start: &BackendStart) -> Result<(), ReportError> {
         Ok(())
@@ -47,6 +69,22 @@ pub trait Sink: Send {
         Ok(())
     }
     fn on_event(&mut self, _event: &TimelineEvent) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// A line about a fault being injected or observed, as it happens.
+    fn on_notice(&mut self, _line: &str) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// The recovery figures of a backend's faults, once its load is over.
+    fn on_faults(&mut self, _rows: &[FaultRow]) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// Confirmed messages never received, once a backend's drain is over.
+    fn on_lost(&mut self, _rows: &[LostMessage]) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// Per-destination counts per second, once a backend's load is over.
+    fn on_destinations(&mut self, _rows: &[DestinationSecond]) -> Result<(), ReportError> {
         Ok(())
     }
     fn on_backend_end(&mut self, _summary: &SummaryRow) -> Result<(), ReportError> {

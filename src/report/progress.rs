@@ -84,6 +84,15 @@ impl Sink for ProgressSink {
         Ok(())
     }
 
+    fn on_notice(&mut self, line: &str) -> Result<(), ReportError> {
+        let text = format!("[{}] {line}", self.label);
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+        Ok(())
+    }
+
     fn on_backend_end(&mut self, summary: &SummaryRow) -> Result<(), ReportError> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

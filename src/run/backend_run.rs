@@ -6,21 +6,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::backend::{self, Backend, Destination, Endpoints};
 use crate::clock::{Clock, MonotonicClock};
-use crate::load::consumer::{run_consumer, ConsumerPlan};
+use crate::fault::analysis::{row as fault_row, Bounds};
+use crate::fault::{FaultRow, FaultRunner, NodeControl};
+use crate::load::consumer::{run_consumer, ConsumerPlan, KillSwitch};
 use crate::load::producer::{run_producer, ProducerPlan};
 use crate::load::rate::Schedule;
 use crate::load::{sleep_until_ns, LoadContext};
+use crate::metrics::activity::{Act, Activity, SLOT_NS};
 use crate::metrics::aggregator::Aggregator;
 use crate::metrics::ledger::Ledger;
 use crate::metrics::stats::Recorder;
 use crate::report::meta::{utc_now, BackendMeta};
-use crate::report::{each, BackendStart, Sink, SummaryRow};
+use crate::report::{each, BackendStart, DestinationSecond, LostMessage, Sink, SummaryRow};
 use crate::scenario::timeline::{EventKind, Timeline};
-use crate::scenario::{BackendSpec, Workload};
+use crate::scenario::{BackendSpec, FaultSpec, Workload};
 
 /// A random 64-bit run id (std's RandomState is seeded from the OS).
 pub fn random_id() -> u64 {
@@ -37,14 +40,19 @@ pub struct BackendOutcome {
 }
 
 const NS: u64 = 1_000_000_000;
+/// lost.csv lists at most this many lost messages per backend (the count is in summary.csv).
+const MAX_LOST_LISTED: usize = 100_000;
 
 /// Run one backend with the workload. Broker faults are data: a backend that cannot even be
 /// set up yields a summary row with status "error: ...".
+#[allow(clippy::too_many_arguments)]
 pub async fn run_backend(
     index: usize,
     spec: &BackendSpec,
     workload: &Workload,
+    faults: &[FaultSpec],
     endpoints: &Endpoints,
+    mut control: Option<&mut (dyn NodeControl + '_)>,
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
 ) -> BackendOutcome {
@@ -57,6 +65,7 @@ pub async fn run_backend(
         broker_version: None,
         settings: serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
         topology: None,
+        topology_after: None,
         started_utc: Some(utc_now()),
         ended_utc: None,
     };
@@ -87,17 +96,41 @@ pub async fn run_backend(
         }
     };
     meta.topology = backend.topology(&dests).await.ok();
-    let (summary, interrupted) = run_load(
+    let mut mine: Vec<(usize, FaultSpec)> = faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.applies_to(&label, kind))
+        .map(|(i, f)| (i, f.clone()))
+        .collect();
+    mine.sort_by_key(|(_, f)| f.at);
+    let (mut summary, interrupted) = run_load(
         run_id,
         &label,
         kind,
         backend.clone(),
         &dests,
         workload,
+        mine.clone(),
+        control.as_deref_mut(),
         sinks,
         cancel,
     )
     .await;
+    // Bring back every node a fault left down, so the next backend finds the cluster whole.
+    if let Some(c) = control.filter(|_| mine.iter().any(|(_, f)| f.target.is_node())) {
+        match c.heal().await {
+            Ok(restarted) if !restarted.is_empty() => {
+                report(each(sinks, |s| {
+                    s.on_notice(&format!("restarted {} after the faults", restarted.join(", ")))
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                summary.status = format!("{}; the cluster did not heal after the faults: {e}", summary.status);
+            }
+        }
+    }
+    meta.topology_after = backend.topology(&dests).await.ok();
     if let Err(e) = backend.teardown(&dests).await {
         eprintln!("[{label}] teardown: {e}");
     }
@@ -121,25 +154,34 @@ pub async fn run_load(
     backend: Arc<dyn Backend>,
     dests: &[Destination],
     w: &Workload,
+    faults: Vec<(usize, FaultSpec)>,
+    control: Option<&mut (dyn NodeControl + '_)>,
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
 ) -> (SummaryRow, bool) {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let ledger = Arc::new(Ledger::new(w.producers(), backend.confirms()));
+    let origin = clock.now_ns() + 100_000_000;
+    let warm_end = origin + w.warmup.as_nanos() as u64;
+    let end = warm_end + w.duration.as_nanos() as u64;
+    let drain_deadline = end + w.drain_timeout.as_nanos() as u64;
+    let activity = Arc::new(Activity::new(
+        origin,
+        drain_deadline - origin + 10 * NS,
+        dests.len(),
+    ));
     let ctx = Arc::new(LoadContext {
         run_id,
         backend: backend.clone(),
         ledger: ledger.clone(),
         clock: clock.clone(),
         message_size: w.message_size,
+        activity: activity.clone(),
     });
-    let origin = clock.now_ns() + 100_000_000;
-    let warm_end = origin + w.warmup.as_nanos() as u64;
-    let end = warm_end + w.duration.as_nanos() as u64;
-    let drain_deadline = end + w.drain_timeout.as_nanos() as u64;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut recorders = Vec::new();
     let mut tasks = Vec::new();
+    let mut switches = Vec::new();
     let live_producers = Arc::new(AtomicUsize::new(w.producers()));
 
     // Consumers first, so that they are subscribed when the first message arrives.
@@ -147,9 +189,12 @@ pub async fn run_load(
         for c in 0..w.consumers_per_destination {
             let rec = Recorder::new();
             recorders.push(rec.clone());
+            let kill = Arc::new(KillSwitch::default());
+            switches.push(kill.clone());
             let plan = ConsumerPlan {
                 id: i * w.consumers_per_destination + c,
                 dest: d.clone(),
+                kill,
             };
             tasks.push(tokio::spawn(run_consumer(
                 ctx.clone(),
@@ -178,7 +223,7 @@ pub async fn run_load(
                 end_ns: end,
                 confirm_deadline_ns: drain_deadline,
                 max_in_flight: w.max_in_flight,
-                confirm_timeout: w.drain_timeout.max(Duration::from_secs(5)),
+                confirm_timeout: w.op_timeout,
             };
             let rec = Recorder::new();
             recorders.push(rec.clone());
@@ -213,56 +258,78 @@ pub async fn run_load(
     };
     let mut last_tick = origin;
     let mut interrupted = false;
-    sleep_until_ns(clock.as_ref(), origin).await;
-    loop {
-        let now = clock.now_ns();
-        // The next interval ends at the next whole second or phase boundary.
-        let next_second = last_tick + NS - (last_tick - origin) % NS;
-        let boundary = [warm_end, end]
-            .into_iter()
-            .filter(|&b| b > last_tick)
-            .min()
-            .unwrap_or(u64::MAX);
-        let tick_at = next_second.min(boundary);
-        // During the drain, look at the ledger often so the run ends as soon as it can.
-        let wake = if phase == "drain" {
-            tick_at.min(now + 50_000_000)
-        } else {
-            tick_at
-        };
-        tokio::select! {
-            _ = sleep_until_ns(clock.as_ref(), wake) => {}
-            _ = cancel.changed() => interrupted = true,
-        }
-        let now = clock.now_ns();
-        let drained_now = phase == "drain"
-            && live_producers.load(Ordering::SeqCst) == 0
-            && ledger.awaiting() == 0;
-        let out_of_time = phase == "drain" && now >= drain_deadline;
-        if now >= tick_at || interrupted || drained_now || out_of_time {
-            let (row, stats) = agg.tick(now, phase);
-            report(each(sinks, |s| s.on_interval(row, stats)));
-            last_tick = now;
-            let next_phase = if now >= end {
-                "drain"
-            } else if now >= warm_end {
-                "measure"
+    let (notice_tx, mut notices) = mpsc::unbounded_channel::<String>();
+    let runner = FaultRunner {
+        faults,
+        backend: backend.clone(),
+        dests: dests.to_vec(),
+        clock: clock.clone(),
+        measure_start_ns: warm_end,
+        measure_end_ns: end,
+        switches,
+        ledger: ledger.clone(),
+        notices: notice_tx,
+        cancel: cancel.clone(),
+    };
+    let fault_stop = stop_rx.clone();
+    let load = async {
+        sleep_until_ns(clock.as_ref(), origin).await;
+        loop {
+            let now = clock.now_ns();
+            // The next interval ends at the next whole second or phase boundary.
+            let next_second = last_tick + NS - (last_tick - origin) % NS;
+            let boundary = [warm_end, end]
+                .into_iter()
+                .filter(|&b| b > last_tick)
+                .min()
+                .unwrap_or(u64::MAX);
+            let tick_at = next_second.min(boundary);
+            // During the drain, look at the ledger often so the run ends as soon as it can.
+            let wake = if phase == "drain" {
+                tick_at.min(now + 50_000_000)
             } else {
-                "warmup"
+                tick_at
             };
-            if next_phase != phase {
-                timeline.close(open, secs(now));
-                report(each(sinks, |s| s.on_event(&timeline.events[open])));
-                open = timeline.open(label, EventKind::Phase, next_phase, secs(now));
-                phase = next_phase;
+            tokio::select! {
+                _ = sleep_until_ns(clock.as_ref(), wake) => {}
+                _ = cancel.changed() => interrupted = true,
+                Some(line) = notices.recv() => report(each(sinks, |s| s.on_notice(&line))),
+            }
+            let now = clock.now_ns();
+            let drained_now = phase == "drain"
+                && live_producers.load(Ordering::SeqCst) == 0
+                && ledger.awaiting() == 0;
+            let out_of_time = phase == "drain" && now >= drain_deadline;
+            if now >= tick_at || interrupted || drained_now || out_of_time {
+                let (row, stats) = agg.tick(now, phase);
+                report(each(sinks, |s| s.on_interval(row, stats)));
+                last_tick = now;
+                let next_phase = if now >= end {
+                    "drain"
+                } else if now >= warm_end {
+                    "measure"
+                } else {
+                    "warmup"
+                };
+                if next_phase != phase {
+                    timeline.close(open, secs(now));
+                    report(each(sinks, |s| s.on_event(&timeline.events[open])));
+                    open = timeline.open(label, EventKind::Phase, next_phase, secs(now));
+                    phase = next_phase;
+                }
+            }
+            if interrupted || drained_now || out_of_time {
+                break;
             }
         }
-        if interrupted || drained_now || out_of_time {
-            break;
-        }
+        // Stop consumers (and producers, if interrupted) and the fault runner.
+        let _ = stop_tx.send(true);
+    };
+    let ((), observations) = tokio::join!(load, runner.run(control, fault_stop));
+    while let Ok(line) = notices.try_recv() {
+        report(each(sinks, |s| s.on_notice(&line)));
     }
-    // Stop consumers (and producers, if interrupted), then collect their last figures.
-    let _ = stop_tx.send(true);
+    // Collect the load tasks' last figures.
     for t in tasks {
         let abort = t.abort_handle();
         if tokio::time::timeout(Duration::from_secs(10), t)
@@ -272,12 +339,59 @@ pub async fn run_load(
             abort.abort();
         }
     }
+    // Every fault on the timeline, and its recovery figures.
+    for o in &observations {
+        let what = format!(
+            "{} {}",
+            o.spec.action.as_str(),
+            o.node.clone().unwrap_or_else(|| o.spec.target.to_string())
+        );
+        let i = timeline.open(label, EventKind::Fault, &what, secs(o.at_ns));
+        timeline.close(i, secs(o.end_ns.unwrap_or(o.at_ns)));
+        report(each(sinks, |s| s.on_event(&timeline.events[i])));
+        if let Some(r) = o.restart_ns {
+            let name = format!("restart {}", o.node.clone().unwrap_or_default());
+            let i = timeline.open(label, EventKind::Fault, &name, secs(r));
+            timeline.close(i, secs(o.rejoined_ns.unwrap_or(r)));
+            report(each(sinks, |s| s.on_event(&timeline.events[i])));
+        }
+    }
+    let bounds = Bounds {
+        measure_end_ns: end,
+        load_end_ns: clock.now_ns().min(drain_deadline),
+        min_gap_ns: min_gap_ns(w),
+    };
+    let rows: Vec<FaultRow> = observations
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            let next = observations.get(k + 1).map(|n| n.at_ns);
+            fault_row(label, o, next, &activity, bounds)
+        })
+        .collect();
+    if !rows.is_empty() {
+        report(each(sinks, |s| s.on_faults(&rows)));
+    }
+    let per_second = destination_seconds(label, dests, &activity, bounds.load_end_ns);
+    report(each(sinks, |s| s.on_destinations(&per_second)));
     let now = clock.now_ns();
     let (row, stats) = agg.tick(now, phase);
     report(each(sinks, |s| s.on_interval(row, stats)));
     timeline.close(open, secs(now));
     report(each(sinks, |s| s.on_event(&timeline.events[open])));
     let ledger_summary = ledger.summary(agg.all().received);
+    let lost: Vec<LostMessage> = ledger
+        .lost_list(MAX_LOST_LISTED)
+        .into_iter()
+        .map(|(producer, seq)| LostMessage {
+            backend: label.to_string(),
+            producer,
+            seq,
+        })
+        .collect();
+    if !lost.is_empty() {
+        report(each(sinks, |s| s.on_lost(&lost)));
+    }
     let drained = ledger.awaiting() == 0;
     let target = w.rate_per_producer().map(|r| r * w.producers() as f64);
     let status = if interrupted { "interrupted" } else { "ok" };
@@ -293,6 +407,57 @@ pub async fn run_load(
         ),
         interrupted,
     )
+}
+
+/// The shortest gap in a destination's confirms or receipts that counts as an outage: 250 ms,
+/// or ten intervals between messages at a low fixed rate.
+fn min_gap_ns(w: &Workload) -> u64 {
+    let floor = 250_000_000u64;
+    match w.rate {
+        crate::scenario::Rate::PerSecond(r) => {
+            let per_dest = r / w.destinations.max(1) as f64;
+            floor.max((10.0 / per_dest * 1e9) as u64)
+        }
+        crate::scenario::Rate::Max => floor,
+    }
+}
+
+/// destinations.csv: per destination and second, what the activity slots counted.
+fn destination_seconds(
+    label: &str,
+    dests: &[Destination],
+    activity: &Activity,
+    until_ns: u64,
+) -> Vec<DestinationSecond> {
+    let per_second = (NS / SLOT_NS) as usize;
+    let last = activity.slot_of(until_ns) + 1;
+    let mut rows = Vec::new();
+    for d in dests {
+        let series = [
+            activity.series(d.index, Act::Confirmed),
+            activity.series(d.index, Act::PublishFailed),
+            activity.series(d.index, Act::Received),
+            activity.series(d.index, Act::ConsumeFailed),
+        ];
+        for (sec, start) in (0..last).step_by(per_second).enumerate() {
+            let sum = |k: usize| -> u64 {
+                series[k][start..(start + per_second).min(last)]
+                    .iter()
+                    .map(|&c| c as u64)
+                    .sum()
+            };
+            rows.push(DestinationSecond {
+                backend: label.to_string(),
+                destination: d.name.clone(),
+                second: sec as u64,
+                confirmed: sum(0),
+                publish_failed: sum(1),
+                received: sum(2),
+                consume_failed: sum(3),
+            });
+        }
+    }
+    rows
 }
 
 /// Report-sink errors do not stop a run's load; they are printed.
@@ -319,27 +484,58 @@ mod tests {
             warmup: Duration::from_millis(500),
             duration: Duration::from_secs(secs),
             drain_timeout: Duration::from_secs(5),
+            op_timeout: Duration::from_secs(5),
         }
     }
 
-    async fn run(faults: MemoryFaults, w: &Workload) -> SummaryRow {
-        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new(faults));
-        let dests = backend.setup("t", w.destinations).await.expect("setup");
+    /// A sink that keeps the fault rows and the lost messages.
+    #[derive(Default, Clone)]
+    struct Keep {
+        faults: Arc<parking_lot::Mutex<Vec<FaultRow>>>,
+        lost: Arc<parking_lot::Mutex<Vec<LostMessage>>>,
+    }
+    impl Sink for Keep {
+        fn on_faults(&mut self, rows: &[FaultRow]) -> Result<(), crate::report::ReportError> {
+            self.faults.lock().extend_from_slice(rows);
+            Ok(())
+        }
+        fn on_lost(&mut self, rows: &[LostMessage]) -> Result<(), crate::report::ReportError> {
+            self.lost.lock().extend_from_slice(rows);
+            Ok(())
+        }
+    }
+
+    async fn run_with(
+        backend: Arc<MemoryBackend>,
+        w: &Workload,
+        faults: Vec<(usize, FaultSpec)>,
+    ) -> (SummaryRow, Keep) {
+        let dyn_backend: Arc<dyn Backend> = backend;
+        let dests = dyn_backend.setup("t", w.destinations).await.expect("setup");
         let (_tx, mut cancel) = watch::channel(false);
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let keep = Keep::default();
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(keep.clone())];
         let (summary, interrupted) = run_load(
             random_id(),
             "memory",
             "memory",
-            backend,
+            dyn_backend,
             &dests,
             w,
+            faults,
+            None,
             &mut sinks,
             &mut cancel,
         )
         .await;
         assert!(!interrupted);
-        summary
+        (summary, keep)
+    }
+
+    async fn run(faults: MemoryFaults, w: &Workload) -> SummaryRow {
+        run_with(Arc::new(MemoryBackend::new(faults)), w, Vec::new())
+            .await
+            .0
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,6 +562,89 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_injected_fault_is_found_and_nothing_else() {
+        // One producer per destination, so that a reordering is an out-of-order receipt.
+        let mut w = workload(1500.0, 2);
+        w.producers_per_destination = 1;
+        w.drain_timeout = Duration::from_secs(2);
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults {
+            drop_every: Some(97),
+            duplicate_every: Some(89),
+            nack_every: Some(331),
+            reorder_every: Some(13),
+            lose_confirm_every: Some(101),
+            confirm_delay: Duration::ZERO,
+        }));
+        let (s, keep) = run_with(backend.clone(), &w, Vec::new()).await;
+        let truth = backend.injected();
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        // Lost: exactly the dropped messages, by identity.
+        let mut lost: Vec<(u32, u64)> = keep.lost.lock().iter().map(|l| (l.producer, l.seq)).collect();
+        let mut dropped = truth.dropped.clone();
+        lost.sort_unstable();
+        dropped.sort_unstable();
+        assert!(!dropped.is_empty());
+        assert_eq!(lost, dropped);
+        assert_eq!(s.lost, dropped.len() as u64);
+        // Duplicates: every extra hand-out, no more.
+        assert!(!truth.repeated.is_empty());
+        assert_eq!(s.duplicates, truth.repeated.len() as u64);
+        // Nacks are definite failures; lost confirms are indeterminate and were delivered.
+        assert_eq!(s.failed, truth.nacked.len() as u64);
+        assert_eq!(s.failed_missing, s.failed);
+        assert_eq!(s.indeterminate, truth.lost_confirms.len() as u64);
+        assert_eq!(s.received_indeterminate, s.indeterminate);
+        assert_eq!(s.indeterminate_missing, 0);
+        // Out of order: only where something was reordered.
+        assert!(s.out_of_order > 0 && s.out_of_order <= truth.reordered, "{} {}", s.out_of_order, truth.reordered);
+        assert_eq!(s.phantom, 0);
+        assert_eq!(
+            s.sent,
+            s.confirmed + s.failed + s.indeterminate + s.unconfirmed
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fault_free_run_reports_no_loss_and_no_duplicates() {
+        let mut w = workload(1000.0, 1);
+        w.producers_per_destination = 1;
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+        let (s, keep) = run_with(backend, &w, Vec::new()).await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        assert!(keep.lost.lock().is_empty());
+        assert_eq!(
+            (s.lost, s.duplicates, s.out_of_order, s.failed, s.indeterminate),
+            (0, 0, 0, 0, 0)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_consumer_is_recorded_on_the_timeline_and_in_faults() {
+        let mut w = workload(1000.0, 2);
+        w.consumers_per_destination = 2;
+        let fault: FaultSpec = toml::from_str(
+            "at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"",
+        )
+        .expect("fault");
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+        let (s, keep) = run_with(backend, &w, vec![(0, fault)]).await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        let rows = keep.faults.lock().clone();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!((r.action.as_str(), r.node.as_str(), r.status.as_str()), ("kill-consumer", "consumer:1", "ok"));
+        // Warm-up is 0.5 s and the fault comes 0.5 s into the measured phase.
+        assert!((r.at_s - 1.0).abs() < 0.3, "at {}", r.at_s);
+        // The memory backend has no acks: what the killed consumer dropped is gone, and the
+        // row says how much it held and that none of it came back.
+        let held = r.abandoned.expect("abandoned is set");
+        assert_eq!(r.reprocessed, Some(0));
+        assert_eq!(s.lost, held);
+        // The other consumer of that destination kept receiving.
+        assert_eq!(r.consume_recovered, "unaffected");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn injected_loss_duplicates_and_nacks_are_counted() {
         let w = workload(1000.0, 1);
         let faults = MemoryFaults {
@@ -373,6 +652,7 @@ mod tests {
             duplicate_every: Some(50),
             nack_every: Some(250),
             confirm_delay: Duration::from_millis(1),
+            ..Default::default()
         };
         let s = run(faults, &w).await;
         assert!(s.ledger_consistent, "{}", s.ledger_problems);

@@ -11,7 +11,8 @@ use crate::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use crate::cluster::ClusterError;
-use crate::scenario::{ClusterMode, Scenario};
+use crate::fault::NodeControl;
+use crate::scenario::{BackendSpec, ClusterMode, Scenario};
 
 /// Clusters started for one run. Dropping it stops whatever is still running.
 #[derive(Default)]
@@ -98,6 +99,15 @@ impl RunClusters {
             }
         }
         Ok(me)
+    }
+
+    /// What the fault runner may do to the cluster a backend runs on (None: not ours).
+    pub fn control_for(&mut self, spec: &BackendSpec) -> Option<&mut (dyn NodeControl + 'static)> {
+        if spec.is_redis() {
+            self.redis.as_mut().map(|c| c as &mut (dyn NodeControl + 'static))
+        } else {
+            self.rabbitmq.as_mut().map(|c| c as &mut (dyn NodeControl + 'static))
+        }
     }
 
     /// Stop every local cluster (blocking; also used by Drop).

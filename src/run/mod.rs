@@ -142,11 +142,15 @@ pub async fn run_scenario(
     let mut summaries = Vec::new();
     let mut interrupted = false;
     for (i, spec) in scenario.backends.iter().enumerate() {
+        let endpoints = clusters.endpoints.clone();
+        let control = clusters.control_for(spec);
         let out = backend_run::run_backend(
             i,
             spec,
             &scenario.workload,
-            &clusters.endpoints,
+            &scenario.faults,
+            &endpoints,
+            control,
             &mut sinks,
             &mut cancel,
         )

@@ -1,9 +1,11 @@
 //! Scenario files: loading, validation with precise messages, and the run's timeline.
 
+pub mod faults;
 mod model;
 pub mod timeline;
 mod validate;
 
+pub use faults::{FaultAction, FaultSpec, Target};
 pub use model::*;
 pub use validate::validate;
 

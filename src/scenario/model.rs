@@ -18,6 +18,9 @@ pub struct Scenario {
     pub clusters: Clusters,
     /// Backends, run one after another with the same workload.
     pub backends: Vec<BackendSpec>,
+    /// Faults injected during each backend's measured phase.
+    #[serde(default)]
+    pub faults: Vec<super::faults::FaultSpec>,
 }
 
 /// The workload: what load to apply, independent of the broker.
@@ -45,6 +48,10 @@ pub struct Workload {
     /// After producing stops, how long to wait for confirms and consumers to catch up.
     #[serde(default = "default_drain", with = "humantime_serde_compat")]
     pub drain_timeout: Duration,
+    /// A publish whose confirm takes longer than this counts as failed ("timeout"), its
+    /// outcome unknown.
+    #[serde(default = "default_op_timeout", with = "humantime_serde_compat")]
+    pub op_timeout: Duration,
 }
 
 fn one() -> usize {
@@ -58,6 +65,9 @@ fn zero_duration() -> Duration {
 }
 fn default_drain() -> Duration {
     Duration::from_secs(30)
+}
+fn default_op_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Workload {
@@ -130,7 +140,7 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 /// Durations written as "30s", "2m", "500ms".
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
@@ -146,6 +156,26 @@ mod humantime_serde_compat {
                 "\"{text}\" is not a duration ({e}); write e.g. \"30s\", \"2m\", \"500ms\""
             ))
         })
+    }
+}
+
+/// Optional durations written as "30s" (absent: `None`).
+pub(crate) mod humantime_option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::humantime_serde_compat::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::humantime_serde_compat")] Duration);
+        Ok(Some(Wrap::deserialize(d)?.0))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Checks that serde cannot express: ranges and combinations of fields.
 
+use super::faults::{FaultAction, Target};
 use super::model::*;
 
 /// `Err((field, message))` for the first problem found.
@@ -224,6 +225,113 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                                 format!("\"{m}\" is not allowed; use \"automatic\" or \"manual\""),
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+    validate_faults(s)
+}
+
+/// Faults: in the measured phase, on a destination and consumer that exist, on clusters that
+/// brokerbench started itself (it cannot kill a user's nodes).
+fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
+    let w = &s.workload;
+    if w.op_timeout < std::time::Duration::from_millis(100) {
+        return Err((
+            "workload.op_timeout".into(),
+            format!(
+                "{} is too short; use at least \"100ms\"",
+                humantime::format_duration(w.op_timeout)
+            ),
+        ));
+    }
+    for (i, f) in s.faults.iter().enumerate() {
+        let err = |field: &str, message: String| Err((format!("faults[{i}].{field}"), message));
+        if f.at >= w.duration {
+            return err(
+                "at",
+                format!(
+                    "{} is not inside the measured phase (workload.duration = {}); faults count from its start",
+                    humantime::format_duration(f.at),
+                    humantime::format_duration(w.duration)
+                ),
+            );
+        }
+        let applies: Vec<&BackendSpec> = s
+            .backends
+            .iter()
+            .filter(|b| f.applies_to(&b.label(), b.type_name()))
+            .collect();
+        if applies.is_empty() {
+            return err(
+                "backends",
+                format!(
+                    "{:?} names no backend of this scenario; use labels or types of its [[backends]]",
+                    f.backends
+                ),
+            );
+        }
+        match (&f.target, f.action) {
+            (Target::Consumer(c), FaultAction::KillConsumer) => {
+                if *c >= w.consumers() {
+                    return err(
+                        "target",
+                        format!(
+                            "consumer {c} does not exist; the workload has {} consumers (0 to {})",
+                            w.consumers(),
+                            w.consumers() - 1
+                        ),
+                    );
+                }
+                if w.consumers_per_destination < 2 {
+                    return Err(("workload.consumers_per_destination".into(), "kill-consumer needs at least 2 consumers per destination, so that another one can pick up the killed one's messages".into()));
+                }
+                if f.restart_after.is_some() {
+                    return err(
+                        "restart_after",
+                        "a killed consumer stays dead; remove restart_after".into(),
+                    );
+                }
+            }
+            (Target::Consumer(_), _) => {
+                return err(
+                    "target",
+                    "a consumer is a target for action = \"kill-consumer\" only".into(),
+                )
+            }
+            (_, FaultAction::KillConsumer) => {
+                return err(
+                    "target",
+                    "kill-consumer needs target = \"consumer:<index>\"".into(),
+                )
+            }
+            (t, _) => {
+                if let Target::LeaderOf(d) | Target::ReplicaOf(d) = t {
+                    if *d >= w.destinations {
+                        return err(
+                            "target",
+                            format!(
+                                "destination {d} does not exist; the workload has {} (0 to {})",
+                                w.destinations,
+                                w.destinations - 1
+                            ),
+                        );
+                    }
+                }
+                if let Some(r) = f.restart_after {
+                    if f.at + r >= w.duration + w.drain_timeout {
+                        return err("restart_after", format!("the restart at {} would come after the drain; restart earlier or lengthen workload.duration", humantime::format_duration(f.at + r)));
+                    }
+                }
+                for b in applies {
+                    let (mode, section) = if b.is_redis() {
+                        (s.clusters.redis.mode, "clusters.redis.mode")
+                    } else {
+                        (s.clusters.rabbitmq.mode, "clusters.rabbitmq.mode")
+                    };
+                    if mode == ClusterMode::External {
+                        return err("action", format!("{} cannot {} nodes of an external cluster ({section} = \"external\"); run it with mode = \"local\", or limit the fault with `backends`", b.label(), f.action.as_str()));
                     }
                 }
             }

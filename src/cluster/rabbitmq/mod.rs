@@ -220,6 +220,16 @@ impl LocalRabbitCluster {
 
     /// SIGKILL node `index`'s beam and wait until it is gone.
     pub async fn kill_node(&mut self, index: usize) -> Result<(), ClusterError> {
+        self.end_node(index, false).await
+    }
+
+    /// Stop node `index` gracefully (SIGTERM: RabbitMQ shuts down cleanly, handing leadership
+    /// over; SIGKILL after 30 s) and wait until it is gone.
+    pub async fn stop_node(&mut self, index: usize) -> Result<(), ClusterError> {
+        self.end_node(index, true).await
+    }
+
+    async fn end_node(&mut self, index: usize, graceful: bool) -> Result<(), ClusterError> {
         let node = self.node(index)?;
         let name = node.name.clone();
         let proc = match &node.process {
@@ -233,12 +243,18 @@ impl LocalRabbitCluster {
             }
         };
         let p = proc.clone();
-        tokio::task::spawn_blocking(move || p.kill_blocking(KILL_WAIT))
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || {
+            if graceful {
+                p.stop_blocking(Duration::from_secs(30));
+            } else {
+                p.kill_blocking(KILL_WAIT);
+            }
+        })
+        .await
+        .ok();
         if proc.is_running() {
             return Err(ClusterError::Timeout {
-                what: format!("{name} (pid {}) to exit after SIGKILL", proc.pid),
+                what: format!("{name} (pid {}) to exit", proc.pid),
                 waited_s: KILL_WAIT.as_secs_f64(),
                 detail: String::new(),
             });

@@ -218,6 +218,15 @@ impl LocalRedisCluster {
 
     /// SIGKILL the node on `port` and wait until its process is gone.
     pub async fn kill_node(&mut self, port: u16) -> Result<(), ClusterError> {
+        self.end_node(port, false).await
+    }
+
+    /// Stop the node on `port` gracefully (SIGTERM; SIGKILL after 10 s) and wait until it is gone.
+    pub async fn stop_node(&mut self, port: u16) -> Result<(), ClusterError> {
+        self.end_node(port, true).await
+    }
+
+    async fn end_node(&mut self, port: u16, graceful: bool) -> Result<(), ClusterError> {
         let idx = self.index_of(port)?;
         let node = &self.nodes[idx];
         let Some(process) = node.process.clone() else {
@@ -233,7 +242,14 @@ impl LocalRedisCluster {
             return Err(err);
         }
         let p = process.clone();
-        let _ = tokio::task::spawn_blocking(move || p.kill_blocking(KILL_WAIT)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if graceful {
+                p.stop_blocking(KILL_WAIT);
+            } else {
+                p.kill_blocking(KILL_WAIT);
+            }
+        })
+        .await;
         if process.is_running() {
             return Err(node.error(format!(
                 "pid {} still runs {KILL_WAIT:?} after SIGKILL",

@@ -1,0 +1,139 @@
+//! What the fault runner may do to a cluster's nodes, by the names the backends' topology
+//! uses: a Redis node's `host:port`, a RabbitMQ node's Erlang name. Implemented by the local
+//! launchers; a cluster brokerbench did not start has no control (faults are refused for it
+//! when the scenario is validated).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::cluster::rabbitmq::LocalRabbitCluster;
+use crate::cluster::redis::LocalRedisCluster;
+use crate::cluster::ClusterError;
+
+/// How long `heal` waits for a Redis cluster to be healthy again.
+const REDIS_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[async_trait]
+pub trait NodeControl: Send {
+    /// Every node, named as the backend's topology names them.
+    fn node_names(&self) -> Vec<String>;
+    fn is_running(&self, node: &str) -> bool;
+    /// SIGKILL (or, if `graceful`, stop) the node and wait until its process is gone.
+    async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError>;
+    /// Start a stopped node again and wait until it has rejoined.
+    async fn restart(&mut self, node: &str) -> Result<(), ClusterError>;
+    /// Restart every node that is down and wait until the cluster is whole; returns the nodes
+    /// it restarted.
+    async fn heal(&mut self) -> Result<Vec<String>, ClusterError>;
+}
+
+fn no_such_node(node: &str, names: &[String]) -> ClusterError {
+    ClusterError::Node {
+        node: node.to_string(),
+        message: format!("is not a node of this cluster (nodes: {})", names.join(", ")),
+        log_tail: String::new(),
+    }
+}
+
+impl LocalRedisCluster {
+    fn port_of(&self, node: &str) -> Result<u16, ClusterError> {
+        self.nodes()
+            .iter()
+            .find(|n| n.address() == node)
+            .map(|n| n.port)
+            .ok_or_else(|| no_such_node(node, &self.node_names()))
+    }
+}
+
+#[async_trait]
+impl NodeControl for LocalRedisCluster {
+    fn node_names(&self) -> Vec<String> {
+        self.nodes().iter().map(|n| n.address()).collect()
+    }
+
+    fn is_running(&self, node: &str) -> bool {
+        self.nodes()
+            .iter()
+            .find(|n| n.address() == node)
+            .and_then(|n| n.process.as_ref())
+            .is_some_and(|p| p.is_running())
+    }
+
+    async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
+        let port = self.port_of(node)?;
+        if graceful {
+            self.stop_node(port).await
+        } else {
+            self.kill_node(port).await
+        }
+    }
+
+    async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
+        let port = self.port_of(node)?;
+        self.restart_node(port).await
+    }
+
+    async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
+        let down: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| !NodeControl::is_running(self, n))
+            .collect();
+        for n in &down {
+            self.restart(n).await?;
+        }
+        self.wait_healthy(REDIS_HEAL_TIMEOUT).await?;
+        Ok(down)
+    }
+}
+
+impl LocalRabbitCluster {
+    fn index_of(&self, node: &str) -> Result<usize, ClusterError> {
+        self.nodes()
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| no_such_node(node, &self.node_names()))
+    }
+}
+
+#[async_trait]
+impl NodeControl for LocalRabbitCluster {
+    fn node_names(&self) -> Vec<String> {
+        self.nodes().iter().map(|n| n.name.clone()).collect()
+    }
+
+    fn is_running(&self, node: &str) -> bool {
+        self.nodes()
+            .iter()
+            .find(|n| n.name == node)
+            .and_then(|n| n.process.as_ref())
+            .is_some_and(|p| p.is_running())
+    }
+
+    async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
+        let i = self.index_of(node)?;
+        if graceful {
+            self.stop_node(i).await
+        } else {
+            self.kill_node(i).await
+        }
+    }
+
+    async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
+        let i = self.index_of(node)?;
+        self.restart_node(i).await
+    }
+
+    async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
+        let down: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| !NodeControl::is_running(self, n))
+            .collect();
+        for n in &down {
+            self.restart(n).await?;
+        }
+        Ok(down)
+    }
+}

@@ -1,0 +1,378 @@
+//! The fault runner: at each fault's time, resolve its target from the live topology, act on
+//! it through the launcher (or pull a consumer's kill switch), watch for the new leader and
+//! the redeliveries, and restart the node when the scenario says. It runs beside the load and
+//! records what it saw; `analysis` turns that into faults.csv rows once the load is over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::control::NodeControl;
+use crate::backend::{Backend, Destination, Topology};
+use crate::clock::Clock;
+use crate::load::consumer::{Abandoned, KillSwitch};
+use crate::load::sleep_until_ns;
+use crate::metrics::ledger::Ledger;
+use crate::scenario::{FaultAction, FaultSpec, Target};
+
+/// How often the topology is asked for a new leader.
+const TOPOLOGY_POLL: Duration = Duration::from_millis(200);
+/// How long one topology request may take.
+const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the ledger is asked whether abandoned messages came back.
+const REDELIVERY_POLL: Duration = Duration::from_millis(10);
+/// How long a pulled consumer may take to die.
+const CONSUMER_DEATH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the runner saw of one fault.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub index: usize,
+    pub spec: FaultSpec,
+    /// When the fault was injected (harness clock).
+    pub at_ns: u64,
+    pub node: Option<String>,
+    /// Destination indexes the fault hit (led by the node; the consumer's destination).
+    pub affected: Vec<usize>,
+    pub affected_names: Vec<String>,
+    pub leader_before: Option<String>,
+    pub new_leader: Option<String>,
+    pub leader_seen_ns: Option<u64>,
+    pub restart_ns: Option<u64>,
+    pub rejoined_ns: Option<u64>,
+    /// When the fault's window closed on the timeline.
+    pub end_ns: Option<u64>,
+    pub abandoned: Option<Abandoned>,
+    pub reprocessed: u64,
+    pub redelivered_first_ns: Option<u64>,
+    pub redelivered_last_ns: Option<u64>,
+    pub error: Option<String>,
+}
+
+impl Observation {
+    fn new(index: usize, spec: &FaultSpec, at_ns: u64) -> Self {
+        Observation {
+            index,
+            spec: spec.clone(),
+            at_ns,
+            node: None,
+            affected: Vec::new(),
+            affected_names: Vec::new(),
+            leader_before: None,
+            new_leader: None,
+            leader_seen_ns: None,
+            restart_ns: None,
+            rejoined_ns: None,
+            end_ns: None,
+            abandoned: None,
+            reprocessed: 0,
+            redelivered_first_ns: None,
+            redelivered_last_ns: None,
+            error: None,
+        }
+    }
+
+    fn fail(&mut self, message: impl Into<String>) {
+        let m = message.into();
+        self.error = Some(match self.error.take() {
+            Some(prev) => format!("{prev}; {m}"),
+            None => format!("error: {m}"),
+        });
+    }
+}
+
+/// Everything the runner needs from the backend run.
+pub struct FaultRunner {
+    /// (position in the scenario, fault), in time order.
+    pub faults: Vec<(usize, FaultSpec)>,
+    pub backend: Arc<dyn Backend>,
+    pub dests: Vec<Destination>,
+    pub clock: Arc<dyn Clock>,
+    pub measure_start_ns: u64,
+    pub measure_end_ns: u64,
+    /// Consumer kill switches, by consumer id.
+    pub switches: Vec<Arc<KillSwitch>>,
+    pub ledger: Arc<Ledger>,
+    /// One line per step, for the live progress output.
+    pub notices: mpsc::UnboundedSender<String>,
+    /// The run's Ctrl-C: once pulled, no node is restarted (the clusters are being torn down).
+    pub cancel: watch::Receiver<bool>,
+}
+
+impl FaultRunner {
+    fn now(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    fn say(&self, line: String) {
+        let _ = self.notices.send(line);
+    }
+
+    async fn topology(&self) -> Result<Topology, String> {
+        match tokio::time::timeout(TOPOLOGY_TIMEOUT, self.backend.topology(&self.dests)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no topology within {TOPOLOGY_TIMEOUT:?}")),
+        }
+    }
+
+    /// Sleep until `ns`; false if the run stopped first.
+    async fn wait_until(&self, ns: u64, stop: &mut watch::Receiver<bool>) -> bool {
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            _ = sleep_until_ns(self.clock.as_ref(), ns) => !*stop.borrow(),
+            _ = stop.changed() => false,
+        }
+    }
+
+    /// Run every fault in order. Returns what was seen, also for faults cut short by the end.
+    pub async fn run(
+        self,
+        mut control: Option<&mut (dyn NodeControl + '_)>,
+        mut stop: watch::Receiver<bool>,
+    ) -> Vec<Observation> {
+        let mut seen = Vec::new();
+        let times: Vec<u64> = self
+            .faults
+            .iter()
+            .map(|(_, f)| self.measure_start_ns + f.at.as_nanos() as u64)
+            .collect();
+        for (k, (index, spec)) in self.faults.iter().enumerate() {
+            if !self.wait_until(times[k], &mut stop).await {
+                break;
+            }
+            let next_ns = times.get(k + 1).copied().unwrap_or(self.measure_end_ns);
+            let mut obs = Observation::new(*index, spec, self.now());
+            match spec.action {
+                FaultAction::KillConsumer => {
+                    self.kill_consumer(&mut obs, next_ns, &mut stop).await
+                }
+                FaultAction::Kill | FaultAction::Stop => match control.as_deref_mut() {
+                    Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
+                    None => obs.fail("this cluster was not started by brokerbench: it cannot act on its nodes"),
+                },
+            }
+            if obs.end_ns.is_none() {
+                obs.end_ns = Some(self.now());
+            }
+            seen.push(obs);
+        }
+        seen
+    }
+
+    /// Pick the node for a node fault from the topology.
+    fn resolve(
+        &self,
+        target: &Target,
+        topo: &Topology,
+        control: &dyn NodeControl,
+    ) -> Result<String, String> {
+        let placement = |d: usize| {
+            self.dests
+                .get(d)
+                .and_then(|dest| topo.destinations.iter().find(|p| p.name == dest.name))
+                .ok_or_else(|| format!("the topology does not show destination {d}"))
+        };
+        let running: Vec<String> = control
+            .node_names()
+            .into_iter()
+            .filter(|n| control.is_running(n))
+            .collect();
+        match target {
+            Target::LeaderOf(d) => placement(*d)?
+                .leader
+                .clone()
+                .ok_or_else(|| format!("destination {d} has no leader right now")),
+            Target::ReplicaOf(d) => placement(*d)?
+                .replicas
+                .iter()
+                .find(|r| running.contains(r))
+                .cloned()
+                .ok_or_else(|| format!("destination {d} has no running replica")),
+            Target::Node(n) => {
+                if control.node_names().contains(n) {
+                    Ok(n.clone())
+                } else {
+                    Err(format!(
+                        "no node named {n}; nodes: {}",
+                        control.node_names().join(", ")
+                    ))
+                }
+            }
+            Target::Random => {
+                if running.is_empty() {
+                    return Err("no node is running".into());
+                }
+                let pick = crate::run::backend_run::random_id() as usize % running.len();
+                Ok(running[pick].clone())
+            }
+            Target::Consumer(_) => Err("a consumer is not a node".into()),
+        }
+    }
+
+    async fn node_fault(
+        &self,
+        control: &mut (dyn NodeControl + '_),
+        obs: &mut Observation,
+        next_ns: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let spec = obs.spec.clone();
+        let topo = match self.topology().await {
+            Ok(t) => t,
+            Err(e) => return obs.fail(format!("read the topology: {e}")),
+        };
+        let node = match self.resolve(&spec.target, &topo, &*control) {
+            Ok(n) => n,
+            Err(e) => return obs.fail(e),
+        };
+        // The destinations this node leads are the ones hit; the watched one is the target's
+        // destination, or the first hit one.
+        for (i, d) in self.dests.iter().enumerate() {
+            let led = topo
+                .destinations
+                .iter()
+                .any(|p| p.name == d.name && p.leader.as_deref() == Some(node.as_str()));
+            if led {
+                obs.affected.push(i);
+                obs.affected_names.push(d.name.clone());
+            }
+        }
+        let watched = match spec.target {
+            Target::LeaderOf(d) | Target::ReplicaOf(d) => Some(d),
+            _ => obs.affected.first().copied(),
+        };
+        let leader_of = |t: &Topology, d: usize| {
+            self.dests.get(d).and_then(|dest| {
+                t.destinations
+                    .iter()
+                    .find(|p| p.name == dest.name)
+                    .and_then(|p| p.leader.clone())
+            })
+        };
+        obs.leader_before = watched.and_then(|d| leader_of(&topo, d));
+        obs.node = Some(node.clone());
+        obs.at_ns = self.now();
+        let graceful = spec.action == FaultAction::Stop;
+        self.say(format!("fault {}: {} {node}", obs.index, spec.action.as_str()));
+        if let Err(e) = control.kill(&node, graceful).await {
+            return obs.fail(format!("{} {node}: {e}", spec.action.as_str()));
+        }
+        let restart_ns = spec
+            .restart_after
+            .map(|r| obs.at_ns + r.as_nanos() as u64);
+        // Watch for a new leader of the hit destination, until the restart or the next fault.
+        let watch_until = restart_ns.unwrap_or(next_ns).min(next_ns);
+        if let Some(d) = watched.filter(|_| obs.leader_before.as_deref() == Some(node.as_str())) {
+            loop {
+                if let Ok(t) = self.topology().await {
+                    if let Some(l) = leader_of(&t, d).filter(|l| *l != node) {
+                        obs.leader_seen_ns = Some(self.now());
+                        self.say(format!("fault {}: {l} now leads {}", obs.index, self.dests[d].name));
+                        obs.new_leader = Some(l);
+                        break;
+                    }
+                }
+                let next_poll = self.now() + TOPOLOGY_POLL.as_nanos() as u64;
+                if next_poll >= watch_until || !self.wait_until(next_poll, stop).await {
+                    break;
+                }
+            }
+        }
+        let Some(restart_ns) = restart_ns else {
+            return;
+        };
+        // The restart happens even if the load has ended: the next backend needs the node.
+        if !*stop.borrow() {
+            self.wait_until(restart_ns, stop).await;
+        }
+        obs.end_ns = Some(self.now());
+        let mut cancel = self.cancel.clone();
+        if *cancel.borrow() {
+            return obs.fail(format!("interrupted before restarting {node}"));
+        }
+        obs.restart_ns = Some(self.now());
+        self.say(format!("fault {}: restarting {node}", obs.index));
+        let restarted = tokio::select! {
+            r = control.restart(&node) => r,
+            _ = cancel.changed() => return obs.fail(format!("interrupted while restarting {node}")),
+        };
+        match restarted {
+            Ok(()) => {
+                obs.rejoined_ns = Some(self.now());
+                self.say(format!("fault {}: {node} is back", obs.index));
+            }
+            Err(e) => obs.fail(format!("restart {node}: {e}")),
+        }
+    }
+
+    async fn kill_consumer(
+        &self,
+        obs: &mut Observation,
+        next_ns: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let Target::Consumer(c) = obs.spec.target else {
+            return obs.fail("kill-consumer needs a consumer target");
+        };
+        let Some(switch) = self.switches.get(c) else {
+            return obs.fail(format!("there is no consumer {c}"));
+        };
+        obs.node = Some(format!("consumer:{c}"));
+        let per_dest = (self.switches.len() / self.dests.len().max(1)).max(1);
+        if let Some(d) = self.dests.get(c / per_dest) {
+            obs.affected.push(d.index);
+            obs.affected_names.push(d.name.clone());
+        }
+        self.say(format!("fault {}: killing consumer {c}", obs.index));
+        switch.pull();
+        let deadline = self.now() + CONSUMER_DEATH_TIMEOUT.as_nanos() as u64;
+        let report = loop {
+            if let Some(r) = switch.report() {
+                break Some(r);
+            }
+            let next = self.now() + REDELIVERY_POLL.as_nanos() as u64;
+            if next >= deadline || !self.wait_until(next, stop).await {
+                break None;
+            }
+        };
+        let Some(report) = report else {
+            return obs.fail(format!(
+                "consumer {c} did not stop within {CONSUMER_DEATH_TIMEOUT:?}"
+            ));
+        };
+        obs.at_ns = report.at_ns;
+        let held = report.messages.clone();
+        self.say(format!(
+            "fault {}: consumer {c} died holding {} unacked messages",
+            obs.index,
+            held.len()
+        ));
+        obs.abandoned = Some(report);
+        // Watch the abandoned messages come back through another consumer, until the next
+        // fault (or, for the last fault, the end of the drain: stop).
+        let mut pending = held;
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|(p, s)| !self.ledger.is_received(*p, *s));
+            let now = self.now();
+            if pending.len() < before {
+                obs.reprocessed += (before - pending.len()) as u64;
+                obs.redelivered_first_ns.get_or_insert(now);
+                obs.redelivered_last_ns = Some(now);
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let next = now + REDELIVERY_POLL.as_nanos() as u64;
+            let open_until = if next_ns < self.measure_end_ns { next_ns } else { u64::MAX };
+            if next >= open_until || !self.wait_until(next, stop).await {
+                break;
+            }
+        }
+        obs.end_ns = obs.redelivered_last_ns.or(Some(self.now()));
+    }
+}
