@@ -1,4 +1,4 @@
-# brokerbench: make bench | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make failover-test | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -9,13 +9,17 @@ BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml
 
+# The scenarios `make failover-test` runs (about 10 minutes with PROFILE=quick).
+FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
+	scenarios/failover-consumer.toml
+
 ifeq ($(PROFILE),full)
 RUN_FLAGS := --warmup 30s --duration 120s
 else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench failover-test test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -27,6 +31,9 @@ build:
 
 bench: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
+
+failover-test: deps build
+	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)
 
 test: deps
 	$(CARGO) test --all-targets

@@ -128,19 +128,40 @@ impl FaultRunner {
         }
     }
 
-    /// Run every fault in order. Returns what was seen, also for faults cut short by the end.
+    /// Run every fault. Node faults run in time order through the launcher (a restart can
+    /// take a while); consumer faults run beside them on their own times. Returns what was
+    /// seen, in time order, also for faults cut short by the end of the run.
     pub async fn run(
         self,
+        control: Option<&mut (dyn NodeControl + '_)>,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<Observation> {
+        let (consumers, nodes): (Vec<_>, Vec<_>) = self
+            .faults
+            .iter()
+            .cloned()
+            .partition(|(_, f)| f.action == FaultAction::KillConsumer);
+        let (mut seen, more) = tokio::join!(
+            self.run_in_order(nodes, control, stop.clone()),
+            self.run_in_order(consumers, None, stop)
+        );
+        seen.extend(more);
+        seen.sort_by_key(|o| o.at_ns);
+        seen
+    }
+
+    async fn run_in_order(
+        &self,
+        faults: Vec<(usize, FaultSpec)>,
         mut control: Option<&mut (dyn NodeControl + '_)>,
         mut stop: watch::Receiver<bool>,
     ) -> Vec<Observation> {
         let mut seen = Vec::new();
-        let times: Vec<u64> = self
-            .faults
+        let times: Vec<u64> = faults
             .iter()
             .map(|(_, f)| self.measure_start_ns + f.at.as_nanos() as u64)
             .collect();
-        for (k, (index, spec)) in self.faults.iter().enumerate() {
+        for (k, (index, spec)) in faults.iter().enumerate() {
             if !self.wait_until(times[k], &mut stop).await {
                 break;
             }
@@ -152,7 +173,9 @@ impl FaultRunner {
                 }
                 FaultAction::Kill | FaultAction::Stop => match control.as_deref_mut() {
                     Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
-                    None => obs.fail("this cluster was not started by brokerbench: it cannot act on its nodes"),
+                    None => obs.fail(
+                        "this cluster was not started by brokerbench: it cannot act on its nodes",
+                    ),
                 },
             }
             if obs.end_ns.is_none() {

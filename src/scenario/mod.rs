@@ -97,6 +97,22 @@ fn hint(message: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_shipped_scenario_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).expect("scenarios/") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(e) = super::load(&path) {
+                    panic!("{e}");
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "only {n} scenarios found in {}", dir.display());
+    }
+
     use super::*;
 
     const GOOD: &str = "name = \"t\"\n[workload]\nmessage_size = 100\nrate = 10\nduration = \"1s\"\n[[backends]]\ntype = \"redis-streams\"\n";
