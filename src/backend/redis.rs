@@ -65,6 +65,9 @@ fn is_failed(n: &RedisNodeStatus) -> bool {
     n.flags.split(',').any(|f| f == "fail" || f == "fail?")
 }
 
+/// Map a redis-rs error to the kind it is counted under. The kinds keep `OpError::is_definite`
+/// true: the refusals below (redirects included: a node answers MOVED or ASK instead of running
+/// the command) are definite; timeouts, I/O errors and unreadable replies are not.
 pub(crate) fn map_err(e: RedisError) -> OpError {
     let text = e.to_string();
     if e.is_timeout() {
@@ -77,11 +80,12 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
         ErrorKind::ClusterDown
         | ErrorKind::MasterDown
         | ErrorKind::TryAgain
+        | ErrorKind::Moved
+        | ErrorKind::Ask
         | ErrorKind::BusyLoadingError
         | ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
-        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::ReadOnly => {
-            OpError::Broker(text)
-        }
+        // The reply arrived but could not be read or converted: the command may have run.
+        ErrorKind::ParseError | ErrorKind::TypeError => OpError::Protocol(text),
         _ => OpError::Broker(text),
     }
 }
@@ -648,6 +652,30 @@ mod tests {
             assert!(m.owns_slot(key_slot(&key)));
             assert!(key.starts_with('{') && key.ends_with('}'));
         }
+    }
+
+    #[test]
+    fn redirects_and_refusals_are_definite() {
+        let kind = |k: ErrorKind| map_err(RedisError::from((k, "test")));
+        for k in [
+            ErrorKind::Moved,
+            ErrorKind::Ask,
+            ErrorKind::TryAgain,
+            ErrorKind::ClusterDown,
+        ] {
+            let e = kind(k);
+            assert_eq!(e.kind(), "unavailable", "{k:?}");
+            assert!(e.is_definite(), "{k:?}");
+        }
+        assert_eq!(kind(ErrorKind::ResponseError).kind(), "broker");
+        assert!(kind(ErrorKind::ReadOnly).is_definite());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = map_err(RedisError::from(reset));
+        assert_eq!(e.kind(), "connection");
+        assert!(!e.is_definite());
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(!map_err(RedisError::from(timed_out)).is_definite());
+        assert!(!kind(ErrorKind::ParseError).is_definite());
     }
 
     #[test]
