@@ -490,12 +490,20 @@ async fn write_pipelines(
             let acked = conn
                 .route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route)
                 .await;
+            // The XADDs already ran on the master, so a WAIT that falls short (its timeout) or
+            // fails leaves them in an unknown state (a failover may keep or drop them): never a
+            // definite failure, whatever the WAIT's own error was.
             let err = match acked {
                 Ok(Value::Int(n)) if n >= replicas as i64 => None,
-                Ok(other) => Some(OpError::Nack(format!(
-                    "WAIT {replicas}: acknowledged by {other:?}"
+                Ok(other) => Some(OpError::Timeout(format!(
+                    "WAIT {replicas} {timeout_ms}: acknowledged by {other:?}"
                 ))),
-                Err(e) => Some(map_err(e)),
+                Err(e) => Some(match map_err(e) {
+                    e if e.is_definite() => {
+                        OpError::Timeout(format!("WAIT {replicas} after the XADDs: {e}"))
+                    }
+                    e => e,
+                }),
             };
             if let Some(err) = err {
                 for r in outcome.iter_mut().filter(|r| r.is_ok()) {
