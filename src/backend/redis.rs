@@ -136,7 +136,9 @@ impl RedisStreams {
             .response_timeout(Duration::from_millis(
                 settings.block_ms + settings.wait_timeout_ms + 5_000,
             ))
-            .retries(3)
+            // 0 (the default): a failed command surfaces at once; a MOVED reply or a lost
+            // connection still makes the client refresh its slot map or reconnect.
+            .retries(settings.client_retries)
             .build()
     }
 
