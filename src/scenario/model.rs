@@ -372,8 +372,9 @@ pub struct RedisSettings {
     pub wait_timeout_ms: u64,
     /// redis-rs's retries per command (`ClusterClient::builder(..).retries(..)`). With 0 every
     /// failed command surfaces to the harness (redirects still refresh the slot map for the
-    /// next command). Above 0 redis-rs may resend an XADD after a connection error, which can
-    /// duplicate it.
+    /// next command; after a lost connection the client reconnects, or sends the next command
+    /// to another node, whose MOVED refreshes the map). Above 0 redis-rs may resend an XADD
+    /// after a connection error, which can duplicate it.
     #[serde(default)]
     pub client_retries: u32,
     /// XAUTOCLAIM: entries pending this long (ms) in any consumer of the group are taken over.
