@@ -251,6 +251,7 @@ impl Consumer for RabbitConsumer {
     }
 
     async fn close(self: Box<Self>) {
+        // Nothing is acked on close: RabbitMQ requeues the channel's unacked deliveries.
         let _ =
             tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
         close_connection(&self.conn).await;
