@@ -97,8 +97,10 @@ async fn pending_entries_claims_and_a_killed_master() {
         .await
         .expect("cluster up");
     let backend = RedisStreams::connect(
+        // A COUNT below the number of pending entries: read-back and claims go on from where
+        // the previous batch ended.
         &settings(&format!(
-            "claim_min_idle_ms = {CLAIM_MIN_IDLE_MS}\nclaim_interval_ms = 100"
+            "read_count = 4\nclaim_min_idle_ms = {CLAIM_MIN_IDLE_MS}\nclaim_interval_ms = 100"
         )),
         &cluster.seeds(),
     )
