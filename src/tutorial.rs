@@ -28,6 +28,9 @@ pub fn settings() -> RedisSettings {
         appendfsync: None,
         wait_replicas: 0,
         wait_timeout_ms: 1000,
+        client_retries: 0,
+        claim_min_idle_ms: 5000,
+        claim_interval_ms: 1000,
     }
 }
 

@@ -60,19 +60,22 @@ impl OpError {
         }
     }
 
-    /// True when the operation certainly did not take effect (a nack, a refusal such as
-    /// CLUSTERDOWN or MOVED, a broker error reply): Jepsen's `:fail`. False when its outcome is
-    /// unknown (a timeout, a connection lost after the request was written): Jepsen's `:info`.
-    pub fn is_definite(&self) -> bool {
-        matches!(
-            self,
-            OpError::Nack(_) | OpError::Unavailable(_) | OpError::Broker(_)
-        )
-    }
-
     /// True when the producer or consumer that saw it must be reopened before further use.
     pub fn needs_reconnect(&self) -> bool {
         matches!(self, OpError::Connection(_))
+    }
+
+    /// True when the operation certainly did not take effect: the broker refused it (a nack,
+    /// an unavailable cluster that refused before executing, e.g. CLUSTERDOWN, TRYAGAIN or
+    /// MOVED, or another broker error reply). False when its outcome is unknown: a timeout, a
+    /// lost connection or an unreadable reply may hide an operation that did happen. This is
+    /// Jepsen's `:fail` (definite) versus `:info` (indeterminate): a definitely failed publish
+    /// must never be received, an indeterminate one may be.
+    pub fn is_definite(&self) -> bool {
+        match self {
+            OpError::Nack(_) | OpError::Unavailable(_) | OpError::Broker(_) => true,
+            OpError::Timeout(_) | OpError::Connection(_) | OpError::Protocol(_) => false,
+        }
     }
 }
 
@@ -234,5 +237,31 @@ pub async fn build(
             rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Mirrored, s, &endpoints.rabbitmq)
                 .await?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_definite_and_lost_replies_are_not() {
+        let m = || "x".to_string();
+        for e in [
+            OpError::Nack(m()),
+            OpError::Unavailable(m()),
+            OpError::Broker(m()),
+        ] {
+            assert!(e.is_definite(), "{e}");
+            assert!(!e.needs_reconnect(), "{e}");
+        }
+        for e in [
+            OpError::Timeout(m()),
+            OpError::Connection(m()),
+            OpError::Protocol(m()),
+        ] {
+            assert!(!e.is_definite(), "{e}");
+        }
+        assert!(OpError::Connection(m()).needs_reconnect());
     }
 }

@@ -351,7 +351,11 @@ mod tests {
         // A port below the kernel's ephemeral range (32768-60999 on Linux): once the listener is
         // gone, no outgoing connection of a concurrent test can take it as its source port.
         let (l, port) = (21_000u16..21_500)
-            .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok().map(|l| (l, p)))
+            .find_map(|p| {
+                std::net::TcpListener::bind(("127.0.0.1", p))
+                    .ok()
+                    .map(|l| (l, p))
+            })
             .expect("a free port in 21000-21499");
         assert!(port_in_use(port));
         drop(l);

@@ -180,4 +180,32 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn redis_retry_and_claim_settings() {
+        let s = parse(Path::new("s.toml"), GOOD).expect("valid");
+        let BackendSpec::RedisStreams(r) = &s.backends[0] else {
+            panic!("not redis: {:?}", s.backends[0]);
+        };
+        assert_eq!(
+            (r.client_retries, r.claim_min_idle_ms, r.claim_interval_ms),
+            (0, 5000, 1000)
+        );
+        let with = |extra: &str| format!("{GOOD}{extra}\n");
+        let e = err(&with("claim_min_idle_ms = 0"));
+        assert!(e.contains("`backends[0].claim_min_idle_ms`"), "{e}");
+        // Without claiming the idle time does not matter.
+        parse(
+            Path::new("s.toml"),
+            &with("claim_interval_ms = 0\nclaim_min_idle_ms = 0"),
+        )
+        .expect("claiming off");
+        let e = err(&with("claim_interval_ms = 4000000"));
+        assert!(e.contains("`backends[0].claim_interval_ms`"), "{e}");
+        let e = err(&with("client_retries = 17"));
+        assert!(
+            e.contains("`backends[0].client_retries`") && e.contains("0 to 16"),
+            "{e}"
+        );
+    }
 }

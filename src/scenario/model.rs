@@ -400,6 +400,19 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     #[serde(default = "wait_timeout")]
     pub wait_timeout_ms: u64,
+    /// redis-rs's retries per command (`ClusterClient::builder(..).retries(..)`). With 0 every
+    /// failed command surfaces to the harness (redirects still refresh the slot map for the
+    /// next command; after a lost connection the client reconnects, or sends the next command
+    /// to another node, whose MOVED refreshes the map). Above 0 redis-rs may resend an XADD
+    /// after a connection error, which can duplicate it.
+    #[serde(default)]
+    pub client_retries: u32,
+    /// XAUTOCLAIM: entries pending this long (ms) in any consumer of the group are taken over.
+    #[serde(default = "claim_min_idle")]
+    pub claim_min_idle_ms: u64,
+    /// Each consumer runs XAUTOCLAIM at most once per this many ms (0: no claiming).
+    #[serde(default = "claim_interval")]
+    pub claim_interval_ms: u64,
 }
 
 fn read_count() -> usize {
@@ -409,6 +422,12 @@ fn block_ms() -> u64 {
     100
 }
 fn wait_timeout() -> u64 {
+    1000
+}
+fn claim_min_idle() -> u64 {
+    5000
+}
+fn claim_interval() -> u64 {
     1000
 }
 

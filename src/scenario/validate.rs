@@ -145,6 +145,34 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                         format!("{} is out of range; use 1 to 10000", r.block_ms),
                     );
                 }
+                // redis-rs waits longer before each retry (seconds by the 10th).
+                if r.client_retries > 16 {
+                    return err(
+                        &at("client_retries"),
+                        format!("{} is out of range; use 0 to 16", r.client_retries),
+                    );
+                }
+                if r.claim_interval_ms > 3_600_000 {
+                    return err(
+                        &at("claim_interval_ms"),
+                        format!(
+                            "{} is out of range; use 0 (no claiming) to 3600000",
+                            r.claim_interval_ms
+                        ),
+                    );
+                }
+                if r.claim_interval_ms > 0
+                    && (r.claim_min_idle_ms == 0 || r.claim_min_idle_ms > 3_600_000)
+                {
+                    return err(
+                        &at("claim_min_idle_ms"),
+                        format!(
+                            "{} is out of range while claim_interval_ms is set; use 1 to 3600000 \
+                             (0 would take entries other consumers are still processing)",
+                            r.claim_min_idle_ms
+                        ),
+                    );
+                }
             }
             BackendSpec::RabbitmqQuorum(q)
             | BackendSpec::RabbitmqStream(q)

@@ -1,5 +1,6 @@
 //! The consumer: one connection, one channel with `basic.qos` and `basic.consume`, and acks
-//! planned so that a `multiple` ack never covers a delivery still being processed.
+//! planned so that a `multiple` ack never covers a delivery still being processed. A stream
+//! consumer records the offsets it hands out, for where its next open starts.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
 use super::connection::{channel_error, close_connection, open_error, CLOSE_TIMEOUT};
-use super::declare::long_string;
+use super::offsets::{stream_offset, StreamOffsets, STREAM_OFFSET};
 use super::{QueueKind, RabbitBackend};
 use crate::backend::{AckToken, Consumer, Delivery, Destination, OpError};
 use crate::scenario::AckMode;
@@ -80,8 +81,12 @@ impl RabbitBackend {
         let no_ack = auto && self.kind != QueueKind::Stream;
         let self_ack = auto && self.kind == QueueKind::Stream;
         let mut args = FieldTable::default();
-        if self.kind == QueueKind::Stream {
-            args.insert(ShortString::from("x-stream-offset"), long_string("first"));
+        let stream = self.kind == QueueKind::Stream;
+        if stream {
+            args.insert(
+                ShortString::from(STREAM_OFFSET),
+                self.stream_offsets.start_argument(&dest.name, index),
+            );
         }
         let opened = async {
             channel
@@ -116,6 +121,8 @@ impl RabbitBackend {
             self_ack,
             outstanding: BTreeSet::new(),
             pending_error: None,
+            offsets: stream.then(|| (self.stream_offsets.clone(), (dest.name.clone(), index))),
+            last_offset: None,
             context,
         }))
     }
@@ -133,12 +140,21 @@ struct RabbitConsumer {
     outstanding: BTreeSet<u64>,
     /// An error seen after some deliveries were already collected: reported by the next poll.
     pending_error: Option<OpError>,
+    /// Streams only: the backend's offsets and this consumer's key in them.
+    offsets: Option<(StreamOffsets, (String, usize))>,
+    /// Streams only: the highest offset handed out by the current poll.
+    last_offset: Option<i64>,
     context: String,
 }
 
 impl RabbitConsumer {
     fn take(&mut self, d: lapin::message::Delivery, out: &mut Vec<Delivery>, highest: &mut u64) {
         *highest = (*highest).max(d.delivery_tag);
+        if self.offsets.is_some() {
+            if let Some(o) = stream_offset(d.properties.headers().as_ref()) {
+                self.last_offset = Some(self.last_offset.map_or(o, |l| l.max(o)));
+            }
+        }
         let token = if self.manual {
             self.outstanding.insert(d.delivery_tag);
             AckToken::Tag(d.delivery_tag)
@@ -190,6 +206,10 @@ impl Consumer for RabbitConsumer {
                 None => break,
             }
         }
+        // What was handed out counts even if the poll then fails.
+        if let (Some((offsets, key)), Some(o)) = (&self.offsets, self.last_offset.take()) {
+            offsets.record(key, o);
+        }
         if self.self_ack && highest > 0 && self.pending_error.is_none() {
             self.channel
                 .basic_ack(highest, BasicAckOptions { multiple: true })
@@ -231,6 +251,7 @@ impl Consumer for RabbitConsumer {
     }
 
     async fn close(self: Box<Self>) {
+        // Nothing is acked on close: RabbitMQ requeues the channel's unacked deliveries.
         let _ =
             tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
         close_connection(&self.conn).await;

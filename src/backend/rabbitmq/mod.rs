@@ -1,9 +1,10 @@
 //! RabbitMQ quorum queues, streams and classic mirrored queues over AMQP 0-9-1 (lapin).
 //!
 //! - Quorum: durable queues with `x-queue-type=quorum`, replicated on every node.
-//! - Stream: `x-queue-type=stream`, consumed over AMQP with `x-stream-offset=first` and
-//!   `basic.qos` (acks are credit, so stream consumers always ack, even in "auto" mode: then the
-//!   consumer acks by itself and hands out no tokens).
+//! - Stream: `x-queue-type=stream`, consumed over AMQP with `basic.qos` (acks are credit, so
+//!   stream consumers always ack, even in "auto" mode: then the consumer acks by itself and hands
+//!   out no tokens) and `x-stream-offset`: "first" on a consumer's first open, after the last
+//!   offset it handed out when it is reopened (see `offsets.rs`).
 //! - Mirrored: classic durable queues mirrored by an `ha-mode` policy set through the
 //!   management API before the queues are declared, and deleted at teardown.
 //!
@@ -17,12 +18,14 @@
 //!
 //! Files: `declare.rs` (queue arguments, mirroring policy), `connection.rs` (AMQP connections
 //! and channels, node fallback, URI helpers), `management.rs` (management API calls: placement,
-//! leaders, deletion), `producer.rs` and `consumer.rs` (the `Producer` and `Consumer` impls).
+//! leaders, deletion), `producer.rs` and `consumer.rs` (the `Producer` and `Consumer` impls),
+//! `offsets.rs` (where stream consumers start).
 
 mod connection;
 mod consumer;
 mod declare;
 mod management;
+mod offsets;
 mod producer;
 
 pub use connection::uri_address;
@@ -42,6 +45,7 @@ use super::*;
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::scenario::RabbitSettings;
 use connection::{close_connection, redact, DEFAULT_HEARTBEAT_S};
+use offsets::StreamOffsets;
 
 /// Which kind of RabbitMQ queue a backend uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,8 @@ pub struct RabbitBackend {
     policies: Mutex<HashMap<String, String>>,
     /// The node whose management API answered last (asked first next time).
     mgmt_preferred: AtomicUsize,
+    /// Streams only: where each consumer left off, for its next open.
+    stream_offsets: StreamOffsets,
 }
 
 impl RabbitBackend {
@@ -162,6 +168,7 @@ impl RabbitBackend {
             leaders: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
             mgmt_preferred: AtomicUsize::new(0),
+            stream_offsets: StreamOffsets::default(),
         };
         // The management API must answer (setup and topology depend on it) ...
         backend
@@ -212,6 +219,7 @@ impl Backend for RabbitBackend {
             self.delete_queue(&d.name)
                 .await
                 .map_err(|m| self.setup_err(format!("delete leftover queue {}", d.name), m))?;
+            self.stream_offsets.forget(&d.name);
         }
         // Quorum queues get a member on every running node, and mirrors only go to running
         // nodes: setup waits until the management API shows them. A stream's members only show
@@ -318,6 +326,7 @@ impl Backend for RabbitBackend {
                 errors.push(format!("delete queue {}: {e}", d.name));
             }
             self.leaders.lock().remove(&d.name);
+            self.stream_offsets.forget(&d.name);
         }
         let policies: BTreeSet<String> = {
             let mut map = self.policies.lock();

@@ -3,6 +3,11 @@
 //!
 //! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
 //! the load spreads over the shards the way the proposal intends.
+//!
+//! Files: this one (the backend, keys and slots, the producer), `consumer.rs` (the `Consumer`
+//! impl and the parsing of its replies).
+
+mod consumer;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -65,6 +70,9 @@ fn is_failed(n: &RedisNodeStatus) -> bool {
     n.flags.split(',').any(|f| f == "fail" || f == "fail?")
 }
 
+/// Map a redis-rs error to the kind it is counted under. The kinds keep `OpError::is_definite`
+/// true: the refusals below (redirects included: a node answers MOVED or ASK instead of running
+/// the command) are definite; timeouts, I/O errors and unreadable replies are not.
 pub(crate) fn map_err(e: RedisError) -> OpError {
     let text = e.to_string();
     if e.is_timeout() {
@@ -77,11 +85,12 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
         ErrorKind::ClusterDown
         | ErrorKind::MasterDown
         | ErrorKind::TryAgain
+        | ErrorKind::Moved
+        | ErrorKind::Ask
         | ErrorKind::BusyLoadingError
         | ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
-        ErrorKind::ResponseError | ErrorKind::ExtensionError | ErrorKind::ReadOnly => {
-            OpError::Broker(text)
-        }
+        // The reply arrived but could not be read or converted: the command may have run.
+        ErrorKind::ParseError | ErrorKind::TypeError => OpError::Protocol(text),
         _ => OpError::Broker(text),
     }
 }
@@ -132,7 +141,9 @@ impl RedisStreams {
             .response_timeout(Duration::from_millis(
                 settings.block_ms + settings.wait_timeout_ms + 5_000,
             ))
-            .retries(3)
+            // 0 (the default): a failed command surfaces at once; a MOVED reply or a lost
+            // connection still makes the client refresh its slot map or reconnect.
+            .retries(settings.client_retries)
             .build()
     }
 
@@ -319,15 +330,7 @@ impl Backend for RedisStreams {
         dest: &Destination,
         index: usize,
     ) -> Result<Box<dyn Consumer>, OpError> {
-        // Each consumer has its own connection: XREADGROUP BLOCK holds the connection it runs on.
-        let conn = self.client.get_async_connection().await.map_err(map_err)?;
-        Ok(Box::new(RedisConsumer {
-            conn,
-            key: dest.name.clone(),
-            name: format!("c{index}"),
-            count: self.settings.read_count,
-            block_ms: self.settings.block_ms,
-        }))
+        self.open_consumer(dest, index).await
     }
 
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
@@ -486,12 +489,20 @@ async fn write_pipelines(
             let acked = conn
                 .route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route)
                 .await;
+            // The XADDs already ran on the master, so a WAIT that falls short (its timeout) or
+            // fails leaves them in an unknown state (a failover may keep or drop them): never a
+            // definite failure, whatever the WAIT's own error was.
             let err = match acked {
                 Ok(Value::Int(n)) if n >= replicas as i64 => None,
-                Ok(other) => Some(OpError::Nack(format!(
-                    "WAIT {replicas}: acknowledged by {other:?}"
+                Ok(other) => Some(OpError::Timeout(format!(
+                    "WAIT {replicas} {timeout_ms}: acknowledged by {other:?}"
                 ))),
-                Err(e) => Some(map_err(e)),
+                Err(e) => Some(match map_err(e) {
+                    e if e.is_definite() => {
+                        OpError::Timeout(format!("WAIT {replicas} after the XADDs: {e}"))
+                    }
+                    e => e,
+                }),
             };
             if let Some(err) = err {
                 for r in outcome.iter_mut().filter(|r| r.is_ok()) {
@@ -523,99 +534,6 @@ impl Producer for RedisProducer {
             .boxed(),
         ))
     }
-}
-
-struct RedisConsumer {
-    conn: ClusterConnection,
-    key: String,
-    name: String,
-    count: usize,
-    block_ms: u64,
-}
-
-#[async_trait]
-impl Consumer for RedisConsumer {
-    async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
-        let v: Value = ::redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.name)
-            .arg("COUNT")
-            .arg(self.count)
-            .arg("BLOCK")
-            .arg(self.block_ms)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(&mut self.conn)
-            .await
-            .map_err(map_err)?;
-        parse_xreadgroup(&v, out)
-    }
-
-    async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError> {
-        let mut cmd = ::redis::cmd("XACK");
-        cmd.arg(&self.key).arg(GROUP);
-        let mut any = false;
-        for t in tokens {
-            if let AckToken::Id(id) = t {
-                cmd.arg(id);
-                any = true;
-            }
-        }
-        if any {
-            let _: Value = cmd.query_async(&mut self.conn).await.map_err(map_err)?;
-        }
-        Ok(())
-    }
-}
-
-/// Parse an XREADGROUP reply (RESP2 nested arrays, or a RESP3 map) into deliveries.
-fn parse_xreadgroup(v: &Value, out: &mut Vec<Delivery>) -> Result<(), OpError> {
-    let streams: Vec<&Value> = match v {
-        Value::Nil => return Ok(()),
-        Value::Array(items) => items.iter().collect(),
-        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
-        other => return Err(OpError::Protocol(format!("XREADGROUP answered {other:?}"))),
-    };
-    for s in streams {
-        let entries = match s {
-            Value::Array(kv) if kv.len() == 2 => &kv[1],
-            Value::Array(_) => continue,
-            other => other,
-        };
-        let Value::Array(entries) = entries else {
-            continue;
-        };
-        for e in entries {
-            let Value::Array(parts) = e else { continue };
-            let (Some(id), Some(fields)) = (parts.first().and_then(as_text), parts.get(1)) else {
-                continue;
-            };
-            let payload = match fields {
-                Value::Array(f) => f
-                    .chunks(2)
-                    .find(|kv| kv.first().and_then(as_text).as_deref() == Some(FIELD))
-                    .and_then(|kv| kv.get(1)),
-                Value::Map(m) => m
-                    .iter()
-                    .find(|(k, _)| as_text(k).as_deref() == Some(FIELD))
-                    .map(|(_, v)| v),
-                // An entry deleted after delivery (trimmed by MAXLEN) comes back with nil fields.
-                _ => None,
-            };
-            let payload = match payload {
-                Some(Value::BulkString(b)) => Bytes::copy_from_slice(b),
-                _ => Bytes::new(),
-            };
-            out.push(Delivery {
-                payload,
-                redelivered: false,
-                token: AckToken::Id(id),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -651,28 +569,26 @@ mod tests {
     }
 
     #[test]
-    fn parses_xreadgroup_replies() {
-        let entry = |id: &str, p: &[u8]| {
-            Value::Array(vec![
-                Value::BulkString(id.into()),
-                Value::Array(vec![
-                    Value::BulkString(b"p".to_vec()),
-                    Value::BulkString(p.to_vec()),
-                ]),
-            ])
-        };
-        let reply = Value::Array(vec![Value::Array(vec![
-            Value::BulkString(b"{k}".to_vec()),
-            Value::Array(vec![entry("1-0", b"a"), entry("1-1", b"bc")]),
-        ])]);
-        let mut out = Vec::new();
-        parse_xreadgroup(&reply, &mut out).expect("parse");
-        assert_eq!(out.len(), 2);
-        assert_eq!(out[1].payload.as_ref(), b"bc");
-        assert_eq!(out[1].token, AckToken::Id("1-1".into()));
-        out.clear();
-        parse_xreadgroup(&Value::Nil, &mut out).expect("nil");
-        assert!(out.is_empty());
-        assert!(parse_xreadgroup(&Value::Int(3), &mut out).is_err());
+    fn redirects_and_refusals_are_definite() {
+        let kind = |k: ErrorKind| map_err(RedisError::from((k, "test")));
+        for k in [
+            ErrorKind::Moved,
+            ErrorKind::Ask,
+            ErrorKind::TryAgain,
+            ErrorKind::ClusterDown,
+        ] {
+            let e = kind(k);
+            assert_eq!(e.kind(), "unavailable", "{k:?}");
+            assert!(e.is_definite(), "{k:?}");
+        }
+        assert_eq!(kind(ErrorKind::ResponseError).kind(), "broker");
+        assert!(kind(ErrorKind::ReadOnly).is_definite());
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = map_err(RedisError::from(reset));
+        assert_eq!(e.kind(), "connection");
+        assert!(!e.is_definite());
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(!map_err(RedisError::from(timed_out)).is_definite());
+        assert!(!kind(ErrorKind::ParseError).is_definite());
     }
 }
