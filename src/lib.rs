@@ -4,8 +4,8 @@
 pub mod backend;
 pub mod cli;
 pub mod clock;
-pub mod fault;
 pub mod cluster;
+pub mod fault;
 pub mod load;
 pub mod metrics;
 pub mod payload;

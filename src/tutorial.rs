@@ -26,6 +26,7 @@ pub fn settings() -> RedisSettings {
         read_count: 100,
         block_ms: 100,
         appendfsync: None,
+        require_full_coverage: None,
         wait_replicas: 0,
         wait_timeout_ms: 1000,
         client_retries: 0,

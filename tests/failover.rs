@@ -38,7 +38,10 @@ fn check_run(out: &brokerbench::run::RunOutcome, backend: &str) -> (Vec<Row>, Ro
     assert!(change > 0.0 && change < 30.0, "leader change {change}");
     assert_eq!(kill["publish_recovered"], "yes", "{kill:?}");
     let unavailable = num(kill, "publish_unavailable_s");
-    assert!(unavailable > 0.0 && unavailable < 30.0, "unavailable {unavailable}");
+    assert!(
+        unavailable > 0.0 && unavailable < 30.0,
+        "unavailable {unavailable}"
+    );
     // It was restarted and rejoined.
     assert!(num(kill, "rejoin_s") > 0.0, "{kill:?}");
     let timeline = std::fs::read_to_string(out.dir.join("timeline.csv")).expect("timeline");
@@ -101,9 +104,17 @@ claim_interval_ms = 200
     );
     let out = run_quietly(&scenario, &tmp.path().join("results")).await;
     let left = redis_servers_on(7331..=7336);
-    assert!(left.is_empty(), "redis-server left running: {}", describe(&left));
+    assert!(
+        left.is_empty(),
+        "redis-server left running: {}",
+        describe(&left)
+    );
     let (faults, s) = check_run(&out, "redis");
-    assert!(faults[0]["node"].starts_with("127.0.0.1:733"), "{:?}", faults[0]);
+    assert!(
+        faults[0]["node"].starts_with("127.0.0.1:733"),
+        "{:?}",
+        faults[0]
+    );
     // Without WAIT, Redis may lose acknowledged writes in a failover: report, do not assert.
     eprintln!(
         "redis master kill: lost {} duplicates {} indeterminate {} unavailable {} s",

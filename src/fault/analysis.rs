@@ -27,7 +27,14 @@ pub enum Recovery {
 /// `[from, to)` (up to the next fault or the end of the measured phase); the first success
 /// after them may come later, up to `limit` (the end of the drain). A gap shorter than
 /// `min_gap` slots is ordinary jitter, not an outage.
-pub fn recovery(ok: &[u32], bad: &[u32], from: usize, to: usize, limit: usize, min_gap: usize) -> Recovery {
+pub fn recovery(
+    ok: &[u32],
+    bad: &[u32],
+    from: usize,
+    to: usize,
+    limit: usize,
+    min_gap: usize,
+) -> Recovery {
     let limit = limit.min(ok.len()).min(bad.len());
     let to = to.min(limit);
     if from >= to {
@@ -304,7 +311,10 @@ mod tests {
         assert_eq!(recovery(&ok, &bad, 100, 900, 1000, 25), Recovery::At(405));
         // A 100 ms hole is below the 250 ms threshold.
         let ok = series(1000, |i| u32::from(!(300..310).contains(&i)));
-        assert_eq!(recovery(&ok, &bad, 100, 900, 1000, 25), Recovery::Unaffected);
+        assert_eq!(
+            recovery(&ok, &bad, 100, 900, 1000, 25),
+            Recovery::Unaffected
+        );
     }
 
     #[test]

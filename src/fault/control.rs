@@ -31,7 +31,10 @@ pub trait NodeControl: Send {
 fn no_such_node(node: &str, names: &[String]) -> ClusterError {
     ClusterError::Node {
         node: node.to_string(),
-        message: format!("is not a node of this cluster (nodes: {})", names.join(", ")),
+        message: format!(
+            "is not a node of this cluster (nodes: {})",
+            names.join(", ")
+        ),
         log_tail: String::new(),
     }
 }

@@ -168,9 +168,7 @@ impl FaultRunner {
             let next_ns = times.get(k + 1).copied().unwrap_or(self.measure_end_ns);
             let mut obs = Observation::new(*index, spec, self.now());
             match spec.action {
-                FaultAction::KillConsumer => {
-                    self.kill_consumer(&mut obs, next_ns, &mut stop).await
-                }
+                FaultAction::KillConsumer => self.kill_consumer(&mut obs, next_ns, &mut stop).await,
                 FaultAction::Kill | FaultAction::Stop => match control.as_deref_mut() {
                     Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
                     None => obs.fail(
@@ -280,13 +278,15 @@ impl FaultRunner {
         obs.node = Some(node.clone());
         obs.at_ns = self.now();
         let graceful = spec.action == FaultAction::Stop;
-        self.say(format!("fault {}: {} {node}", obs.index, spec.action.as_str()));
+        self.say(format!(
+            "fault {}: {} {node}",
+            obs.index,
+            spec.action.as_str()
+        ));
         if let Err(e) = control.kill(&node, graceful).await {
             return obs.fail(format!("{} {node}: {e}", spec.action.as_str()));
         }
-        let restart_ns = spec
-            .restart_after
-            .map(|r| obs.at_ns + r.as_nanos() as u64);
+        let restart_ns = spec.restart_after.map(|r| obs.at_ns + r.as_nanos() as u64);
         // Watch for a new leader of the hit destination, until the restart or the next fault.
         let watch_until = restart_ns.unwrap_or(next_ns).min(next_ns);
         if let Some(d) = watched.filter(|_| obs.leader_before.as_deref() == Some(node.as_str())) {
@@ -294,7 +294,10 @@ impl FaultRunner {
                 if let Ok(t) = self.topology().await {
                     if let Some(l) = leader_of(&t, d).filter(|l| *l != node) {
                         obs.leader_seen_ns = Some(self.now());
-                        self.say(format!("fault {}: {l} now leads {}", obs.index, self.dests[d].name));
+                        self.say(format!(
+                            "fault {}: {l} now leads {}",
+                            obs.index, self.dests[d].name
+                        ));
                         obs.new_leader = Some(l);
                         break;
                     }
@@ -391,7 +394,11 @@ impl FaultRunner {
                 break;
             }
             let next = now + REDELIVERY_POLL.as_nanos() as u64;
-            let open_until = if next_ns < self.measure_end_ns { next_ns } else { u64::MAX };
+            let open_until = if next_ns < self.measure_end_ns {
+                next_ns
+            } else {
+                u64::MAX
+            };
             if next >= open_until || !self.wait_until(next, stop).await {
                 break;
             }

@@ -75,12 +75,8 @@ pub async fn run_consumer(
                 }
                 Err(e) => {
                     rec.error(e.kind());
-                    ctx.activity.add(
-                        plan.dest.index,
-                        Act::ConsumeFailed,
-                        ctx.clock.now_ns(),
-                        1,
-                    );
+                    ctx.activity
+                        .add(plan.dest.index, Act::ConsumeFailed, ctx.clock.now_ns(), 1);
                     backoff.wait(&mut stop).await;
                     continue;
                 }
@@ -91,14 +87,21 @@ pub async fn run_consumer(
             r = c.poll(&mut batch) => r,
             _ = stop.changed() => break,
         };
-        if let Err(e) = polled {
-            rec.error(e.kind());
-            ctx.activity
-                .add(plan.dest.index, Act::ConsumeFailed, ctx.clock.now_ns(), 1);
-            if e.needs_reconnect() {
-                consumer = None;
+        match polled {
+            Ok(()) => backoff.reset(),
+            Err(e) => {
+                rec.error(e.kind());
+                ctx.activity
+                    .add(plan.dest.index, Act::ConsumeFailed, ctx.clock.now_ns(), 1);
+                if e.needs_reconnect() {
+                    consumer = None;
+                }
+                // Deliveries appended before the error still count; then wait a little, so
+                // that a refusing cluster (CLUSTERDOWN) is not hammered in a tight loop.
+                if batch.is_empty() {
+                    backoff.wait(&mut stop).await;
+                }
             }
-            // Deliveries appended before the error still count.
         }
         if plan.kill.pulled() {
             return crash(&ctx, &plan, consumer, &mut batch).await;

@@ -210,7 +210,8 @@ fn failed(
     now: u64,
 ) -> bool {
     ctx.ledger.on_failed(plan.id, seq, e.is_definite());
-    ctx.activity.add(plan.dest.index, Act::PublishFailed, now, 1);
+    ctx.activity
+        .add(plan.dest.index, Act::PublishFailed, now, 1);
     rec.with(|s| {
         s.failed += 1;
         *s.errors.entry(e.kind()).or_insert(0) += 1;

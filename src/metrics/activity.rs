@@ -38,7 +38,9 @@ impl Activity {
         Activity {
             origin_ns,
             slots,
-            counts: (0..dests * KINDS * slots).map(|_| AtomicU32::new(0)).collect(),
+            counts: (0..dests * KINDS * slots)
+                .map(|_| AtomicU32::new(0))
+                .collect(),
             dests,
         }
     }

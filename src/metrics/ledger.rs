@@ -437,7 +437,11 @@ mod tests {
         l.on_failed(0, 0, false);
         let s = l.summary(0);
         assert!(!s.consistent);
-        assert!(s.problems.contains("both confirmed and indeterminate"), "{}", s.problems);
+        assert!(
+            s.problems.contains("both confirmed and indeterminate"),
+            "{}",
+            s.problems
+        );
     }
 
     #[test]

@@ -121,12 +121,18 @@ pub async fn run_backend(
         match c.heal().await {
             Ok(restarted) if !restarted.is_empty() => {
                 report(each(sinks, |s| {
-                    s.on_notice(&format!("restarted {} after the faults", restarted.join(", ")))
+                    s.on_notice(&format!(
+                        "restarted {} after the faults",
+                        restarted.join(", ")
+                    ))
                 }));
             }
             Ok(_) => {}
             Err(e) => {
-                summary.status = format!("{}; the cluster did not heal after the faults: {e}", summary.status);
+                summary.status = format!(
+                    "{}; the cluster did not heal after the faults: {e}",
+                    summary.status
+                );
             }
         }
     }
@@ -579,7 +585,12 @@ mod tests {
         let truth = backend.injected();
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
         // Lost: exactly the dropped messages, by identity.
-        let mut lost: Vec<(u32, u64)> = keep.lost.lock().iter().map(|l| (l.producer, l.seq)).collect();
+        let mut lost: Vec<(u32, u64)> = keep
+            .lost
+            .lock()
+            .iter()
+            .map(|l| (l.producer, l.seq))
+            .collect();
         let mut dropped = truth.dropped.clone();
         lost.sort_unstable();
         dropped.sort_unstable();
@@ -596,7 +607,12 @@ mod tests {
         assert_eq!(s.received_indeterminate, s.indeterminate);
         assert_eq!(s.indeterminate_missing, 0);
         // Out of order: only where something was reordered.
-        assert!(s.out_of_order > 0 && s.out_of_order <= truth.reordered, "{} {}", s.out_of_order, truth.reordered);
+        assert!(
+            s.out_of_order > 0 && s.out_of_order <= truth.reordered,
+            "{} {}",
+            s.out_of_order,
+            truth.reordered
+        );
         assert_eq!(s.phantom, 0);
         assert_eq!(
             s.sent,
@@ -613,7 +629,13 @@ mod tests {
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
         assert!(keep.lost.lock().is_empty());
         assert_eq!(
-            (s.lost, s.duplicates, s.out_of_order, s.failed, s.indeterminate),
+            (
+                s.lost,
+                s.duplicates,
+                s.out_of_order,
+                s.failed,
+                s.indeterminate
+            ),
             (0, 0, 0, 0, 0)
         );
     }
@@ -622,17 +644,19 @@ mod tests {
     async fn a_killed_consumer_is_recorded_on_the_timeline_and_in_faults() {
         let mut w = workload(1000.0, 2);
         w.consumers_per_destination = 2;
-        let fault: FaultSpec = toml::from_str(
-            "at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"",
-        )
-        .expect("fault");
+        let fault: FaultSpec =
+            toml::from_str("at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"")
+                .expect("fault");
         let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
         let (s, keep) = run_with(backend, &w, vec![(0, fault)]).await;
         assert!(s.ledger_consistent, "{}", s.ledger_problems);
         let rows = keep.faults.lock().clone();
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
-        assert_eq!((r.action.as_str(), r.node.as_str(), r.status.as_str()), ("kill-consumer", "consumer:1", "ok"));
+        assert_eq!(
+            (r.action.as_str(), r.node.as_str(), r.status.as_str()),
+            ("kill-consumer", "consumer:1", "ok")
+        );
         // Warm-up is 0.5 s and the fault comes 0.5 s into the measured phase.
         assert!((r.at_s - 1.0).abs() < 0.3, "at {}", r.at_s);
         // The memory backend has no acks: what the killed consumer dropped is gone, and the

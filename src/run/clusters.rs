@@ -104,9 +104,13 @@ impl RunClusters {
     /// What the fault runner may do to the cluster a backend runs on (None: not ours).
     pub fn control_for(&mut self, spec: &BackendSpec) -> Option<&mut (dyn NodeControl + 'static)> {
         if spec.is_redis() {
-            self.redis.as_mut().map(|c| c as &mut (dyn NodeControl + 'static))
+            self.redis
+                .as_mut()
+                .map(|c| c as &mut (dyn NodeControl + 'static))
         } else {
-            self.rabbitmq.as_mut().map(|c| c as &mut (dyn NodeControl + 'static))
+            self.rabbitmq
+                .as_mut()
+                .map(|c| c as &mut (dyn NodeControl + 'static))
         }
     }
 

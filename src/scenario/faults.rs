@@ -115,11 +115,7 @@ impl<'de> Deserialize<'de> for Target {
 impl FaultSpec {
     /// Whether this fault applies to the backend with `label` and `type_name`.
     pub fn applies_to(&self, label: &str, type_name: &str) -> bool {
-        self.backends.is_empty()
-            || self
-                .backends
-                .iter()
-                .any(|b| b == label || b == type_name)
+        self.backends.is_empty() || self.backends.iter().any(|b| b == label || b == type_name)
     }
 
     /// One line for logs and the timeline, e.g. "kill leader-of:0".
@@ -149,7 +145,13 @@ mod tests {
             Target::parse("node:127.0.0.1:7001"),
             Ok(Target::Node("127.0.0.1:7001".into()))
         );
-        for bad in ["leader", "leader-of:x", "node:", "consumer:-1", "master-of:0"] {
+        for bad in [
+            "leader",
+            "leader-of:x",
+            "node:",
+            "consumer:-1",
+            "master-of:0",
+        ] {
             let e = Target::parse(bad).expect_err(bad);
             assert!(e.contains(bad), "{e}");
         }

@@ -395,6 +395,12 @@ pub struct RedisSettings {
     /// Applied with CONFIG SET on every node before this backend runs (default: the cluster's).
     #[serde(default)]
     pub appendfsync: Option<AppendFsync>,
+    /// `cluster-require-full-coverage`, set with CONFIG SET on every node before this backend
+    /// runs (default: Redis's, yes). With yes, every master refuses writes (CLUSTERDOWN) while
+    /// any slot has no master, e.g. between a master's death and its replica's promotion; with
+    /// no, only the dead master's slots are refused.
+    #[serde(default)]
+    pub require_full_coverage: Option<bool>,
     /// After each XADD, `WAIT <n> <wait_timeout_ms>`: the confirm waits for n replicas (0: no WAIT).
     #[serde(default)]
     pub wait_replicas: u32,

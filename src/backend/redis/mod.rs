@@ -78,7 +78,11 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
     if e.is_timeout() {
         return OpError::Timeout(text);
     }
-    if e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error() {
+    // A refused connection never carried the command: a definite failure.
+    if e.is_connection_refusal() {
+        return OpError::Unavailable(text);
+    }
+    if e.is_connection_dropped() || e.is_io_error() {
         return OpError::Connection(text);
     }
     match e.kind() {
@@ -258,6 +262,11 @@ impl Backend for RedisStreams {
             self.config_set_everywhere("appendfsync", a.as_str())
                 .await?;
         }
+        if let Some(full) = self.settings.require_full_coverage {
+            let v = if full { "yes" } else { "no" };
+            self.config_set_everywhere("cluster-require-full-coverage", v)
+                .await?;
+        }
         let masters = self
             .masters()
             .await
@@ -300,11 +309,23 @@ impl Backend for RedisStreams {
     async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
         for d in destinations {
-            let _: () = ::redis::cmd("DEL")
-                .arg(&d.name)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.setup_err(&format!("DEL {}", d.name), e))?;
+            // After a failover the shared connection's slot map may be stale: the first MOVED
+            // refreshes it (client_retries may be 0), so try a few times.
+            let mut attempt = 0;
+            loop {
+                let r: ::redis::RedisResult<()> = ::redis::cmd("DEL")
+                    .arg(&d.name)
+                    .query_async(&mut conn)
+                    .await;
+                match r {
+                    Ok(()) => break,
+                    Err(_) if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(self.setup_err(&format!("DEL {}", d.name), e)),
+                }
+            }
         }
         Ok(())
     }
@@ -314,11 +335,13 @@ impl Backend for RedisStreams {
         dest: &Destination,
         _index: usize,
     ) -> Result<Box<dyn Producer>, OpError> {
-        // Producers share the multiplexed cluster connection; each sends its own pipelines.
+        // Each producer has its own cluster connection, as separate client processes would: a
+        // slot-map refresh or a blocked WAIT on one does not hold up the others.
+        let conn = self.client.get_async_connection().await.map_err(map_err)?;
         let wait = (self.settings.wait_replicas > 0)
             .then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
         Ok(Box::new(RedisProducer::start(
-            self.conn.clone(),
+            conn,
             dest.name.clone(),
             self.settings.maxlen,
             wait,
