@@ -100,3 +100,102 @@ label = "never-runs"
             .expect("json");
     assert!(meta["ended_utc"].is_string(), "meta.json was completed");
 }
+
+/// Ctrl-C while a fault has a node down and its restart is still to come: the run stops at once,
+/// nothing is restarted, every node is stopped (the killed one is already gone), and faults.csv
+/// says what happened. Ports 7341-7346 (bus 17341-17346).
+#[test]
+fn sigint_while_a_node_is_down_stops_everything() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(
+        tmp.path(),
+        "interrupted-fault",
+        r#"
+name = "interrupted-fault"
+[workload]
+message_size = 256
+destinations = 3
+rate = 600
+duration = "120s"
+[clusters.redis]
+base_port = 7341
+node_timeout_ms = 1000
+[[faults]]
+at = "1s"
+action = "kill"
+target = "leader-of:0"
+restart_after = "100s"
+[[backends]]
+type = "redis-streams"
+"#,
+    );
+    let results = tmp.path().join("results");
+    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["run", "--quiet", "--results"])
+        .arg(&results)
+        .arg(&scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start brokerbench");
+    let mut guard = ChildGuard(child);
+    let child = &mut guard.0;
+    // Wait until the cluster is up and the fault has killed one of its six nodes.
+    let start = Instant::now();
+    let mut seen_six = false;
+    loop {
+        let n = redis_servers_on(7341..=7346).len();
+        seen_six |= n == 6;
+        if seen_six && n == 5 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(90) || child.try_wait().ok().flatten().is_some() {
+            panic!("the fault did not happen (nodes running: {n})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("brokerbench did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        redis_servers_on(7341..=7346).is_empty(),
+        "redis-server left running: {}",
+        describe(&redis_servers_on(7341..=7346))
+    );
+    let dir = std::fs::read_dir(&results)
+        .expect("results")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .next()
+        .expect("a run folder");
+    let faults = read_csv(&dir.join("faults.csv"));
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert!(
+        faults[0]["status"].contains("interrupted before restarting"),
+        "{:?}",
+        faults[0]
+    );
+    assert!(
+        faults[0]["restart_at_s"].is_empty(),
+        "no restart after Ctrl-C"
+    );
+    let summary = read_csv(&dir.join("summary.csv"));
+    assert_eq!(summary[0]["status"], "interrupted");
+    assert_eq!(
+        summary[0]["ledger_consistent"], "true",
+        "{}",
+        summary[0]["ledger_problems"]
+    );
+}

@@ -23,6 +23,8 @@ pub enum Recovery {
 
 /// Find when operations recovered after a fault at slot `from`.
 ///
+/// Unavailable means: a failure in a slot (10 ms) without any success, or a gap of at least
+/// `min_gap` slots without successes. Recovery is the first success after the last such slot.
 /// `ok` and `bad` count successes and failures per slot. Failures and gaps are looked for in
 /// `[from, to)` (up to the next fault or the end of the measured phase); the first success
 /// after them may come later, up to `limit` (the end of the drain). A gap shorter than
@@ -43,7 +45,9 @@ pub fn recovery(
     let first_ok_from = |start: usize| (start..limit).find(|&i| ok[i] > 0);
     let mut end: Option<usize> = None;
     let mut never = false;
-    if let Some(last_bad) = (from..to).rev().find(|&i| bad[i] > 0) {
+    // A slot with failures but also successes is degraded, not down: only failures in slots
+    // without a success mark the service as unavailable.
+    if let Some(last_bad) = (from..to).rev().find(|&i| bad[i] > 0 && ok[i] == 0) {
         match first_ok_from(last_bad + 1) {
             Some(i) => end = Some(i),
             None => never = true,
@@ -297,9 +301,15 @@ mod tests {
         let ok = series(1000, |i| u32::from(!(100..250).contains(&i)));
         let bad = series(1000, |i| u32::from(i == 120 || i == 200));
         assert_eq!(recovery(&ok, &bad, 100, 900, 1000, 25), Recovery::At(250));
-        // Failures alone, with successes around them, still end at the next success.
+        // A failure in a slot where other publishes succeeded is degraded service, not an
+        // outage; a failure in a slot with no success is.
         let ok = series(1000, |_| 1);
         let bad = series(1000, |i| u32::from(i == 300));
+        assert_eq!(
+            recovery(&ok, &bad, 100, 900, 1000, 25),
+            Recovery::Unaffected
+        );
+        let ok = series(1000, |i| u32::from(i != 300));
         assert_eq!(recovery(&ok, &bad, 100, 900, 1000, 25), Recovery::At(301));
     }
 

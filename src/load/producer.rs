@@ -127,7 +127,9 @@ pub async fn run_producer(
                             .boxed(),
                         );
                     }
-                    Ok(None) => {}
+                    // Without confirms, a message written to the client is all the producer
+                    // learns: it counts as a successful publish for the fault analysis.
+                    Ok(None) => ctx.activity.add(plan.dest.index, Act::Confirmed, now, 1),
                     Err(e) => {
                         if failed(&ctx, &plan, &rec, seq, &e, now) {
                             producer = None;

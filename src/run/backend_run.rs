@@ -117,7 +117,9 @@ pub async fn run_backend(
     )
     .await;
     // Bring back every node a fault left down, so the next backend finds the cluster whole.
-    if let Some(c) = control.filter(|_| mine.iter().any(|(_, f)| f.target.is_node())) {
+    // (Not after Ctrl-C: the clusters are about to be stopped.)
+    let healing = !interrupted && mine.iter().any(|(_, f)| f.target.is_node());
+    if let Some(c) = control.filter(|_| healing) {
         match c.heal().await {
             Ok(restarted) if !restarted.is_empty() => {
                 report(each(sinks, |s| {

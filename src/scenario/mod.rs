@@ -125,6 +125,65 @@ mod tests {
     }
 
     #[test]
+    fn faults_are_checked_before_anything_starts() {
+        let with = |fault: &str| format!("{GOOD}[[faults]]\n{fault}\n");
+        let ok = parse(
+            Path::new("s.toml"),
+            &with("at = \"500ms\"\naction = \"kill\"\ntarget = \"leader-of:0\"\nrestart_after = \"2s\""),
+        )
+        .expect("valid fault");
+        assert_eq!(ok.faults[0].target, Target::LeaderOf(0));
+        for (fault, expect) in [
+            (
+                "at = \"5s\"\naction = \"kill\"\ntarget = \"leader-of:0\"",
+                "field `faults[0].at`: 5s is not inside the measured phase",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill\"\ntarget = \"leader-of:3\"",
+                "field `faults[0].target`: destination 3 does not exist",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill\"\ntarget = \"master:1\"",
+                "field `faults[0].target`: \"master:1\" is not a target",
+            ),
+            (
+                "at = \"0s\"\naction = \"explode\"\ntarget = \"random\"",
+                "field `faults[0].action`",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill-consumer\"\ntarget = \"consumer:0\"",
+                "field `workload.consumers_per_destination`: kill-consumer needs at least 2",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill\"\ntarget = \"consumer:0\"",
+                "field `faults[0].target`: a consumer is a target for action = \"kill-consumer\" only",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill\"\ntarget = \"random\"\nbackends = [\"nope\"]",
+                "field `faults[0].backends`",
+            ),
+            (
+                "at = \"0s\"\naction = \"kill\"\ntarget = \"random\"\nrestart_after = \"60s\"",
+                "field `faults[0].restart_after`: the restart at 1m would come after the drain",
+            ),
+        ] {
+            let e = err(&with(fault));
+            assert!(e.contains(expect), "{fault}\n{e}");
+        }
+        let external = GOOD.replace(
+            "[[backends]]",
+            "[clusters.redis]\nmode = \"external\"\nnodes = [\"10.0.0.1:7000\"]\n[[backends]]",
+        );
+        let e = err(&format!(
+            "{external}[[faults]]\nat = \"0s\"\naction = \"kill\"\ntarget = \"random\"\n"
+        ));
+        assert!(
+            e.contains("faults[0].action") && e.contains("external"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_good_scenario_parses_with_defaults() {
         let s = parse(Path::new("s.toml"), GOOD).expect("valid");
         assert_eq!(s.workload.destinations, 1);
