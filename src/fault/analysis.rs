@@ -200,8 +200,11 @@ pub fn row(
     let secs = |ns: u64| ns.saturating_sub(origin) as f64 / 1e9;
     let slot = |ns: u64| activity.slot_of(ns);
     let from = slot(obs.at_ns);
+    // The fault's window ends at the node's restart (a separate event: its resync stalls are
+    // not the kill's), the next fault, or the end of the measured phase.
     let window_end = next_ns
         .unwrap_or(bounds.measure_end_ns)
+        .min(obs.restart_ns.unwrap_or(u64::MAX))
         .min(bounds.measure_end_ns);
     let to = slot(window_end);
     let limit = slot(bounds.load_end_ns) + 1;
