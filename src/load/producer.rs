@@ -160,6 +160,15 @@ pub async fn run_producer(
         }
         // Wait for the next due message, a confirm, or the stop signal.
         let now = clock.now_ns();
+        if producer.is_none() && plan.producing(index, now) {
+            // Dropped after an error: settle what is ready, then reopen at once (opening backs
+            // off by itself). Without confirms nothing else would wake this task.
+            while let Some(Some(outcome)) = in_flight.next().now_or_never() {
+                settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
+            }
+            tokio::task::yield_now().await;
+            continue;
+        }
         let producing = producer.is_some() && plan.producing(index, now);
         let room = in_flight.len() < plan.max_in_flight;
         let wake_ns = if !producing {
