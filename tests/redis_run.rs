@@ -53,7 +53,7 @@ type = "redis-streams"
         "duplicates",
         "failed",
         "unconfirmed",
-        "unknown",
+        "phantom",
         "foreign",
     ] {
         assert_eq!(num(r, col), 0.0, "{col}");
