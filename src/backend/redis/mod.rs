@@ -32,10 +32,20 @@ const FIELD: &str = "p";
 pub struct RedisStreams {
     label: String,
     settings: RedisSettings,
+    /// The load's client: producers and consumers open their connections from it, with the
+    /// scenario's `client_retries`.
     client: ClusterClient,
-    /// A shared connection for setup, topology and producers (multiplexed: producers pipeline).
+    /// Questions to any node (CLUSTER NODES, INFO): no retries, so a topology poll during a
+    /// failover answers (or fails) at once and the fault runner simply asks again.
     conn: ClusterConnection,
+    /// Setup and teardown: follows redirects and reconnects (a few short retries), so they work
+    /// on a cluster whose slots moved during a fault.
+    admin: ClusterConnection,
 }
+
+/// Retries of the setup/teardown connection, and its waits between them (ms).
+const ADMIN_RETRIES: u32 = 4;
+const ADMIN_RETRY_WAIT_MS: (u64, u64) = (20, 500);
 
 /// CRC16/XMODEM, as Redis Cluster uses for key slots.
 pub fn crc16(data: &[u8]) -> u16 {
@@ -125,43 +135,60 @@ impl RedisStreams {
                     .into(),
             ));
         }
-        let client = Self::client(settings, seeds).map_err(|e| fail(e.to_string()))?;
-        let conn = tokio::time::timeout(Duration::from_secs(10), client.get_async_connection())
-            .await
-            .map_err(|_| fail("no answer within 10s".into()))?
+        let client = Self::client(settings, seeds, settings.client_retries)
             .map_err(|e| fail(e.to_string()))?;
+        let admin_client =
+            Self::client(settings, seeds, ADMIN_RETRIES).map_err(|e| fail(e.to_string()))?;
+        let open = |c: ClusterClient| async move {
+            tokio::time::timeout(Duration::from_secs(10), c.get_async_connection())
+                .await
+                .map_err(|_| "no answer within 10s".to_string())?
+                .map_err(|e| e.to_string())
+        };
+        let conn = open(client.clone()).await.map_err(&fail)?;
+        let admin = open(admin_client).await.map_err(&fail)?;
         Ok(RedisStreams {
             label,
             settings: settings.clone(),
             client,
             conn,
+            admin,
         })
     }
 
-    fn client(settings: &RedisSettings, seeds: &[String]) -> Result<ClusterClient, RedisError> {
+    fn client(
+        settings: &RedisSettings,
+        seeds: &[String],
+        retries: u32,
+    ) -> Result<ClusterClient, RedisError> {
         let urls: Vec<String> = seeds.iter().map(|s| format!("redis://{s}/")).collect();
         ClusterClient::builder(urls)
             .connection_timeout(Duration::from_secs(2))
             .response_timeout(Duration::from_millis(
                 settings.block_ms + settings.wait_timeout_ms + 5_000,
             ))
-            // 0 (the default): a failed command surfaces at once; a MOVED reply or a lost
-            // connection still makes the client refresh its slot map or reconnect.
-            .retries(settings.client_retries)
+            // client_retries 0 (the default): a failed command surfaces at once; a MOVED reply
+            // or a lost connection still makes the client refresh its slot map or reconnect.
+            .retries(retries)
+            .min_retry_wait(ADMIN_RETRY_WAIT_MS.0)
+            .max_retry_wait(ADMIN_RETRY_WAIT_MS.1)
             .build()
     }
 
-    async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
+    /// Ask any node one question whose answer is text (CLUSTER NODES, INFO); `what` names it.
+    async fn ask_any_node(&self, what: &str, cmd: &::redis::Cmd) -> Result<String, OpError> {
         let mut conn = self.conn.clone();
         let v = conn
-            .route_command(
-                &::redis::cmd("CLUSTER").arg("NODES").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
+            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
             .await
             .map_err(map_err)?;
-        let text = as_text(&v)
-            .ok_or_else(|| OpError::Protocol(format!("CLUSTER NODES answered {v:?}")))?;
+        as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
+    }
+
+    async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
+        let text = self
+            .ask_any_node("CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES"))
+            .await?;
         Ok(parse_node_rows(&text))
     }
 
@@ -219,7 +246,7 @@ impl RedisStreams {
     /// Use an existing stream (creating it and the consumer group if missing), without deleting
     /// anything: for `brokerbench produce` / `consume`.
     pub async fn attach_stream(&self, key: &str) -> Result<Destination, BackendError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.admin.clone();
         let r: ::redis::RedisResult<()> = ::redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(key)
@@ -286,7 +313,7 @@ impl Backend for RedisStreams {
                     format!("no hash tag found for master {}", master.address),
                 )
             })?;
-            let mut conn = self.conn.clone();
+            let mut conn = self.admin.clone();
             let _: ::redis::RedisResult<()> =
                 ::redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
             let _: () = ::redis::cmd("XGROUP")
@@ -307,25 +334,13 @@ impl Backend for RedisStreams {
     }
 
     async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.admin.clone();
         for d in destinations {
-            // After a failover the shared connection's slot map may be stale: the first MOVED
-            // refreshes it (client_retries may be 0), so try a few times.
-            let mut attempt = 0;
-            loop {
-                let r: ::redis::RedisResult<()> = ::redis::cmd("DEL")
-                    .arg(&d.name)
-                    .query_async(&mut conn)
-                    .await;
-                match r {
-                    Ok(()) => break,
-                    Err(_) if attempt < 5 => {
-                        attempt += 1;
-                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                    }
-                    Err(e) => return Err(self.setup_err(&format!("DEL {}", d.name), e)),
-                }
-            }
+            let _: () = ::redis::cmd("DEL")
+                .arg(&d.name)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.setup_err(&format!("DEL {}", d.name), e))?;
         }
         Ok(())
     }
@@ -411,15 +426,10 @@ impl Backend for RedisStreams {
     }
 
     async fn version(&self) -> Option<String> {
-        let mut conn = self.conn.clone();
-        let v = conn
-            .route_command(
-                &::redis::cmd("INFO").arg("server").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
+        let text = self
+            .ask_any_node("INFO server", ::redis::cmd("INFO").arg("server"))
             .await
             .ok()?;
-        let text = as_text(&v)?;
         text.lines()
             .find_map(|l| l.strip_prefix("redis_version:"))
             .map(|v| v.trim().to_string())
