@@ -325,8 +325,11 @@ mod tests {
             pid: leader,
             marker: "BB_FAMILY_MARKER=family-xyz".into(),
         };
+        // `$!` is printed before the helper's setsid has run: wait until it has.
         let start = Instant::now();
-        while !(p.is_running() && p.descendants().contains(&helper))
+        while !(p.is_running()
+            && p.descendants().contains(&helper)
+            && !group_members(leader, "BB_FAMILY_MARKER=family-xyz").contains(&helper))
             && start.elapsed() < Duration::from_secs(5)
         {
             std::thread::sleep(Duration::from_millis(5));
