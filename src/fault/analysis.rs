@@ -4,7 +4,9 @@
 use serde::Serialize;
 
 use super::runner::Observation;
+use crate::backend::Destination;
 use crate::metrics::activity::{Act, Activity, SLOT_NS};
+use crate::scenario::{Rate, Workload};
 
 /// Slots in one second.
 const SECOND: usize = (1_000_000_000 / SLOT_NS) as usize;
@@ -188,11 +190,25 @@ fn recovered_text(r: Recovery) -> String {
     .to_string()
 }
 
+/// The shortest gap in a destination's confirms or receipts that counts as an outage: 250 ms,
+/// or ten intervals between messages at a low fixed rate.
+pub fn min_gap_ns(w: &Workload) -> u64 {
+    let floor = 250_000_000u64;
+    match w.rate {
+        Rate::PerSecond(r) => {
+            let per_dest = r / w.destinations.max(1) as f64;
+            floor.max((10.0 / per_dest * 1e9) as u64)
+        }
+        Rate::Max => floor,
+    }
+}
+
 /// Build the row for one observed fault. `next_ns`: when the next fault of this backend began.
 pub fn row(
     backend: &str,
     obs: &Observation,
     next_ns: Option<u64>,
+    dests: &[Destination],
     activity: &Activity,
     bounds: Bounds,
 ) -> FaultRow {
@@ -217,32 +233,23 @@ pub fn row(
     };
     let others: Vec<usize> = all.into_iter().filter(|d| !hit.contains(d)).collect();
     let received = summed(activity, &hit, Act::Received);
+    let publish_failed = summed(activity, &hit, Act::PublishFailed);
+    let consume_failed = summed(activity, &hit, Act::ConsumeFailed);
     let publish = recovery(
         &summed(activity, &hit, Act::Confirmed),
-        &summed(activity, &hit, Act::PublishFailed),
+        &publish_failed,
         from,
         to,
         limit,
         min_gap,
     );
-    let consume = recovery(
-        &received,
-        &summed(activity, &hit, Act::ConsumeFailed),
-        from,
-        to,
-        limit,
-        min_gap,
-    );
+    let consume = recovery(&received, &consume_failed, from, to, limit, min_gap);
     let span = |r: Recovery| match r {
         Recovery::At(s) => Some(s.saturating_sub(from) as f64 * SLOT_NS as f64 / 1e9),
         _ => None,
     };
-    let count = |act: Act| -> u64 {
-        summed(activity, &hit, act)[from..to.max(from)]
-            .iter()
-            .map(|&c| c as u64)
-            .sum()
-    };
+    let count =
+        |series: &[u32]| -> u64 { series[from..to.max(from)].iter().map(|&c| c as u64).sum() };
     let before = from.saturating_sub(5 * SECOND);
     let outage_slots = match publish {
         Recovery::At(s) => s.saturating_sub(from),
@@ -258,7 +265,12 @@ pub fn row(
         action: obs.spec.action.as_str().to_string(),
         target: obs.spec.target.to_string(),
         node: obs.node.clone().unwrap_or_default(),
-        destinations: obs.affected_names.join(";"),
+        destinations: obs
+            .affected
+            .iter()
+            .filter_map(|&i| dests.get(i).map(|d| d.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(";"),
         at_s: secs(obs.at_ns),
         leader_before: obs.leader_before.clone().unwrap_or_default(),
         new_leader: obs.new_leader.clone().unwrap_or_default(),
@@ -267,8 +279,8 @@ pub fn row(
         publish_recovered: recovered_text(publish),
         consume_unavailable_s: span(consume),
         consume_recovered: recovered_text(consume),
-        publish_failures: count(Act::PublishFailed),
-        consume_failures: count(Act::ConsumeFailed),
+        publish_failures: count(&publish_failed),
+        consume_failures: count(&consume_failed),
         baseline_per_s: rate(&received, before, from),
         dip_min_per_s: min_rate(&received, from, (from + 10 * SECOND).min(to.max(from))),
         others_baseline_per_s: (!others.is_empty())

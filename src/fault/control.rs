@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::cluster::process::OwnedProcess;
 use crate::cluster::rabbitmq::LocalRabbitCluster;
 use crate::cluster::redis::LocalRedisCluster;
 use crate::cluster::ClusterError;
@@ -18,14 +19,35 @@ const REDIS_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 pub trait NodeControl: Send {
     /// Every node, named as the backend's topology names them.
     fn node_names(&self) -> Vec<String>;
-    fn is_running(&self, node: &str) -> bool;
+    /// The process running `node` (None: not running, or no such node).
+    fn process_of(&self, node: &str) -> Option<&OwnedProcess>;
     /// SIGKILL (or, if `graceful`, stop) the node and wait until its process is gone.
     async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError>;
     /// Start a stopped node again and wait until it has rejoined.
     async fn restart(&mut self, node: &str) -> Result<(), ClusterError>;
+    /// After restarts: wait until the whole cluster is healthy again.
+    async fn wait_whole(&mut self) -> Result<(), ClusterError> {
+        Ok(())
+    }
+
+    fn is_running(&self, node: &str) -> bool {
+        self.process_of(node).is_some_and(|p| p.is_running())
+    }
+
     /// Restart every node that is down and wait until the cluster is whole; returns the nodes
     /// it restarted.
-    async fn heal(&mut self) -> Result<Vec<String>, ClusterError>;
+    async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
+        let down: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| !self.is_running(n))
+            .collect();
+        for n in &down {
+            self.restart(n).await?;
+        }
+        self.wait_whole().await?;
+        Ok(down)
+    }
 }
 
 fn no_such_node(node: &str, names: &[String]) -> ClusterError {
@@ -55,12 +77,11 @@ impl NodeControl for LocalRedisCluster {
         self.nodes().iter().map(|n| n.address()).collect()
     }
 
-    fn is_running(&self, node: &str) -> bool {
+    fn process_of(&self, node: &str) -> Option<&OwnedProcess> {
         self.nodes()
             .iter()
             .find(|n| n.address() == node)
             .and_then(|n| n.process.as_ref())
-            .is_some_and(|p| p.is_running())
     }
 
     async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
@@ -77,17 +98,8 @@ impl NodeControl for LocalRedisCluster {
         self.restart_node(port).await
     }
 
-    async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
-        let down: Vec<String> = self
-            .node_names()
-            .into_iter()
-            .filter(|n| !NodeControl::is_running(self, n))
-            .collect();
-        for n in &down {
-            self.restart(n).await?;
-        }
-        self.wait_healthy(REDIS_HEAL_TIMEOUT).await?;
-        Ok(down)
+    async fn wait_whole(&mut self) -> Result<(), ClusterError> {
+        self.wait_healthy(REDIS_HEAL_TIMEOUT).await
     }
 }
 
@@ -106,12 +118,11 @@ impl NodeControl for LocalRabbitCluster {
         self.nodes().iter().map(|n| n.name.clone()).collect()
     }
 
-    fn is_running(&self, node: &str) -> bool {
+    fn process_of(&self, node: &str) -> Option<&OwnedProcess> {
         self.nodes()
             .iter()
             .find(|n| n.name == node)
             .and_then(|n| n.process.as_ref())
-            .is_some_and(|p| p.is_running())
     }
 
     async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
@@ -126,17 +137,5 @@ impl NodeControl for LocalRabbitCluster {
     async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
         let i = self.index_of(node)?;
         self.restart_node(i).await
-    }
-
-    async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
-        let down: Vec<String> = self
-            .node_names()
-            .into_iter()
-            .filter(|n| !NodeControl::is_running(self, n))
-            .collect();
-        for n in &down {
-            self.restart(n).await?;
-        }
-        Ok(down)
     }
 }

@@ -35,7 +35,6 @@ pub struct Observation {
     pub node: Option<String>,
     /// Destination indexes the fault hit (led by the node; the consumer's destination).
     pub affected: Vec<usize>,
-    pub affected_names: Vec<String>,
     pub leader_before: Option<String>,
     pub new_leader: Option<String>,
     pub leader_seen_ns: Option<u64>,
@@ -58,7 +57,6 @@ impl Observation {
             at_ns,
             node: None,
             affected: Vec::new(),
-            affected_names: Vec::new(),
             leader_before: None,
             new_leader: None,
             leader_seen_ns: None,
@@ -91,8 +89,8 @@ pub struct FaultRunner {
     pub clock: Arc<dyn Clock>,
     pub measure_start_ns: u64,
     pub measure_end_ns: u64,
-    /// Consumer kill switches, by consumer id.
-    pub switches: Vec<Arc<KillSwitch>>,
+    /// By consumer id: its destination's index and its kill switch.
+    pub switches: Vec<(usize, Arc<KillSwitch>)>,
     pub ledger: Arc<Ledger>,
     /// One line per step, for the live progress output.
     pub notices: mpsc::UnboundedSender<String>,
@@ -259,7 +257,6 @@ impl FaultRunner {
                 .any(|p| p.name == d.name && p.leader.as_deref() == Some(node.as_str()));
             if led {
                 obs.affected.push(i);
-                obs.affected_names.push(d.name.clone());
             }
         }
         let watched = match spec.target {
@@ -344,15 +341,11 @@ impl FaultRunner {
         let Target::Consumer(c) = obs.spec.target else {
             return obs.fail("kill-consumer needs a consumer target");
         };
-        let Some(switch) = self.switches.get(c) else {
+        let Some((dest, switch)) = self.switches.get(c) else {
             return obs.fail(format!("there is no consumer {c}"));
         };
         obs.node = Some(format!("consumer:{c}"));
-        let per_dest = (self.switches.len() / self.dests.len().max(1)).max(1);
-        if let Some(d) = self.dests.get(c / per_dest) {
-            obs.affected.push(d.index);
-            obs.affected_names.push(d.name.clone());
-        }
+        obs.affected.push(*dest);
         self.say(format!("fault {}: killing consumer {c}", obs.index));
         switch.pull();
         let deadline = self.now() + CONSUMER_DEATH_TIMEOUT.as_nanos() as u64;

@@ -86,6 +86,31 @@ impl Activity {
     }
 }
 
+impl Activity {
+    /// One destination's counts per whole second up to `until_ns`, in the order confirmed,
+    /// publish failed, received, consume failed.
+    pub fn per_second(&self, dest: usize, until_ns: u64) -> Vec<[u64; KINDS]> {
+        let per_second = (1_000_000_000 / SLOT_NS) as usize;
+        let last = self.slot_of(until_ns) + 1;
+        let series = [
+            Act::Confirmed,
+            Act::PublishFailed,
+            Act::Received,
+            Act::ConsumeFailed,
+        ]
+        .map(|act| self.series(dest, act));
+        (0..last)
+            .step_by(per_second)
+            .map(|start| {
+                let end = (start + per_second).min(last);
+                series
+                    .each_ref()
+                    .map(|s| s[start..end].iter().map(|&c| c as u64).sum())
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +131,7 @@ mod tests {
         let r = a.series(1, Act::Received);
         assert_eq!((r[0], r[5], r[a.slots() - 1]), (1, 7, 1));
         assert_eq!(a.series(0, Act::Received).iter().sum::<u32>(), 0);
+        let seconds = a.per_second(0, 1_000 + 2 * SLOT_NS);
+        assert_eq!(seconds, vec![[7, 0, 0, 0]]);
     }
 }

@@ -10,13 +10,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backend::{self, Backend, Destination, Endpoints};
 use crate::clock::{Clock, MonotonicClock};
-use crate::fault::analysis::{row as fault_row, Bounds};
+use crate::fault::analysis::{min_gap_ns, row as fault_row, Bounds};
 use crate::fault::{FaultRow, FaultRunner, NodeControl};
 use crate::load::consumer::{run_consumer, ConsumerPlan, KillSwitch};
 use crate::load::producer::{run_producer, ProducerPlan};
 use crate::load::rate::Schedule;
 use crate::load::{sleep_until_ns, LoadContext};
-use crate::metrics::activity::{Act, Activity, SLOT_NS};
+use crate::metrics::activity::Activity;
 use crate::metrics::aggregator::Aggregator;
 use crate::metrics::ledger::Ledger;
 use crate::metrics::stats::Recorder;
@@ -198,7 +198,7 @@ pub async fn run_load(
             let rec = Recorder::new();
             recorders.push(rec.clone());
             let kill = Arc::new(KillSwitch::default());
-            switches.push(kill.clone());
+            switches.push((i, kill.clone()));
             let plan = ConsumerPlan {
                 id: i * w.consumers_per_destination + c,
                 dest: d.clone(),
@@ -374,7 +374,7 @@ pub async fn run_load(
         .enumerate()
         .map(|(k, o)| {
             let next = observations.get(k + 1).map(|n| n.at_ns);
-            fault_row(label, o, next, &activity, bounds)
+            fault_row(label, o, next, dests, &activity, bounds)
         })
         .collect();
     if !rows.is_empty() {
@@ -417,19 +417,6 @@ pub async fn run_load(
     )
 }
 
-/// The shortest gap in a destination's confirms or receipts that counts as an outage: 250 ms,
-/// or ten intervals between messages at a low fixed rate.
-fn min_gap_ns(w: &Workload) -> u64 {
-    let floor = 250_000_000u64;
-    match w.rate {
-        crate::scenario::Rate::PerSecond(r) => {
-            let per_dest = r / w.destinations.max(1) as f64;
-            floor.max((10.0 / per_dest * 1e9) as u64)
-        }
-        crate::scenario::Rate::Max => floor,
-    }
-}
-
 /// destinations.csv: per destination and second, what the activity slots counted.
 fn destination_seconds(
     label: &str,
@@ -437,31 +424,21 @@ fn destination_seconds(
     activity: &Activity,
     until_ns: u64,
 ) -> Vec<DestinationSecond> {
-    let per_second = (NS / SLOT_NS) as usize;
-    let last = activity.slot_of(until_ns) + 1;
     let mut rows = Vec::new();
     for d in dests {
-        let series = [
-            activity.series(d.index, Act::Confirmed),
-            activity.series(d.index, Act::PublishFailed),
-            activity.series(d.index, Act::Received),
-            activity.series(d.index, Act::ConsumeFailed),
-        ];
-        for (sec, start) in (0..last).step_by(per_second).enumerate() {
-            let sum = |k: usize| -> u64 {
-                series[k][start..(start + per_second).min(last)]
-                    .iter()
-                    .map(|&c| c as u64)
-                    .sum()
-            };
+        for (second, [confirmed, publish_failed, received, consume_failed]) in activity
+            .per_second(d.index, until_ns)
+            .into_iter()
+            .enumerate()
+        {
             rows.push(DestinationSecond {
                 backend: label.to_string(),
                 destination: d.name.clone(),
-                second: sec as u64,
-                confirmed: sum(0),
-                publish_failed: sum(1),
-                received: sum(2),
-                consume_failed: sum(3),
+                second: second as u64,
+                confirmed,
+                publish_failed,
+                received,
+                consume_failed,
             });
         }
     }
