@@ -65,36 +65,32 @@ impl CsvSink {
         w.flush().map_err(|source| ReportError::Io { path, source })
     }
 
+    /// `write_rows` to a file created with its first rows.
+    fn write_created<T: serde::Serialize>(
+        w: &mut Option<csv::Writer<File>>,
+        path: PathBuf,
+        rows: &[T],
+    ) -> Result<(), ReportError> {
+        let w = match w {
+            Some(w) => w,
+            None => w.insert(open(&path)?),
+        };
+        Self::write_rows(w, path, rows)
+    }
+
     fn write_summary(&self) -> Result<(), ReportError> {
         let path = self.dir.join("summary.csv");
-        let mut w = open(&path)?;
-        for r in &self.summaries {
-            w.serialize(r).map_err(|source| ReportError::Csv {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        w.flush().map_err(|source| ReportError::Io { path, source })
+        Self::write_rows(&mut open(&path)?, path, &self.summaries)
     }
 }
 
 impl Sink for CsvSink {
     fn on_faults(&mut self, rows: &[FaultRow]) -> Result<(), ReportError> {
-        let path = self.dir.join("faults.csv");
-        let w = match self.faults.as_mut() {
-            Some(w) => w,
-            None => self.faults.insert(open(&path)?),
-        };
-        Self::write_rows(w, path, rows)
+        Self::write_created(&mut self.faults, self.dir.join("faults.csv"), rows)
     }
 
     fn on_lost(&mut self, rows: &[LostMessage]) -> Result<(), ReportError> {
-        let path = self.dir.join("lost.csv");
-        let w = match self.lost.as_mut() {
-            Some(w) => w,
-            None => self.lost.insert(open(&path)?),
-        };
-        Self::write_rows(w, path, rows)
+        Self::write_created(&mut self.lost, self.dir.join("lost.csv"), rows)
     }
 
     fn on_destinations(&mut self, rows: &[DestinationSecond]) -> Result<(), ReportError> {
@@ -103,21 +99,11 @@ impl Sink for CsvSink {
     }
 
     fn on_interval(&mut self, row: &IntervalRow, _interval: &Stats) -> Result<(), ReportError> {
-        let path = || self.dir.join("timeseries.csv");
-        self.timeseries
-            .serialize(row)
-            .map_err(|source| ReportError::Csv {
-                path: path(),
-                source,
-            })?;
-        self.timeseries.flush().map_err(|source| ReportError::Io {
-            path: path(),
-            source,
-        })
+        let path = self.dir.join("timeseries.csv");
+        Self::write_rows(&mut self.timeseries, path, std::slice::from_ref(row))
     }
 
     fn on_event(&mut self, e: &TimelineEvent) -> Result<(), ReportError> {
-        let path = || self.dir.join("timeline.csv");
         let kind = match e.kind {
             crate::scenario::timeline::EventKind::Phase => "phase",
             crate::scenario::timeline::EventKind::Fault => "fault",
@@ -129,16 +115,8 @@ impl Sink for CsvSink {
             start_s: e.start_s,
             end_s: e.end_s,
         };
-        self.timeline
-            .serialize(row)
-            .map_err(|source| ReportError::Csv {
-                path: path(),
-                source,
-            })?;
-        self.timeline.flush().map_err(|source| ReportError::Io {
-            path: path(),
-            source,
-        })
+        let path = self.dir.join("timeline.csv");
+        Self::write_rows(&mut self.timeline, path, &[row])
     }
 
     fn on_backend_end(&mut self, summary: &SummaryRow) -> Result<(), ReportError> {
