@@ -3,10 +3,42 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// `brokerbench run --quiet` on one scenario, killed when the guard drops.
+fn start_run(results: &Path, scenario: &Path) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["run", "--quiet", "--results"])
+        .arg(results)
+        .arg(scenario)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start brokerbench");
+    ChildGuard(child)
+}
+
+/// SIGINT, then wait (up to 60 s) for the exit.
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!("brokerbench did not stop within 60 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 #[test]
 fn sigint_mid_run_stops_everything_and_keeps_the_results() {
@@ -31,15 +63,7 @@ label = "never-runs"
 "#,
     );
     let results = tmp.path().join("results");
-    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
-        .args(["run", "--quiet", "--results"])
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start brokerbench");
-    let mut guard = ChildGuard(child);
+    let mut guard = start_run(&results, &scenario);
     let child = &mut guard.0;
     // Wait until the load has produced a few intervals.
     let start = Instant::now();
@@ -65,20 +89,7 @@ label = "never-runs"
         !redis_servers_on(7311..=7316).is_empty(),
         "the run's cluster is up"
     );
-    // SAFETY: plain kill(2) on the child we spawned.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            panic!("brokerbench did not stop within 60 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(child);
     assert_eq!(status.code(), Some(130));
     assert!(
         redis_servers_on(7311..=7316).is_empty(),
@@ -130,15 +141,7 @@ type = "redis-streams"
 "#,
     );
     let results = tmp.path().join("results");
-    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
-        .args(["run", "--quiet", "--results"])
-        .arg(&results)
-        .arg(&scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start brokerbench");
-    let mut guard = ChildGuard(child);
+    let mut guard = start_run(&results, &scenario);
     let child = &mut guard.0;
     // Wait until the cluster is up and the fault has killed one of its six nodes.
     let start = Instant::now();
@@ -154,20 +157,7 @@ type = "redis-streams"
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: plain kill(2) on the child we spawned.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            panic!("brokerbench did not stop within 60 s of SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = interrupt(child);
     assert_eq!(status.code(), Some(130));
     assert!(
         redis_servers_on(7341..=7346).is_empty(),
