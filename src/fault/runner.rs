@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::control::NodeControl;
-use crate::backend::{Backend, Destination, Topology};
+use crate::backend::{Backend, Destination, DestinationPlacement, Topology};
 use crate::clock::Clock;
 use crate::load::consumer::{Abandoned, KillSwitch};
 use crate::load::sleep_until_ns;
@@ -130,14 +130,12 @@ impl FaultRunner {
     /// take a while); consumer faults run beside them on their own times. Returns what was
     /// seen, in time order, also for faults cut short by the end of the run.
     pub async fn run(
-        self,
+        mut self,
         control: Option<&mut (dyn NodeControl + '_)>,
         stop: watch::Receiver<bool>,
     ) -> Vec<Observation> {
-        let (consumers, nodes): (Vec<_>, Vec<_>) = self
-            .faults
-            .iter()
-            .cloned()
+        let (consumers, nodes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.faults)
+            .into_iter()
             .partition(|(_, f)| f.action == FaultAction::KillConsumer);
         let (mut seen, more) = tokio::join!(
             self.run_in_order(nodes, control, stop.clone()),
@@ -182,6 +180,17 @@ impl FaultRunner {
         seen
     }
 
+    /// Where destination `d` lives in `topo`.
+    fn placement<'t>(&self, topo: &'t Topology, d: usize) -> Option<&'t DestinationPlacement> {
+        let dest = self.dests.get(d)?;
+        topo.destinations.iter().find(|p| p.name == dest.name)
+    }
+
+    /// The node leading destination `d` in `topo`.
+    fn leader_of(&self, topo: &Topology, d: usize) -> Option<String> {
+        self.placement(topo, d)?.leader.clone()
+    }
+
     /// Pick the node for a node fault from the topology.
     fn resolve(
         &self,
@@ -190,9 +199,7 @@ impl FaultRunner {
         control: &dyn NodeControl,
     ) -> Result<String, String> {
         let placement = |d: usize| {
-            self.dests
-                .get(d)
-                .and_then(|dest| topo.destinations.iter().find(|p| p.name == dest.name))
+            self.placement(topo, d)
                 .ok_or_else(|| format!("the topology does not show destination {d}"))
         };
         let running: Vec<String> = control
@@ -250,28 +257,14 @@ impl FaultRunner {
         };
         // The destinations this node leads are the ones hit; the watched one is the target's
         // destination, or the first hit one.
-        for (i, d) in self.dests.iter().enumerate() {
-            let led = topo
-                .destinations
-                .iter()
-                .any(|p| p.name == d.name && p.leader.as_deref() == Some(node.as_str()));
-            if led {
-                obs.affected.push(i);
-            }
-        }
+        obs.affected = (0..self.dests.len())
+            .filter(|&d| self.leader_of(&topo, d).as_deref() == Some(node.as_str()))
+            .collect();
         let watched = match spec.target {
             Target::LeaderOf(d) | Target::ReplicaOf(d) => Some(d),
             _ => obs.affected.first().copied(),
         };
-        let leader_of = |t: &Topology, d: usize| {
-            self.dests.get(d).and_then(|dest| {
-                t.destinations
-                    .iter()
-                    .find(|p| p.name == dest.name)
-                    .and_then(|p| p.leader.clone())
-            })
-        };
-        obs.leader_before = watched.and_then(|d| leader_of(&topo, d));
+        obs.leader_before = watched.and_then(|d| self.leader_of(&topo, d));
         obs.node = Some(node.clone());
         obs.at_ns = self.now();
         let graceful = spec.action == FaultAction::Stop;
@@ -289,7 +282,7 @@ impl FaultRunner {
         if let Some(d) = watched.filter(|_| obs.leader_before.as_deref() == Some(node.as_str())) {
             loop {
                 if let Ok(t) = self.topology().await {
-                    if let Some(l) = leader_of(&t, d).filter(|l| *l != node) {
+                    if let Some(l) = self.leader_of(&t, d).filter(|l| *l != node) {
                         obs.leader_seen_ns = Some(self.now());
                         self.say(format!(
                             "fault {}: {l} now leads {}",
