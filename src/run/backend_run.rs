@@ -103,6 +103,7 @@ pub async fn run_backend(
         .map(|(i, f)| (i, f.clone()))
         .collect();
     mine.sort_by_key(|(_, f)| f.at);
+    let node_faults = mine.iter().any(|(_, f)| f.target.is_node());
     let (mut summary, interrupted) = run_load(
         run_id,
         &label,
@@ -110,7 +111,7 @@ pub async fn run_backend(
         backend.clone(),
         &dests,
         workload,
-        mine.clone(),
+        mine,
         control.as_deref_mut(),
         sinks,
         cancel,
@@ -118,8 +119,7 @@ pub async fn run_backend(
     .await;
     // Bring back every node a fault left down, so the next backend finds the cluster whole.
     // (Not after Ctrl-C: the clusters are about to be stopped.)
-    let healing = !interrupted && mine.iter().any(|(_, f)| f.target.is_node());
-    if let Some(c) = control.filter(|_| healing) {
+    if let Some(c) = control.filter(|_| node_faults && !interrupted) {
         match c.heal().await {
             Ok(restarted) if !restarted.is_empty() => {
                 report(each(sinks, |s| {
@@ -254,16 +254,12 @@ pub async fn run_load(
         duration_s: w.duration.as_secs_f64(),
     };
     report(each(sinks, |s| s.on_backend_start(&start)));
-    let mut open = if warm_end > origin {
-        timeline.open(label, EventKind::Phase, "warmup", 0.0)
-    } else {
-        timeline.open(label, EventKind::Phase, "measure", 0.0)
-    };
     let mut phase = if warm_end > origin {
         "warmup"
     } else {
         "measure"
     };
+    let mut open = timeline.open(label, EventKind::Phase, phase, 0.0);
     let mut last_tick = origin;
     let mut interrupted = false;
     let (notice_tx, mut notices) = mpsc::unbounded_channel::<String>();
