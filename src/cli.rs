@@ -40,6 +40,13 @@ pub enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Rebuild the charts and report.md / report.html of results folders from their files
+    /// alone (no broker needed).
+    Report {
+        /// Results folders, e.g. results/20261127T083643Z-failover-leader.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
     /// Start, stop or show a local cluster.
     Cluster {
         #[command(subcommand)]

@@ -75,6 +75,26 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Report { dirs } => {
+            for d in &dirs {
+                match brokerbench::report::document::write_report(d) {
+                    Ok(w) => {
+                        for e in &w.skipped {
+                            eprintln!("  skipped {e}");
+                        }
+                        for v in &w.verdicts {
+                            println!("  {}: {}", v.claim, v.outcome.as_str());
+                        }
+                        println!("report: {}", w.html.display());
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Run {
             scenarios,
             results,

@@ -121,7 +121,7 @@ fn summed(activity: &Activity, dests: &[usize], act: Act) -> Vec<u32> {
 }
 
 /// One row of faults.csv.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct FaultRow {
     pub backend: String,
     /// Position in the scenario's `[[faults]]` list.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::stats::{Recorder, Stats};
 
 /// One row of timeseries.csv: one interval of one backend.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct IntervalRow {
     pub backend: String,
     /// Seconds since the backend's load started.

@@ -116,6 +116,47 @@ impl Sink for HlogSink {
     }
 }
 
+/// Read back one tag's interval histograms from a log, merged, keeping the intervals that start
+/// at or after `from_s` seconds (the measured phase and the drain, as summary.csv's latencies).
+pub fn read_merged(
+    path: &Path,
+    tag: &str,
+    from_s: f64,
+) -> Result<hdrhistogram::Histogram<u64>, ReportError> {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let text = std::fs::read(path).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let encode = |message: String| ReportError::Encode {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut merged = crate::metrics::stats::new_histogram();
+    let mut de = Deserializer::new();
+    for entry in IntervalLogIterator::new(&text) {
+        let Ok(LogEntry::Interval(h)) = entry else {
+            continue;
+        };
+        if h.tag().map(|t| t.as_str()) != Some(tag)
+            || h.start_timestamp().as_secs_f64() + 1e-6 < from_s
+        {
+            continue;
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(h.encoded_histogram())
+            .map_err(|e| encode(format!("an interval is not base64: {e}")))?;
+        let one: hdrhistogram::Histogram<u64> = de
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| encode(format!("an interval does not decode: {e:?}")))?;
+        merged
+            .add(&one)
+            .map_err(|e| encode(format!("cannot merge an interval: {e:?}")))?;
+    }
+    Ok(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,13 @@
 //! Result sinks: CSV files, HdrHistogram logs, the live progress line. Each sink implements
 //! the hooks it needs; the others default to doing nothing.
 
+pub mod charts;
 pub mod csv_files;
+pub mod document;
 pub mod hlog;
 pub mod meta;
 pub mod progress;
+pub mod results;
 pub mod summary;
 
 use std::path::PathBuf;

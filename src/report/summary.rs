@@ -6,7 +6,7 @@ use crate::metrics::aggregator::{max_ms, quantile_ms, Aggregator};
 use crate::metrics::ledger::LedgerSummary;
 use crate::metrics::stats::Latency;
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct SummaryRow {
     pub backend: String,
     #[serde(rename = "type")]

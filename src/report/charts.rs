@@ -1,0 +1,507 @@
+//! Charts of a results folder, each drawn by one function into a PNG and an SVG. A chart that
+//! cannot be drawn (no data, a drawing error) is reported and skipped, never a panic. Text is
+//! drawn with DejaVu Sans compiled into the binary, so no system font library is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use super::results::RunResults;
+use super::SummaryRow;
+
+const SIZE: (u32, u32) = (1000, 560);
+const FONT: &str = "sans-serif";
+const FAULT_SHADE: RGBColor = RGBColor(255, 205, 205);
+
+/// A chart written as `<stem>.png` and `<stem>.svg`.
+#[derive(Debug, Clone)]
+pub struct ChartFile {
+    pub stem: String,
+    pub title: String,
+    pub png: PathBuf,
+    pub svg: PathBuf,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChartError {
+    #[error("chart {chart}: no data ({what})")]
+    NoData { chart: String, what: String },
+    #[error("chart {chart}: drawing failed: {message}")]
+    Draw { chart: String, message: String },
+}
+
+/// Register the embedded font once per process.
+fn fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Errors here would only mean corrupt font bytes; charts then fail with a Draw error.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+type Drawn = Result<(), String>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Something drawable on any plotters backend.
+trait Plot {
+    fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn;
+}
+
+/// Draw `data` into `<out>/<stem>.png` and `.svg`.
+fn save<P: Plot>(out: &Path, stem: &str, title: &str, data: &P) -> Result<ChartFile, ChartError> {
+    fonts();
+    let draw_err = |message: String| ChartError::Draw {
+        chart: stem.to_string(),
+        message,
+    };
+    let png_path = out.join(format!("{stem}.png"));
+    let svg_path = out.join(format!("{stem}.svg"));
+    {
+        let root = BitMapBackend::new(&png_path, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err).map_err(draw_err)?;
+        data.plot(&root).map_err(draw_err)?;
+        root.present().map_err(err).map_err(draw_err)?;
+    }
+    {
+        let root = SVGBackend::new(&svg_path, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err).map_err(draw_err)?;
+        data.plot(&root).map_err(draw_err)?;
+        root.present().map_err(err).map_err(draw_err)?;
+    }
+    Ok(ChartFile {
+        stem: stem.to_string(),
+        title: title.to_string(),
+        png: png_path,
+        svg: svg_path,
+    })
+}
+
+fn series_color(i: usize) -> RGBColor {
+    const P: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    P[i % P.len()]
+}
+
+/// A safe file stem for a label.
+pub fn stem(prefix: &str, label: &str) -> String {
+    let safe: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("{prefix}-{safe}")
+}
+
+/// Lines over time with fault windows shaded and labelled.
+struct TimeChart {
+    title: String,
+    y_label: String,
+    log_y: bool,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+    faults: Vec<(String, f64, f64)>,
+}
+
+impl Plot for TimeChart {
+    fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        plot_time(root, self)
+    }
+}
+
+fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -> Drawn {
+    let points = c.lines.iter().flat_map(|(_, p)| p.iter());
+    let x_max = points
+        .clone()
+        .map(|p| p.0)
+        .chain(c.faults.iter().map(|f| f.2))
+        .fold(1.0f64, f64::max);
+    let y_max = points.clone().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let y_min = points
+        .map(|p| p.1)
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min)
+        .min(y_max / 10.0);
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(&c.title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    macro_rules! body {
+        ($chart:expr, $y0:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("seconds since the backend's load started")
+                .y_desc(c.y_label.as_str())
+                .label_style((FONT, 14))
+                .draw()
+                .map_err(err)?;
+            for (name, from, to) in &c.faults {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(*from, $y0), (to.max(from + 0.05), y_max)],
+                        FAULT_SHADE.filled(),
+                    )))
+                    .map_err(err)?
+                    .label(name.clone())
+                    .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], FAULT_SHADE.filled()));
+            }
+            for (i, (name, pts)) in c.lines.iter().enumerate() {
+                let color = series_color(i);
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().copied().filter(|p| !c.log_y || p.1 > 0.0),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(name.clone())
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+            }
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 13))
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
+        }};
+    }
+    if c.log_y {
+        body!(
+            builder
+                .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+                .map_err(err)?,
+            y_min
+        );
+    } else {
+        body!(
+            builder
+                .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+                .map_err(err)?,
+            0.0
+        );
+    }
+    Ok(())
+}
+
+fn series(run: &RunResults, backend: &str, f: impl Fn(&crate::metrics::aggregator::IntervalRow) -> Option<f64>) -> Vec<(f64, f64)> {
+    run.timeseries
+        .iter()
+        .filter(|r| r.backend == backend && r.t_end_s > r.t_start_s)
+        .filter_map(|r| f(r).map(|v| (r.t_end_s, v)))
+        .collect()
+}
+
+fn save_time(out: &Path, stem: String, chart: TimeChart) -> Result<ChartFile, ChartError> {
+    if chart.lines.iter().all(|(_, p)| p.is_empty()) {
+        return Err(ChartError::NoData {
+            chart: stem,
+            what: "no rows in timeseries.csv".into(),
+        });
+    }
+    let title = chart.title.clone();
+    save(out, &stem, &title, &chart)
+}
+
+/// Sent, confirmed and received msg/s over time for one backend, fault windows shaded.
+pub fn throughput_over_time(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+    let chart = TimeChart {
+        title: format!("{backend}: throughput"),
+        y_label: "msg/s".into(),
+        log_y: false,
+        lines: vec![
+            ("sent".into(), series(run, backend, |r| Some(r.sent_per_s))),
+            ("confirmed".into(), series(run, backend, |r| Some(r.confirmed_per_s))),
+            ("received".into(), series(run, backend, |r| Some(r.received_per_s))),
+        ],
+        faults: run.fault_windows(backend),
+    };
+    save_time(out, stem("throughput", backend), chart)
+}
+
+/// End-to-end p50/p99/max and confirm p99 latency over time for one backend (log scale).
+pub fn latency_over_time(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+    let chart = TimeChart {
+        title: format!("{backend}: latency per second"),
+        y_label: "ms (log scale)".into(),
+        log_y: true,
+        lines: vec![
+            ("e2e p50".into(), series(run, backend, |r| r.e2e_p50_ms)),
+            ("e2e p99".into(), series(run, backend, |r| r.e2e_p99_ms)),
+            ("e2e max".into(), series(run, backend, |r| r.e2e_max_ms)),
+            ("confirm p99".into(), series(run, backend, |r| r.publish_p99_ms)),
+        ],
+        faults: run.fault_windows(backend),
+    };
+    save_time(out, stem("latency", backend), chart)
+}
+
+/// The end-to-end latency of the measured phase (and drain) per backend, from the HdrHistogram
+/// logs: latency by percentile, the percentile axis on a log scale of 1/(1-p).
+pub fn percentile_spectrum(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    let chart = "percentiles";
+    let mut lines = Vec::new();
+    for b in run.backends() {
+        let path = run.dir.join("hdr").join(super::hlog::file_name(b));
+        let Ok(h) = super::hlog::read_merged(&path, "e2e", run.measure_start_s(b)) else {
+            continue;
+        };
+        if h.is_empty() {
+            continue;
+        }
+        let pts: Vec<(f64, f64)> = (0..=50)
+            .map(|k| 1.0 - 10f64.powf(-(k as f64) / 10.0))
+            .map(|p| (1.0 / (1.0 - p), h.value_at_quantile(p) as f64 / 1000.0))
+            .chain(std::iter::once((1e5 * 1.5, h.max() as f64 / 1000.0)))
+            .collect();
+        lines.push((b.to_string(), pts));
+    }
+    if lines.is_empty() {
+        return Err(ChartError::NoData {
+            chart: chart.into(),
+            what: "no e2e histograms in hdr/".into(),
+        });
+    }
+    save(out, chart, "End-to-end latency by percentile", &Spectrum(lines))
+}
+
+/// Latency by percentile, one line per backend.
+struct Spectrum(Vec<(String, Vec<(f64, f64)>)>);
+
+impl Plot for Spectrum {
+    fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        plot_spectrum(root, &self.0)
+    }
+}
+
+fn plot_spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, lines: &[(String, Vec<(f64, f64)>)]) -> Drawn {
+    let y_max = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.001f64, f64::max) * 1.5;
+    let y_min = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min)
+        .min(y_max / 10.0);
+    let mut chart = ChartBuilder::on(root)
+        .caption("End-to-end latency by percentile (measured phase)", (FONT, 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0f64..2e5).log_scale(), (y_min..y_max).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("ms (log scale)")
+        .x_label_formatter(&|x| {
+            let p = 100.0 * (1.0 - 1.0 / x);
+            if p < 99.0 {
+                format!("{p:.0}%")
+            } else {
+                format!("{p:.3}%").trim_end_matches('0').to_string()
+            }
+        })
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = series_color(i);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Bars: one value per labelled item.
+struct Bars {
+    title: String,
+    y_label: String,
+    items: Vec<(String, f64)>,
+}
+
+impl Plot for Bars {
+    fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        plot_bars(root, self)
+    }
+}
+
+fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Drawn {
+    let n = b.items.len();
+    let y_max = b.items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(1e-3) * 1.15;
+    let mut chart = ChartBuilder::on(root)
+        .caption(&b.title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(60)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0..y_max)
+        .map_err(err)?;
+    let labels: Vec<String> = b.items.iter().map(|i| i.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.max(1))
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 0.01 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(b.y_label.as_str())
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
+            Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, *v)], series_color(i).filled())
+        }))
+        .map_err(err)?;
+    chart
+        .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
+            Text::new(format_value(*v), (i as f64 - 0.2, *v + y_max * 0.01), (FONT, 13))
+        }))
+        .map_err(err)?;
+    Ok(())
+}
+
+fn format_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn save_bars(out: &Path, stem: &str, bars: Bars) -> Result<ChartFile, ChartError> {
+    if bars.items.is_empty() {
+        return Err(ChartError::NoData {
+            chart: stem.into(),
+            what: bars.title,
+        });
+    }
+    let title = bars.title.clone();
+    save(out, stem, &title, &bars)
+}
+
+fn rows_where<'a>(run: &'a RunResults, f: impl Fn(&SummaryRow) -> bool + 'a) -> impl Iterator<Item = &'a SummaryRow> + 'a {
+    run.summary.iter().filter(move |s| s.status.starts_with("ok") && f(s))
+}
+
+/// Bars: received msg/s of every backend that ran at max rate.
+pub fn max_throughput(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    let items = rows_where(run, |s| s.target_rate.is_none())
+        .map(|s| (s.backend.clone(), s.received_per_s))
+        .collect();
+    save_bars(out, "max-throughput", Bars {
+        title: "Max throughput (received msg/s, measured phase)".into(),
+        y_label: "msg/s".into(),
+        items,
+    })
+}
+
+/// Bars: end-to-end p99 of every backend that ran at a fixed rate, labelled with the rate.
+pub fn p99_by_rate(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    let items = rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some())
+        .map(|s| {
+            let rate = s.target_rate.unwrap_or(0.0);
+            (format!("{} @ {rate:.0}/s", s.backend), s.e2e_p99_ms.unwrap_or(0.0))
+        })
+        .collect();
+    save_bars(out, "p99-by-rate", Bars {
+        title: "End-to-end p99 latency (ms) at a fixed rate".into(),
+        y_label: "ms".into(),
+        items,
+    })
+}
+
+/// Bars: publish unavailability after each node fault, per backend.
+pub fn failover_unavailability(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    let items = run
+        .faults
+        .iter()
+        .filter(|f| f.action != "kill-consumer" && f.status == "ok")
+        .map(|f| {
+            let v = match f.publish_recovered.as_str() {
+                "unaffected" => 0.0,
+                _ => f.publish_unavailable_s.unwrap_or(0.0),
+            };
+            (format!("{} ({})", f.backend, f.target), v)
+        })
+        .collect();
+    save_bars(out, "failover-unavailability", Bars {
+        title: "Publish unavailability after the fault (s)".into(),
+        y_label: "seconds".into(),
+        items,
+    })
+}
+
+/// Bars: lost and duplicated messages per backend of a run with faults.
+pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    if run.faults.is_empty() {
+        return Err(ChartError::NoData {
+            chart: "failover-loss".into(),
+            what: "no faults.csv".into(),
+        });
+    }
+    let items = rows_where(run, |_| true)
+        .flat_map(|s| {
+            [
+                (format!("{} lost", s.backend), (s.lost + s.unconfirmed_missing) as f64),
+                (format!("{} dup", s.backend), s.duplicates as f64),
+            ]
+        })
+        .collect();
+    save_bars(out, "failover-loss", Bars {
+        title: "Lost (confirmed, or sent without confirms, never received) and duplicated messages".into(),
+        y_label: "messages".into(),
+        items,
+    })
+}
+
+/// Every chart the run has data for; the others come back as errors saying why.
+pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError>) {
+    let mut drawn = Vec::new();
+    let mut skipped = Vec::new();
+    let mut keep = |r: Result<ChartFile, ChartError>| match r {
+        Ok(c) => drawn.push(c),
+        Err(e) => skipped.push(e),
+    };
+    for b in run.backends() {
+        keep(throughput_over_time(run, b, out));
+        keep(latency_over_time(run, b, out));
+    }
+    keep(percentile_spectrum(run, out));
+    keep(max_throughput(run, out));
+    keep(p99_by_rate(run, out));
+    keep(failover_unavailability(run, out));
+    keep(failover_loss(run, out));
+    (drawn, skipped)
+}

@@ -1,0 +1,327 @@
+//! report.md and report.html of a results folder: the environment, what ran, the figures, one
+//! section per claim of the proposal with its verdict and the rule that produced it, the charts
+//! and the caveats. Both files are rendered from one list of blocks, so they say the same.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::charts::{self, ChartError, ChartFile};
+use super::results::RunResults;
+use super::verdict::{verdicts, Evidence, Verdict};
+use super::ReportError;
+
+/// One piece of the document.
+#[derive(Debug, Clone)]
+pub enum Block {
+    Heading(u8, String),
+    Para(String),
+    List(Vec<String>),
+    /// Header row, then rows.
+    Table(Vec<String>, Vec<Vec<String>>),
+    /// Alt text and a path relative to the report.
+    Image(String, String),
+}
+
+/// What `write_report` produced.
+#[derive(Debug)]
+pub struct Written {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    pub charts: Vec<ChartFile>,
+    pub skipped: Vec<ChartError>,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// The charts each claim shows, by file-stem prefix.
+fn charts_for(claim: &str) -> &'static [&'static str] {
+    match claim {
+        "C1" => &["failover-loss"],
+        "C3" => &["max-throughput"],
+        "C4" => &["failover-unavailability", "throughput-"],
+        "C6" => &["max-throughput", "percentiles", "p99-by-rate"],
+        _ => &[],
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
+}
+
+fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
+    let mut v = meta;
+    for p in path {
+        v = &v[*p];
+    }
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Relative path of a chart file from the report's folder.
+fn rel(report_dir: &Path, file: &Path) -> String {
+    file.strip_prefix(report_dir)
+        .unwrap_or(file)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// The blocks of one run's report.
+pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped: &[ChartError], verdicts: &[Verdict]) -> Vec<Block> {
+    let m = &run.meta;
+    let mut b = vec![
+        Block::Heading(1, format!("brokerbench report: {}", run.name)),
+        Block::Para(format!(
+            "Scenario `{}` ({}), run from {} to {}.",
+            meta_str(m, &["scenario"]),
+            meta_str(m, &["scenario_file"]),
+            meta_str(m, &["started_utc"]),
+            meta_str(m, &["ended_utc"])
+        )),
+        Block::Heading(2, "Environment".into()),
+        Block::List(vec![
+            format!(
+                "brokerbench {} (commit {})",
+                meta_str(m, &["brokerbench_version"]),
+                meta_str(m, &["git_commit"])
+            ),
+            format!(
+                "host: {} cores, {:.1} GiB memory, kernel {}",
+                meta_str(m, &["host", "cores"]),
+                m["host"]["memory_bytes"].as_f64().unwrap_or(0.0) / (1u64 << 30) as f64,
+                meta_str(m, &["host", "kernel"])
+            ),
+        ]),
+    ];
+    if let Some(backends) = m["backends"].as_array() {
+        b.push(Block::List(
+            backends
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} ({}): broker {}",
+                        meta_str(x, &["label"]),
+                        meta_str(x, &["backend_type"]),
+                        meta_str(x, &["broker_version"])
+                    )
+                })
+                .collect(),
+        ));
+    }
+    b.push(Block::Heading(2, "Results".into()));
+    b.push(Block::Table(
+        [
+            "backend", "status", "target msg/s", "received msg/s", "e2e p50 ms", "e2e p99 ms", "e2e max ms",
+            "confirm p99 ms", "sent", "confirmed", "lost", "duplicated", "indeterminate", "ledger",
+        ]
+        .map(String::from)
+        .to_vec(),
+        run.summary
+            .iter()
+            .map(|s| {
+                vec![
+                    s.backend.clone(),
+                    s.status.clone(),
+                    s.target_rate.map(|r| format!("{r:.0}")).unwrap_or_else(|| "max".into()),
+                    format!("{:.0}", s.received_per_s),
+                    opt(s.e2e_p50_ms),
+                    opt(s.e2e_p99_ms),
+                    opt(s.e2e_max_ms),
+                    opt(s.publish_p99_ms),
+                    s.sent.to_string(),
+                    s.confirmed.to_string(),
+                    s.lost.to_string(),
+                    s.duplicates.to_string(),
+                    s.indeterminate.to_string(),
+                    if s.ledger_consistent { "adds up".into() } else { format!("DOES NOT ADD UP: {}", s.ledger_problems) },
+                ]
+            })
+            .collect(),
+    ));
+    if !run.faults.is_empty() {
+        b.push(Block::Heading(2, "Faults".into()));
+        b.push(Block::Table(
+            [
+                "backend", "fault", "node", "new leader", "leader change s", "publish unavailable s",
+                "consume unavailable s", "others before/during msg/s", "rejoin s", "abandoned/reprocessed", "status",
+            ]
+            .map(String::from)
+            .to_vec(),
+            run.faults
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.backend.clone(),
+                        format!("{} {}", f.action, f.target),
+                        f.node.clone(),
+                        f.new_leader.clone(),
+                        opt(f.leader_change_s),
+                        match f.publish_recovered.as_str() {
+                            "yes" => opt(f.publish_unavailable_s),
+                            other => other.to_string(),
+                        },
+                        match f.consume_recovered.as_str() {
+                            "yes" => opt(f.consume_unavailable_s),
+                            other => other.to_string(),
+                        },
+                        format!("{} / {}", opt(f.others_baseline_per_s), opt(f.others_during_per_s)),
+                        opt(f.rejoin_s),
+                        match (f.abandoned, f.reprocessed) {
+                            (Some(a), Some(r)) => format!("{a}/{r}"),
+                            _ => "-".into(),
+                        },
+                        f.status.clone(),
+                    ]
+                })
+                .collect(),
+        ));
+    }
+    b.push(Block::Heading(2, "The proposal's claims".into()));
+    for v in verdicts {
+        b.push(Block::Heading(3, format!("{} — {}: {}", v.claim, v.title, v.outcome.as_str())));
+        b.push(Block::Para(format!("Rule: {}", v.rule)));
+        if !v.numbers.is_empty() {
+            b.push(Block::List(v.numbers.clone()));
+        }
+        for c in drawn
+            .iter()
+            .filter(|c| charts_for(v.claim).iter().any(|p| c.stem.starts_with(p)))
+        {
+            b.push(Block::Image(c.title.clone(), rel(report_dir, &c.png)));
+        }
+    }
+    b.push(Block::Heading(2, "All charts".into()));
+    b.push(Block::Para(
+        "Each chart is also an SVG beside its PNG. Shaded bands are fault windows (from the kill to the restart).".into(),
+    ));
+    for c in drawn {
+        b.push(Block::Image(c.title.clone(), rel(report_dir, &c.png)));
+    }
+    if !skipped.is_empty() {
+        b.push(Block::Para("Not drawn (no data in this run):".into()));
+        b.push(Block::List(skipped.iter().map(|e| e.to_string()).collect()));
+    }
+    b.push(Block::Heading(2, "Caveats".into()));
+    b.push(Block::List(vec![
+        meta_str(m, &["caveat"]),
+        "Every node of every cluster and the harness share one host's cores and disk: compare ratios within a run, not absolute figures across runs or machines.".into(),
+        "A verdict is only as wide as the runs in this folder: claims whose data is not here say \"not measured\".".into(),
+    ]));
+    b
+}
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+pub fn to_markdown(blocks: &[Block]) -> String {
+    let mut out = String::new();
+    for b in blocks {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "{} {text}\n", "#".repeat(*level as usize));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "{text}\n");
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {i}");
+                }
+                out.push('\n');
+            }
+            Block::Table(head, rows) => {
+                let _ = writeln!(out, "| {} |", head.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+                for r in rows {
+                    let _ = writeln!(out, "| {} |", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+                }
+                out.push('\n');
+            }
+            Block::Image(alt, path) => {
+                let _ = writeln!(out, "![{}]({path})\n", md_cell(alt));
+            }
+        }
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A self-contained page: inline style, charts linked relative to it, no external assets.
+pub fn to_html(title: &str, blocks: &[Block]) -> String {
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}img{{max-width:100%}}code{{background:#f3f3f3}}</style></head><body>\n",
+        esc(title)
+    );
+    for b in blocks {
+        match b {
+            Block::Heading(level, text) => {
+                let _ = writeln!(out, "<h{level}>{}</h{level}>", esc(text));
+            }
+            Block::Para(text) => {
+                let _ = writeln!(out, "<p>{}</p>", esc(text));
+            }
+            Block::List(items) => {
+                out.push_str("<ul>");
+                for i in items {
+                    let _ = write!(out, "<li>{}</li>", esc(i));
+                }
+                out.push_str("</ul>\n");
+            }
+            Block::Table(head, rows) => {
+                out.push_str("<table><tr>");
+                for h in head {
+                    let _ = write!(out, "<th>{}</th>", esc(h));
+                }
+                out.push_str("</tr>\n");
+                for r in rows {
+                    out.push_str("<tr>");
+                    for c in r {
+                        let _ = write!(out, "<td>{}</td>", esc(c));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</table>\n");
+            }
+            Block::Image(alt, path) => {
+                let svg = path.strip_suffix(".png").map(|p| format!("{p}.svg")).unwrap_or_else(|| path.clone());
+                let _ = writeln!(out, "<p><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a></p>", esc(&svg), esc(path), esc(alt));
+            }
+        }
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })
+}
+
+/// Rebuild the charts (in `<dir>/charts/`) and `report.md` / `report.html` of a results folder
+/// from its files alone.
+pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
+    let run = RunResults::load(dir)?;
+    let chart_dir = dir.join("charts");
+    std::fs::create_dir_all(&chart_dir).map_err(|source| ReportError::Io { path: chart_dir.clone(), source })?;
+    let (drawn, skipped) = charts::draw_all(&run, &chart_dir);
+    let verdicts = verdicts(&Evidence {
+        summary: &run.summary,
+        faults: &run.faults,
+    });
+    let blocks = blocks(&run, dir, &drawn, &skipped, &verdicts);
+    let markdown = dir.join("report.md");
+    let html = dir.join("report.html");
+    write(&markdown, &to_markdown(&blocks))?;
+    write(&html, &to_html(&format!("brokerbench report: {}", run.name), &blocks))?;
+    Ok(Written {
+        markdown,
+        html,
+        charts: drawn,
+        skipped,
+        verdicts,
+    })
+}

@@ -1,0 +1,95 @@
+//! A results folder read back from its files alone (no broker needed): what `brokerbench
+//! report` and `compare` draw and judge.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::{FaultRow, ReportError, SummaryRow};
+use crate::metrics::aggregator::IntervalRow;
+
+/// One row of timeline.csv.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TimelineEntry {
+    pub backend: String,
+    /// "phase" or "fault".
+    pub kind: String,
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
+}
+
+/// Everything a report needs from one run folder. Files a run did not write are empty.
+#[derive(Debug, Clone)]
+pub struct RunResults {
+    pub dir: PathBuf,
+    /// The folder's name, e.g. `20261127T083643Z-failover-leader`.
+    pub name: String,
+    pub meta: serde_json::Value,
+    pub summary: Vec<SummaryRow>,
+    pub timeseries: Vec<IntervalRow>,
+    pub timeline: Vec<TimelineEntry>,
+    pub faults: Vec<FaultRow>,
+}
+
+fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>, ReportError> {
+    if !required && !path.exists() {
+        return Ok(Vec::new());
+    }
+    let csv_err = |source| ReportError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
+    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(csv_err)
+}
+
+impl RunResults {
+    /// Read a results folder; summary.csv and meta.json must be there.
+    pub fn load(dir: &Path) -> Result<Self, ReportError> {
+        let meta_path = dir.join("meta.json");
+        let meta_text = std::fs::read_to_string(&meta_path).map_err(|source| ReportError::Io {
+            path: meta_path.clone(),
+            source,
+        })?;
+        let meta = serde_json::from_str(&meta_text).map_err(|e| ReportError::Encode {
+            path: meta_path,
+            message: format!("not valid JSON: {e}"),
+        })?;
+        Ok(RunResults {
+            dir: dir.to_path_buf(),
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            meta,
+            summary: read_rows(&dir.join("summary.csv"), true)?,
+            timeseries: read_rows(&dir.join("timeseries.csv"), false)?,
+            timeline: read_rows(&dir.join("timeline.csv"), false)?,
+            faults: read_rows(&dir.join("faults.csv"), false)?,
+        })
+    }
+
+    /// Backend labels in the order they ran.
+    pub fn backends(&self) -> Vec<&str> {
+        self.summary.iter().map(|s| s.backend.as_str()).collect()
+    }
+
+    /// The fault windows of one backend: (name, start_s, end_s).
+    pub fn fault_windows(&self, backend: &str) -> Vec<(String, f64, f64)> {
+        self.timeline
+            .iter()
+            .filter(|e| e.backend == backend && e.kind == "fault")
+            .map(|e| (e.name.clone(), e.start_s, e.end_s.unwrap_or(e.start_s)))
+            .collect()
+    }
+
+    /// When the measured phase of one backend started (seconds since its load started).
+    pub fn measure_start_s(&self, backend: &str) -> f64 {
+        self.timeline
+            .iter()
+            .find(|e| e.backend == backend && e.kind == "phase" && e.name == "measure")
+            .map(|e| e.start_s)
+            .unwrap_or(0.0)
+    }
+}
