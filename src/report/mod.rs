@@ -6,6 +6,7 @@ pub mod hlog;
 pub mod meta;
 pub mod progress;
 pub mod summary;
+pub mod verdict;
 
 use std::path::PathBuf;
 
