@@ -9,6 +9,7 @@ pub mod meta;
 pub mod progress;
 pub mod results;
 pub mod summary;
+pub mod verdict;
 
 use std::path::PathBuf;
 
