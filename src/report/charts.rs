@@ -101,7 +101,13 @@ fn series_color(i: usize) -> RGBColor {
 pub fn stem(prefix: &str, label: &str) -> String {
     let safe: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{prefix}-{safe}")
 }
@@ -158,7 +164,9 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
                     )))
                     .map_err(err)?
                     .label(name.clone())
-                    .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], FAULT_SHADE.filled()));
+                    .legend(|(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 16, y + 5)], FAULT_SHADE.filled())
+                    });
             }
             for (i, (name, pts)) in c.lines.iter().enumerate() {
                 let color = series_color(i);
@@ -169,7 +177,9 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
                     ))
                     .map_err(err)?
                     .label(name.clone())
-                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()
@@ -198,7 +208,11 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
     Ok(())
 }
 
-fn series(run: &RunResults, backend: &str, f: impl Fn(&crate::metrics::aggregator::IntervalRow) -> Option<f64>) -> Vec<(f64, f64)> {
+fn series(
+    run: &RunResults,
+    backend: &str,
+    f: impl Fn(&crate::metrics::aggregator::IntervalRow) -> Option<f64>,
+) -> Vec<(f64, f64)> {
     run.timeseries
         .iter()
         .filter(|r| r.backend == backend && r.t_end_s > r.t_start_s)
@@ -218,15 +232,25 @@ fn save_time(out: &Path, stem: String, chart: TimeChart) -> Result<ChartFile, Ch
 }
 
 /// Sent, confirmed and received msg/s over time for one backend, fault windows shaded.
-pub fn throughput_over_time(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+pub fn throughput_over_time(
+    run: &RunResults,
+    backend: &str,
+    out: &Path,
+) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
         title: format!("{backend}: throughput"),
         y_label: "msg/s".into(),
         log_y: false,
         lines: vec![
             ("sent".into(), series(run, backend, |r| Some(r.sent_per_s))),
-            ("confirmed".into(), series(run, backend, |r| Some(r.confirmed_per_s))),
-            ("received".into(), series(run, backend, |r| Some(r.received_per_s))),
+            (
+                "confirmed".into(),
+                series(run, backend, |r| Some(r.confirmed_per_s)),
+            ),
+            (
+                "received".into(),
+                series(run, backend, |r| Some(r.received_per_s)),
+            ),
         ],
         faults: run.fault_windows(backend),
     };
@@ -234,7 +258,11 @@ pub fn throughput_over_time(run: &RunResults, backend: &str, out: &Path) -> Resu
 }
 
 /// End-to-end p50/p99/max and confirm p99 latency over time for one backend (log scale).
-pub fn latency_over_time(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+pub fn latency_over_time(
+    run: &RunResults,
+    backend: &str,
+    out: &Path,
+) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
         title: format!("{backend}: latency per second"),
         y_label: "ms (log scale)".into(),
@@ -243,7 +271,10 @@ pub fn latency_over_time(run: &RunResults, backend: &str, out: &Path) -> Result<
             ("e2e p50".into(), series(run, backend, |r| r.e2e_p50_ms)),
             ("e2e p99".into(), series(run, backend, |r| r.e2e_p99_ms)),
             ("e2e max".into(), series(run, backend, |r| r.e2e_max_ms)),
-            ("confirm p99".into(), series(run, backend, |r| r.publish_p99_ms)),
+            (
+                "confirm p99".into(),
+                series(run, backend, |r| r.publish_p99_ms),
+            ),
         ],
         faults: run.fault_windows(backend),
     };
@@ -276,7 +307,12 @@ pub fn percentile_spectrum(run: &RunResults, out: &Path) -> Result<ChartFile, Ch
             what: "no e2e histograms in hdr/".into(),
         });
     }
-    save(out, chart, "End-to-end latency by percentile", &Spectrum(lines))
+    save(
+        out,
+        chart,
+        "End-to-end latency by percentile",
+        &Spectrum(lines),
+    )
 }
 
 /// Latency by percentile, one line per backend.
@@ -288,8 +324,15 @@ impl Plot for Spectrum {
     }
 }
 
-fn plot_spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, lines: &[(String, Vec<(f64, f64)>)]) -> Drawn {
-    let y_max = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).fold(0.001f64, f64::max) * 1.5;
+fn plot_spectrum<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> Drawn {
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.1.iter().map(|p| p.1))
+        .fold(0.001f64, f64::max)
+        * 1.5;
     let y_min = lines
         .iter()
         .flat_map(|l| l.1.iter().map(|p| p.1))
@@ -297,7 +340,10 @@ fn plot_spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, lines: &[(St
         .fold(f64::MAX, f64::min)
         .min(y_max / 10.0);
     let mut chart = ChartBuilder::on(root)
-        .caption("End-to-end latency by percentile (measured phase)", (FONT, 22))
+        .caption(
+            "End-to-end latency by percentile (measured phase)",
+            (FONT, 22),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
@@ -308,12 +354,8 @@ fn plot_spectrum<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, lines: &[(St
         .x_desc("percentile")
         .y_desc("ms (log scale)")
         .x_label_formatter(&|x| {
-            let p = 100.0 * (1.0 - 1.0 / x);
-            if p < 99.0 {
-                format!("{p:.0}%")
-            } else {
-                format!("{p:.3}%").trim_end_matches('0').to_string()
-            }
+            let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
+            format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
         })
         .label_style((FONT, 14))
         .draw()
@@ -379,12 +421,19 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
-            Rectangle::new([(i as f64 - 0.35, 0.0), (i as f64 + 0.35, *v)], series_color(i).filled())
+            Rectangle::new(
+                [(i as f64 - 0.35, 0.0), (i as f64 + 0.35, *v)],
+                series_color(i).filled(),
+            )
         }))
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
-            Text::new(format_value(*v), (i as f64 - 0.2, *v + y_max * 0.01), (FONT, 13))
+            Text::new(
+                format_value(*v),
+                (i as f64 - 0.2, *v + y_max * 0.01),
+                (FONT, 13),
+            )
         }))
         .map_err(err)?;
     Ok(())
@@ -411,8 +460,13 @@ fn save_bars(out: &Path, stem: &str, bars: Bars) -> Result<ChartFile, ChartError
     save(out, stem, &title, &bars)
 }
 
-fn rows_where<'a>(run: &'a RunResults, f: impl Fn(&SummaryRow) -> bool + 'a) -> impl Iterator<Item = &'a SummaryRow> + 'a {
-    run.summary.iter().filter(move |s| s.status.starts_with("ok") && f(s))
+fn rows_where<'a>(
+    run: &'a RunResults,
+    f: impl Fn(&SummaryRow) -> bool + 'a,
+) -> impl Iterator<Item = &'a SummaryRow> + 'a {
+    run.summary
+        .iter()
+        .filter(move |s| s.status.starts_with("ok") && f(s))
 }
 
 /// Bars: received msg/s of every backend that ran at max rate.
@@ -420,11 +474,15 @@ pub fn max_throughput(run: &RunResults, out: &Path) -> Result<ChartFile, ChartEr
     let items = rows_where(run, |s| s.target_rate.is_none())
         .map(|s| (s.backend.clone(), s.received_per_s))
         .collect();
-    save_bars(out, "max-throughput", Bars {
-        title: "Max throughput (received msg/s, measured phase)".into(),
-        y_label: "msg/s".into(),
-        items,
-    })
+    save_bars(
+        out,
+        "max-throughput",
+        Bars {
+            title: "Max throughput (received msg/s, measured phase)".into(),
+            y_label: "msg/s".into(),
+            items,
+        },
+    )
 }
 
 /// Bars: end-to-end p99 of every backend that ran at a fixed rate, labelled with the rate.
@@ -432,14 +490,21 @@ pub fn p99_by_rate(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError
     let items = rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some())
         .map(|s| {
             let rate = s.target_rate.unwrap_or(0.0);
-            (format!("{} @ {rate:.0}/s", s.backend), s.e2e_p99_ms.unwrap_or(0.0))
+            (
+                format!("{} @ {rate:.0}/s", s.backend),
+                s.e2e_p99_ms.unwrap_or(0.0),
+            )
         })
         .collect();
-    save_bars(out, "p99-by-rate", Bars {
-        title: "End-to-end p99 latency (ms) at a fixed rate".into(),
-        y_label: "ms".into(),
-        items,
-    })
+    save_bars(
+        out,
+        "p99-by-rate",
+        Bars {
+            title: "End-to-end p99 latency (ms) at a fixed rate".into(),
+            y_label: "ms".into(),
+            items,
+        },
+    )
 }
 
 /// Bars: publish unavailability after each node fault, per backend.
@@ -456,11 +521,15 @@ pub fn failover_unavailability(run: &RunResults, out: &Path) -> Result<ChartFile
             (format!("{} ({})", f.backend, f.target), v)
         })
         .collect();
-    save_bars(out, "failover-unavailability", Bars {
-        title: "Publish unavailability after the fault (s)".into(),
-        y_label: "seconds".into(),
-        items,
-    })
+    save_bars(
+        out,
+        "failover-unavailability",
+        Bars {
+            title: "Publish unavailability after the fault (s)".into(),
+            y_label: "seconds".into(),
+            items,
+        },
+    )
 }
 
 /// Bars: lost and duplicated messages per backend of a run with faults.
@@ -474,16 +543,25 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
     let items = rows_where(run, |_| true)
         .flat_map(|s| {
             [
-                (format!("{} lost", s.backend), (s.lost + s.unconfirmed_missing) as f64),
+                (
+                    format!("{} lost", s.backend),
+                    (s.lost + s.unconfirmed_missing) as f64,
+                ),
                 (format!("{} dup", s.backend), s.duplicates as f64),
             ]
         })
         .collect();
-    save_bars(out, "failover-loss", Bars {
-        title: "Lost (confirmed, or sent without confirms, never received) and duplicated messages".into(),
-        y_label: "messages".into(),
-        items,
-    })
+    save_bars(
+        out,
+        "failover-loss",
+        Bars {
+            title:
+                "Lost (confirmed, or sent without confirms, never received) and duplicated messages"
+                    .into(),
+            y_label: "messages".into(),
+            items,
+        },
+    )
 }
 
 /// Every chart the run has data for; the others come back as errors saying why.
@@ -504,4 +582,40 @@ pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError
     keep(failover_unavailability(run, out));
     keep(failover_loss(run, out));
     (drawn, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chart_without_data_is_skipped_with_the_reason() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let run = RunResults {
+            dir: tmp.path().to_path_buf(),
+            name: "empty".into(),
+            meta: serde_json::Value::Null,
+            summary: vec![SummaryRow {
+                backend: "b".into(),
+                status: "ok".into(),
+                target_rate: Some(1000.0),
+                ..Default::default()
+            }],
+            timeseries: Vec::new(),
+            timeline: Vec::new(),
+            faults: Vec::new(),
+        };
+        let (drawn, skipped) = draw_all(&run, tmp.path());
+        // A fixed-rate row with no p99 and no max-rate row: nothing to draw, nothing panics.
+        assert!(drawn.is_empty(), "{drawn:?}");
+        assert_eq!(skipped.len(), 7, "{skipped:?}");
+        assert!(skipped
+            .iter()
+            .all(|e| matches!(e, ChartError::NoData { .. })));
+        assert!(
+            skipped[0].to_string().contains("throughput-b"),
+            "{}",
+            skipped[0]
+        );
+    }
 }

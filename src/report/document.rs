@@ -68,7 +68,13 @@ fn rel(report_dir: &Path, file: &Path) -> String {
 }
 
 /// The blocks of one run's report.
-pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped: &[ChartError], verdicts: &[Verdict]) -> Vec<Block> {
+pub fn blocks(
+    run: &RunResults,
+    report_dir: &Path,
+    drawn: &[ChartFile],
+    skipped: &[ChartError],
+    verdicts: &[Verdict],
+) -> Vec<Block> {
     let m = &run.meta;
     let mut b = vec![
         Block::Heading(1, format!("brokerbench report: {}", run.name)),
@@ -102,7 +108,7 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
                     format!(
                         "{} ({}): broker {}",
                         meta_str(x, &["label"]),
-                        meta_str(x, &["backend_type"]),
+                        meta_str(x, &["type"]),
                         meta_str(x, &["broker_version"])
                     )
                 })
@@ -112,8 +118,20 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
     b.push(Block::Heading(2, "Results".into()));
     b.push(Block::Table(
         [
-            "backend", "status", "target msg/s", "received msg/s", "e2e p50 ms", "e2e p99 ms", "e2e max ms",
-            "confirm p99 ms", "sent", "confirmed", "lost", "duplicated", "indeterminate", "ledger",
+            "backend",
+            "status",
+            "target msg/s",
+            "received msg/s",
+            "e2e p50 ms",
+            "e2e p99 ms",
+            "e2e max ms",
+            "confirm p99 ms",
+            "sent",
+            "confirmed",
+            "lost",
+            "duplicated",
+            "indeterminate",
+            "ledger",
         ]
         .map(String::from)
         .to_vec(),
@@ -123,7 +141,9 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
                 vec![
                     s.backend.clone(),
                     s.status.clone(),
-                    s.target_rate.map(|r| format!("{r:.0}")).unwrap_or_else(|| "max".into()),
+                    s.target_rate
+                        .map(|r| format!("{r:.0}"))
+                        .unwrap_or_else(|| "max".into()),
                     format!("{:.0}", s.received_per_s),
                     opt(s.e2e_p50_ms),
                     opt(s.e2e_p99_ms),
@@ -134,7 +154,11 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
                     s.lost.to_string(),
                     s.duplicates.to_string(),
                     s.indeterminate.to_string(),
-                    if s.ledger_consistent { "adds up".into() } else { format!("DOES NOT ADD UP: {}", s.ledger_problems) },
+                    if s.ledger_consistent {
+                        "adds up".into()
+                    } else {
+                        format!("DOES NOT ADD UP: {}", s.ledger_problems)
+                    },
                 ]
             })
             .collect(),
@@ -143,8 +167,17 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
         b.push(Block::Heading(2, "Faults".into()));
         b.push(Block::Table(
             [
-                "backend", "fault", "node", "new leader", "leader change s", "publish unavailable s",
-                "consume unavailable s", "others before/during msg/s", "rejoin s", "abandoned/reprocessed", "status",
+                "backend",
+                "fault",
+                "node",
+                "new leader",
+                "leader change s",
+                "publish unavailable s",
+                "consume unavailable s",
+                "others before/during msg/s",
+                "rejoin s",
+                "abandoned/reprocessed",
+                "status",
             ]
             .map(String::from)
             .to_vec(),
@@ -165,7 +198,11 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
                             "yes" => opt(f.consume_unavailable_s),
                             other => other.to_string(),
                         },
-                        format!("{} / {}", opt(f.others_baseline_per_s), opt(f.others_during_per_s)),
+                        format!(
+                            "{} / {}",
+                            opt(f.others_baseline_per_s),
+                            opt(f.others_during_per_s)
+                        ),
                         opt(f.rejoin_s),
                         match (f.abandoned, f.reprocessed) {
                             (Some(a), Some(r)) => format!("{a}/{r}"),
@@ -179,7 +216,10 @@ pub fn blocks(run: &RunResults, report_dir: &Path, drawn: &[ChartFile], skipped:
     }
     b.push(Block::Heading(2, "The proposal's claims".into()));
     for v in verdicts {
-        b.push(Block::Heading(3, format!("{} — {}: {}", v.claim, v.title, v.outcome.as_str())));
+        b.push(Block::Heading(
+            3,
+            format!("{} — {}: {}", v.claim, v.title, v.outcome.as_str()),
+        ));
         b.push(Block::Para(format!("Rule: {}", v.rule)));
         if !v.numbers.is_empty() {
             b.push(Block::List(v.numbers.clone()));
@@ -232,10 +272,21 @@ pub fn to_markdown(blocks: &[Block]) -> String {
                 out.push('\n');
             }
             Block::Table(head, rows) => {
-                let _ = writeln!(out, "| {} |", head.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(
+                    out,
+                    "| {} |",
+                    head.iter()
+                        .map(|h| md_cell(h))
+                        .collect::<Vec<_>>()
+                        .join(" | ")
+                );
                 let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
                 for r in rows {
-                    let _ = writeln!(out, "| {} |", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+                    let _ = writeln!(
+                        out,
+                        "| {} |",
+                        r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                    );
                 }
                 out.push('\n');
             }
@@ -248,7 +299,10 @@ pub fn to_markdown(blocks: &[Block]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A self-contained page: inline style, charts linked relative to it, no external assets.
@@ -288,8 +342,17 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
                 out.push_str("</table>\n");
             }
             Block::Image(alt, path) => {
-                let svg = path.strip_suffix(".png").map(|p| format!("{p}.svg")).unwrap_or_else(|| path.clone());
-                let _ = writeln!(out, "<p><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a></p>", esc(&svg), esc(path), esc(alt));
+                let svg = path
+                    .strip_suffix(".png")
+                    .map(|p| format!("{p}.svg"))
+                    .unwrap_or_else(|| path.clone());
+                let _ = writeln!(
+                    out,
+                    "<p><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a></p>",
+                    esc(&svg),
+                    esc(path),
+                    esc(alt)
+                );
             }
         }
     }
@@ -298,7 +361,10 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Rebuild the charts (in `<dir>/charts/`) and `report.md` / `report.html` of a results folder
@@ -306,7 +372,10 @@ fn write(path: &Path, text: &str) -> Result<(), ReportError> {
 pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
     let run = RunResults::load(dir)?;
     let chart_dir = dir.join("charts");
-    std::fs::create_dir_all(&chart_dir).map_err(|source| ReportError::Io { path: chart_dir.clone(), source })?;
+    std::fs::create_dir_all(&chart_dir).map_err(|source| ReportError::Io {
+        path: chart_dir.clone(),
+        source,
+    })?;
     let (drawn, skipped) = charts::draw_all(&run, &chart_dir);
     let verdicts = verdicts(&Evidence {
         summary: &run.summary,
@@ -316,7 +385,10 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
     let markdown = dir.join("report.md");
     let html = dir.join("report.html");
     write(&markdown, &to_markdown(&blocks))?;
-    write(&html, &to_html(&format!("brokerbench report: {}", run.name), &blocks))?;
+    write(
+        &html,
+        &to_html(&format!("brokerbench report: {}", run.name), &blocks),
+    )?;
     Ok(Written {
         markdown,
         html,

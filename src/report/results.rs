@@ -41,7 +41,9 @@ fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>,
         source,
     };
     let mut r = csv::Reader::from_path(path).map_err(csv_err)?;
-    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(csv_err)
+    r.deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(csv_err)
 }
 
 impl RunResults {

@@ -348,14 +348,16 @@ fn c4(e: &Evidence) -> Verdict {
         "Leader kills (kill leader-of:*). Per backend, publish unavailability is the worst over \
          its leader kills (unaffected = 0 s; not recovered = until the end, worse than any \
          number). (a) the best Redis backend's unavailability ≤ the smallest of the RabbitMQ \
-         quorum and mirrored backends'; (b) on every Redis leader kill with figures for the \
+         quorum and mirrored backends with publisher confirms (without confirms a publish \
+         cannot be seen to fail); (b) on every Redis leader kill with figures for the \
          other destinations, their received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × \
          before. Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis \
          row; inconclusive otherwise."
     );
     let mut numbers = Vec::new();
     let redis = e.with_faults(&[REDIS], is_leader_kill);
-    let rabbit = e.with_faults(&[QUORUM, MIRRORED], is_leader_kill);
+    let mut rabbit = e.with_faults(&[QUORUM, MIRRORED], is_leader_kill);
+    rabbit.retain(|(r, _)| r.confirmed > 0);
     let mut redis_outage = Vec::new();
     for (r, fs) in &redis {
         if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
@@ -815,13 +817,33 @@ mod tests {
     }
 
     fn c4_backends() -> Vec<SummaryRow> {
-        vec![
+        [
             backend("redis", REDIS),
             backend("redis-wait1", REDIS),
             backend("quorum", QUORUM),
             backend("mirrored", MIRRORED),
             backend("stream", STREAM),
         ]
+        .into_iter()
+        .map(|r| SummaryRow {
+            confirmed: 1000,
+            ..r
+        })
+        .collect()
+    }
+
+    #[test]
+    fn c4_leaves_out_rabbitmq_backends_without_confirms() {
+        let mut s = c4_backends();
+        s.push(backend("mirrored-noconfirm", MIRRORED));
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            // No confirms: nothing can be seen to fail, "unaffected" says nothing.
+            leader_kill("mirrored-noconfirm", None, "unaffected"),
+        ];
+        let v = &run(&s, &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
     }
 
     #[test]
