@@ -1,4 +1,4 @@
-# brokerbench: make bench | make failover-test | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make failover-test | make report | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -19,7 +19,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench failover-test test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench failover-test report test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -34,6 +34,12 @@ bench: deps build
 
 failover-test: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)
+
+# Rebuild charts and report of the newest results folder (no broker needed).
+report: build
+	@latest=$$(ls -d $(RESULTS)/2*/ 2>/dev/null | sort | tail -1); \
+	if [ -z "$$latest" ]; then echo "no results folder in $(RESULTS)/; run make bench first" >&2; exit 2; fi; \
+	$(BIN) report "$$latest"
 
 test: deps
 	$(CARGO) test --all-targets

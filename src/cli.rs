@@ -47,6 +47,14 @@ pub enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Put two results folders side by side (same charts, both runs) in a new folder.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Where to write (default: results/compare-<a>-vs-<b>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Start, stop or show a local cluster.
     Cluster {
         #[command(subcommand)]

@@ -76,24 +76,35 @@ async fn async_main(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Report { dirs } => {
-            for d in &dirs {
-                match brokerbench::report::document::write_report(d) {
-                    Ok(w) => {
-                        for e in &w.skipped {
-                            eprintln!("  skipped {e}");
-                        }
-                        for v in &w.verdicts {
-                            println!("  {}: {}", v.claim, v.outcome.as_str());
-                        }
-                        println!("report: {}", w.html.display());
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
+            if dirs.iter().all(|d| write_report(d)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Command::Compare { a, b, out } => {
+            let name = |p: &std::path::Path| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            let out = out.unwrap_or_else(|| {
+                std::path::PathBuf::from("results").join(format!(
+                    "compare-{}-vs-{}",
+                    name(&a),
+                    name(&b)
+                ))
+            });
+            match brokerbench::report::document::write_comparison(&a, &b, &out) {
+                Ok(w) => {
+                    println!("comparison: {}", w.html.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: compare {} {}: {e}", a.display(), b.display());
+                    ExitCode::from(2)
                 }
             }
-            ExitCode::SUCCESS
         }
         Command::Run {
             scenarios,
@@ -124,6 +135,8 @@ async fn async_main(cli: Cli) -> ExitCode {
                         for s in &out.summaries {
                             println!("  {}", s.one_line());
                         }
+                        // A report that cannot be written is said, and the run's result stands.
+                        write_report(&out.dir);
                         if out.interrupted {
                             return ExitCode::from(130);
                         }
@@ -316,4 +329,25 @@ fn no_cluster(dir: &Path) -> String {
         "no cluster state in {} (was `brokerbench cluster up` run with this --dir?)",
         dir.display()
     )
+}
+
+/// Charts, report.md and report.html of a results folder; prints the verdicts and the path.
+/// Returns false (after saying why) when the folder cannot be read.
+fn write_report(dir: &std::path::Path) -> bool {
+    match brokerbench::report::document::write_report(dir) {
+        Ok(w) => {
+            for e in &w.skipped {
+                eprintln!("  chart skipped: {e}");
+            }
+            for v in &w.verdicts {
+                println!("  {}: {}", v.claim, v.outcome.as_str());
+            }
+            println!("report: {}", w.html.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: report for {}: {e}", dir.display());
+            false
+        }
+    }
 }

@@ -137,3 +137,32 @@ fn a_folder_without_summary_is_a_clear_error() {
     let e = brokerbench::report::document::write_report(tmp.path()).expect_err("no summary.csv");
     assert!(e.to_string().contains("summary.csv"), "{e}");
 }
+
+#[test]
+fn compare_puts_both_runs_side_by_side() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (a, b, out) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("cmp"),
+    );
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).expect("dir");
+        copy_fixture(d);
+        write_hlog(d, "redis", 50);
+    }
+    let w = brokerbench::report::document::write_comparison(&a, &b, &out).expect("compare");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    let l = links(&md);
+    assert!(
+        l.iter().any(|p| p.starts_with("a/")) && l.iter().any(|p| p.starts_with("b/")),
+        "{l:?}"
+    );
+    for p in &l {
+        assert!(
+            out.join(p).is_file(),
+            "comparison links {p}, which does not exist"
+        );
+    }
+    assert!(md.contains("| C4 "), "{md}");
+}

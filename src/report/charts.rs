@@ -392,48 +392,45 @@ impl Plot for Bars {
     }
 }
 
+/// Horizontal bars, so that long labels (backend and setting) stay readable.
 fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Drawn {
     let n = b.items.len();
-    let y_max = b.items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(1e-3) * 1.15;
+    let x_max = b.items.iter().map(|i| i.1).fold(0.0f64, f64::max).max(1e-3) * 1.15;
     let mut chart = ChartBuilder::on(root)
-        .caption(&b.title, (FONT, 22))
+        .caption(&b.title, (FONT, 20))
         .margin(12)
-        .x_label_area_size(60)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0.0..y_max)
+        .x_label_area_size(40)
+        .y_label_area_size(300)
+        .build_cartesian_2d(0.0..x_max, -0.5f64..(n as f64 - 0.5))
         .map_err(err)?;
     let labels: Vec<String> = b.items.iter().map(|i| i.0.clone()).collect();
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.max(1))
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 0.01 && i >= 0.0 {
+        .disable_y_mesh()
+        .y_labels(n.max(1))
+        .y_label_formatter(&|y| {
+            let i = y.round();
+            if (y - i).abs() < 0.01 && i >= 0.0 {
                 labels.get(i as usize).cloned().unwrap_or_default()
             } else {
                 String::new()
             }
         })
-        .y_desc(b.y_label.as_str())
+        .x_desc(b.y_label.as_str())
         .label_style((FONT, 13))
         .draw()
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
             Rectangle::new(
-                [(i as f64 - 0.35, 0.0), (i as f64 + 0.35, *v)],
+                [(0.0, i as f64 - 0.35), (*v, i as f64 + 0.35)],
                 series_color(i).filled(),
             )
         }))
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
-            Text::new(
-                format_value(*v),
-                (i as f64 - 0.2, *v + y_max * 0.01),
-                (FONT, 13),
-            )
+            Text::new(format_value(*v), (*v + x_max * 0.01, i as f64), (FONT, 13))
         }))
         .map_err(err)?;
     Ok(())

@@ -20,6 +20,8 @@ pub enum Block {
     Table(Vec<String>, Vec<Vec<String>>),
     /// Alt text and a path relative to the report.
     Image(String, String),
+    /// Images shown side by side (alt text, path), one per run.
+    Images(Vec<(String, String)>),
 }
 
 /// What `write_report` produced.
@@ -293,6 +295,12 @@ pub fn to_markdown(blocks: &[Block]) -> String {
             Block::Image(alt, path) => {
                 let _ = writeln!(out, "![{}]({path})\n", md_cell(alt));
             }
+            Block::Images(images) => {
+                for (alt, path) in images {
+                    let _ = write!(out, "![{}]({path}) ", md_cell(alt));
+                }
+                out.push_str("\n\n");
+            }
         }
     }
     out
@@ -342,22 +350,37 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
                 out.push_str("</table>\n");
             }
             Block::Image(alt, path) => {
-                let svg = path
-                    .strip_suffix(".png")
-                    .map(|p| format!("{p}.svg"))
-                    .unwrap_or_else(|| path.clone());
-                let _ = writeln!(
-                    out,
-                    "<p><a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a></p>",
-                    esc(&svg),
-                    esc(path),
-                    esc(alt)
-                );
+                let _ = writeln!(out, "<p>{}</p>", html_image(alt, path));
+            }
+            Block::Images(images) => {
+                out.push_str("<table><tr>");
+                for (alt, path) in images {
+                    let _ = write!(
+                        out,
+                        "<td style=\"width:50%\">{}</td>",
+                        html_image(alt, path)
+                    );
+                }
+                out.push_str("</tr></table>\n");
             }
         }
     }
     out.push_str("</body></html>\n");
     out
+}
+
+/// A chart's PNG, linking to its SVG.
+fn html_image(alt: &str, path: &str) -> String {
+    let svg = path
+        .strip_suffix(".png")
+        .map(|p| format!("{p}.svg"))
+        .unwrap_or_else(|| path.to_string());
+    format!(
+        "<a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a>",
+        esc(&svg),
+        esc(path),
+        esc(alt)
+    )
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
@@ -395,5 +418,114 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
         charts: drawn,
         skipped,
         verdicts,
+    })
+}
+
+/// Two runs side by side: both runs' results and verdicts in one table each, and every chart
+/// that both have, next to each other. Written into `out` (charts under `out/a`, `out/b`).
+pub fn write_comparison(a: &Path, b: &Path, out: &Path) -> Result<Written, ReportError> {
+    let runs = [RunResults::load(a)?, RunResults::load(b)?];
+    let mut drawn = Vec::new();
+    let mut skipped = Vec::new();
+    for (run, sub) in runs.iter().zip(["a", "b"]) {
+        let dir = out.join(sub);
+        std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let (d, s) = charts::draw_all(run, &dir);
+        drawn.push(d);
+        skipped.extend(s);
+    }
+    let verdicts: Vec<Vec<Verdict>> = runs
+        .iter()
+        .map(|r| {
+            verdicts(&Evidence {
+                summary: &r.summary,
+                faults: &r.faults,
+            })
+        })
+        .collect();
+    let title = format!(
+        "brokerbench comparison: {} vs {}",
+        runs[0].name, runs[1].name
+    );
+    let mut blocks = vec![
+        Block::Heading(1, title.clone()),
+        Block::List(vec![
+            format!("a: {}", a.display()),
+            format!("b: {}", b.display()),
+        ]),
+        Block::Heading(2, "Results".into()),
+    ];
+    let mut rows = Vec::new();
+    for (run, tag) in runs.iter().zip(["a", "b"]) {
+        for s in &run.summary {
+            rows.push(vec![
+                tag.to_string(),
+                s.backend.clone(),
+                s.status.clone(),
+                s.target_rate
+                    .map(|r| format!("{r:.0}"))
+                    .unwrap_or_else(|| "max".into()),
+                format!("{:.0}", s.received_per_s),
+                opt(s.e2e_p50_ms),
+                opt(s.e2e_p99_ms),
+                s.lost.to_string(),
+                s.duplicates.to_string(),
+            ]);
+        }
+    }
+    blocks.push(Block::Table(
+        [
+            "run",
+            "backend",
+            "status",
+            "target msg/s",
+            "received msg/s",
+            "e2e p50 ms",
+            "e2e p99 ms",
+            "lost",
+            "duplicated",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    ));
+    blocks.push(Block::Heading(2, "Verdicts".into()));
+    blocks.push(Block::Table(
+        ["claim", "a", "b"].map(String::from).to_vec(),
+        verdicts[0]
+            .iter()
+            .zip(&verdicts[1])
+            .map(|(x, y)| {
+                vec![
+                    format!("{} {}", x.claim, x.title),
+                    x.outcome.as_str().into(),
+                    y.outcome.as_str().into(),
+                ]
+            })
+            .collect(),
+    ));
+    blocks.push(Block::Heading(2, "Charts (a left, b right)".into()));
+    for c in &drawn[0] {
+        if let Some(d) = drawn[1].iter().find(|d| d.stem == c.stem) {
+            blocks.push(Block::Heading(3, c.title.clone()));
+            blocks.push(Block::Images(vec![
+                (format!("a: {}", c.title), rel(out, &c.png)),
+                (format!("b: {}", d.title), rel(out, &d.png)),
+            ]));
+        }
+    }
+    let markdown = out.join("report.md");
+    let html = out.join("report.html");
+    write(&markdown, &to_markdown(&blocks))?;
+    write(&html, &to_html(&title, &blocks))?;
+    Ok(Written {
+        markdown,
+        html,
+        charts: drawn.concat(),
+        skipped,
+        verdicts: verdicts.concat(),
     })
 }
