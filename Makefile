@@ -7,7 +7,7 @@ RESULTS ?= results
 # The scenarios `make bench` runs, in order (about 15 minutes on 2 cores with PROFILE=quick).
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
-	scenarios/persistence.toml
+	scenarios/persistence.toml scenarios/scaling.toml
 
 # The scenarios `make failover-test` runs (about 10 minutes with PROFILE=quick).
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \

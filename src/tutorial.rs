@@ -22,6 +22,7 @@ use crate::scenario::RedisSettings;
 pub fn settings() -> RedisSettings {
     RedisSettings {
         label: Some("tutorial".into()),
+        destinations: None,
         maxlen: 1_000_000,
         read_count: 100,
         block_ms: 100,

@@ -1,5 +1,5 @@
 //! `brokerbench report` on a small results folder (tests/fixtures/report-run: a redis and a quorum
-//! backend with a leader kill, and a max-rate stream row), with histogram logs written by the
+//! backend with a leader kill, and max-rate stream rows at 3 and 12 destinations), with histogram logs written by the
 //! harness's own sink: every chart is a valid PNG and SVG of some size, the report links only
 //! files that exist, and it carries a verdict for each claim.
 
@@ -68,6 +68,7 @@ fn report_draws_every_chart_and_links_only_existing_files() {
         "latency-quorum",
         "percentiles",
         "max-throughput",
+        "throughput-by-destinations",
         "p99-by-rate",
         "failover-unavailability",
         "failover-loss",

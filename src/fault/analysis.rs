@@ -122,6 +122,7 @@ fn summed(activity: &Activity, dests: &[usize], act: Act) -> Vec<u32> {
 
 /// One row of faults.csv.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FaultRow {
     pub backend: String,
     /// Position in the scenario's `[[faults]]` list.

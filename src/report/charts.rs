@@ -561,6 +561,85 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
     )
 }
 
+/// Lines: received msg/s at max rate against the number of destinations, per backend type
+/// (claim C3), when the run has a type at two destination counts or more.
+pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    let mut by_type: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for s in rows_where(run, |s| s.target_rate.is_none() && s.destinations > 0) {
+        by_type
+            .entry(s.backend_type.as_str())
+            .or_default()
+            .push((s.destinations as f64, s.received_per_s));
+    }
+    let lines: Vec<(String, Vec<(f64, f64)>)> = by_type
+        .into_iter()
+        .filter(|(_, pts)| pts.len() >= 2)
+        .map(|(ty, mut pts)| {
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (ty.to_string(), pts)
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(ChartError::NoData {
+            chart: "throughput-by-destinations".into(),
+            what: "no backend type ran at max rate with two destination counts or more".into(),
+        });
+    }
+    let chart = Scaling(lines);
+    save(
+        out,
+        "throughput-by-destinations",
+        "Max throughput by number of destinations",
+        &chart,
+    )
+}
+
+/// Received msg/s by number of destinations, one line per backend type.
+struct Scaling(Vec<(String, Vec<(f64, f64)>)>);
+
+impl Plot for Scaling {
+    fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
+        let pts = self.0.iter().flat_map(|l| l.1.iter());
+        let x_max = pts.clone().map(|p| p.0).fold(1.0f64, f64::max) + 1.0;
+        let y_max = pts.map(|p| p.1).fold(1.0f64, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(root)
+            .caption("Max throughput by number of destinations", (FONT, 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("queues / streams")
+            .y_desc("received msg/s")
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for (i, (name, p)) in self.0.iter().enumerate() {
+            let color = series_color(i);
+            chart
+                .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(p.iter().map(|&xy| Circle::new(xy, 4, color.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
 /// Every chart the run has data for; the others come back as errors saying why.
 pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError>) {
     let mut drawn = Vec::new();
@@ -575,6 +654,7 @@ pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError
     }
     keep(percentile_spectrum(run, out));
     keep(max_throughput(run, out));
+    keep(throughput_by_destinations(run, out));
     keep(p99_by_rate(run, out));
     keep(failover_unavailability(run, out));
     keep(failover_loss(run, out));
@@ -605,7 +685,7 @@ mod tests {
         let (drawn, skipped) = draw_all(&run, tmp.path());
         // A fixed-rate row with no p99 and no max-rate row: nothing to draw, nothing panics.
         assert!(drawn.is_empty(), "{drawn:?}");
-        assert_eq!(skipped.len(), 7, "{skipped:?}");
+        assert_eq!(skipped.len(), 8, "{skipped:?}");
         assert!(skipped
             .iter()
             .all(|e| matches!(e, ChartError::NoData { .. })));

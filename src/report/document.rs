@@ -38,7 +38,7 @@ pub struct Written {
 fn charts_for(claim: &str) -> &'static [&'static str] {
     match claim {
         "C1" => &["failover-loss"],
-        "C3" => &["max-throughput"],
+        "C3" => &["throughput-by-destinations", "max-throughput"],
         "C4" => &["failover-unavailability", "throughput-"],
         "C6" => &["max-throughput", "percentiles", "p99-by-rate"],
         _ => &[],

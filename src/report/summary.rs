@@ -5,8 +5,11 @@ use serde::Serialize;
 use crate::metrics::aggregator::{max_ms, quantile_ms, Aggregator};
 use crate::metrics::ledger::LedgerSummary;
 use crate::metrics::stats::Latency;
+use crate::scenario::Workload;
 
+/// Read back with defaults for columns an older brokerbench did not write.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SummaryRow {
     pub backend: String,
     #[serde(rename = "type")]
@@ -15,6 +18,8 @@ pub struct SummaryRow {
     pub status: String,
     /// Target rate over all producers in msg/s ("max" in the scenario: empty).
     pub target_rate: Option<f64>,
+    /// Queues or streams this backend ran on.
+    pub destinations: usize,
     pub measured_s: f64,
     pub sent_per_s: f64,
     pub confirmed_per_s: f64,
@@ -73,11 +78,12 @@ impl SummaryRow {
         backend: &str,
         backend_type: &str,
         status: String,
-        target_rate: Option<f64>,
+        w: &Workload,
         agg: &Aggregator,
         ledger: &LedgerSummary,
         drained: bool,
     ) -> Self {
+        let target_rate = w.rate_per_producer().map(|r| r * w.producers() as f64);
         let m = agg.measured();
         let secs = agg.measured_secs();
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -88,6 +94,7 @@ impl SummaryRow {
             backend_type: backend_type.to_string(),
             status,
             target_rate,
+            destinations: w.destinations,
             measured_s: secs,
             sent_per_s: per_s(m.sent),
             confirmed_per_s: per_s(m.confirmed),

@@ -19,6 +19,10 @@ pub const C4_OTHERS_MIN_SHARE: f64 = 0.9;
 pub const C6_REDIS_MIN_SPEEDUP: f64 = 1.2;
 /// C3: the destination counts the scaling experiment runs at max rate.
 pub const C3_DESTINATION_COUNTS: [u32; 4] = [1, 3, 6, 12];
+/// C3: a RabbitMQ quorum/mirrored series that grows by at most this much is capped by its leader.
+pub const C3_RABBIT_FLAT: f64 = 1.2;
+/// C3: Redis must grow by at least this much to spread load over its masters.
+pub const C3_REDIS_GROWTH: f64 = 1.5;
 
 const REDIS: &str = "redis-streams";
 const QUORUM: &str = "rabbitmq-quorum";
@@ -235,10 +239,10 @@ fn c2(_e: &Evidence) -> Verdict {
     )
 }
 
-/// The number of destinations of a summary row's run. summary.csv does not record it yet:
-/// plug the field in here, and C3 gets its series.
-fn destination_count(_row: &SummaryRow) -> Option<u32> {
-    None
+/// The number of destinations of a summary row's run (0 in folders written before
+/// summary.csv recorded it: unknown).
+fn destination_count(row: &SummaryRow) -> Option<u32> {
+    (row.destinations > 0).then_some(row.destinations as u32)
 }
 
 /// C3: throughput against the number of destinations, per backend type, at max rate.
@@ -254,9 +258,13 @@ fn c3_with(e: &Evidence, count: impl Fn(&SummaryRow) -> Option<u32>) -> Verdict 
         .map(|n| n.to_string())
         .collect();
     let rule = format!(
-        "Max-rate runs (no target rate) of the same backend type at {} destinations: received \
-         msg/s against the number of destinations. No decision rule is set yet: with such runs \
-         the figures are listed and the outcome stays inconclusive.",
+        "Max-rate runs (no target rate) of the same backend type at several of {} destinations; \
+         growth = received msg/s at the most destinations / at the fewest. Supported if every \
+         RabbitMQ quorum or mirrored series grows by at most {C3_RABBIT_FLAT}× while Redis grows \
+         by at least {C3_REDIS_GROWTH}×; refuted if a RabbitMQ quorum or mirrored series grows \
+         at least as much as Redis, or Redis grows by less than {C3_RABBIT_FLAT}×; inconclusive \
+         otherwise. On one host all nodes share the cores: growth shows spreading over masters, \
+         not over machines.",
         wanted.join(", ")
     );
     let max_rate: Vec<&SummaryRow> = e.backends().filter(|r| r.target_rate.is_none()).collect();
@@ -276,14 +284,14 @@ fn c3_with(e: &Evidence, count: impl Fn(&SummaryRow) -> Option<u32>) -> Verdict 
     if series.is_empty() {
         let numbers = vec![
             format!(
-                "needs max-rate runs with {} destinations; summary.csv has no destination count",
+                "needs max-rate runs with {} destinations (scenarios/scaling.toml, a backend's `destinations` setting)",
                 wanted.join(", ")
             ),
             format!("max-rate rows here: {}", max_rate.len()),
         ];
         return verdict("C3", TITLE, Outcome::NotMeasured, rule, numbers);
     }
-    let numbers = series
+    let mut numbers: Vec<String> = series
         .iter()
         .map(|(ty, by_count)| {
             let points: Vec<String> = by_count
@@ -293,7 +301,37 @@ fn c3_with(e: &Evidence, count: impl Fn(&SummaryRow) -> Option<u32>) -> Verdict 
             format!("{ty}: {}", points.join(", "))
         })
         .collect();
-    verdict("C3", TITLE, Outcome::Inconclusive, rule, numbers)
+    // Growth of each series from its fewest to its most destinations.
+    let growth = |ty: &str| {
+        let by_count = series.get(ty)?;
+        let (first, last) = (by_count.values().next()?, by_count.values().last()?);
+        (*first > 0.0).then(|| last / first)
+    };
+    let redis = growth(REDIS);
+    let rabbit: Vec<(&str, f64)> = [QUORUM, MIRRORED]
+        .into_iter()
+        .filter_map(|ty| growth(ty).map(|g| (ty, g)))
+        .collect();
+    let Some(redis) = redis.filter(|_| !rabbit.is_empty()) else {
+        numbers.push(
+            "missing: a redis-streams series and a rabbitmq-quorum or rabbitmq-mirrored series, \
+             each at two destination counts or more"
+                .into(),
+        );
+        return verdict("C3", TITLE, Outcome::NotMeasured, rule, numbers);
+    };
+    numbers.push(format!("growth: redis-streams {redis:.2}×"));
+    for (ty, g) in &rabbit {
+        numbers.push(format!("growth: {ty} {g:.2}×"));
+    }
+    let outcome = if rabbit.iter().any(|(_, g)| *g >= redis) || redis < C3_RABBIT_FLAT {
+        Outcome::Refuted
+    } else if rabbit.iter().all(|(_, g)| *g <= C3_RABBIT_FLAT) && redis >= C3_REDIS_GROWTH {
+        Outcome::Supported
+    } else {
+        Outcome::Inconclusive
+    };
+    verdict("C3", TITLE, outcome, rule, numbers)
 }
 
 /// Publish unavailability after one fault in seconds: 0 when unaffected, infinite when never
@@ -785,6 +823,8 @@ mod tests {
             [
                 "rabbitmq-quorum: 1 → 10000 msg/s, 3 → 15000 msg/s",
                 "redis-streams: 1 → 20000 msg/s, 3 → 50000 msg/s",
+                "growth: redis-streams 2.50×",
+                "growth: rabbitmq-quorum 1.50×",
             ]
         );
         s.retain(|r| !r.backend.ends_with("-1"));
@@ -830,6 +870,78 @@ mod tests {
             ..r
         })
         .collect()
+    }
+
+    fn c3_outcome(rows: &[SummaryRow]) -> Outcome {
+        c3_with(
+            &Evidence {
+                summary: rows,
+                faults: &[],
+            },
+            count_from_label,
+        )
+        .outcome
+    }
+
+    #[test]
+    fn c3_supported_when_the_quorum_queue_stays_flat_and_redis_grows() {
+        let s = [
+            max_rate("redis-1", REDIS, 2e4),
+            max_rate("redis-12", REDIS, 5e4),
+            max_rate("q-1", QUORUM, 1e4),
+            max_rate("q-12", QUORUM, 1.1e4),
+        ];
+        assert_eq!(c3_outcome(&s), Outcome::Supported);
+    }
+
+    #[test]
+    fn c3_refuted_when_rabbitmq_grows_as_much_as_redis_or_redis_does_not_grow() {
+        let s = [
+            max_rate("redis-1", REDIS, 2e4),
+            max_rate("redis-12", REDIS, 4e4),
+            max_rate("q-1", QUORUM, 1e4),
+            max_rate("q-12", QUORUM, 2.5e4),
+        ];
+        assert_eq!(c3_outcome(&s), Outcome::Refuted);
+        let s = [
+            max_rate("redis-1", REDIS, 2e4),
+            max_rate("redis-12", REDIS, 2.1e4),
+            max_rate("q-1", QUORUM, 1e4),
+            max_rate("q-12", QUORUM, 1e4),
+        ];
+        assert_eq!(c3_outcome(&s), Outcome::Refuted);
+    }
+
+    #[test]
+    fn c3_needs_both_sides() {
+        let s = [
+            max_rate("redis-1", REDIS, 2e4),
+            max_rate("redis-12", REDIS, 5e4),
+        ];
+        assert_eq!(c3_outcome(&s), Outcome::NotMeasured);
+    }
+
+    #[test]
+    fn c3_reads_the_destination_count_from_summary_csv() {
+        let s = [
+            SummaryRow {
+                destinations: 1,
+                ..max_rate("redis", REDIS, 2e4)
+            },
+            SummaryRow {
+                destinations: 12,
+                ..max_rate("redis-many", REDIS, 5e4)
+            },
+            SummaryRow {
+                destinations: 1,
+                ..max_rate("q", QUORUM, 1e4)
+            },
+            SummaryRow {
+                destinations: 12,
+                ..max_rate("q-many", QUORUM, 1e4)
+            },
+        ];
+        assert_eq!(run(&s, &[])[2].outcome, Outcome::Supported);
     }
 
     #[test]

@@ -49,7 +49,7 @@ const MAX_LOST_LISTED: usize = 100_000;
 pub async fn run_backend(
     index: usize,
     spec: &BackendSpec,
-    workload: &Workload,
+    scenario_workload: &Workload,
     faults: &[FaultSpec],
     endpoints: &Endpoints,
     mut control: Option<&mut (dyn NodeControl + '_)>,
@@ -58,6 +58,7 @@ pub async fn run_backend(
 ) -> BackendOutcome {
     let label = spec.label();
     let kind = spec.type_name();
+    let workload = &spec.workload(scenario_workload);
     let mut meta = BackendMeta {
         label: label.clone(),
         backend_type: kind.to_string(),
@@ -397,14 +398,13 @@ pub async fn run_load(
         report(each(sinks, |s| s.on_lost(&lost)));
     }
     let drained = ledger.awaiting() == 0;
-    let target = w.rate_per_producer().map(|r| r * w.producers() as f64);
     let status = if interrupted { "interrupted" } else { "ok" };
     (
         SummaryRow::from_run(
             label,
             kind,
             status.to_string(),
-            target,
+            w,
             &agg,
             &ledger_summary,
             drained,

@@ -368,6 +368,21 @@ impl BackendSpec {
     pub fn is_redis(&self) -> bool {
         matches!(self, BackendSpec::RedisStreams(_))
     }
+
+    /// The workload this backend runs: the scenario's, with its own number of destinations
+    /// when it sets one.
+    pub fn workload(&self, w: &Workload) -> Workload {
+        let own = match self {
+            BackendSpec::RedisStreams(s) => s.destinations,
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => s.destinations,
+        };
+        Workload {
+            destinations: own.unwrap_or(w.destinations),
+            ..w.clone()
+        }
+    }
 }
 
 pub const BACKEND_TYPES: &[&str] = &[
@@ -383,6 +398,10 @@ pub const BACKEND_TYPES: &[&str] = &[
 pub struct RedisSettings {
     #[serde(default)]
     pub label: Option<String>,
+    /// This backend's number of queues or streams, instead of `workload.destinations` (for
+    /// runs that scale the number of destinations, claim C3).
+    #[serde(default)]
+    pub destinations: Option<usize>,
     /// XADD MAXLEN ~ n (0: no trimming).
     #[serde(default)]
     pub maxlen: u64,
@@ -487,6 +506,10 @@ impl Placement {
 pub struct RabbitSettings {
     #[serde(default)]
     pub label: Option<String>,
+    /// This backend's number of queues or streams, instead of `workload.destinations` (for
+    /// runs that scale the number of destinations, claim C3).
+    #[serde(default)]
+    pub destinations: Option<usize>,
     /// Publisher confirms.
     #[serde(default = "yes")]
     pub confirms: bool,

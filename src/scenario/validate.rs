@@ -131,6 +131,13 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                 ),
             );
         }
+        let d = b.workload(w).destinations;
+        if d == 0 || d > 10_000 {
+            return err(
+                &at("destinations"),
+                format!("{d} is out of range; use 1 to 10000"),
+            );
+        }
         match b {
             BackendSpec::RedisStreams(r) => {
                 if r.read_count == 0 || r.read_count > 100_000 {
@@ -336,13 +343,17 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
             }
             (t, _) => {
                 if let Target::LeaderOf(d) | Target::ReplicaOf(d) = t {
-                    if *d >= w.destinations {
+                    let fewest = applies
+                        .iter()
+                        .map(|b| b.workload(w).destinations)
+                        .min()
+                        .unwrap_or(w.destinations);
+                    if *d >= fewest {
                         return err(
                             "target",
                             format!(
-                                "destination {d} does not exist; the workload has {} (0 to {})",
-                                w.destinations,
-                                w.destinations - 1
+                                "destination {d} does not exist; a backend it applies to has {fewest} (0 to {})",
+                                fewest - 1
                             ),
                         );
                     }
