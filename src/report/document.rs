@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::charts::{self, ChartError, ChartFile};
 use super::results::RunResults;
 use super::verdict::{verdicts, Evidence, Verdict};
-use super::ReportError;
+use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
 #[derive(Debug, Clone)]
@@ -59,6 +59,49 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
         serde_json::Value::Null => "-".into(),
         other => other.to_string(),
     }
+}
+
+/// The results table's columns, and one backend's cells.
+const RESULT_COLUMNS: [&str; 14] = [
+    "backend",
+    "status",
+    "target msg/s",
+    "received msg/s",
+    "e2e p50 ms",
+    "e2e p99 ms",
+    "e2e max ms",
+    "confirm p99 ms",
+    "sent",
+    "confirmed",
+    "lost",
+    "duplicated",
+    "indeterminate",
+    "ledger",
+];
+
+fn result_cells(s: &SummaryRow) -> Vec<String> {
+    vec![
+        s.backend.clone(),
+        s.status.clone(),
+        s.target_rate
+            .map(|r| format!("{r:.0}"))
+            .unwrap_or_else(|| "max".into()),
+        format!("{:.0}", s.received_per_s),
+        opt(s.e2e_p50_ms),
+        opt(s.e2e_p99_ms),
+        opt(s.e2e_max_ms),
+        opt(s.publish_p99_ms),
+        s.sent.to_string(),
+        s.confirmed.to_string(),
+        s.lost.to_string(),
+        s.duplicates.to_string(),
+        s.indeterminate.to_string(),
+        if s.ledger_consistent {
+            "adds up".into()
+        } else {
+            format!("DOES NOT ADD UP: {}", s.ledger_problems)
+        },
+    ]
 }
 
 /// Relative path of a chart file from the report's folder.
@@ -119,51 +162,8 @@ pub fn blocks(
     }
     b.push(Block::Heading(2, "Results".into()));
     b.push(Block::Table(
-        [
-            "backend",
-            "status",
-            "target msg/s",
-            "received msg/s",
-            "e2e p50 ms",
-            "e2e p99 ms",
-            "e2e max ms",
-            "confirm p99 ms",
-            "sent",
-            "confirmed",
-            "lost",
-            "duplicated",
-            "indeterminate",
-            "ledger",
-        ]
-        .map(String::from)
-        .to_vec(),
-        run.summary
-            .iter()
-            .map(|s| {
-                vec![
-                    s.backend.clone(),
-                    s.status.clone(),
-                    s.target_rate
-                        .map(|r| format!("{r:.0}"))
-                        .unwrap_or_else(|| "max".into()),
-                    format!("{:.0}", s.received_per_s),
-                    opt(s.e2e_p50_ms),
-                    opt(s.e2e_p99_ms),
-                    opt(s.e2e_max_ms),
-                    opt(s.publish_p99_ms),
-                    s.sent.to_string(),
-                    s.confirmed.to_string(),
-                    s.lost.to_string(),
-                    s.duplicates.to_string(),
-                    s.indeterminate.to_string(),
-                    if s.ledger_consistent {
-                        "adds up".into()
-                    } else {
-                        format!("DOES NOT ADD UP: {}", s.ledger_problems)
-                    },
-                ]
-            })
-            .collect(),
+        RESULT_COLUMNS.map(String::from).to_vec(),
+        run.summary.iter().map(result_cells).collect(),
     ));
     if !run.faults.is_empty() {
         b.push(Block::Heading(2, "Faults".into()));
@@ -461,37 +461,14 @@ pub fn write_comparison(a: &Path, b: &Path, out: &Path) -> Result<Written, Repor
     let mut rows = Vec::new();
     for (run, tag) in runs.iter().zip(["a", "b"]) {
         for s in &run.summary {
-            rows.push(vec![
-                tag.to_string(),
-                s.backend.clone(),
-                s.status.clone(),
-                s.target_rate
-                    .map(|r| format!("{r:.0}"))
-                    .unwrap_or_else(|| "max".into()),
-                format!("{:.0}", s.received_per_s),
-                opt(s.e2e_p50_ms),
-                opt(s.e2e_p99_ms),
-                s.lost.to_string(),
-                s.duplicates.to_string(),
-            ]);
+            let mut cells = vec![tag.to_string()];
+            cells.extend(result_cells(s));
+            rows.push(cells);
         }
     }
-    blocks.push(Block::Table(
-        [
-            "run",
-            "backend",
-            "status",
-            "target msg/s",
-            "received msg/s",
-            "e2e p50 ms",
-            "e2e p99 ms",
-            "lost",
-            "duplicated",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows,
-    ));
+    let mut head = vec!["run".to_string()];
+    head.extend(RESULT_COLUMNS.map(String::from));
+    blocks.push(Block::Table(head, rows));
     blocks.push(Block::Heading(2, "Verdicts".into()));
     blocks.push(Block::Table(
         ["claim", "a", "b"].map(String::from).to_vec(),
