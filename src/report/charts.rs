@@ -640,6 +640,74 @@ impl Plot for Scaling {
     }
 }
 
+/// Replica lag over time for one backend, one line per replica (from replica_lag.csv).
+pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+    let chart = TimeChart {
+        title: format!("{backend}: replica lag"),
+        y_label: "messages behind the leader".into(),
+        log_y: false,
+        lines: per_node(
+            run.replica_lag
+                .iter()
+                .filter(|s| s.backend == backend)
+                .map(|s| (s.node.as_str(), s.t_s, s.lag_messages)),
+        ),
+        faults: run.fault_windows(backend),
+    };
+    save_samples(
+        out,
+        stem("replica-lag", backend),
+        chart,
+        "no replica_lag.csv rows",
+    )
+}
+
+/// Each node's CPU share over time for one backend (from cpu.csv).
+pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+    let chart = TimeChart {
+        title: format!("{backend}: CPU per node"),
+        y_label: "cores".into(),
+        log_y: false,
+        lines: per_node(
+            run.cpu
+                .iter()
+                .filter(|s| s.backend == backend)
+                .map(|s| (s.node.as_str(), s.t_s, s.cpu)),
+        ),
+        faults: run.fault_windows(backend),
+    };
+    save_samples(out, stem("cpu", backend), chart, "no cpu.csv rows")
+}
+
+/// Group (node, t, value) samples into one line per node.
+fn per_node<'a>(
+    samples: impl Iterator<Item = (&'a str, f64, f64)>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut by_node: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for (node, t, v) in samples {
+        by_node.entry(node).or_default().push((t, v));
+    }
+    by_node
+        .into_iter()
+        .map(|(n, p)| (n.to_string(), p))
+        .collect()
+}
+
+fn save_samples(
+    out: &Path,
+    stem: String,
+    chart: TimeChart,
+    missing: &str,
+) -> Result<ChartFile, ChartError> {
+    if chart.lines.is_empty() {
+        return Err(ChartError::NoData {
+            chart: stem,
+            what: missing.into(),
+        });
+    }
+    save_time(out, stem, chart)
+}
+
 /// Every chart the run has data for; the others come back as errors saying why.
 pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError>) {
     let mut drawn = Vec::new();
@@ -651,6 +719,8 @@ pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError
     for b in run.backends() {
         keep(throughput_over_time(run, b, out));
         keep(latency_over_time(run, b, out));
+        keep(replica_lag(run, b, out));
+        keep(cpu_share(run, b, out));
     }
     keep(percentile_spectrum(run, out));
     keep(max_throughput(run, out));
@@ -681,11 +751,13 @@ mod tests {
             timeseries: Vec::new(),
             timeline: Vec::new(),
             faults: Vec::new(),
+            replica_lag: Vec::new(),
+            cpu: Vec::new(),
         };
         let (drawn, skipped) = draw_all(&run, tmp.path());
         // A fixed-rate row with no p99 and no max-rate row: nothing to draw, nothing panics.
         assert!(drawn.is_empty(), "{drawn:?}");
-        assert_eq!(skipped.len(), 8, "{skipped:?}");
+        assert_eq!(skipped.len(), 10, "{skipped:?}");
         assert!(skipped
             .iter()
             .all(|e| matches!(e, ChartError::NoData { .. })));

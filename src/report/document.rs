@@ -38,7 +38,8 @@ pub struct Written {
 fn charts_for(claim: &str) -> &'static [&'static str] {
     match claim {
         "C1" => &["failover-loss"],
-        "C3" => &["throughput-by-destinations", "max-throughput"],
+        "C2" => &["replica-lag-"],
+        "C3" => &["throughput-by-destinations", "max-throughput", "cpu-"],
         "C4" => &["failover-unavailability", "throughput-"],
         "C6" => &["max-throughput", "percentiles", "p99-by-rate"],
         _ => &[],
@@ -400,10 +401,7 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
         source,
     })?;
     let (drawn, skipped) = charts::draw_all(&run, &chart_dir);
-    let verdicts = verdicts(&Evidence {
-        summary: &run.summary,
-        faults: &run.faults,
-    });
+    let verdicts = verdicts(&Evidence::of(&run));
     let blocks = blocks(&run, dir, &drawn, &skipped, &verdicts);
     let markdown = dir.join("report.md");
     let html = dir.join("report.html");
@@ -437,15 +435,7 @@ pub fn write_comparison(a: &Path, b: &Path, out: &Path) -> Result<Written, Repor
         drawn.push(d);
         skipped.extend(s);
     }
-    let verdicts: Vec<Vec<Verdict>> = runs
-        .iter()
-        .map(|r| {
-            verdicts(&Evidence {
-                summary: &r.summary,
-                faults: &r.faults,
-            })
-        })
-        .collect();
+    let verdicts: Vec<Vec<Verdict>> = runs.iter().map(|r| verdicts(&Evidence::of(r))).collect();
     let title = format!(
         "brokerbench comparison: {} vs {}",
         runs[0].name, runs[1].name

@@ -19,6 +19,30 @@ pub struct TimelineEntry {
     pub end_s: Option<f64>,
 }
 
+/// One row of replica_lag.csv: how far one node's copy of a destination is behind its leader.
+/// No sampler writes this file yet; the report draws it when it is there.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct LagSample {
+    pub backend: String,
+    /// Seconds since the backend's load started.
+    pub t_s: f64,
+    /// The replica (a RabbitMQ node name, a Redis `host:port`).
+    pub node: String,
+    /// Entries (messages) behind the leader.
+    pub lag_messages: f64,
+}
+
+/// One row of cpu.csv: one node's share of the host's CPU over the interval ending at `t_s`
+/// (0.0 to the number of cores). No sampler writes this file yet.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct CpuSample {
+    pub backend: String,
+    pub t_s: f64,
+    /// A broker node, or "harness".
+    pub node: String,
+    pub cpu: f64,
+}
+
 /// Everything a report needs from one run folder. Files a run did not write are empty.
 #[derive(Debug, Clone)]
 pub struct RunResults {
@@ -30,6 +54,8 @@ pub struct RunResults {
     pub timeseries: Vec<IntervalRow>,
     pub timeline: Vec<TimelineEntry>,
     pub faults: Vec<FaultRow>,
+    pub replica_lag: Vec<LagSample>,
+    pub cpu: Vec<CpuSample>,
 }
 
 fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>, ReportError> {
@@ -69,6 +95,8 @@ impl RunResults {
             timeseries: read_rows(&dir.join("timeseries.csv"), false)?,
             timeline: read_rows(&dir.join("timeline.csv"), false)?,
             faults: read_rows(&dir.join("faults.csv"), false)?,
+            replica_lag: read_rows(&dir.join("replica_lag.csv"), false)?,
+            cpu: read_rows(&dir.join("cpu.csv"), false)?,
         })
     }
 

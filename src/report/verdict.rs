@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::results::{LagSample, RunResults};
 use super::SummaryRow;
 use crate::fault::FaultRow;
 
@@ -66,6 +67,19 @@ pub struct Verdict {
 pub struct Evidence<'a> {
     pub summary: &'a [SummaryRow],
     pub faults: &'a [FaultRow],
+    /// replica_lag.csv (empty until a sampler writes it).
+    pub replica_lag: &'a [LagSample],
+}
+
+impl<'a> Evidence<'a> {
+    /// Everything a results folder holds.
+    pub fn of(run: &'a RunResults) -> Self {
+        Evidence {
+            summary: &run.summary,
+            faults: &run.faults,
+            replica_lag: &run.replica_lag,
+        }
+    }
 }
 
 /// The six verdicts, C1..C6 in order.
@@ -227,16 +241,66 @@ fn c1(e: &Evidence) -> Verdict {
 }
 
 /// C2: replica lag. Nothing samples it yet.
-fn c2(_e: &Evidence) -> Verdict {
-    verdict(
-        "C2",
-        "replicas lag behind the leader",
-        Outcome::NotMeasured,
-        "Replica lag over time (p50/p99) per backend, sampled during a steady run: mirrored and \
-         quorum followers' offsets, Redis master_repl_offset minus each replica's offset."
-            .to_string(),
-        vec!["no replica-lag data: the lag sampler is not there yet".to_string()],
-    )
+/// C2: replica lag, p99 per backend over all its replicas' samples (replica_lag.csv).
+fn c2(e: &Evidence) -> Verdict {
+    const TITLE: &str = "replicas lag behind the leader";
+    let rule = "Replica lag in messages, sampled during the run (replica_lag.csv), p99 over every \
+        replica of a backend. Supported (RabbitMQ's replicated queues lag, Redis's replicas \
+        less) if every quorum/mirrored backend's p99 is above every Redis backend's; refuted if \
+        every Redis backend's p99 is at least every quorum/mirrored backend's; inconclusive \
+        otherwise."
+        .to_string();
+    let p99 = |r: &SummaryRow| {
+        let mut lags: Vec<f64> = e
+            .replica_lag
+            .iter()
+            .filter(|s| s.backend == r.backend)
+            .map(|s| s.lag_messages)
+            .collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_by(f64::total_cmp);
+        let i = ((lags.len() as f64 * 0.99).ceil() as usize).clamp(1, lags.len()) - 1;
+        Some(lags[i])
+    };
+    let mut numbers = Vec::new();
+    let mut side = |types: &[&str]| -> Vec<f64> {
+        e.backends()
+            .filter(|r| types.contains(&r.backend_type.as_str()))
+            .filter_map(|r| {
+                let v = p99(r)?;
+                numbers.push(format!("{}: replica lag p99 {v:.0} messages", name(r)));
+                Some(v)
+            })
+            .collect()
+    };
+    let redis = side(&[REDIS]);
+    let rabbit = side(&[QUORUM, MIRRORED]);
+    if redis.is_empty() || rabbit.is_empty() {
+        numbers.push(
+            "missing: replica_lag.csv samples for a redis-streams backend and a quorum or \
+             mirrored backend (no sampler writes them yet)"
+                .into(),
+        );
+        return verdict("C2", TITLE, Outcome::NotMeasured, rule, numbers);
+    }
+    let (redis_max, redis_min) = (
+        redis.iter().copied().fold(f64::MIN, f64::max),
+        redis.iter().copied().fold(f64::MAX, f64::min),
+    );
+    let (rabbit_max, rabbit_min) = (
+        rabbit.iter().copied().fold(f64::MIN, f64::max),
+        rabbit.iter().copied().fold(f64::MAX, f64::min),
+    );
+    let outcome = if rabbit_min > redis_max {
+        Outcome::Supported
+    } else if redis_min >= rabbit_max {
+        Outcome::Refuted
+    } else {
+        Outcome::Inconclusive
+    };
+    verdict("C2", TITLE, outcome, rule, numbers)
 }
 
 /// The number of destinations of a summary row's run (0 in folders written before
@@ -633,7 +697,11 @@ mod tests {
     }
 
     fn run(summary: &[SummaryRow], faults: &[FaultRow]) -> Vec<Verdict> {
-        verdicts(&Evidence { summary, faults })
+        verdicts(&Evidence {
+            summary,
+            faults,
+            replica_lag: &[],
+        })
     }
 
     fn outcome(claim: usize, summary: &[SummaryRow], faults: &[FaultRow]) -> Outcome {
@@ -763,11 +831,46 @@ mod tests {
     // ---- C2 ----
 
     #[test]
-    fn c2_is_never_measured() {
+    fn c2_is_not_measured_without_lag_samples() {
         let s = [confirmed("q", 0)];
         let v = &run(&s, &kills(&["q"]))[1];
         assert_eq!(v.outcome, Outcome::NotMeasured);
-        assert!(v.numbers[0].contains("lag sampler"));
+        assert!(v.numbers.iter().any(|n| n.contains("replica_lag.csv")));
+    }
+
+    fn lag(backend: &str, values: &[f64]) -> Vec<LagSample> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| LagSample {
+                backend: backend.into(),
+                t_s: i as f64,
+                node: "n".into(),
+                lag_messages: *v,
+            })
+            .collect()
+    }
+
+    fn c2_outcome(redis: &[f64], mirrored: &[f64]) -> Outcome {
+        let s = [backend("redis", REDIS), backend("mirrored", MIRRORED)];
+        let samples = [lag("redis", redis), lag("mirrored", mirrored)].concat();
+        c2(&Evidence {
+            summary: &s,
+            faults: &[],
+            replica_lag: &samples,
+        })
+        .outcome
+    }
+
+    #[test]
+    fn c2_compares_the_p99_lag_of_both_sides() {
+        assert_eq!(
+            c2_outcome(&[0.0, 1.0, 2.0], &[10.0, 50.0, 400.0]),
+            Outcome::Supported
+        );
+        assert_eq!(c2_outcome(&[100.0, 500.0], &[1.0, 3.0]), Outcome::Refuted);
+        // Only one side sampled: not measured.
+        assert_eq!(c2_outcome(&[], &[1.0, 3.0]), Outcome::NotMeasured);
     }
 
     // ---- C3 ----
@@ -814,6 +917,7 @@ mod tests {
             &Evidence {
                 summary: &s,
                 faults: &[],
+                replica_lag: &[],
             },
             count_from_label,
         );
@@ -832,6 +936,7 @@ mod tests {
             &Evidence {
                 summary: &s,
                 faults: &[],
+                replica_lag: &[],
             },
             count_from_label,
         );
@@ -877,6 +982,7 @@ mod tests {
             &Evidence {
                 summary: rows,
                 faults: &[],
+                replica_lag: &[],
             },
             count_from_label,
         )
