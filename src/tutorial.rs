@@ -70,6 +70,8 @@ pub async fn produce(
         confirm_deadline_ns: end + 5_000_000_000,
         max_in_flight,
         confirm_timeout: Duration::from_secs(5),
+        live: None,
+        linger: false,
     };
     let rec = Recorder::new();
     let mut agg = Aggregator::new("produce", start, vec![rec.clone()]);

@@ -3,7 +3,7 @@
 //! result can come from it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,13 @@ pub struct MemoryFaults {
     pub lose_confirm_every: Option<u64>,
     /// Delay before each confirm.
     pub confirm_delay: Duration,
+    /// Publish without confirms: `confirms()` is false and `send` returns no confirm (the
+    /// confirm faults above then go unseen by the producer).
+    pub without_confirms: bool,
+    /// A sent message reaches its queue this long after `send`, and never if its producer is
+    /// closed first: as RabbitMQ 3.10 quorum queues drop the enqueues still buffered when the
+    /// publishing channel closes.
+    pub enqueue_delay: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -54,6 +61,8 @@ pub struct Injected {
     pub lost_confirms: Vec<(u32, u64)>,
     /// Nacked and never queued.
     pub nacked: Vec<(u32, u64)>,
+    /// Sent, still on their way (`enqueue_delay`) when their producer closed, never queued.
+    pub discarded_on_close: Vec<(u32, u64)>,
     handed_out: std::collections::HashSet<(u32, u64)>,
 }
 
@@ -78,6 +87,11 @@ impl MemoryBackend {
         }
     }
 
+    /// Messages waiting in queue `key`.
+    pub fn queued(&self, key: &str) -> usize {
+        self.state.queues.lock().get(key).map_or(0, |q| q.len())
+    }
+
     /// What was injected so far.
     pub fn injected(&self) -> Injected {
         self.state.record.lock().clone()
@@ -90,7 +104,7 @@ impl Backend for MemoryBackend {
         "memory"
     }
     fn confirms(&self) -> bool {
-        true
+        !self.faults.without_confirms
     }
     async fn setup(&self, prefix: &str, count: usize) -> Result<Vec<Destination>, BackendError> {
         let mut q = self.state.queues.lock();
@@ -119,6 +133,7 @@ impl Backend for MemoryBackend {
             faults: self.faults.clone(),
             state: self.state.clone(),
             counter: self.counter.clone(),
+            closed: Arc::default(),
         }))
     }
     async fn consumer(
@@ -156,6 +171,8 @@ struct MemoryProducer {
     faults: MemoryFaults,
     state: Arc<Queues>,
     counter: Arc<AtomicU64>,
+    /// Set by `close`: messages still on their way (`enqueue_delay`) are discarded.
+    closed: Arc<AtomicBool>,
 }
 
 fn hits(every: Option<u64>, n: u64) -> bool {
@@ -174,19 +191,28 @@ impl Producer for MemoryProducer {
         } else {
             if hits(f.drop_every, n) {
                 self.state.record.lock().dropped.push(id);
-            } else {
-                let mut q = self.state.queues.lock();
-                if let Some(q) = q.get_mut(&self.key) {
-                    if hits(f.reorder_every, n) && !q.is_empty() {
-                        q.insert(q.len() - 1, payload.clone());
-                        self.state.record.lock().reordered += 1;
+            } else if let Some(delay) = f.enqueue_delay {
+                let (state, key, closed) =
+                    (self.state.clone(), self.key.clone(), self.closed.clone());
+                let duplicate = hits(f.duplicate_every, n);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if closed.load(Ordering::SeqCst) {
+                        state.record.lock().discarded_on_close.push(id);
                     } else {
-                        q.push_back(payload.clone());
+                        enqueue(&state, &key, payload, false, duplicate);
+                        state.notify.notify_waiters();
                     }
-                    if hits(f.duplicate_every, n) {
-                        q.push_back(payload);
-                    }
-                }
+                });
+            } else {
+                let reorder = hits(f.reorder_every, n);
+                enqueue(
+                    &self.state,
+                    &self.key,
+                    payload,
+                    reorder,
+                    hits(f.duplicate_every, n),
+                );
             }
             self.state.notify.notify_waiters();
             if hits(f.lose_confirm_every, n) && !hits(f.drop_every, n) {
@@ -198,6 +224,9 @@ impl Producer for MemoryProducer {
                 Ok(())
             }
         };
+        if f.without_confirms {
+            return Ok(None);
+        }
         let delay = f.confirm_delay;
         Ok(Some(
             async move {
@@ -208,6 +237,27 @@ impl Producer for MemoryProducer {
             }
             .boxed(),
         ))
+    }
+
+    async fn close(self: Box<Self>) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Queue `payload` on `key` (ahead of the last queued message with `reorder`, twice with
+/// `duplicate`).
+fn enqueue(state: &Queues, key: &str, payload: Bytes, reorder: bool, duplicate: bool) {
+    let mut q = state.queues.lock();
+    if let Some(q) = q.get_mut(key) {
+        if reorder && !q.is_empty() {
+            q.insert(q.len() - 1, payload.clone());
+            state.record.lock().reordered += 1;
+        } else {
+            q.push_back(payload.clone());
+        }
+        if duplicate {
+            q.push_back(payload);
+        }
     }
 }
 

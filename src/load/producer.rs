@@ -1,5 +1,6 @@
 //! A producer task: schedule -> send -> await confirm -> record.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,13 @@ pub struct ProducerPlan {
     pub max_in_flight: usize,
     /// A confirm that takes longer than this counts as failed ("timeout").
     pub confirm_timeout: Duration,
+    /// Decremented once, when this producer has nothing more to send or await.
+    pub live: Option<Arc<AtomicUsize>>,
+    /// Keep the connection open after that, until `stop`, as a long-lived publisher does. A
+    /// publisher that closes its channel right after publishing without confirms can lose its
+    /// last messages (RabbitMQ 3.10 quorum queues drop enqueues still buffered when the channel
+    /// goes): that is the client's doing, not something a run should charge to the broker.
+    pub linger: bool,
 }
 
 impl ProducerPlan {
@@ -43,7 +51,8 @@ impl ProducerPlan {
 type Outcome = (u64, u64, Result<(), OpError>);
 
 /// Run until the schedule ends and every confirm is in (or the deadline passes), or until
-/// `stop` turns true. Returns the number of messages still awaiting a confirm.
+/// `stop` turns true; with `plan.linger`, then hold the connection until `stop`. Returns the
+/// number of messages still awaiting a confirm.
 pub async fn run_producer(
     ctx: Arc<LoadContext>,
     plan: ProducerPlan,
@@ -182,6 +191,13 @@ pub async fn run_producer(
             _ = stop.changed() => {}
         }
     }
+    if let Some(live) = &plan.live {
+        live.fetch_sub(1, Ordering::SeqCst);
+    }
+    if plan.linger && producer.is_some() {
+        // An error means the sender is gone: nothing will stop us later either.
+        let _ = stop.wait_for(|s| *s).await;
+    }
     if let Some(p) = producer.take() {
         p.close().await;
     }
@@ -231,4 +247,74 @@ fn failed(
         *s.errors.entry(e.kind()).or_insert(0) += 1;
     });
     e.needs_reconnect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::{MemoryBackend, MemoryFaults};
+    use crate::backend::Backend;
+    use crate::clock::{Clock, MonotonicClock};
+    use crate::metrics::activity::Activity;
+    use crate::metrics::ledger::Ledger;
+
+    /// One no-confirm producer sends 200 messages within 100 ms to a backend that queues each
+    /// message 300 ms after it was sent, unless the producer has closed by then. Returns the
+    /// backend once every message was queued or discarded.
+    async fn send_200(linger: bool) -> Arc<MemoryBackend> {
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults {
+            without_confirms: true,
+            enqueue_delay: Some(Duration::from_millis(300)),
+            ..MemoryFaults::default()
+        }));
+        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let start = clock.now_ns();
+        let ctx = Arc::new(LoadContext {
+            run_id: 1,
+            backend: backend.clone(),
+            ledger: Arc::new(Ledger::new(1, false)),
+            clock: clock.clone(),
+            message_size: 64,
+            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
+        });
+        let live = Arc::new(AtomicUsize::new(1));
+        let plan = ProducerPlan {
+            id: 0,
+            dest,
+            schedule: Schedule::fixed(start, 2000.0),
+            end_ns: start + 100_000_000,
+            confirm_deadline_ns: start + 5_000_000_000,
+            max_in_flight: 16,
+            confirm_timeout: Duration::from_secs(1),
+            live: Some(live.clone()),
+            linger,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run_producer(ctx, plan, Recorder::new(), stop));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let settled = || backend.queued("t-0") + backend.injected().discarded_on_close.len() == 200;
+        while live.load(Ordering::SeqCst) > 0 || !settled() {
+            assert!(std::time::Instant::now() < deadline, "not settled in 10 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stop_tx.send(true);
+        assert_eq!(task.await.expect("producer task"), 0);
+        backend
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lingering_producer_loses_nothing_on_the_way() {
+        let backend = send_200(true).await;
+        assert_eq!(backend.queued("t-0"), 200);
+        assert!(backend.injected().discarded_on_close.is_empty());
+    }
+
+    /// The failure lingering avoids: closing at once discards what is still on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closing_at_once_discards_what_is_on_its_way() {
+        let backend = send_200(false).await;
+        assert!(!backend.injected().discarded_on_close.is_empty());
+        assert!(backend.queued("t-0") < 200);
+    }
 }
