@@ -189,3 +189,107 @@ type = "redis-streams"
         summary[0]["ledger_problems"]
     );
 }
+
+/// Pids of beam.smp processes (RabbitMQ nodes) whose command line mentions `dir`.
+fn beams_in(dir: &Path) -> Vec<u32> {
+    processes_mentioning(&dir.display().to_string())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).contains("beam"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// As `make failover-test` interrupted while a quorum queue's leader is down: exit 130, no
+/// beam or epmd left, the queues are not torn down one by one (deleting a quorum queue with a
+/// member down waits; the whole cluster is stopped instead), and the results are written.
+/// Ports: AMQP 5760-5762, HTTP 15760-15762, stream 5763-5765, prometheus 15763-15765,
+/// distribution 25760-25762, epmd 4406.
+#[test]
+fn sigint_while_a_rabbitmq_leader_is_down_stops_everything() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(
+        tmp.path(),
+        "interrupted-rabbit",
+        r#"
+name = "interrupted-rabbit"
+[workload]
+message_size = 256
+destinations = 3
+rate = 600
+warmup = "1s"
+duration = "120s"
+[clusters.rabbitmq]
+amqp_base_port = 5760
+http_base_port = 15760
+stream_base_port = 5763
+prometheus_base_port = 15763
+dist_base_port = 25760
+epmd_port = 4406
+[[faults]]
+at = "2s"
+action = "kill"
+target = "leader-of:0"
+restart_after = "100s"
+[[backends]]
+type = "rabbitmq-quorum"
+label = "quorum"
+"#,
+    );
+    let results = tmp.path().join("results");
+    let mut guard = start_run(&results, &scenario);
+    let child = &mut guard.0;
+    // Wait until the cluster's three nodes were up and the fault has killed one.
+    let start = Instant::now();
+    let mut seen_three = false;
+    let cluster_dir = loop {
+        let dir = std::fs::read_dir(&results)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("clusters").join("rabbitmq"));
+        let n = dir.as_deref().map_or(0, |d| beams_in(d).len());
+        seen_three |= n == 3;
+        if seen_three && n == 2 {
+            break dir.expect("cluster dir");
+        }
+        if start.elapsed() > Duration::from_secs(120) || child.try_wait().ok().flatten().is_some() {
+            panic!("the fault did not happen (nodes running: {n})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = interrupt(child);
+    assert_eq!(status.code(), Some(130));
+    let left = wait_until_gone(&cluster_dir.display().to_string(), Duration::from_secs(10));
+    assert!(left.is_empty(), "beam/epmd processes left: {left}");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr).expect("read stderr");
+    }
+    assert!(
+        !stderr.contains("teardown"),
+        "queues were torn down after Ctrl-C: {stderr}"
+    );
+    let dir = cluster_dir
+        .parent()
+        .and_then(Path::parent)
+        .expect("run folder");
+    let faults = read_csv(&dir.join("faults.csv"));
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert!(faults[0]["node"].starts_with("rabbit"), "{:?}", faults[0]);
+    assert!(
+        faults[0]["status"].contains("interrupted before restarting"),
+        "{:?}",
+        faults[0]
+    );
+    let summary = read_csv(&dir.join("summary.csv"));
+    assert_eq!(summary[0]["status"], "interrupted");
+    assert_eq!(
+        summary[0]["ledger_consistent"], "true",
+        "{}",
+        summary[0]["ledger_problems"]
+    );
+    assert!(dir.join("report.md").exists(), "the report was written");
+}

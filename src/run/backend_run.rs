@@ -105,6 +105,8 @@ pub async fn run_backend(
         .collect();
     mine.sort_by_key(|(_, f)| f.at);
     let node_faults = mine.iter().any(|(_, f)| f.target.is_node());
+    // brokerbench started the clusters (and will stop them) when it controls their nodes.
+    let own_clusters = control.is_some();
     let (mut summary, interrupted) = run_load(
         run_id,
         &label,
@@ -139,9 +141,13 @@ pub async fn run_backend(
             }
         }
     }
-    meta.topology_after = backend.topology(&dests).await.ok();
-    if let Err(e) = backend.teardown(&dests).await {
-        eprintln!("[{label}] teardown: {e}");
+    // After Ctrl-C, clusters of our own are about to be stopped, maybe with a node still down
+    // (deleting a quorum queue then waits for its members): skip what would only delay that.
+    if !(interrupted && own_clusters) {
+        meta.topology_after = backend.topology(&dests).await.ok();
+        if let Err(e) = backend.teardown(&dests).await {
+            eprintln!("[{label}] teardown: {e}");
+        }
     }
     meta.status = summary.status.clone();
     meta.ended_utc = Some(utc_now());
