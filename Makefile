@@ -1,4 +1,4 @@
-# brokerbench: make bench | make failover-test | make report | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make failover-test | make report | make overview | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -19,7 +19,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench failover-test report test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -40,6 +40,10 @@ report: build
 	@latest=$$(ls -d $(RESULTS)/2*/ 2>/dev/null | sort | tail -1); \
 	if [ -z "$$latest" ]; then echo "no results folder in $(RESULTS)/; run make bench first" >&2; exit 2; fi; \
 	$(BIN) report "$$latest"
+
+# The overview of every scenario's newest run: one verdict per claim (no broker needed).
+overview: build
+	$(BIN) overview --results $(RESULTS)
 
 test: deps
 	$(CARGO) test --all-targets

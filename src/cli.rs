@@ -47,6 +47,14 @@ pub enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Write overview.md / overview.html in a results root: the newest run of each scenario,
+    /// one verdict per claim from the runs that measured it, and the p99-by-rate chart across
+    /// runs. `run` refreshes it after its scenarios.
+    Overview {
+        /// The results root.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Put two results folders side by side (same charts, both runs) in a new folder.
     Compare {
         a: PathBuf,

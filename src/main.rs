@@ -75,6 +75,13 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Overview { results } => {
+            if write_overview(&results) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
         Command::Report { dirs } => {
             if dirs.iter().all(|d| write_report(d)) {
                 ExitCode::SUCCESS
@@ -128,6 +135,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 warmup,
             };
             let mut code = ExitCode::SUCCESS;
+            let mut ran = false;
             for p in &scenarios {
                 match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {
                     Ok(out) => {
@@ -137,8 +145,10 @@ async fn async_main(cli: Cli) -> ExitCode {
                         }
                         // A report that cannot be written is said, and the run's result stands.
                         write_report(&out.dir);
+                        ran = true;
                         if out.interrupted {
-                            return ExitCode::from(130);
+                            code = ExitCode::from(130);
+                            break;
                         }
                         if out
                             .summaries
@@ -152,16 +162,23 @@ async fn async_main(cli: Cli) -> ExitCode {
                             code = ExitCode::from(1);
                         }
                     }
-                    Err(RunError::Interrupted) => return ExitCode::from(130),
+                    Err(RunError::Interrupted) => {
+                        code = ExitCode::from(130);
+                        break;
+                    }
                     Err(e @ RunError::Scenario(_)) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(2);
                     }
                     Err(e) => {
                         eprintln!("error: {}: {e}", p.display());
-                        return ExitCode::from(1);
+                        code = ExitCode::from(1);
+                        break;
                     }
                 }
+            }
+            if ran {
+                write_overview(&opts.results_root);
             }
             code
         }
@@ -329,6 +346,35 @@ fn no_cluster(dir: &Path) -> String {
         "no cluster state in {} (was `brokerbench cluster up` run with this --dir?)",
         dir.display()
     )
+}
+
+/// overview.md / overview.html of a results root: prints the verdicts and the path. Returns
+/// false (after saying why) when it cannot be written.
+fn write_overview(root: &std::path::Path) -> bool {
+    match brokerbench::report::overview::write_overview(root) {
+        Ok(w) => {
+            println!("overview of {} runs in {}:", w.runs.len(), root.display());
+            for c in &w.claims {
+                let from: Vec<&str> = c.from.iter().map(|(r, _)| r.as_str()).collect();
+                println!(
+                    "  {}: {}{}",
+                    c.claim,
+                    c.outcome.as_str(),
+                    if from.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", from.join(", "))
+                    }
+                );
+            }
+            println!("overview: {}", w.html.display());
+            true
+        }
+        Err(e) => {
+            eprintln!("error: overview of {}: {e}", root.display());
+            false
+        }
+    }
 }
 
 /// Charts, report.md and report.html of a results folder; prints the verdicts and the path.

@@ -68,11 +68,7 @@ label = "never-runs"
     // Wait until the load has produced a few intervals.
     let start = Instant::now();
     let timeseries = loop {
-        let found = std::fs::read_dir(&results)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("timeseries.csv"));
+        let found = first_run_folder(&results).map(|d| d.join("timeseries.csv"));
         if let Some(ts) = found.filter(|p| {
             std::fs::read_to_string(p)
                 .map(|t| t.lines().count() >= 3)
@@ -110,6 +106,10 @@ label = "never-runs"
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
             .expect("json");
     assert!(meta["ended_utc"].is_string(), "meta.json was completed");
+    assert!(
+        results.join("overview.md").is_file(),
+        "the overview was refreshed"
+    );
 }
 
 /// Ctrl-C while a fault has a node down and its restart is still to come: the run stops at once,
@@ -164,12 +164,7 @@ type = "redis-streams"
         "redis-server left running: {}",
         describe(&redis_servers_on(7341..=7346))
     );
-    let dir = std::fs::read_dir(&results)
-        .expect("results")
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .next()
-        .expect("a run folder");
+    let dir = first_run_folder(&results).expect("a run folder");
     let faults = read_csv(&dir.join("faults.csv"));
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert!(
@@ -245,11 +240,7 @@ label = "quorum"
     let start = Instant::now();
     let mut seen_three = false;
     let cluster_dir = loop {
-        let dir = std::fs::read_dir(&results)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .map(|e| e.path().join("clusters").join("rabbitmq"));
+        let dir = first_run_folder(&results).map(|d| d.join("clusters").join("rabbitmq"));
         let n = dir.as_deref().map_or(0, |d| beams_in(d).len());
         seen_three |= n == 3;
         if seen_three && n == 2 {

@@ -180,3 +180,101 @@ fn compare_puts_both_runs_side_by_side() {
     }
     assert!(md.contains("| C4 "), "{md}");
 }
+
+/// Rewrite a CSV file, letting `edit` change (or drop, by returning false) each row.
+fn edit_csv(path: &Path, edit: impl Fn(&csv::StringRecord, &mut Vec<String>) -> bool) {
+    let mut r = csv::Reader::from_path(path).expect("read csv");
+    let headers = r.headers().expect("headers").clone();
+    let mut w = csv::Writer::from_path(path.with_extension("new")).expect("write csv");
+    w.write_record(&headers).expect("header");
+    for rec in r.records() {
+        let mut row: Vec<String> = rec.expect("row").iter().map(String::from).collect();
+        if edit(&headers, &mut row) {
+            w.write_record(&row).expect("row");
+        }
+    }
+    w.flush().expect("flush");
+    std::fs::rename(path.with_extension("new"), path).expect("rename");
+}
+
+fn column(headers: &csv::StringRecord, name: &str) -> usize {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+/// A fault-free run folder at one fixed rate, from the fixture.
+fn latency_run(dir: &Path, rate: u32) {
+    std::fs::create_dir_all(dir).expect("dir");
+    copy_fixture(dir);
+    std::fs::remove_file(dir.join("faults.csv")).expect("no faults");
+    edit_csv(&dir.join("timeline.csv"), |h, row| {
+        row[column(h, "kind")] != "fault"
+    });
+    edit_csv(&dir.join("summary.csv"), |h, row| {
+        let i = column(h, "target_rate");
+        if !row[i].is_empty() {
+            row[i] = format!("{rate}.0");
+        }
+        true
+    });
+}
+
+#[test]
+fn overview_takes_the_newest_good_run_of_each_scenario() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let root = tmp.path();
+    let failover = root.join("20261127T080000Z-failover");
+    let interrupted = root.join("20261127T090000Z-failover");
+    for d in [&failover, &interrupted] {
+        std::fs::create_dir_all(d).expect("dir");
+        copy_fixture(d);
+    }
+    // The newer failover run has no backend that ended ok: the older one stands.
+    edit_csv(&interrupted.join("summary.csv"), |h, row| {
+        row[column(h, "status")] = "interrupted".into();
+        true
+    });
+    latency_run(&root.join("20261127T081000Z-latency-1k"), 1000);
+    latency_run(&root.join("20261127T082000Z-latency-5k"), 5000);
+    std::fs::create_dir_all(root.join("compare-a-vs-b")).expect("not a run");
+
+    let w = brokerbench::report::overview::write_overview(root).expect("overview");
+    let names: Vec<String> = w
+        .runs
+        .iter()
+        .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "20261127T080000Z-failover",
+            "20261127T081000Z-latency-1k",
+            "20261127T082000Z-latency-5k"
+        ]
+    );
+    // C4 comes from the failover run only (the latency runs have no faults), as its own report.
+    let own = brokerbench::report::document::write_report(&failover).expect("report");
+    let c4 = &w.claims[3];
+    assert_eq!(c4.claim, "C4");
+    assert_eq!(c4.outcome, own.verdicts[3].outcome);
+    assert_ne!(c4.outcome.as_str(), "not measured");
+    let from: Vec<&str> = c4.from.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(from, ["20261127T080000Z-failover"]);
+    // p99 by rate needs the two latency runs: one line per backend over 1k and 5k.
+    assert_eq!(w.charts.len(), 1, "{:?}", w.skipped);
+    let png = std::fs::read(&w.charts[0].png).expect("png");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+    let md = std::fs::read_to_string(&w.markdown).expect("overview.md");
+    let l = links(&md);
+    assert!(!l.is_empty());
+    for p in &l {
+        assert!(
+            root.join(p).is_file(),
+            "overview links {p}, which does not exist"
+        );
+    }
+    assert!(md.contains("20261127T080000Z-failover/report.html"), "{md}");
+    assert!(!md.contains("20261127T090000Z"), "{md}");
+}

@@ -437,7 +437,9 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
 }
 
 fn format_value(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.2}")
@@ -585,57 +587,132 @@ pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartF
             what: "no backend type ran at max rate with two destination counts or more".into(),
         });
     }
-    let chart = Scaling(lines);
-    save(
-        out,
-        "throughput-by-destinations",
-        "Max throughput by number of destinations",
-        &chart,
-    )
+    let title = "Max throughput by number of destinations";
+    let chart = Lines {
+        caption: title,
+        x_desc: "queues / streams",
+        y_desc: "received msg/s",
+        log_y: false,
+        lines,
+    };
+    save(out, "throughput-by-destinations", title, &chart)
 }
 
-/// Received msg/s by number of destinations, one line per backend type.
-struct Scaling(Vec<(String, Vec<(f64, f64)>)>);
+/// End-to-end p99 latency by target rate, one line per backend label, over several runs (the
+/// latency scenarios run one rate each). Runs with faults are left out: their p99 is the fault's.
+pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, ChartError> {
+    let mut by_label: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for run in runs
+        .iter()
+        .filter(|r| r.faults.is_empty() && r.timeline.iter().all(|e| e.kind != "fault"))
+    {
+        for s in rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some()) {
+            by_label
+                .entry(s.backend.as_str())
+                .or_default()
+                .push((s.target_rate.unwrap_or(0.0), s.e2e_p99_ms.unwrap_or(0.0)));
+        }
+    }
+    let lines: Vec<(String, Vec<(f64, f64)>)> = by_label
+        .into_iter()
+        .filter(|(_, pts)| pts.len() >= 2)
+        .map(|(label, mut pts)| {
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (label.to_string(), pts)
+        })
+        .collect();
+    if lines.is_empty() {
+        return Err(ChartError::NoData {
+            chart: "p99-by-rate-across".into(),
+            what: "no backend ran at two fixed rates or more in runs without faults".into(),
+        });
+    }
+    let title = "End-to-end p99 latency by target rate";
+    let chart = Lines {
+        caption: title,
+        x_desc: "target msg/s",
+        y_desc: "e2e p99 ms (log scale)",
+        log_y: true,
+        lines,
+    };
+    save(out, "p99-by-rate-across", title, &chart)
+}
 
-impl Plot for Scaling {
+/// Lines through points, one per named series, with a legend.
+struct Lines {
+    caption: &'static str,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    /// A logarithmic y axis (points at or below 0 are left out).
+    log_y: bool,
+    lines: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Plot for Lines {
     fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
-        let pts = self.0.iter().flat_map(|l| l.1.iter());
-        let x_max = pts.clone().map(|p| p.0).fold(1.0f64, f64::max) + 1.0;
-        let y_max = pts.map(|p| p.1).fold(1.0f64, f64::max) * 1.15;
-        let mut chart = ChartBuilder::on(root)
-            .caption("Max throughput by number of destinations", (FONT, 22))
+        let pts = self.lines.iter().flat_map(|l| l.1.iter());
+        let x_max = pts.clone().map(|p| p.0).fold(1.0f64, f64::max) * 1.08 + 1.0;
+        let y_max = pts.clone().map(|p| p.1).fold(1.0f64, f64::max) * 1.15;
+        let y_min = pts
+            .map(|p| p.1)
+            .filter(|v| *v > 0.0)
+            .fold(f64::MAX, f64::min)
+            .min(y_max / 10.0)
+            * 0.8;
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .caption(self.caption, (FONT, 22))
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("queues / streams")
-            .y_desc("received msg/s")
-            .label_style((FONT, 14))
-            .draw()
-            .map_err(err)?;
-        for (i, (name, p)) in self.0.iter().enumerate() {
-            let color = series_color(i);
-            chart
-                .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-            chart
-                .draw_series(p.iter().map(|&xy| Circle::new(xy, 4, color.filled())))
-                .map_err(err)?;
+            .y_label_area_size(80);
+        macro_rules! body {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc(self.x_desc)
+                    .y_desc(self.y_desc)
+                    .x_label_formatter(&|v| format_value(*v))
+                    .y_label_formatter(&|v| format_value(*v))
+                    .label_style((FONT, 14))
+                    .draw()
+                    .map_err(err)?;
+                for (i, (name, p)) in self.lines.iter().enumerate() {
+                    let color = series_color(i);
+                    let p: Vec<(f64, f64)> = p
+                        .iter()
+                        .copied()
+                        .filter(|p| !self.log_y || p.1 > 0.0)
+                        .collect();
+                    chart
+                        .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))
+                        .map_err(err)?
+                        .label(name.clone())
+                        .legend(move |(x, y)| {
+                            PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                        });
+                    chart
+                        .draw_series(p.iter().map(|&xy| Circle::new(xy, 4, color.filled())))
+                        .map_err(err)?;
+                }
+                chart
+                    .configure_series_labels()
+                    .label_font((FONT, 13))
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(err)?;
+            }};
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
+        if self.log_y {
+            body!(builder
+                .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+                .map_err(err)?);
+        } else {
+            body!(builder
+                .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+                .map_err(err)?);
+        }
         Ok(())
     }
 }

@@ -106,7 +106,7 @@ fn result_cells(s: &SummaryRow) -> Vec<String> {
 }
 
 /// Relative path of a chart file from the report's folder.
-fn rel(report_dir: &Path, file: &Path) -> String {
+pub(super) fn rel(report_dir: &Path, file: &Path) -> String {
     file.strip_prefix(report_dir)
         .unwrap_or(file)
         .to_string_lossy()
@@ -384,7 +384,7 @@ fn html_image(alt: &str, path: &str) -> String {
     )
 }
 
-fn write(path: &Path, text: &str) -> Result<(), ReportError> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|source| ReportError::Io {
         path: path.to_path_buf(),
         source,

@@ -6,6 +6,7 @@ pub mod csv_files;
 pub mod document;
 pub mod hlog;
 pub mod meta;
+pub mod overview;
 pub mod progress;
 pub mod results;
 pub mod summary;

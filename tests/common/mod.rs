@@ -38,6 +38,22 @@ fn is_redis_server(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The first run folder (`<UTC time>-<scenario>`) in a results root, if there is one yet.
+pub fn first_run_folder(results: &Path) -> Option<std::path::PathBuf> {
+    let mut runs: Vec<_> = std::fs::read_dir(results)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(|c: char| c.is_ascii_digit())
+        })
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    runs.into_iter().next()
+}
+
 /// Write a scenario file into `dir` and return its path.
 pub fn write_scenario(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
