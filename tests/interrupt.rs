@@ -40,6 +40,53 @@ fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
     }
 }
 
+/// Poll `running` (nodes up) until all `nodes` were up and then one went (the fault's kill).
+fn wait_for_the_kill(
+    child: &mut std::process::Child,
+    nodes: usize,
+    timeout: Duration,
+    running: impl Fn() -> usize,
+) {
+    let start = Instant::now();
+    let mut seen_all = false;
+    loop {
+        let n = running();
+        seen_all |= n == nodes;
+        if seen_all && n + 1 == nodes {
+            return;
+        }
+        if start.elapsed() > timeout || child.try_wait().ok().flatten().is_some() {
+            panic!("the fault did not happen (nodes running: {n})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The run folder after Ctrl-C during a node fault: faults.csv has the fault, on a node whose
+/// name starts with `node`, not restarted; the backend is interrupted and its ledger adds up.
+fn assert_interrupted_during_the_fault(dir: &Path, node: &str) {
+    let faults = read_csv(&dir.join("faults.csv"));
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert!(faults[0]["node"].starts_with(node), "{:?}", faults[0]);
+    assert!(
+        faults[0]["status"].contains("interrupted before restarting"),
+        "{:?}",
+        faults[0]
+    );
+    assert!(
+        faults[0]["restart_at_s"].is_empty(),
+        "no restart after Ctrl-C"
+    );
+    let summary = read_csv(&dir.join("summary.csv"));
+    assert_eq!(summary[0]["status"], "interrupted");
+    assert_eq!(
+        summary[0]["ledger_consistent"], "true",
+        "{}",
+        summary[0]["ledger_problems"]
+    );
+    assert!(dir.join("report.md").exists(), "the report was written");
+}
+
 #[test]
 fn sigint_mid_run_stops_everything_and_keeps_the_results() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -143,20 +190,9 @@ type = "redis-streams"
     let results = tmp.path().join("results");
     let mut guard = start_run(&results, &scenario);
     let child = &mut guard.0;
-    // Wait until the cluster is up and the fault has killed one of its six nodes.
-    let start = Instant::now();
-    let mut seen_six = false;
-    loop {
-        let n = redis_servers_on(7341..=7346).len();
-        seen_six |= n == 6;
-        if seen_six && n == 5 {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(90) || child.try_wait().ok().flatten().is_some() {
-            panic!("the fault did not happen (nodes running: {n})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_the_kill(child, 6, Duration::from_secs(90), || {
+        redis_servers_on(7341..=7346).len()
+    });
     let status = interrupt(child);
     assert_eq!(status.code(), Some(130));
     assert!(
@@ -165,24 +201,7 @@ type = "redis-streams"
         describe(&redis_servers_on(7341..=7346))
     );
     let dir = first_run_folder(&results).expect("a run folder");
-    let faults = read_csv(&dir.join("faults.csv"));
-    assert_eq!(faults.len(), 1, "{faults:?}");
-    assert!(
-        faults[0]["status"].contains("interrupted before restarting"),
-        "{:?}",
-        faults[0]
-    );
-    assert!(
-        faults[0]["restart_at_s"].is_empty(),
-        "no restart after Ctrl-C"
-    );
-    let summary = read_csv(&dir.join("summary.csv"));
-    assert_eq!(summary[0]["status"], "interrupted");
-    assert_eq!(
-        summary[0]["ledger_consistent"], "true",
-        "{}",
-        summary[0]["ledger_problems"]
-    );
+    assert_interrupted_during_the_fault(&dir, "127.0.0.1:");
 }
 
 /// Pids of beam.smp processes (RabbitMQ nodes) whose command line mentions `dir`.
@@ -236,24 +255,22 @@ label = "quorum"
     let results = tmp.path().join("results");
     let mut guard = start_run(&results, &scenario);
     let child = &mut guard.0;
-    // Wait until the cluster's three nodes were up and the fault has killed one.
-    let start = Instant::now();
-    let mut seen_three = false;
-    let cluster_dir = loop {
-        let dir = first_run_folder(&results).map(|d| d.join("clusters").join("rabbitmq"));
-        let n = dir.as_deref().map_or(0, |d| beams_in(d).len());
-        seen_three |= n == 3;
-        if seen_three && n == 2 {
-            break dir.expect("cluster dir");
-        }
-        if start.elapsed() > Duration::from_secs(120) || child.try_wait().ok().flatten().is_some() {
-            panic!("the fault did not happen (nodes running: {n})");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let cluster_dir =
+        |results: &Path| first_run_folder(results).map(|d| d.join("clusters").join("rabbitmq"));
+    wait_for_the_kill(child, 3, Duration::from_secs(120), || {
+        cluster_dir(&results).map_or(0, |d| beams_in(&d).len())
+    });
+    let run_dir = first_run_folder(&results).expect("a run folder");
     let status = interrupt(child);
     assert_eq!(status.code(), Some(130));
-    let left = wait_until_gone(&cluster_dir.display().to_string(), Duration::from_secs(10));
+    let left = wait_until_gone(
+        &run_dir
+            .join("clusters")
+            .join("rabbitmq")
+            .display()
+            .to_string(),
+        Duration::from_secs(10),
+    );
     assert!(left.is_empty(), "beam/epmd processes left: {left}");
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
@@ -263,24 +280,5 @@ label = "quorum"
         !stderr.contains("teardown"),
         "queues were torn down after Ctrl-C: {stderr}"
     );
-    let dir = cluster_dir
-        .parent()
-        .and_then(Path::parent)
-        .expect("run folder");
-    let faults = read_csv(&dir.join("faults.csv"));
-    assert_eq!(faults.len(), 1, "{faults:?}");
-    assert!(faults[0]["node"].starts_with("rabbit"), "{:?}", faults[0]);
-    assert!(
-        faults[0]["status"].contains("interrupted before restarting"),
-        "{:?}",
-        faults[0]
-    );
-    let summary = read_csv(&dir.join("summary.csv"));
-    assert_eq!(summary[0]["status"], "interrupted");
-    assert_eq!(
-        summary[0]["ledger_consistent"], "true",
-        "{}",
-        summary[0]["ledger_problems"]
-    );
-    assert!(dir.join("report.md").exists(), "the report was written");
+    assert_interrupted_during_the_fault(&run_dir, "rabbit");
 }

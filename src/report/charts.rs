@@ -181,13 +181,7 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
                         PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
                     });
             }
-            chart
-                .configure_series_labels()
-                .label_font((FONT, 13))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
         }};
     }
     if c.log_y {
@@ -368,9 +362,17 @@ fn plot_spectrum<DB: DrawingBackend>(
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// The legend of the labelled series, boxed, at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Drawn {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .label_font((FONT, 13))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
@@ -566,76 +568,87 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
 /// Lines: received msg/s at max rate against the number of destinations, per backend type
 /// (claim C3), when the run has a type at two destination counts or more.
 pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
-    let mut by_type: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
-    for s in rows_where(run, |s| s.target_rate.is_none() && s.destinations > 0) {
-        by_type
-            .entry(s.backend_type.as_str())
-            .or_default()
-            .push((s.destinations as f64, s.received_per_s));
-    }
-    let lines: Vec<(String, Vec<(f64, f64)>)> = by_type
-        .into_iter()
-        .filter(|(_, pts)| pts.len() >= 2)
-        .map(|(ty, mut pts)| {
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (ty.to_string(), pts)
-        })
-        .collect();
-    if lines.is_empty() {
-        return Err(ChartError::NoData {
-            chart: "throughput-by-destinations".into(),
-            what: "no backend type ran at max rate with two destination counts or more".into(),
-        });
-    }
-    let title = "Max throughput by number of destinations";
-    let chart = Lines {
-        caption: title,
-        x_desc: "queues / streams",
-        y_desc: "received msg/s",
-        log_y: false,
-        lines,
-    };
-    save(out, "throughput-by-destinations", title, &chart)
+    let points = rows_where(run, |s| s.target_rate.is_none() && s.destinations > 0).map(|s| {
+        (
+            s.backend_type.as_str(),
+            (s.destinations as f64, s.received_per_s),
+        )
+    });
+    save_lines(
+        out,
+        "throughput-by-destinations",
+        "no backend type ran at max rate with two destination counts or more",
+        Lines {
+            caption: "Max throughput by number of destinations",
+            x_desc: "queues / streams",
+            y_desc: "received msg/s",
+            log_y: false,
+            lines: group_lines(points),
+        },
+    )
 }
 
 /// End-to-end p99 latency by target rate, one line per backend label, over several runs (the
 /// latency scenarios run one rate each). Runs with faults are left out: their p99 is the fault's.
 pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, ChartError> {
-    let mut by_label: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
-    for run in runs
+    let points = runs
         .iter()
         .filter(|r| r.faults.is_empty() && r.timeline.iter().all(|e| e.kind != "fault"))
-    {
-        for s in rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some()) {
-            by_label
-                .entry(s.backend.as_str())
-                .or_default()
-                .push((s.target_rate.unwrap_or(0.0), s.e2e_p99_ms.unwrap_or(0.0)));
-        }
+        .flat_map(|run| {
+            rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some()).map(|s| {
+                (
+                    s.backend.as_str(),
+                    (s.target_rate.unwrap_or(0.0), s.e2e_p99_ms.unwrap_or(0.0)),
+                )
+            })
+        });
+    save_lines(
+        out,
+        "p99-by-rate-across",
+        "no backend ran at two fixed rates or more in runs without faults",
+        Lines {
+            caption: "End-to-end p99 latency by target rate",
+            x_desc: "target msg/s",
+            y_desc: "e2e p99 ms (log scale)",
+            log_y: true,
+            lines: group_lines(points),
+        },
+    )
+}
+
+/// One line per name, through its points in x order; names with fewer than two points are
+/// left out.
+fn group_lines<'a>(
+    points: impl Iterator<Item = (&'a str, (f64, f64))>,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    for (name, p) in points {
+        by_name.entry(name).or_default().push(p);
     }
-    let lines: Vec<(String, Vec<(f64, f64)>)> = by_label
+    by_name
         .into_iter()
         .filter(|(_, pts)| pts.len() >= 2)
-        .map(|(label, mut pts)| {
+        .map(|(name, mut pts)| {
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (label.to_string(), pts)
+            (name.to_string(), pts)
         })
-        .collect();
-    if lines.is_empty() {
+        .collect()
+}
+
+/// Save a line chart, or say why there is none (`missing`) when it has no line.
+fn save_lines(
+    out: &Path,
+    stem: &str,
+    missing: &str,
+    chart: Lines,
+) -> Result<ChartFile, ChartError> {
+    if chart.lines.is_empty() {
         return Err(ChartError::NoData {
-            chart: "p99-by-rate-across".into(),
-            what: "no backend ran at two fixed rates or more in runs without faults".into(),
+            chart: stem.into(),
+            what: missing.into(),
         });
     }
-    let title = "End-to-end p99 latency by target rate";
-    let chart = Lines {
-        caption: title,
-        x_desc: "target msg/s",
-        y_desc: "e2e p99 ms (log scale)",
-        log_y: true,
-        lines,
-    };
-    save(out, "p99-by-rate-across", title, &chart)
+    save(out, stem, chart.caption, &chart)
 }
 
 /// Lines through points, one per named series, with a legend.
@@ -695,13 +708,7 @@ impl Plot for Lines {
                         .draw_series(p.iter().map(|&xy| Circle::new(xy, 4, color.filled())))
                         .map_err(err)?;
                 }
-                chart
-                    .configure_series_labels()
-                    .label_font((FONT, 13))
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(err)?;
+                legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
             }};
         }
         if self.log_y {
