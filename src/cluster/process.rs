@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How long `is_running` waits before looking again for the marker of a live process.
+const MARKER_RETRIES_MS: [u64; 3] = [5, 20, 50];
+
 /// A process the project started, identified by pid and a marker string.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnedProcess {
@@ -16,8 +19,23 @@ pub struct OwnedProcess {
 
 impl OwnedProcess {
     /// Alive, not a zombie, and still ours.
+    ///
+    /// A process in the middle of an `execve` (rabbitmq-server execs its way down to beam.smp)
+    /// shows an empty environment for a moment, so a live process without its marker is looked
+    /// at again (`MARKER_RETRIES_MS`) before it counts as someone else's.
     pub fn is_running(&self) -> bool {
-        is_alive(self.pid) && carries_marker(self.pid, &self.marker)
+        for wait_ms in std::iter::once(0).chain(MARKER_RETRIES_MS) {
+            if wait_ms > 0 {
+                std::thread::sleep(Duration::from_millis(wait_ms));
+            }
+            if !is_alive(self.pid) {
+                return false;
+            }
+            if carries_marker(self.pid, &self.marker) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Send a signal if the process is still ours. Returns whether it was sent.
@@ -256,6 +274,32 @@ mod tests {
         });
         right.stop_blocking(Duration::from_secs(5));
         assert!(!right.is_running());
+    }
+
+    /// While a process execs from one program to the next, /proc/<pid>/environ is empty for a
+    /// moment; a process that is ours all along must never look like someone else's.
+    #[test]
+    fn a_process_is_ours_while_it_execs() {
+        let mut misses = 0;
+        for _ in 0..30 {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", "exec sh -c 'exec sh -c \"exec sleep 0.1\"'"])
+                .env("BB_EXEC_MARKER", "exec-chain")
+                .spawn()
+                .expect("spawn sh");
+            let p = OwnedProcess {
+                pid: child.id(),
+                marker: "BB_EXEC_MARKER=exec-chain".into(),
+            };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(60) {
+                if !p.is_running() && is_alive(p.pid) {
+                    misses += 1;
+                }
+            }
+            let _ = child.wait();
+        }
+        assert_eq!(misses, 0, "a live process of ours looked foreign");
     }
 
     #[test]
