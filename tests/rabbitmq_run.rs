@@ -112,4 +112,27 @@ ha_params = 2
             );
         }
     }
+    // CPU of the three nodes and the harness for each backend; no replica lag (RabbitMQ does
+    // not publish it to the second).
+    let cpu = read_csv(&out.dir.join("cpu.csv"));
+    for b in ["rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"] {
+        let mut nodes: Vec<&str> = cpu
+            .iter()
+            .filter(|r| r["backend"] == b)
+            .map(|r| r["node"].as_str())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        assert_eq!(
+            nodes,
+            [
+                "harness",
+                "rabbit1@localhost",
+                "rabbit2@localhost",
+                "rabbit3@localhost"
+            ],
+            "{b}"
+        );
+    }
+    assert!(!out.dir.join("replica_lag.csv").exists());
 }

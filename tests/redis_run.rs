@@ -110,4 +110,33 @@ type = "redis-streams"
     let hlog =
         std::fs::read_to_string(out.dir.join("hdr").join("redis-streams.hlog")).expect("hlog");
     assert!(hlog.lines().any(|l| l.starts_with("Tag=e2e,")));
+    // CPU per second of each of the six nodes and of the harness, while the load ran.
+    let cpu = read_csv(&out.dir.join("cpu.csv"));
+    let mut nodes: Vec<&str> = cpu.iter().map(|r| r["node"].as_str()).collect();
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 7, "{nodes:?}");
+    assert!(nodes.contains(&"harness"));
+    assert!(cpu
+        .iter()
+        .all(|r| num(r, "cpu") >= 0.0 && num(r, "cpu") <= 2.5));
+    assert!(
+        cpu.iter().filter(|r| r["node"] == "harness").count() >= 5,
+        "a harness sample per second"
+    );
+    // The three masters took writes: each used some CPU.
+    assert!(
+        cpu.iter()
+            .filter(|r| r["node"] != "harness")
+            .any(|r| num(r, "cpu") > 0.0),
+        "no broker node used CPU"
+    );
+    // Replica lag once a second: each stream's master has one replica, so three nodes.
+    let lag = read_csv(&out.dir.join("replica_lag.csv"));
+    let mut replicas: Vec<&str> = lag.iter().map(|r| r["node"].as_str()).collect();
+    replicas.sort();
+    replicas.dedup();
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert!(lag.len() >= 15, "{} lag samples", lag.len());
+    assert!(lag.iter().all(|r| num(r, "lag_messages") >= 0.0));
 }

@@ -194,6 +194,25 @@ pub trait Backend: Send + Sync {
     async fn version(&self) -> Option<String> {
         None
     }
+    /// How far each copy of `destinations` is behind its leader right now, in entries. A
+    /// backend that cannot tell to the second says nothing (RabbitMQ refreshes the Raft indexes it
+    /// publishes only every 5 s).
+    async fn replica_lag(
+        &self,
+        _destinations: &[Destination],
+    ) -> Result<Vec<ReplicaLag>, BackendError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One copy of a destination and how far it is behind its leader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaLag {
+    pub destination: String,
+    /// The node holding the copy, as the topology names it.
+    pub node: String,
+    /// Entries (messages) the leader has that this copy does not.
+    pub entries: u64,
 }
 
 /// Addresses of the clusters a run can use, filled by the launcher (or from a scenario's

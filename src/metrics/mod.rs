@@ -3,5 +3,7 @@
 pub mod activity;
 pub mod aggregator;
 pub mod bitset;
+pub mod cpu;
 pub mod ledger;
+pub mod replica_lag;
 pub mod stats;

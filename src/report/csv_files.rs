@@ -1,4 +1,5 @@
-//! summary.csv, timeseries.csv, timeline.csv, destinations.csv and (for runs with faults)
+//! summary.csv, timeseries.csv, timeline.csv, destinations.csv, cpu.csv (when the run knows its
+//! nodes' processes), replica_lag.csv (when the backend can tell) and (for runs with faults)
 //! faults.csv in the run folder. Rows are flushed as they come, so an interrupted run keeps
 //! what it measured.
 
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::{DestinationSecond, FaultRow, LostMessage, ReportError, Sink, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
+use crate::metrics::cpu::CpuRow;
+use crate::metrics::replica_lag::LagRow;
 use crate::metrics::stats::Stats;
 use crate::scenario::timeline::TimelineEvent;
 
@@ -19,6 +22,10 @@ pub struct CsvSink {
     faults: Option<csv::Writer<File>>,
     /// Created with the first lost message.
     lost: Option<csv::Writer<File>>,
+    /// Created with the first CPU sample.
+    cpu: Option<csv::Writer<File>>,
+    /// Created with the first replica lag sample.
+    replica_lag: Option<csv::Writer<File>>,
     summaries: Vec<SummaryRow>,
 }
 
@@ -47,6 +54,8 @@ impl CsvSink {
             destinations: open(&dir.join("destinations.csv"))?,
             faults: None,
             lost: None,
+            cpu: None,
+            replica_lag: None,
             summaries: Vec::new(),
         })
     }
@@ -91,6 +100,15 @@ impl Sink for CsvSink {
 
     fn on_lost(&mut self, rows: &[LostMessage]) -> Result<(), ReportError> {
         Self::write_created(&mut self.lost, self.dir.join("lost.csv"), rows)
+    }
+
+    fn on_replica_lag(&mut self, rows: &[LagRow]) -> Result<(), ReportError> {
+        let path = self.dir.join("replica_lag.csv");
+        Self::write_created(&mut self.replica_lag, path, rows)
+    }
+
+    fn on_cpu(&mut self, rows: &[CpuRow]) -> Result<(), ReportError> {
+        Self::write_created(&mut self.cpu, self.dir.join("cpu.csv"), rows)
     }
 
     fn on_destinations(&mut self, rows: &[DestinationSecond]) -> Result<(), ReportError> {

@@ -88,6 +88,17 @@ pub trait Sink: Send {
     fn on_lost(&mut self, _rows: &[LostMessage]) -> Result<(), ReportError> {
         Ok(())
     }
+    /// Each node's worst replica lag at the last sample, while a backend's load runs.
+    fn on_replica_lag(
+        &mut self,
+        _rows: &[crate::metrics::replica_lag::LagRow],
+    ) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// Each node's CPU over the last second, while a backend's load runs.
+    fn on_cpu(&mut self, _rows: &[crate::metrics::cpu::CpuRow]) -> Result<(), ReportError> {
+        Ok(())
+    }
     /// Per-destination counts per second, once a backend's load is over.
     fn on_destinations(&mut self, _rows: &[DestinationSecond]) -> Result<(), ReportError> {
         Ok(())

@@ -19,8 +19,8 @@ pub struct TimelineEntry {
     pub end_s: Option<f64>,
 }
 
-/// One row of replica_lag.csv: how far one node's copy of a destination is behind its leader.
-/// No sampler writes this file yet; the report draws it when it is there.
+/// One row of replica_lag.csv: how far one node's copies are behind their leaders (its worst
+/// copy), sampled once a second (`metrics::replica_lag`); the report draws it when it is there.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct LagSample {
     pub backend: String,
@@ -33,7 +33,7 @@ pub struct LagSample {
 }
 
 /// One row of cpu.csv: one node's share of the host's CPU over the interval ending at `t_s`
-/// (0.0 to the number of cores). No sampler writes this file yet.
+/// (0.0 to the number of cores), sampled once a second (`metrics::cpu`).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct CpuSample {
     pub backend: String,

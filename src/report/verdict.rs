@@ -67,7 +67,7 @@ pub struct Verdict {
 pub struct Evidence<'a> {
     pub summary: &'a [SummaryRow],
     pub faults: &'a [FaultRow],
-    /// replica_lag.csv (empty until a sampler writes it).
+    /// replica_lag.csv (Redis backends only).
     pub replica_lag: &'a [LagSample],
 }
 
@@ -240,7 +240,6 @@ fn c1(e: &Evidence) -> Verdict {
     verdict("C1", TITLE, outcome, rule, numbers)
 }
 
-/// C2: replica lag. Nothing samples it yet.
 /// C2: replica lag, p99 per backend over all its replicas' samples (replica_lag.csv).
 fn c2(e: &Evidence) -> Verdict {
     const TITLE: &str = "replicas lag behind the leader";
@@ -280,7 +279,8 @@ fn c2(e: &Evidence) -> Verdict {
     if redis.is_empty() || rabbit.is_empty() {
         numbers.push(
             "missing: replica_lag.csv samples for a redis-streams backend and a quorum or \
-             mirrored backend (no sampler writes them yet)"
+             mirrored backend (brokerbench samples Redis replicas only: RabbitMQ refreshes the \
+             Raft indexes it publishes only every 5 s, and nothing for mirrors)"
                 .into(),
         );
         return verdict("C2", TITLE, Outcome::NotMeasured, rule, numbers);

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backend::{self, Backend, Destination, Endpoints};
 use crate::clock::{Clock, MonotonicClock};
+use crate::cluster::process::OwnedProcess;
 use crate::fault::analysis::{min_gap_ns, row as fault_row, Bounds};
 use crate::fault::{FaultRow, FaultRunner, NodeControl};
 use crate::load::consumer::{run_consumer, ConsumerPlan, KillSwitch};
@@ -18,7 +19,9 @@ use crate::load::rate::Schedule;
 use crate::load::{sleep_until_ns, LoadContext};
 use crate::metrics::activity::Activity;
 use crate::metrics::aggregator::Aggregator;
+use crate::metrics::cpu::CpuSampler;
 use crate::metrics::ledger::Ledger;
+use crate::metrics::replica_lag::sample_replica_lag;
 use crate::metrics::stats::Recorder;
 use crate::report::meta::{utc_now, BackendMeta};
 use crate::report::{each, BackendStart, DestinationSecond, LostMessage, Sink, SummaryRow};
@@ -253,6 +256,27 @@ pub async fn run_load(
     }
 
     let mut agg = Aggregator::new(label, origin, recorders);
+    // The processes of the nodes this run controls (none for an external cluster), and the
+    // harness's own.
+    let processes: Vec<(String, OwnedProcess)> = control
+        .as_deref()
+        .map(|c| {
+            c.node_names()
+                .into_iter()
+                .filter_map(|n| c.process_of(&n).cloned().map(|p| (n, p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut cpu = CpuSampler::new(label, processes);
+    let lag_rows = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let lag_task = tokio::spawn(sample_replica_lag(
+        backend.clone(),
+        dests.to_vec(),
+        clock.clone(),
+        origin,
+        lag_rows.clone(),
+        stop_rx.clone(),
+    ));
     let mut timeline = Timeline::default();
     let secs = |ns: u64| ns.saturating_sub(origin) as f64 / 1e9;
     let start = BackendStart {
@@ -316,6 +340,14 @@ pub async fn run_load(
             if now >= tick_at || interrupted || drained_now || out_of_time {
                 let (row, stats) = agg.tick(now, phase);
                 report(each(sinks, |s| s.on_interval(row, stats)));
+                let used = cpu.sample(secs(now));
+                if !used.is_empty() {
+                    report(each(sinks, |s| s.on_cpu(&used)));
+                }
+                let lags = std::mem::take(&mut *lag_rows.lock());
+                if !lags.is_empty() {
+                    report(each(sinks, |s| s.on_replica_lag(&lags)));
+                }
                 last_tick = now;
                 let next_phase = if now >= end {
                     "drain"
@@ -351,6 +383,17 @@ pub async fn run_load(
         {
             abort.abort();
         }
+    }
+    let abort = lag_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(3), lag_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    let lags = std::mem::take(&mut *lag_rows.lock());
+    if !lags.is_empty() {
+        report(each(sinks, |s| s.on_replica_lag(&lags)));
     }
     // Every fault on the timeline, and its recovery figures.
     for o in &observations {

@@ -8,6 +8,7 @@
 //! impl and the parsing of its replies).
 
 mod consumer;
+mod lag;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct RedisStreams {
     /// Setup and teardown: follows redirects and reconnects (a few short retries), so they work
     /// on a cluster whose slots moved during a fault.
     admin: ClusterConnection,
+    /// Direct connections to single nodes, for the replica lag.
+    nodes: lag::NodeConnections,
 }
 
 /// Retries of the setup/teardown connection, and its waits between them (ms).
@@ -153,6 +156,7 @@ impl RedisStreams {
             client,
             conn,
             admin,
+            nodes: lag::NodeConnections::default(),
         })
     }
 
@@ -423,6 +427,13 @@ impl Backend for RedisStreams {
             });
         }
         Ok(topo)
+    }
+
+    async fn replica_lag(
+        &self,
+        destinations: &[Destination],
+    ) -> Result<Vec<ReplicaLag>, BackendError> {
+        self.stream_replica_lag(destinations).await
     }
 
     async fn version(&self) -> Option<String> {

@@ -1,0 +1,174 @@
+//! Per-node CPU: each broker process the run started (and the harness itself), sampled from
+//! /proc/<pid>/stat once a second while a backend's load runs, as a share of one core (0.0 to
+//! the number of cores). A node restarted by a fault is found again by its marker.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::cluster::process::{carries_marker, is_alive, OwnedProcess};
+
+/// cpu.csv: one node's CPU over the interval ending at `t_s`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CpuRow {
+    pub backend: String,
+    /// Seconds since the backend's load started.
+    pub t_s: f64,
+    /// A broker node (as the backend's topology names it), or "harness".
+    pub node: String,
+    /// Cores busy on average: 1.0 is one core all the time.
+    pub cpu: f64,
+}
+
+/// The shortest interval a CPU figure is given for.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The node name used for the harness's own process.
+pub const HARNESS: &str = "harness";
+
+/// User + system CPU time of a process in clock ticks (all its threads), from /proc/<pid>/stat.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// The live process carrying `marker`, if any (a scan of /proc).
+fn find_by_marker(marker: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| is_alive(*pid) && carries_marker(*pid, marker))
+}
+
+pub struct CpuSampler {
+    backend: String,
+    /// (node, its process as last seen).
+    nodes: Vec<(String, OwnedProcess)>,
+    /// Per node: ticks and time of the previous sample, and the pid they belong to.
+    last: HashMap<String, (u32, u64, Instant)>,
+    tick_hz: f64,
+}
+
+impl CpuSampler {
+    /// Sample `nodes` (node name, process) and the harness for `backend`.
+    pub fn new(backend: &str, nodes: Vec<(String, OwnedProcess)>) -> Self {
+        let mut s = CpuSampler {
+            backend: backend.to_string(),
+            nodes,
+            last: HashMap::new(),
+            tick_hz: ticks_per_second(),
+        };
+        // The first sample only sets the baseline.
+        let _ = s.sample(0.0);
+        s
+    }
+
+    /// One row per node that was running at this sample and the previous one. A sample less
+    /// than `MIN_INTERVAL` after the previous one (a short last interval) gives nothing: a few
+    /// clock ticks over a few milliseconds say little.
+    pub fn sample(&mut self, t_s: f64) -> Vec<CpuRow> {
+        let now = Instant::now();
+        if self
+            .last
+            .get(HARNESS)
+            .is_some_and(|(_, _, at)| now.duration_since(*at) < MIN_INTERVAL)
+        {
+            return Vec::new();
+        }
+        let mut current: Vec<(String, u32)> = vec![(HARNESS.to_string(), std::process::id())];
+        for (name, proc) in &mut self.nodes {
+            if !proc.is_running() {
+                // Killed, maybe restarted under a new pid.
+                match find_by_marker(&proc.marker) {
+                    Some(pid) => proc.pid = pid,
+                    None => continue,
+                }
+            }
+            current.push((name.clone(), proc.pid));
+        }
+        let mut rows = Vec::new();
+        let mut next = HashMap::new();
+        for (node, pid) in current {
+            let Some(ticks) = cpu_ticks(pid) else {
+                continue;
+            };
+            if let Some((last_pid, last_ticks, at)) = self.last.get(&node) {
+                let secs = now.duration_since(*at).as_secs_f64();
+                if *last_pid == pid && secs > 0.0 && ticks >= *last_ticks {
+                    rows.push(CpuRow {
+                        backend: self.backend.clone(),
+                        t_s,
+                        node: node.clone(),
+                        cpu: (ticks - last_ticks) as f64 / self.tick_hz / secs,
+                    });
+                }
+            }
+            next.insert(node, (pid, ticks, now));
+        }
+        self.last = next;
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_s_cpu_time() {
+        let before = cpu_ticks(std::process::id()).expect("own stat");
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed().as_millis() < 300 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        assert_ne!(x, 1);
+        let after = cpu_ticks(std::process::id()).expect("own stat");
+        assert!(after > before, "{before} -> {after}");
+        assert_eq!(cpu_ticks(0), None);
+    }
+
+    #[test]
+    fn a_busy_child_shows_about_one_core_and_a_dead_one_none() {
+        let mut busy = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .env("BB_CPU_MARKER", "busy-loop")
+            .spawn()
+            .expect("spawn sh");
+        let proc = OwnedProcess {
+            pid: busy.id(),
+            marker: "BB_CPU_MARKER=busy-loop".into(),
+        };
+        let mut s = CpuSampler::new("b", vec![("busy".into(), proc)]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let rows = s.sample(1.0);
+        let cpu = rows
+            .iter()
+            .find(|r| r.node == "busy")
+            .map(|r| r.cpu)
+            .expect("a row for the busy node");
+        // One spinning shell on a shared 2-core host: most of a core, never more than one.
+        assert!(cpu > 0.3 && cpu < 1.2, "cpu {cpu}");
+        assert!(rows.iter().any(|r| r.node == HARNESS && r.backend == "b"));
+        assert!(s.sample(1.1).is_empty(), "too soon after the last sample");
+        let _ = busy.kill();
+        let _ = busy.wait();
+        std::thread::sleep(MIN_INTERVAL);
+        let rows = s.sample(2.0);
+        assert!(rows.iter().all(|r| r.node != "busy"), "{rows:?}");
+    }
+}
