@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::results::{LagSample, RunResults};
+use super::results::{CpuSample, LagSample, RunResults};
 use super::SummaryRow;
 use crate::fault::FaultRow;
 
@@ -69,6 +69,8 @@ pub struct Evidence<'a> {
     pub faults: &'a [FaultRow],
     /// replica_lag.csv (Redis backends only).
     pub replica_lag: &'a [LagSample],
+    /// cpu.csv: figures a verdict shows beside its rule, never part of it.
+    pub cpu: &'a [CpuSample],
 }
 
 impl<'a> Evidence<'a> {
@@ -78,7 +80,35 @@ impl<'a> Evidence<'a> {
             summary: &run.summary,
             faults: &run.faults,
             replica_lag: &run.replica_lag,
+            cpu: &run.cpu,
         }
+    }
+
+    /// For one backend with CPU samples: the mean cores used by all its nodes and the harness
+    /// together, and its busiest node with its mean (the first and last samples, partial
+    /// intervals at the load's edges, left out when there are enough).
+    fn cpu_use(&self, backend: &str) -> Option<(f64, String, f64)> {
+        let mut by_node: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for s in self.cpu.iter().filter(|s| s.backend == backend) {
+            by_node.entry(s.node.as_str()).or_default().push(s.cpu);
+        }
+        let means: Vec<(&str, f64)> = by_node
+            .into_iter()
+            .map(|(node, v)| {
+                let core = if v.len() > 4 {
+                    &v[1..v.len() - 1]
+                } else {
+                    &v[..]
+                };
+                (node, core.iter().sum::<f64>() / core.len() as f64)
+            })
+            .collect();
+        let total: f64 = means.iter().map(|(_, m)| m).sum();
+        let (node, busiest) = means
+            .iter()
+            .filter(|(n, _)| *n != "harness")
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        Some((total, node.to_string(), *busiest))
     }
 }
 
@@ -387,6 +417,15 @@ fn c3_with(e: &Evidence, count: impl Fn(&SummaryRow) -> Option<u32>) -> Verdict 
     numbers.push(format!("growth: redis-streams {redis:.2}×"));
     for (ty, g) in &rabbit {
         numbers.push(format!("growth: {ty} {g:.2}×"));
+    }
+    // Where the CPU went (cpu.csv): a host with every core busy cannot show growth.
+    for r in max_rate.iter().filter(|r| count(r).is_some()) {
+        if let Some((total, node, busiest)) = e.cpu_use(&r.backend) {
+            numbers.push(format!(
+                "{}: nodes and harness used {total:.2} cores on average; busiest node {node} at {busiest:.2}",
+                name(r)
+            ));
+        }
     }
     let outcome = if rabbit.iter().any(|(_, g)| *g >= redis) || redis < C3_RABBIT_FLAT {
         Outcome::Refuted
@@ -701,6 +740,7 @@ mod tests {
             summary,
             faults,
             replica_lag: &[],
+            cpu: &[],
         })
     }
 
@@ -858,6 +898,7 @@ mod tests {
             summary: &s,
             faults: &[],
             replica_lag: &samples,
+            cpu: &[],
         })
         .outcome
     }
@@ -918,6 +959,7 @@ mod tests {
                 summary: &s,
                 faults: &[],
                 replica_lag: &[],
+                cpu: &[],
             },
             count_from_label,
         );
@@ -931,12 +973,48 @@ mod tests {
                 "growth: rabbitmq-quorum 1.50×",
             ]
         );
+        // CPU figures are listed beside the rule, per backend with samples; they do not change
+        // the outcome.
+        let cpu_rows: Vec<CpuSample> = [
+            ("q-1", "rabbit1", [0.2, 0.7, 0.7, 0.7, 0.7, 0.2]),
+            ("q-1", "rabbit2", [0.1, 0.4, 0.4, 0.4, 0.4, 0.1]),
+            ("q-1", "harness", [0.1, 0.3, 0.3, 0.3, 0.3, 0.1]),
+        ]
+        .into_iter()
+        .flat_map(|(backend, node, values)| {
+            values.into_iter().enumerate().map(move |(t, cpu)| CpuSample {
+                backend: backend.into(),
+                t_s: t as f64,
+                node: node.into(),
+                cpu,
+            })
+        })
+        .collect();
+        let v = c3_with(
+            &Evidence {
+                summary: &s,
+                faults: &[],
+                replica_lag: &[],
+                cpu: &cpu_rows,
+            },
+            count_from_label,
+        );
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        assert_eq!(
+            v.numbers.last().map(String::as_str),
+            Some(
+                "q-1 (rabbitmq-quorum): nodes and harness used 1.40 cores on average; busiest node rabbit1 at 0.70"
+            ),
+            "{:?}",
+            v.numbers
+        );
         s.retain(|r| !r.backend.ends_with("-1"));
         let v = c3_with(
             &Evidence {
                 summary: &s,
                 faults: &[],
                 replica_lag: &[],
+                cpu: &[],
             },
             count_from_label,
         );
@@ -983,6 +1061,7 @@ mod tests {
                 summary: rows,
                 faults: &[],
                 replica_lag: &[],
+                cpu: &[],
             },
             count_from_label,
         )
