@@ -21,7 +21,8 @@ pub struct ConsumerPlan {
 }
 
 /// The kill-consumer fault's handle on one consumer task: once pulled, the task crashes at its
-/// next batch (drops it unacked, closes its connection, exits) and reports what it dropped.
+/// next batch that holds messages (drops it unacked, closes its connection, exits) and reports
+/// what it dropped, so the fault always leaves unacked messages behind while the load runs.
 #[derive(Debug, Default)]
 pub struct KillSwitch {
     pulled: AtomicBool,
@@ -62,10 +63,6 @@ pub async fn run_consumer(
     let mut batch: Vec<Delivery> = Vec::with_capacity(1024);
     let mut tokens: Vec<AckToken> = Vec::with_capacity(1024);
     while !*stop.borrow() {
-        if plan.kill.pulled() {
-            // Pulled between batches: nothing to drop.
-            return crash(&ctx, &plan, consumer, &mut batch).await;
-        }
         let c = match consumer.as_mut() {
             Some(c) => c,
             None => match ctx.backend.consumer(&plan.dest, plan.id).await {
@@ -103,11 +100,11 @@ pub async fn run_consumer(
                 }
             }
         }
-        if plan.kill.pulled() {
-            return crash(&ctx, &plan, consumer, &mut batch).await;
-        }
         if batch.is_empty() {
             continue;
+        }
+        if plan.kill.pulled() {
+            return crash(&ctx, &plan, consumer, &mut batch).await;
         }
         let now = ctx.clock.now_ns();
         ctx.activity
@@ -146,6 +143,10 @@ pub async fn run_consumer(
                 }
             }
         }
+    }
+    if plan.kill.pulled() {
+        // Pulled, and the load ended before another message came: nothing to drop.
+        return crash(&ctx, &plan, consumer, &mut batch).await;
     }
     if let Some(c) = consumer.take() {
         c.close().await;

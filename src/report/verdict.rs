@@ -982,12 +982,15 @@ mod tests {
         ]
         .into_iter()
         .flat_map(|(backend, node, values)| {
-            values.into_iter().enumerate().map(move |(t, cpu)| CpuSample {
-                backend: backend.into(),
-                t_s: t as f64,
-                node: node.into(),
-                cpu,
-            })
+            values
+                .into_iter()
+                .enumerate()
+                .map(move |(t, cpu)| CpuSample {
+                    backend: backend.into(),
+                    t_s: t as f64,
+                    node: node.into(),
+                    cpu,
+                })
         })
         .collect();
         let v = c3_with(
