@@ -161,8 +161,9 @@ mod tests {
             .find(|r| r.node == "busy")
             .map(|r| r.cpu)
             .expect("a row for the busy node");
-        // One spinning shell on a shared 2-core host: most of a core, never more than one.
-        assert!(cpu > 0.3 && cpu < 1.2, "cpu {cpu}");
+        // One spinning shell: never more than one core, and clearly busy even on a shared,
+        // loaded host (an idle process shows 0.00).
+        assert!(cpu > 0.1 && cpu < 1.2, "cpu {cpu}");
         assert!(rows.iter().any(|r| r.node == HARNESS && r.backend == "b"));
         assert!(s.sample(1.1).is_empty(), "too soon after the last sample");
         let _ = busy.kill();
