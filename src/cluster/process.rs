@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How long `is_running` waits before looking again for the marker of a live process.
+/// How long `is_ours` waits before looking again for the marker of a live process.
 const MARKER_RETRIES_MS: [u64; 3] = [5, 20, 50];
 
 /// A process the project started, identified by pid and a marker string.
@@ -18,24 +18,9 @@ pub struct OwnedProcess {
 }
 
 impl OwnedProcess {
-    /// Alive, not a zombie, and still ours.
-    ///
-    /// A process in the middle of an `execve` (rabbitmq-server execs its way down to beam.smp)
-    /// shows an empty environment for a moment, so a live process without its marker is looked
-    /// at again (`MARKER_RETRIES_MS`) before it counts as someone else's.
+    /// Alive, not a zombie, and still ours (`is_ours`).
     pub fn is_running(&self) -> bool {
-        for wait_ms in std::iter::once(0).chain(MARKER_RETRIES_MS) {
-            if wait_ms > 0 {
-                std::thread::sleep(Duration::from_millis(wait_ms));
-            }
-            if !is_alive(self.pid) {
-                return false;
-            }
-            if carries_marker(self.pid, &self.marker) {
-                return true;
-            }
-        }
-        false
+        is_ours(self.pid, &self.marker)
     }
 
     /// Send a signal if the process is still ours. Returns whether it was sent.
@@ -100,7 +85,7 @@ impl OwnedProcess {
                 }
             }
         }
-        out.retain(|&c| carries_marker(c, &self.marker));
+        out.retain(|&c| is_ours(c, &self.marker));
         out
     }
 
@@ -115,9 +100,7 @@ impl OwnedProcess {
             let strays: Vec<u32> = family
                 .iter()
                 .copied()
-                .filter(|p| {
-                    !members.contains(p) && is_alive(*p) && carries_marker(*p, &self.marker)
-                })
+                .filter(|p| !members.contains(p) && is_ours(*p, &self.marker))
                 .collect();
             members.extend(strays);
             if members.is_empty() || start.elapsed() >= wait {
@@ -164,9 +147,7 @@ pub fn group_members(pgid: u32, marker: &str) -> Vec<u32> {
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| {
-            process_group(pid) == Some(pgid) && is_alive(pid) && carries_marker(pid, marker)
-        })
+        .filter(|&pid| process_group(pid) == Some(pgid) && is_ours(pid, marker))
         .collect()
 }
 
@@ -194,7 +175,27 @@ pub fn is_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether the process's command line or environment contains `marker`.
+/// Alive, not a zombie, and carrying `marker`. A process in the middle of an `execve`
+/// (rabbitmq-server execs its way down to beam.smp, `setsid` execs its command) shows an empty
+/// environment for a moment, so a live process without the marker is looked at again
+/// (`MARKER_RETRIES_MS`) before it counts as someone else's.
+pub fn is_ours(pid: u32, marker: &str) -> bool {
+    for wait_ms in std::iter::once(0).chain(MARKER_RETRIES_MS) {
+        if wait_ms > 0 {
+            std::thread::sleep(Duration::from_millis(wait_ms));
+        }
+        if !is_alive(pid) {
+            return false;
+        }
+        if carries_marker(pid, marker) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether the process's command line or environment contains `marker` (one look; see
+/// `is_ours`).
 pub fn carries_marker(pid: u32, marker: &str) -> bool {
     let has = |file: &str| {
         std::fs::read(format!("/proc/{pid}/{file}"))
