@@ -6,4 +6,5 @@ pub mod bitset;
 pub mod cpu;
 pub mod ledger;
 pub mod replica_lag;
+pub mod sampler;
 pub mod stats;

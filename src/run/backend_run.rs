@@ -21,7 +21,7 @@ use crate::metrics::activity::Activity;
 use crate::metrics::aggregator::Aggregator;
 use crate::metrics::cpu::CpuSampler;
 use crate::metrics::ledger::Ledger;
-use crate::metrics::replica_lag::sample_replica_lag;
+use crate::metrics::sampler::{run_samplers, Samples};
 use crate::metrics::stats::Recorder;
 use crate::report::meta::{utc_now, BackendMeta};
 use crate::report::{each, BackendStart, DestinationSecond, LostMessage, Sink, SummaryRow};
@@ -267,14 +267,14 @@ pub async fn run_load(
                 .collect()
         })
         .unwrap_or_default();
-    let mut cpu = CpuSampler::new(label, processes);
-    let lag_rows = Arc::new(parking_lot::Mutex::new(Vec::new()));
-    let lag_task = tokio::spawn(sample_replica_lag(
+    let samples = Arc::new(parking_lot::Mutex::new(Samples::default()));
+    let sampler = tokio::spawn(run_samplers(
+        CpuSampler::new(label, processes),
         backend.clone(),
         dests.to_vec(),
         clock.clone(),
         origin,
-        lag_rows.clone(),
+        samples.clone(),
         stop_rx.clone(),
     ));
     let mut timeline = Timeline::default();
@@ -340,14 +340,7 @@ pub async fn run_load(
             if now >= tick_at || interrupted || drained_now || out_of_time {
                 let (row, stats) = agg.tick(now, phase);
                 report(each(sinks, |s| s.on_interval(row, stats)));
-                let used = cpu.sample(secs(now));
-                if !used.is_empty() {
-                    report(each(sinks, |s| s.on_cpu(&used)));
-                }
-                let lags = std::mem::take(&mut *lag_rows.lock());
-                if !lags.is_empty() {
-                    report(each(sinks, |s| s.on_replica_lag(&lags)));
-                }
+                report_samples(sinks, samples.lock().take());
                 last_tick = now;
                 let next_phase = if now >= end {
                     "drain"
@@ -384,17 +377,14 @@ pub async fn run_load(
             abort.abort();
         }
     }
-    let abort = lag_task.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(3), lag_task)
+    let abort = sampler.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(3), sampler)
         .await
         .is_err()
     {
         abort.abort();
     }
-    let lags = std::mem::take(&mut *lag_rows.lock());
-    if !lags.is_empty() {
-        report(each(sinks, |s| s.on_replica_lag(&lags)));
-    }
+    report_samples(sinks, samples.lock().take());
     // Every fault on the timeline, and its recovery figures.
     for o in &observations {
         let what = format!(
@@ -462,6 +452,16 @@ pub async fn run_load(
         ),
         interrupted,
     )
+}
+
+/// Hand sampled CPU and replica lag rows to the sinks.
+fn report_samples(sinks: &mut [Box<dyn Sink>], samples: Samples) {
+    if !samples.cpu.is_empty() {
+        report(each(sinks, |s| s.on_cpu(&samples.cpu)));
+    }
+    if !samples.lag.is_empty() {
+        report(each(sinks, |s| s.on_replica_lag(&samples.lag)));
+    }
 }
 
 /// destinations.csv: per destination and second, what the activity slots counted.
