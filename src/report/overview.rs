@@ -70,9 +70,9 @@ fn scenario_of(folder: &str) -> Option<&str> {
         .then_some(scenario)
 }
 
-/// The newest run folder of each scenario under `root` that has at least one backend with an
-/// ok status, by scenario name. Folders that cannot be read are skipped.
-pub fn newest_runs(root: &Path) -> Result<Vec<PathBuf>, ReportError> {
+/// The newest run of each scenario under `root` that has at least one backend with an ok
+/// status, read, in folder-name order. Folders that cannot be read are skipped.
+pub fn newest_runs(root: &Path) -> Result<Vec<RunResults>, ReportError> {
     let entries = std::fs::read_dir(root).map_err(|source| ReportError::Io {
         path: root.to_path_buf(),
         source,
@@ -90,12 +90,14 @@ pub fn newest_runs(root: &Path) -> Result<Vec<PathBuf>, ReportError> {
     for mut folders in by_scenario.into_values() {
         // The UTC time sorts as text: newest last.
         folders.sort();
-        let newest_ok = folders.iter().rev().map(|f| root.join(f)).find(|dir| {
-            RunResults::load(dir).is_ok_and(|r| r.summary.iter().any(|s| s.status == "ok"))
-        });
+        let newest_ok = folders
+            .iter()
+            .rev()
+            .filter_map(|f| RunResults::load(&root.join(f)).ok())
+            .find(|r| r.summary.iter().any(|s| s.status == "ok"));
         picked.extend(newest_ok);
     }
-    picked.sort();
+    picked.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(picked)
 }
 
@@ -113,11 +115,7 @@ pub struct OverviewWritten {
 /// Write `overview.md`, `overview.html` and `overview-charts/` into `root` from the newest
 /// run of each scenario there.
 pub fn write_overview(root: &Path) -> Result<OverviewWritten, ReportError> {
-    let dirs = newest_runs(root)?;
-    let runs: Vec<RunResults> = dirs
-        .iter()
-        .map(|d| RunResults::load(d))
-        .collect::<Result<_, _>>()?;
+    let runs = newest_runs(root)?;
     let per_run: Vec<(String, Vec<Verdict>)> = runs
         .iter()
         .map(|r| (r.name.clone(), verdicts(&Evidence::of(r))))
@@ -141,7 +139,7 @@ pub fn write_overview(root: &Path) -> Result<OverviewWritten, ReportError> {
     Ok(OverviewWritten {
         markdown,
         html,
-        runs: dirs,
+        runs: runs.iter().map(|r| r.dir.clone()).collect(),
         claims,
         charts: drawn,
         skipped,
