@@ -214,11 +214,19 @@ fn series(
         .collect()
 }
 
-fn save_time(out: &Path, stem: String, chart: TimeChart) -> Result<ChartFile, ChartError> {
+const NO_TIMESERIES: &str = "no rows in timeseries.csv";
+
+/// Save a time chart, or say why there is none (`missing`) when it has no points.
+fn save_time(
+    out: &Path,
+    stem: String,
+    chart: TimeChart,
+    missing: &str,
+) -> Result<ChartFile, ChartError> {
     if chart.lines.iter().all(|(_, p)| p.is_empty()) {
         return Err(ChartError::NoData {
             chart: stem,
-            what: "no rows in timeseries.csv".into(),
+            what: missing.into(),
         });
     }
     let title = chart.title.clone();
@@ -248,7 +256,7 @@ pub fn throughput_over_time(
         ],
         faults: run.fault_windows(backend),
     };
-    save_time(out, stem("throughput", backend), chart)
+    save_time(out, stem("throughput", backend), chart, NO_TIMESERIES)
 }
 
 /// End-to-end p50/p99/max and confirm p99 latency over time for one backend (log scale).
@@ -272,7 +280,7 @@ pub fn latency_over_time(
         ],
         faults: run.fault_windows(backend),
     };
-    save_time(out, stem("latency", backend), chart)
+    save_time(out, stem("latency", backend), chart, NO_TIMESERIES)
 }
 
 /// The end-to-end latency of the measured phase (and drain) per backend, from the HdrHistogram
@@ -583,7 +591,7 @@ pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartF
             x_desc: "queues / streams",
             y_desc: "received msg/s",
             log_y: false,
-            lines: group_lines(points),
+            lines: group_lines(points, 2),
         },
     )
 }
@@ -611,15 +619,16 @@ pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, 
             x_desc: "target msg/s",
             y_desc: "e2e p99 ms (log scale)",
             log_y: true,
-            lines: group_lines(points),
+            lines: group_lines(points, 2),
         },
     )
 }
 
-/// One line per name, through its points in x order; names with fewer than two points are
-/// left out.
+/// One line per name, through its points in x order; names with fewer than `min_points`
+/// points are left out.
 fn group_lines<'a>(
     points: impl Iterator<Item = (&'a str, (f64, f64))>,
+    min_points: usize,
 ) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut by_name: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
     for (name, p) in points {
@@ -627,7 +636,7 @@ fn group_lines<'a>(
     }
     by_name
         .into_iter()
-        .filter(|(_, pts)| pts.len() >= 2)
+        .filter(|(_, pts)| pts.len() >= min_points)
         .map(|(name, mut pts)| {
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             (name.to_string(), pts)
@@ -730,15 +739,16 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
         title: format!("{backend}: replica lag"),
         y_label: "messages behind the leader".into(),
         log_y: false,
-        lines: per_node(
+        lines: group_lines(
             run.replica_lag
                 .iter()
                 .filter(|s| s.backend == backend)
-                .map(|s| (s.node.as_str(), s.t_s, s.lag_messages)),
+                .map(|s| (s.node.as_str(), (s.t_s, s.lag_messages))),
+            1,
         ),
         faults: run.fault_windows(backend),
     };
-    save_samples(
+    save_time(
         out,
         stem("replica-lag", backend),
         chart,
@@ -752,44 +762,16 @@ pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFil
         title: format!("{backend}: CPU per node"),
         y_label: "cores".into(),
         log_y: false,
-        lines: per_node(
+        lines: group_lines(
             run.cpu
                 .iter()
                 .filter(|s| s.backend == backend)
-                .map(|s| (s.node.as_str(), s.t_s, s.cpu)),
+                .map(|s| (s.node.as_str(), (s.t_s, s.cpu))),
+            1,
         ),
         faults: run.fault_windows(backend),
     };
-    save_samples(out, stem("cpu", backend), chart, "no cpu.csv rows")
-}
-
-/// Group (node, t, value) samples into one line per node.
-fn per_node<'a>(
-    samples: impl Iterator<Item = (&'a str, f64, f64)>,
-) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut by_node: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
-    for (node, t, v) in samples {
-        by_node.entry(node).or_default().push((t, v));
-    }
-    by_node
-        .into_iter()
-        .map(|(n, p)| (n.to_string(), p))
-        .collect()
-}
-
-fn save_samples(
-    out: &Path,
-    stem: String,
-    chart: TimeChart,
-    missing: &str,
-) -> Result<ChartFile, ChartError> {
-    if chart.lines.is_empty() {
-        return Err(ChartError::NoData {
-            chart: stem,
-            what: missing.into(),
-        });
-    }
-    save_time(out, stem, chart)
+    save_time(out, stem("cpu", backend), chart, "no cpu.csv rows")
 }
 
 /// Every chart the run has data for; the others come back as errors saying why.
