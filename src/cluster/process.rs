@@ -125,13 +125,28 @@ impl OwnedProcess {
     }
 }
 
-/// (pid, parent pid) of every process.
-fn parent_links() -> Vec<(u32, u32)> {
+/// Every pid in /proc.
+fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Live processes carrying `marker` (one look each: a scan of every process).
+pub fn processes_carrying(marker: &str) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| is_alive(pid) && carries_marker(pid, marker))
+        .collect()
+}
+
+/// (pid, parent pid) of every process.
+fn parent_links() -> Vec<(u32, u32)> {
+    all_pids()
+        .into_iter()
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let (_, rest) = stat.rsplit_once(')')?;
@@ -142,11 +157,8 @@ fn parent_links() -> Vec<(u32, u32)> {
 
 /// Live processes in process group `pgid` that carry `marker`.
 pub fn group_members(pgid: u32, marker: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    all_pids()
+        .into_iter()
         .filter(|&pid| process_group(pid) == Some(pgid) && is_ours(pid, marker))
         .collect()
 }

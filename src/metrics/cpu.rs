@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::cluster::process::{carries_marker, is_alive, OwnedProcess};
+use crate::cluster::process::{processes_carrying, OwnedProcess};
 
 /// cpu.csv: one node's CPU over the interval ending at `t_s`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -44,14 +44,6 @@ fn ticks_per_second() -> f64 {
     } else {
         100.0
     }
-}
-
-/// The live process carrying `marker`, if any (a scan of /proc).
-fn find_by_marker(marker: &str) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .find(|pid| is_alive(*pid) && carries_marker(*pid, marker))
 }
 
 pub struct CpuSampler {
@@ -93,8 +85,8 @@ impl CpuSampler {
         for (name, proc) in &mut self.nodes {
             if !proc.is_running() {
                 // Killed, maybe restarted under a new pid.
-                match find_by_marker(&proc.marker) {
-                    Some(pid) => proc.pid = pid,
+                match processes_carrying(&proc.marker).first() {
+                    Some(&pid) => proc.pid = pid,
                     None => continue,
                 }
             }

@@ -5,16 +5,9 @@ use std::path::Path;
 
 /// Pids of running processes whose command line or environment mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    brokerbench::cluster::process::processes_carrying(needle)
+        .into_iter()
         .filter(|pid| *pid != std::process::id())
-        .filter(|pid| {
-            brokerbench::cluster::process::is_alive(*pid)
-                && brokerbench::cluster::process::carries_marker(*pid, needle)
-        })
         .collect()
 }
 
