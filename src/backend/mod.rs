@@ -137,6 +137,13 @@ pub trait Consumer: Send {
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError>;
     /// Acknowledge deliveries previously returned by `poll`.
     async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError>;
+    /// Entries this consumer found already removed by the broker since the last call (a Redis
+    /// stream trimmed by MAXLEN: XAUTOCLAIM names their ids, XREADGROUP returns them without
+    /// fields). They are counted as `trimmed`, never as foreign deliveries. Called once per
+    /// batch by the harness.
+    fn take_trimmed(&mut self) -> u64 {
+        0
+    }
     async fn close(self: Box<Self>) {}
 }
 
@@ -194,6 +201,13 @@ pub trait Backend: Send + Sync {
     async fn version(&self) -> Option<String> {
         None
     }
+    /// What the broker still holds for the consumers of `destinations` right now (asked at the
+    /// drain deadline): messages written but not yet delivered, plus delivered but not acked.
+    /// `Ok(None)` when this backend cannot tell. The harness counts confirmed messages it has
+    /// not received as `undelivered` (not `lost`) up to this figure.
+    async fn backlog(&self, _destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        Ok(None)
+    }
     /// How far each copy of `destinations` is behind its leader right now, in entries. A
     /// backend that cannot tell to the second says nothing (RabbitMQ refreshes the Raft indexes it
     /// publishes only every 5 s).
@@ -202,6 +216,23 @@ pub trait Backend: Send + Sync {
         _destinations: &[Destination],
     ) -> Result<Vec<ReplicaLag>, BackendError> {
         Ok(Vec::new())
+    }
+}
+
+/// What a broker still holds for the consumers (see `Backend::backlog`), summed over the
+/// destinations asked about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Backlog {
+    /// Written, never delivered to a consumer (Redis: entries after the group's last-delivered
+    /// id; RabbitMQ queues: ready; streams: entries after the consumer's committed offset).
+    pub ready: u64,
+    /// Delivered but not acknowledged (Redis: the group's pending entries; RabbitMQ: unacked).
+    pub unacked: u64,
+}
+
+impl Backlog {
+    pub fn total(&self) -> u64 {
+        self.ready + self.unacked
     }
 }
 
