@@ -91,7 +91,7 @@ pub async fn produce(
         );
     }
     let _ = task.await;
-    let s = ledger.summary(0);
+    let s = ledger.summary(0, None);
     println!(
         "total: sent {} confirmed {} failed {} unconfirmed {}",
         s.sent, s.confirmed, s.failed, s.unconfirmed

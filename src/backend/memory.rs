@@ -92,6 +92,17 @@ impl MemoryBackend {
         self.state.queues.lock().get(key).map_or(0, |q| q.len())
     }
 
+    /// Remove up to `n` messages from the front of queue `key`, as another client consuming
+    /// behind the harness's back would; returns their (producer, sequence).
+    pub fn steal(&self, key: &str, n: usize) -> Vec<(u32, u64)> {
+        let mut q = self.state.queues.lock();
+        let Some(q) = q.get_mut(key) else {
+            return Vec::new();
+        };
+        let n = n.min(q.len());
+        q.drain(..n).map(|p| id_of(&p)).collect()
+    }
+
     /// What was injected so far.
     pub fn injected(&self) -> Injected {
         self.state.record.lock().clone()
@@ -145,6 +156,15 @@ impl Backend for MemoryBackend {
             key: dest.name.clone(),
             state: self.state.clone(),
         }))
+    }
+    async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        let q = self.state.queues.lock();
+        let ready = destinations
+            .iter()
+            .filter_map(|d| q.get(&d.name))
+            .map(|q| q.len() as u64)
+            .sum();
+        Ok(Some(Backlog { ready, unacked: 0 }))
     }
     async fn topology(&self, destinations: &[Destination]) -> Result<Topology, BackendError> {
         Ok(Topology {

@@ -16,6 +16,9 @@ use crate::payload::Header;
 pub struct ConsumerPlan {
     pub id: usize,
     pub dest: Destination,
+    /// Simulated processing time per message (the workload's `consumer_delay`), spent once per
+    /// batch before the batch is acked: a consumer that is slower than its producers.
+    pub process_delay: std::time::Duration,
     /// Pulled by the kill-consumer fault.
     pub kill: Arc<KillSwitch>,
 }
@@ -62,6 +65,9 @@ pub async fn run_consumer(
     let mut backoff = Backoff::default();
     let mut batch: Vec<Delivery> = Vec::with_capacity(1024);
     let mut tokens: Vec<AckToken> = Vec::with_capacity(1024);
+    // Per producer, one past the highest sequence number this consumer has received: a first
+    // receipt below it is out of order for this consumer.
+    let mut next_seq: Vec<u64> = vec![0; ctx.ledger.producers()];
     while !*stop.borrow() {
         let c = match consumer.as_mut() {
             Some(c) => c,
@@ -100,6 +106,12 @@ pub async fn run_consumer(
                 }
             }
         }
+        if let Some(c) = consumer.as_mut() {
+            let trimmed = c.take_trimmed();
+            if trimmed > 0 {
+                rec.with(|s| s.trimmed += trimmed);
+            }
+        }
         if batch.is_empty() {
             continue;
         }
@@ -107,21 +119,29 @@ pub async fn run_consumer(
             return crash(&ctx, &plan, consumer, &mut batch).await;
         }
         let now = ctx.clock.now_ns();
+        let batch_len = batch.len();
         ctx.activity
-            .add(plan.dest.index, Act::Received, now, batch.len() as u32);
+            .add(plan.dest.index, Act::Received, now, batch_len as u32);
         tokens.clear();
         rec.with(|s| {
             // The batch is refilled on the next poll: move the ack tokens out of it.
             for d in batch.drain(..) {
                 match Header::decode(&d.payload) {
                     Ok(h) if h.run_id == ctx.run_id => {
-                        s.received += 1;
                         match ctx.ledger.on_received(h.producer, h.seq) {
                             Receipt::First => {
-                                record_ns(&mut s.e2e, now.saturating_sub(h.intended_ns))
+                                s.received += 1;
+                                record_ns(&mut s.e2e, now.saturating_sub(h.intended_ns));
+                                if let Some(next) = next_seq.get_mut(h.producer as usize) {
+                                    if h.seq < *next {
+                                        s.out_of_order += 1;
+                                    } else {
+                                        *next = h.seq + 1;
+                                    }
+                                }
                             }
                             Receipt::Duplicate => s.duplicates += 1,
-                            Receipt::Unknown => {}
+                            Receipt::Unknown => s.phantom += 1,
                         }
                     }
                     _ => s.foreign += 1,
@@ -131,6 +151,13 @@ pub async fn run_consumer(
                 }
             }
         });
+        if !plan.process_delay.is_zero() {
+            let busy = plan.process_delay * batch_len as u32;
+            tokio::select! {
+                _ = tokio::time::sleep(busy) => {}
+                _ = stop.changed() => {}
+            }
+        }
         if !tokens.is_empty() {
             if let Some(c) = consumer.as_mut() {
                 if let Err(e) = c.ack(&tokens).await {

@@ -143,7 +143,7 @@ pub async fn run_producer(
                     // learns: it counts as a successful publish for the fault analysis.
                     Ok(None) => ctx.activity.add(plan.dest.index, Act::Confirmed, now, 1),
                     Err(e) => {
-                        if failed(&ctx, &plan, &rec, seq, &e, now) {
+                        if failed(&ctx, &plan, &rec, (seq, due), &e, now) {
                             producer = None;
                             break;
                         }
@@ -191,6 +191,7 @@ pub async fn run_producer(
             _ = stop.changed() => {}
         }
     }
+    account_unsent(&ctx, &plan, &rec, index, clock.now_ns());
     if let Some(live) = &plan.live {
         live.fetch_sub(1, Ordering::SeqCst);
     }
@@ -222,20 +223,52 @@ fn settle(
             });
         }
         Err(e) => {
-            if failed(ctx, plan, rec, seq, &e, now) {
+            if failed(ctx, plan, rec, (seq, due), &e, now) {
                 *producer = None;
             }
         }
     }
 }
 
-/// Account for a message whose publish failed at `now` (a definite failure, or an unknown
-/// outcome: see `OpError::is_definite`); returns whether the producer must be reopened.
+/// When the run stops a fixed-rate producer that is behind its schedule, the messages due
+/// before the end of the load that it never handed to the client are counted as `unsent` and
+/// their send delay is recorded up to `now`: an overloaded run cannot hide its worst latencies
+/// by not sending them. (At max rate nothing is ever due but unsent.) Returns how many.
+pub(crate) fn account_unsent(
+    ctx: &LoadContext,
+    plan: &ProducerPlan,
+    rec: &Recorder,
+    sent: u64,
+    now: u64,
+) -> u64 {
+    let Some(due) = plan.schedule.count_before(plan.end_ns) else {
+        return 0;
+    };
+    let unsent = due.saturating_sub(sent);
+    if unsent == 0 {
+        return 0;
+    }
+    ctx.ledger.on_unsent(plan.id, unsent);
+    rec.with(|s| {
+        s.unsent += unsent;
+        for i in sent..due {
+            record_ns(
+                &mut s.send_delay,
+                now.saturating_sub(plan.schedule.due_ns(i)),
+            );
+        }
+    });
+    unsent
+}
+
+/// Account for a message due at `due` whose publish failed at `now` (a definite failure, or an
+/// unknown outcome: see `OpError::is_definite`): its latency goes to `publish_failed`. Returns
+/// whether the producer must be reopened.
 fn failed(
     ctx: &LoadContext,
     plan: &ProducerPlan,
     rec: &Recorder,
-    seq: u64,
+    (seq, due): (u64, u64),
     e: &OpError,
     now: u64,
 ) -> bool {
@@ -244,6 +277,7 @@ fn failed(
         .add(plan.dest.index, Act::PublishFailed, now, 1);
     rec.with(|s| {
         s.failed += 1;
+        record_ns(&mut s.publish_failed, now.saturating_sub(due));
         *s.errors.entry(e.kind()).or_insert(0) += 1;
     });
     e.needs_reconnect()

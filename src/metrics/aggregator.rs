@@ -6,8 +6,10 @@ use serde::Serialize;
 
 use super::stats::{Recorder, Stats};
 
-/// One row of timeseries.csv: one interval of one backend.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+/// One row of timeseries.csv: one interval of one backend. Read back with defaults for columns
+/// an older brokerbench did not write.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct IntervalRow {
     pub backend: String,
     /// Seconds since the backend's load started.
@@ -16,21 +18,34 @@ pub struct IntervalRow {
     /// warmup, measure or drain.
     pub phase: String,
     pub sent: u64,
+    /// Due but never handed to the client (counted when the run stopped the producer).
+    pub unsent: u64,
     pub confirmed: u64,
+    /// Failed or indeterminate publishes.
     pub failed: u64,
+    /// Distinct messages received for the first time.
     pub received: u64,
     pub duplicates: u64,
+    pub foreign: u64,
+    pub phantom: u64,
+    pub trimmed: u64,
     pub errors: u64,
     pub sent_per_s: f64,
     pub confirmed_per_s: f64,
+    /// Distinct messages per second (duplicates, foreign and phantom deliveries have their own).
     pub received_per_s: f64,
+    pub duplicates_per_s: f64,
     pub publish_p50_ms: Option<f64>,
     pub publish_p99_ms: Option<f64>,
     pub publish_max_ms: Option<f64>,
+    /// Failed and indeterminate publishes: intended send time -> the failure.
+    pub publish_failed_p99_ms: Option<f64>,
+    pub publish_failed_max_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
     pub e2e_max_ms: Option<f64>,
     pub send_delay_p99_ms: Option<f64>,
+    pub send_delay_max_ms: Option<f64>,
     /// Error counts by kind, "kind=n;kind=n".
     pub error_kinds: String,
 }
@@ -95,9 +110,9 @@ impl Aggregator {
             "drain" => {
                 // Latencies of messages still arriving after the load stopped belong to the run;
                 // its throughput does not.
-                let _ = self.measured.publish.add(&self.interval.publish);
-                let _ = self.measured.e2e.add(&self.interval.e2e);
-                let _ = self.measured.send_delay.add(&self.interval.send_delay);
+                // Unsent messages are counted when the run stops the producers, in the drain.
+                self.measured.merge_latencies(&self.interval);
+                self.measured.unsent += self.interval.unsent;
             }
             _ => {}
         }
@@ -109,21 +124,29 @@ impl Aggregator {
             t_end_s: now_ns.saturating_sub(self.origin_ns) as f64 / 1e9,
             phase: phase.to_string(),
             sent: i.sent,
+            unsent: i.unsent,
             confirmed: i.confirmed,
             failed: i.failed,
             received: i.received,
             duplicates: i.duplicates,
+            foreign: i.foreign,
+            phantom: i.phantom,
+            trimmed: i.trimmed,
             errors: i.error_count(),
             sent_per_s: rate(i.sent),
             confirmed_per_s: rate(i.confirmed),
             received_per_s: rate(i.received),
+            duplicates_per_s: rate(i.duplicates),
             publish_p50_ms: quantile_ms(&i.publish, 0.5),
             publish_p99_ms: quantile_ms(&i.publish, 0.99),
             publish_max_ms: max_ms(&i.publish),
+            publish_failed_p99_ms: quantile_ms(&i.publish_failed, 0.99),
+            publish_failed_max_ms: max_ms(&i.publish_failed),
             e2e_p50_ms: quantile_ms(&i.e2e, 0.5),
             e2e_p99_ms: quantile_ms(&i.e2e, 0.99),
             e2e_max_ms: max_ms(&i.e2e),
             send_delay_p99_ms: quantile_ms(&i.send_delay, 0.99),
+            send_delay_max_ms: max_ms(&i.send_delay),
             error_kinds: i
                 .errors
                 .iter()

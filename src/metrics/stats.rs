@@ -23,6 +23,9 @@ pub fn new_histogram() -> Histogram<u64> {
 pub enum Latency {
     /// Intended send time -> broker confirm.
     Publish,
+    /// Intended send time -> nack, refusal, confirm timeout or lost connection: a publish that
+    /// failed or whose outcome is unknown, at the time the producer learnt it.
+    PublishFailed,
     /// Intended send time -> consumer receipt.
     EndToEnd,
     /// Intended send time -> actual hand-off to the client.
@@ -30,10 +33,16 @@ pub enum Latency {
 }
 
 impl Latency {
-    pub const ALL: [Latency; 3] = [Latency::Publish, Latency::EndToEnd, Latency::SendDelay];
+    pub const ALL: [Latency; 4] = [
+        Latency::Publish,
+        Latency::PublishFailed,
+        Latency::EndToEnd,
+        Latency::SendDelay,
+    ];
     pub fn name(&self) -> &'static str {
         match self {
             Latency::Publish => "publish",
+            Latency::PublishFailed => "publish_failed",
             Latency::EndToEnd => "e2e",
             Latency::SendDelay => "send_delay",
         }
@@ -43,16 +52,30 @@ impl Latency {
 #[derive(Debug, Clone)]
 pub struct Stats {
     pub publish: Histogram<u64>,
+    pub publish_failed: Histogram<u64>,
     pub e2e: Histogram<u64>,
     pub send_delay: Histogram<u64>,
     pub sent: u64,
+    /// Due before the end of the load but never handed to the client (the producer was behind
+    /// its schedule when the run stopped). Their send delay is recorded up to that moment.
+    pub unsent: u64,
     pub confirmed: u64,
+    /// Failed or indeterminate publishes.
     pub failed: u64,
-    /// Every delivery of a message of this run (duplicates included).
+    /// Distinct messages of this run received for the first time.
     pub received: u64,
+    /// Deliveries of a message of this run already received.
     pub duplicates: u64,
+    /// Deliveries of this run's producers naming a sequence number that was never sent.
+    pub phantom: u64,
+    /// First receipts of a message older than one this consumer already had from the same
+    /// producer (counted per consumer: competing consumers reorder by nature).
+    pub out_of_order: u64,
     /// Deliveries that are not this run's messages (undecodable or another run id).
     pub foreign: u64,
+    /// Entries the broker had removed (a stream trimmed by MAXLEN) when a consumer claimed or
+    /// read them.
+    pub trimmed: u64,
     pub errors: BTreeMap<&'static str, u64>,
 }
 
@@ -60,14 +83,19 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             publish: new_histogram(),
+            publish_failed: new_histogram(),
             e2e: new_histogram(),
             send_delay: new_histogram(),
             sent: 0,
+            unsent: 0,
             confirmed: 0,
             failed: 0,
             received: 0,
             duplicates: 0,
+            phantom: 0,
+            out_of_order: 0,
             foreign: 0,
+            trimmed: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -77,6 +105,7 @@ impl Stats {
     pub fn histogram(&self, l: Latency) -> &Histogram<u64> {
         match l {
             Latency::Publish => &self.publish,
+            Latency::PublishFailed => &self.publish_failed,
             Latency::EndToEnd => &self.e2e,
             Latency::SendDelay => &self.send_delay,
         }
@@ -85,30 +114,53 @@ impl Stats {
     /// Add `other` into `self` (HdrHistogram's `add`, counters summed).
     pub fn merge(&mut self, other: &Stats) {
         // Both histograms share the same bounds, so `add` cannot fail; clamp defensively anyway.
-        let _ = self.publish.add(&other.publish);
-        let _ = self.e2e.add(&other.e2e);
-        let _ = self.send_delay.add(&other.send_delay);
+        self.merge_latencies(other);
         self.sent += other.sent;
+        self.unsent += other.unsent;
         self.confirmed += other.confirmed;
         self.failed += other.failed;
         self.received += other.received;
         self.duplicates += other.duplicates;
+        self.phantom += other.phantom;
+        self.out_of_order += other.out_of_order;
         self.foreign += other.foreign;
+        self.trimmed += other.trimmed;
         for (k, v) in &other.errors {
             *self.errors.entry(k).or_insert(0) += v;
         }
     }
 
+    /// Add only `other`'s histograms (the drain's latencies belong to the run, its counters do
+    /// not).
+    pub fn merge_latencies(&mut self, other: &Stats) {
+        // Every histogram shares the same bounds, so `add` cannot fail.
+        let _ = self.publish.add(&other.publish);
+        let _ = self.publish_failed.add(&other.publish_failed);
+        let _ = self.e2e.add(&other.e2e);
+        let _ = self.send_delay.add(&other.send_delay);
+    }
+
+    /// Every delivery a consumer counted: first receipts, duplicates and phantoms (foreign
+    /// entries and trimmed ones excluded).
+    pub fn deliveries(&self) -> u64 {
+        self.received + self.duplicates + self.phantom
+    }
+
     pub fn reset(&mut self) {
         self.publish.reset();
+        self.publish_failed.reset();
         self.e2e.reset();
         self.send_delay.reset();
         self.sent = 0;
+        self.unsent = 0;
         self.confirmed = 0;
         self.failed = 0;
         self.received = 0;
         self.duplicates = 0;
+        self.phantom = 0;
+        self.out_of_order = 0;
         self.foreign = 0;
+        self.trimmed = 0;
         self.errors.clear();
     }
 

@@ -64,6 +64,18 @@ pub struct LostMessage {
     pub backend: String,
     pub producer: u32,
     pub seq: u64,
+    pub fate: LostFate,
+}
+
+/// What is known of a confirmed message that never arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LostFate {
+    /// The broker held nothing more for the consumers when the drain stopped: it is gone.
+    Lost,
+    /// The broker still held some messages (a consumer behind): this one is either among them
+    /// or gone; summary.csv says how many of each.
+    LostOrUndelivered,
 }
 
 pub trait Sink: Send {

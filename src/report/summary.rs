@@ -23,12 +23,22 @@ pub struct SummaryRow {
     pub measured_s: f64,
     pub sent_per_s: f64,
     pub confirmed_per_s: f64,
+    /// Distinct messages received per second (duplicates, foreign and phantom deliveries have
+    /// their own rates).
     pub received_per_s: f64,
+    pub duplicates_per_s: f64,
+    pub foreign_per_s: f64,
+    pub phantom_per_s: f64,
     pub publish_p50_ms: Option<f64>,
     pub publish_p90_ms: Option<f64>,
     pub publish_p99_ms: Option<f64>,
     pub publish_p999_ms: Option<f64>,
     pub publish_max_ms: Option<f64>,
+    /// Failed and indeterminate publishes (nack, refusal, confirm timeout, lost connection):
+    /// intended send time -> the moment the producer learnt it.
+    pub publish_failed_p50_ms: Option<f64>,
+    pub publish_failed_p99_ms: Option<f64>,
+    pub publish_failed_max_ms: Option<f64>,
     pub e2e_p50_ms: Option<f64>,
     pub e2e_p90_ms: Option<f64>,
     pub e2e_p99_ms: Option<f64>,
@@ -37,7 +47,21 @@ pub struct SummaryRow {
     pub send_delay_p50_ms: Option<f64>,
     pub send_delay_p99_ms: Option<f64>,
     pub send_delay_max_ms: Option<f64>,
+    /// The producers fell behind their schedule: messages went unsent, or the send delay p99
+    /// was above `late_threshold_ms`. Latency figures of such a row include the harness's own
+    /// lateness (they count from the intended time), and its throughput is not the target.
+    pub overloaded: bool,
+    /// A message later than this (send delay) counts as late: 10 message intervals of one
+    /// producer, and at least 100 ms. Empty at max rate (no schedule to be late for).
+    pub late_threshold_ms: Option<f64>,
+    /// Share of the measured messages (measure and drain phases, unsent ones included) whose
+    /// send delay was above `late_threshold_ms`.
+    pub late_share: f64,
+    /// Share of the scheduled messages that were never sent.
+    pub unsent_share: f64,
     pub sent: u64,
+    /// Due before the end of the load, never handed to the client (not part of `sent`).
+    pub unsent: u64,
     pub confirmed: u64,
     pub failed: u64,
     pub indeterminate: u64,
@@ -45,19 +69,32 @@ pub struct SummaryRow {
     pub never_confirmed: u64,
     pub received: u64,
     pub duplicates: u64,
+    /// Confirmed, never received, and no longer held by the broker.
     pub lost: u64,
+    /// Confirmed and never received, but still held by the broker when the drain stopped
+    /// (ready or unacked): a consumer behind, not a loss.
+    pub undelivered: u64,
+    /// The broker was asked what it still held (false: `lost` may include messages still in it).
+    pub backlog_known: bool,
     pub unconfirmed_received: u64,
     pub received_failed: u64,
     pub received_indeterminate: u64,
     pub unconfirmed_missing: u64,
     pub failed_missing: u64,
     pub indeterminate_missing: u64,
+    /// First receipts older than one the same consumer already had from the same producer.
     pub out_of_order: u64,
+    /// Deliveries naming a sequence number this run never sent: an anomaly of the system under
+    /// test (or another writer), reported apart from the ledger's own checks.
     pub phantom: u64,
+    /// Deliveries that are not this run's messages.
     pub foreign: u64,
+    /// Entries the broker had trimmed (MAXLEN) when a consumer claimed or read them.
+    pub trimmed: u64,
     pub errors: u64,
     pub error_kinds: String,
-    /// Every confirmed message was received before the drain timeout.
+    /// Every confirmed message was received before the drain timeout (a row with undelivered
+    /// messages never is).
     pub drained: bool,
     pub ledger_consistent: bool,
     pub ledger_problems: String,
@@ -89,6 +126,7 @@ impl SummaryRow {
         let per_s = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         let q = |l: Latency, p: f64| quantile_ms(m.histogram(l), p);
         let all = agg.all();
+        let load = Load::of(w, m, ledger);
         SummaryRow {
             backend: backend.to_string(),
             backend_type: backend_type.to_string(),
@@ -99,11 +137,17 @@ impl SummaryRow {
             sent_per_s: per_s(m.sent),
             confirmed_per_s: per_s(m.confirmed),
             received_per_s: per_s(m.received),
+            duplicates_per_s: per_s(m.duplicates),
+            foreign_per_s: per_s(m.foreign),
+            phantom_per_s: per_s(m.phantom),
             publish_p50_ms: q(Latency::Publish, 0.5),
             publish_p90_ms: q(Latency::Publish, 0.9),
             publish_p99_ms: q(Latency::Publish, 0.99),
             publish_p999_ms: q(Latency::Publish, 0.999),
             publish_max_ms: max_ms(&m.publish),
+            publish_failed_p50_ms: q(Latency::PublishFailed, 0.5),
+            publish_failed_p99_ms: q(Latency::PublishFailed, 0.99),
+            publish_failed_max_ms: max_ms(&m.publish_failed),
             e2e_p50_ms: q(Latency::EndToEnd, 0.5),
             e2e_p90_ms: q(Latency::EndToEnd, 0.9),
             e2e_p99_ms: q(Latency::EndToEnd, 0.99),
@@ -112,7 +156,12 @@ impl SummaryRow {
             send_delay_p50_ms: q(Latency::SendDelay, 0.5),
             send_delay_p99_ms: q(Latency::SendDelay, 0.99),
             send_delay_max_ms: max_ms(&m.send_delay),
+            overloaded: load.overloaded,
+            late_threshold_ms: load.threshold_ms,
+            late_share: load.late_share,
+            unsent_share: load.unsent_share,
             sent: ledger.sent,
+            unsent: ledger.unsent,
             confirmed: ledger.confirmed,
             failed: ledger.failed,
             indeterminate: ledger.indeterminate,
@@ -121,15 +170,18 @@ impl SummaryRow {
             received: ledger.received,
             duplicates: ledger.duplicates,
             lost: ledger.lost,
+            undelivered: ledger.undelivered,
+            backlog_known: ledger.backlog_known,
             unconfirmed_received: ledger.unconfirmed_received,
             received_failed: ledger.received_failed,
             received_indeterminate: ledger.received_indeterminate,
             unconfirmed_missing: ledger.unconfirmed_missing,
             failed_missing: ledger.failed_missing,
             indeterminate_missing: ledger.indeterminate_missing,
-            out_of_order: ledger.out_of_order,
+            out_of_order: all.out_of_order,
             phantom: ledger.phantom,
             foreign: all.foreign,
+            trimmed: all.trimmed,
             errors: all.error_count(),
             error_kinds: all
                 .errors
@@ -143,27 +195,88 @@ impl SummaryRow {
         }
     }
 
+    /// Whether the system under test did something the harness never asked for (a delivery of
+    /// a message never sent): reported as an anomaly, with its own exit status.
+    pub fn has_anomaly(&self) -> bool {
+        self.phantom > 0
+    }
+
     /// One line for the terminal.
     pub fn one_line(&self) -> String {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         format!(
-            "{}: {} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | sent {} confirmed {} received {} lost {} dup {} unconfirmed {} failed {} indeterminate {} | ledger {}",
+            "{}: {}{} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | send delay p99 {} ms | sent {} unsent {} confirmed {} received {} lost {} undelivered {} dup {} unconfirmed {} failed {} indeterminate {} phantom {} | ledger {}",
             self.backend,
             self.status,
+            if self.overloaded { " (OVERLOADED: the producers fell behind their schedule)" } else { "" },
             self.received_per_s,
             f(self.e2e_p50_ms),
             f(self.e2e_p99_ms),
             f(self.e2e_max_ms),
             f(self.publish_p99_ms),
+            f(self.send_delay_p99_ms),
             self.sent,
+            self.unsent,
             self.confirmed,
             self.received,
             self.lost,
+            self.undelivered,
             self.duplicates,
             self.unconfirmed,
             self.failed,
             self.indeterminate,
+            self.phantom,
             if self.ledger_consistent { "adds up".to_string() } else { format!("DOES NOT ADD UP: {}", self.ledger_problems) }
         )
+    }
+}
+
+/// Whether the producers kept to their schedule.
+struct Load {
+    overloaded: bool,
+    threshold_ms: Option<f64>,
+    late_share: f64,
+    unsent_share: f64,
+}
+
+/// A message is late when its send delay exceeds this many intervals of one producer...
+const LATE_INTERVALS: f64 = 10.0;
+/// ...and at least this many milliseconds (timer and scheduling jitter on a busy host).
+const LATE_MIN_MS: f64 = 100.0;
+
+impl Load {
+    fn of(w: &Workload, m: &crate::metrics::stats::Stats, ledger: &LedgerSummary) -> Load {
+        let scheduled = ledger.sent + ledger.unsent;
+        let share = |n: u64| {
+            if scheduled > 0 {
+                n as f64 / scheduled as f64
+            } else {
+                0.0
+            }
+        };
+        let Some(rate) = w.rate_per_producer() else {
+            return Load {
+                overloaded: false,
+                threshold_ms: None,
+                late_share: 0.0,
+                unsent_share: 0.0,
+            };
+        };
+        let threshold_ms = (LATE_INTERVALS * 1000.0 / rate).max(LATE_MIN_MS);
+        let threshold_us = (threshold_ms * 1000.0) as u64;
+        let h = &m.send_delay;
+        // Late ones among the recorded send delays (unsent ones are recorded there too).
+        let late = if h.is_empty() || h.max() <= threshold_us {
+            0
+        } else {
+            h.count_between(threshold_us + 1, h.max())
+        };
+        let p99_late = quantile_ms(h, 0.99).is_some_and(|p| p > threshold_ms);
+        Load {
+            overloaded: ledger.unsent > 0 || p99_late,
+            threshold_ms: Some(threshold_ms),
+            late_share: late as f64 / h.len().max(1) as f64,
+            unsent_share: share(ledger.unsent),
+        }
     }
 }

@@ -24,7 +24,9 @@ use crate::metrics::ledger::Ledger;
 use crate::metrics::sampler::{run_samplers, Samples};
 use crate::metrics::stats::Recorder;
 use crate::report::meta::{utc_now, BackendMeta};
-use crate::report::{each, BackendStart, DestinationSecond, LostMessage, Sink, SummaryRow};
+use crate::report::{
+    each, BackendStart, DestinationSecond, LostFate, LostMessage, Sink, SummaryRow,
+};
 use crate::scenario::timeline::{EventKind, Timeline};
 use crate::scenario::{BackendSpec, FaultSpec, Workload};
 
@@ -212,6 +214,7 @@ pub async fn run_load(
             let plan = ConsumerPlan {
                 id: i * w.consumers_per_destination + c,
                 dest: d.clone(),
+                process_delay: w.consumer_delay,
                 kill,
             };
             tasks.push(tokio::spawn(run_consumer(
@@ -425,7 +428,20 @@ pub async fn run_load(
     report(each(sinks, |s| s.on_interval(row, stats)));
     timeline.close(open, secs(now));
     report(each(sinks, |s| s.on_event(&timeline.events[open])));
-    let ledger_summary = ledger.summary(agg.all().received);
+    let drained = ledger.awaiting() == 0;
+    // Messages confirmed and not received may still be in the broker (a consumer behind): ask
+    // it what it holds, so that only what it no longer holds counts as lost.
+    let held = if drained {
+        Some(0)
+    } else {
+        held_by_broker(backend.as_ref(), dests, sinks).await
+    };
+    let ledger_summary = ledger.summary(agg.all().deliveries(), held);
+    let fate = if ledger_summary.undelivered > 0 {
+        LostFate::LostOrUndelivered
+    } else {
+        LostFate::Lost
+    };
     let lost: Vec<LostMessage> = ledger
         .lost_list(MAX_LOST_LISTED)
         .into_iter()
@@ -433,12 +449,12 @@ pub async fn run_load(
             backend: label.to_string(),
             producer,
             seq,
+            fate,
         })
         .collect();
     if !lost.is_empty() {
         report(each(sinks, |s| s.on_lost(&lost)));
     }
-    let drained = ledger.awaiting() == 0;
     let status = if interrupted { "interrupted" } else { "ok" };
     (
         SummaryRow::from_run(
@@ -452,6 +468,26 @@ pub async fn run_load(
         ),
         interrupted,
     )
+}
+
+/// What the broker still holds for the consumers (ready + unacked), asked once when the drain
+/// stops with messages outstanding; `None` when the backend cannot tell or does not answer.
+async fn held_by_broker(
+    backend: &dyn Backend,
+    dests: &[Destination],
+    sinks: &mut [Box<dyn Sink>],
+) -> Option<u64> {
+    let asked = tokio::time::timeout(Duration::from_secs(10), backend.backlog(dests)).await;
+    let answer = match asked {
+        Ok(Ok(b)) => return b.map(|b| b.total()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer within 10 s".to_string(),
+    };
+    let line = format!(
+        "could not ask the broker what it still holds ({answer}): messages not received count as lost"
+    );
+    report(each(sinks, |s| s.on_notice(&line)));
+    None
 }
 
 /// Hand sampled CPU and replica lag rows to the sinks.
@@ -517,6 +553,7 @@ mod tests {
             duration: Duration::from_secs(secs),
             drain_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
+            consumer_delay: Duration::ZERO,
         }
     }
 
@@ -767,5 +804,179 @@ mod tests {
             "publish p99 {:?}",
             s.publish_p99_ms
         );
+    }
+
+    /// Nacks and confirm timeouts are publishes too: their latency (intended time -> the
+    /// failure) goes to publish_failed, so a failover cannot make publish latency look better.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_and_timed_out_publishes_are_recorded_at_their_elapsed_time() {
+        let mut w = workload(400.0, 1);
+        w.op_timeout = Duration::from_millis(200);
+        let s = run(
+            MemoryFaults {
+                nack_every: Some(50),
+                confirm_delay: Duration::from_millis(300),
+                ..Default::default()
+            },
+            &w,
+        )
+        .await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        // Every confirm takes 300 ms, past the 200 ms timeout: all are indeterminate or nacked.
+        assert_eq!(s.confirmed, 0);
+        assert_eq!(s.failed + s.indeterminate, s.sent);
+        assert!(s.publish_p99_ms.is_none(), "no confirmed publish");
+        let p50 = s
+            .publish_failed_p50_ms
+            .expect("failed publishes are recorded");
+        assert!((200.0..290.0).contains(&p50), "publish_failed p50 {p50}");
+        assert!(s.publish_failed_max_ms.unwrap_or(0.0) >= p50);
+    }
+
+    /// A fixed-rate run whose producers cannot keep up: what was due and never sent is counted
+    /// (unsent), its lateness recorded up to the end, and the row is marked overloaded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_overloaded_run_counts_unsent_messages_and_says_so() {
+        // 500 msg/s per producer asked; 8 in flight with 50 ms confirms allow 160.
+        let mut w = workload(2000.0, 1);
+        w.max_in_flight = 8;
+        w.drain_timeout = Duration::from_secs(1);
+        let s = run(
+            MemoryFaults {
+                confirm_delay: Duration::from_millis(50),
+                ..Default::default()
+            },
+            &w,
+        )
+        .await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        // 1.5 s of schedule at 2000 msg/s; what was not sent by the drain deadline is unsent.
+        assert_eq!(
+            s.sent + s.unsent,
+            3000,
+            "sent {} unsent {}",
+            s.sent,
+            s.unsent
+        );
+        assert!(s.unsent > 1000, "unsent {}", s.unsent);
+        assert!(s.overloaded);
+        assert!(s.unsent_share > 0.3 && s.late_share > 0.3, "{s:?}");
+        // The producers fell behind from the start and were stopped at the drain deadline,
+        // 1 s after the schedule ended: the first unsent message was due about 2 s before.
+        let max = s.send_delay_max_ms.unwrap_or(0.0);
+        assert!(max >= 1500.0, "send delay max {max} ms");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_keeps_up_is_not_overloaded() {
+        let s = run(MemoryFaults::default(), &workload(1000.0, 1)).await;
+        assert!(!s.overloaded, "{s:?}");
+        assert_eq!(s.unsent, 0);
+        assert_eq!(s.late_threshold_ms, Some(100.0));
+    }
+
+    /// A consumer slower than its producers leaves messages in the broker when the drain
+    /// stops: they are undelivered, not lost, and the row is not drained.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_consumer_leaves_messages_undelivered_not_lost() {
+        let mut w = workload(1000.0, 1);
+        w.consumer_delay = Duration::from_millis(5);
+        w.drain_timeout = Duration::from_millis(500);
+        let (s, keep) = run_with(
+            Arc::new(MemoryBackend::new(MemoryFaults::default())),
+            &w,
+            Vec::new(),
+        )
+        .await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        assert!(s.undelivered > 0, "{s:?}");
+        assert_eq!(s.lost, 0);
+        assert!(s.backlog_known);
+        assert!(!s.drained);
+        assert_eq!(s.received + s.undelivered, s.confirmed);
+        assert!(
+            keep.lost.lock().is_empty()
+                || keep
+                    .lost
+                    .lock()
+                    .iter()
+                    .all(|l| l.fate == LostFate::LostOrUndelivered)
+        );
+    }
+
+    /// Messages consumed behind the harness's back are gone from the broker: exactly those
+    /// are lost, each named, while what the broker still holds is undelivered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn messages_removed_behind_the_harness_are_lost_and_named() {
+        let mut w = workload(1000.0, 1);
+        w.destinations = 1;
+        w.consumer_delay = Duration::from_millis(3);
+        w.drain_timeout = Duration::from_millis(300);
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+        let thief = {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                // Wait until the slow consumer has a backlog, then take 40 messages.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while backend.queued("t-0") < 100 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                backend.steal("t-0", 40)
+            })
+        };
+        let (s, keep) = run_with(backend.clone(), &w, Vec::new()).await;
+        let mut stolen = thief.await.expect("thief");
+        assert_eq!(stolen.len(), 40);
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        assert_eq!(s.lost, 40, "{s:?}");
+        assert!(s.undelivered > 0);
+        // lost.csv names every missing message (the stolen ones among them, with the fate
+        // "lost or undelivered" since the broker still held some).
+        let listed: std::collections::HashSet<(u32, u64)> = keep
+            .lost
+            .lock()
+            .iter()
+            .map(|l| (l.producer, l.seq))
+            .collect();
+        stolen.sort_unstable();
+        assert!(stolen.iter().all(|id| listed.contains(id)));
+        assert_eq!(listed.len() as u64, s.lost + s.undelivered);
+    }
+
+    /// Duplicates are not throughput: received_per_s counts distinct messages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn received_rate_counts_distinct_messages() {
+        let s = run(
+            MemoryFaults {
+                duplicate_every: Some(2),
+                ..Default::default()
+            },
+            &workload(1000.0, 1),
+        )
+        .await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        assert!(s.duplicates > 400);
+        assert!(
+            s.received_per_s < 1.1 * s.confirmed_per_s,
+            "received {}/s vs confirmed {}/s",
+            s.received_per_s,
+            s.confirmed_per_s
+        );
+        assert!(s.duplicates_per_s > 400.0, "{}", s.duplicates_per_s);
+    }
+
+    /// Competing consumers of one queue reorder by nature: out_of_order counts only what one
+    /// consumer received out of its producer's order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn competing_consumers_are_not_out_of_order() {
+        let mut w = workload(4000.0, 1);
+        w.destinations = 1;
+        w.producers_per_destination = 1;
+        w.consumers_per_destination = 4;
+        w.consumer_delay = Duration::from_micros(200);
+        let s = run(MemoryFaults::default(), &w).await;
+        assert!(s.ledger_consistent, "{}", s.ledger_problems);
+        assert_eq!(s.received, s.sent);
+        assert_eq!(s.out_of_order, 0);
     }
 }

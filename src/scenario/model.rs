@@ -52,6 +52,10 @@ pub struct Workload {
     /// outcome unknown.
     #[serde(default = "default_op_timeout", with = "humantime_serde_compat")]
     pub op_timeout: Duration,
+    /// Simulated processing time per message on the consumer (e.g. "2ms"), spent once per
+    /// batch before it is acked: makes consumers slower than producers on purpose. 0: none.
+    #[serde(default = "zero_duration", with = "humantime_serde_compat")]
+    pub consumer_delay: Duration,
 }
 
 fn one() -> usize {
