@@ -12,4 +12,5 @@ pub mod payload;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod text;
 pub mod tutorial;

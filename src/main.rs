@@ -1,5 +1,6 @@
 //! brokerbench's entry point: parse the command line, run, map errors to exit codes
-//! (0 ok, 1 failure, 2 bad input, 3 a ledger that does not add up, 130 interrupted).
+//! (0 ok, 1 failure, 2 bad input, 3 a ledger that does not add up (a harness bug), 4 an anomaly
+//! of the system under test (deliveries of messages never sent), 130 interrupted).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -156,6 +157,16 @@ async fn async_main(cli: Cli) -> ExitCode {
                             .any(|s| s.status == "ok" && !s.ledger_consistent)
                         {
                             code = ExitCode::from(3);
+                        } else if let Some(s) = out.summaries.iter().find(|s| s.has_anomaly()) {
+                            // The harness's books balance, but the system under test delivered
+                            // messages that were never sent: a finding, with its own status.
+                            eprintln!(
+                                "anomaly: {} delivered {} messages this run never sent (see the report's Anomalies section)",
+                                s.backend, s.phantom
+                            );
+                            if code == ExitCode::SUCCESS {
+                                code = ExitCode::from(4);
+                            }
                         } else if out.summaries.iter().any(|s| s.status.starts_with("error"))
                             && code == ExitCode::SUCCESS
                         {

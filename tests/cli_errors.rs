@@ -43,6 +43,11 @@ fn bad_scenarios_exit_2_with_file_and_field_and_start_nothing() {
             "backends[0].lazy_mode",
         ),
         (
+            "long-bad-value",
+            BASE.replace("rate = 10", &format!("rate = \"{}\"", "9x".repeat(2500))),
+            "workload.rate",
+        ),
+        (
             "stream-auto-ack",
             BASE.replace("redis-streams\"", "rabbitmq-stream\"\nack = \"auto\""),
             "backends[0].ack",
@@ -62,6 +67,11 @@ fn bad_scenarios_exit_2_with_file_and_field_and_start_nothing() {
         assert_eq!(code, 2, "{name}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{name}: one line expected: {stderr}");
+        assert!(
+            lines[0].chars().count() < 400,
+            "{name}: a bad value must be quoted cut to a readable length: {} characters",
+            lines[0].chars().count()
+        );
         assert!(
             lines[0].contains(&format!("{name}.toml")),
             "{name}: no file in {stderr}"

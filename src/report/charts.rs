@@ -277,6 +277,14 @@ pub fn latency_over_time(
                 "confirm p99".into(),
                 series(run, backend, |r| r.publish_p99_ms),
             ),
+            (
+                "failed publish max".into(),
+                series(run, backend, |r| r.publish_failed_max_ms),
+            ),
+            (
+                "send delay p99".into(),
+                series(run, backend, |r| r.send_delay_p99_ms),
+            ),
         ],
         faults: run.fault_windows(backend),
     };
@@ -518,23 +526,40 @@ pub fn p99_by_rate(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError
 
 /// Bars: publish unavailability after each node fault, per backend.
 pub fn failover_unavailability(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
-    let items = run
-        .faults
-        .iter()
-        .filter(|f| f.action != "kill-consumer" && f.status == "ok")
-        .map(|f| {
+    let node_faults = || {
+        run.faults
+            .iter()
+            .filter(|f| f.action != "kill-consumer" && f.status == "ok")
+    };
+    // Only measured windows are drawn: a row that never recovered or that cannot be measured
+    // (no confirms) would otherwise read as 0 s.
+    let items = node_faults()
+        .filter_map(|f| {
             let v = match f.publish_recovered.as_str() {
                 "unaffected" => 0.0,
-                _ => f.publish_unavailable_s.unwrap_or(0.0),
+                "yes" => f.publish_unavailable_s?,
+                _ => return None,
             };
-            (format!("{} ({})", f.backend, f.target), v)
+            Some((format!("{} ({})", f.backend, f.target), v))
         })
+        .collect::<Vec<_>>();
+    let left_out: Vec<String> = node_faults()
+        .filter(|f| !matches!(f.publish_recovered.as_str(), "unaffected" | "yes"))
+        .map(|f| format!("{}: {}", f.backend, f.publish_recovered))
         .collect();
+    let title = if left_out.is_empty() {
+        "Publish unavailability after the fault (s)".to_string()
+    } else {
+        format!(
+            "Publish unavailability after the fault (s); not drawn: {}",
+            left_out.join(", ")
+        )
+    };
     save_bars(
         out,
         "failover-unavailability",
         Bars {
-            title: "Publish unavailability after the fault (s)".into(),
+            title,
             y_label: "seconds".into(),
             items,
         },

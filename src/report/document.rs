@@ -62,8 +62,10 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
     }
 }
 
-/// The results table's columns, and one backend's cells.
-const RESULT_COLUMNS: [&str; 14] = [
+/// The results table's columns, and one backend's cells. Beside throughput and latency it shows
+/// what tells a harness that fell behind (send delay, unsent) and a consumer that fell behind
+/// (undelivered, drained) from the broker's own figures.
+const RESULT_COLUMNS: [&str; 22] = [
     "backend",
     "status",
     "target msg/s",
@@ -72,18 +74,52 @@ const RESULT_COLUMNS: [&str; 14] = [
     "e2e p99 ms",
     "e2e max ms",
     "confirm p99 ms",
+    "failed publish p99 ms",
+    "send delay p99 ms",
     "sent",
+    "unsent",
     "confirmed",
     "lost",
+    "undelivered",
     "duplicated",
     "indeterminate",
+    "foreign",
+    "out of order",
+    "phantom",
+    "drained",
     "ledger",
 ];
 
+/// A cell that must catch the eye: drawn in red in HTML, bold in Markdown.
+pub(super) const ALARM: &str = "\u{26a0} ";
+
+fn alarm(text: String) -> String {
+    format!("{ALARM}{text}")
+}
+
+/// `n`, in red when it is not 0.
+fn count_alarm(n: u64) -> String {
+    if n > 0 {
+        alarm(n.to_string())
+    } else {
+        n.to_string()
+    }
+}
+
 fn result_cells(s: &SummaryRow) -> Vec<String> {
+    let status = if s.overloaded {
+        alarm(format!(
+            "{} (overloaded: {:.0}% late, {:.0}% unsent)",
+            s.status,
+            s.late_share * 100.0,
+            s.unsent_share * 100.0
+        ))
+    } else {
+        s.status.clone()
+    };
     vec![
         s.backend.clone(),
-        s.status.clone(),
+        status,
         s.target_rate
             .map(|r| format!("{r:.0}"))
             .unwrap_or_else(|| "max".into()),
@@ -92,17 +128,50 @@ fn result_cells(s: &SummaryRow) -> Vec<String> {
         opt(s.e2e_p99_ms),
         opt(s.e2e_max_ms),
         opt(s.publish_p99_ms),
+        opt(s.publish_failed_p99_ms),
+        if s.overloaded {
+            alarm(opt(s.send_delay_p99_ms))
+        } else {
+            opt(s.send_delay_p99_ms)
+        },
         s.sent.to_string(),
+        count_alarm(s.unsent),
         s.confirmed.to_string(),
-        s.lost.to_string(),
+        count_alarm(s.lost),
+        count_alarm(s.undelivered),
         s.duplicates.to_string(),
         s.indeterminate.to_string(),
+        s.foreign.to_string(),
+        s.out_of_order.to_string(),
+        count_alarm(s.phantom),
+        match (s.drained, s.undelivered) {
+            (true, _) => "yes".into(),
+            (false, 0) => alarm("no".into()),
+            (false, n) => alarm(format!("no: {n} still in the broker")),
+        },
         if s.ledger_consistent {
             "adds up".into()
         } else {
-            format!("DOES NOT ADD UP: {}", s.ledger_problems)
+            alarm(format!(
+                "DOES NOT ADD UP: {}",
+                crate::text::shorten(&s.ledger_problems, 300)
+            ))
         },
     ]
+}
+
+/// What the system under test did that the harness never asked for, one line per backend.
+fn anomalies(run: &RunResults) -> Vec<String> {
+    run.summary
+        .iter()
+        .filter(|s| s.has_anomaly())
+        .map(|s| {
+            format!(
+                "{}: {} deliveries of messages this run never sent (phantoms): the broker, or another writer on the same queue or stream, delivered them",
+                s.backend, s.phantom
+            )
+        })
+        .collect()
 }
 
 /// Relative path of a chart file from the report's folder.
@@ -166,6 +235,14 @@ pub fn blocks(
         RESULT_COLUMNS.map(String::from).to_vec(),
         run.summary.iter().map(result_cells).collect(),
     ));
+    b.push(Block::Para(
+        "Latencies count from each message's intended send time. \"send delay\" is how late the harness handed a message to the client: when it is high the producers fell behind (the row is marked overloaded) and latency includes the harness's lateness. \"unsent\": due but never sent. \"lost\": confirmed, never received, and no longer in the broker; \"undelivered\": confirmed, never received, but still in the broker when the drain stopped (a consumer behind). \u{26a0} marks what needs a look.".into(),
+    ));
+    let odd = anomalies(run);
+    if !odd.is_empty() {
+        b.push(Block::Heading(2, "Anomalies".into()));
+        b.push(Block::List(odd.into_iter().map(alarm).collect()));
+    }
     if !run.faults.is_empty() {
         b.push(Block::Heading(2, "Faults".into()));
         b.push(Block::Table(
@@ -255,7 +332,11 @@ pub fn blocks(
 }
 
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let s = s.replace('|', "\\|").replace('\n', " ");
+    match s.strip_prefix(ALARM) {
+        Some(rest) => format!("**{ALARM}{rest}**"),
+        None => s,
+    }
 }
 
 pub fn to_markdown(blocks: &[Block]) -> String {
@@ -317,7 +398,7 @@ fn esc(s: &str) -> String {
 /// A self-contained page: inline style, charts linked relative to it, no external assets.
 pub fn to_html(title: &str, blocks: &[Block]) -> String {
     let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}img{{max-width:100%}}code{{background:#f3f3f3}}</style></head><body>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}img{{max-width:100%}}code{{background:#f3f3f3}}.alarm{{color:#c00;font-weight:bold}}</style></head><body>\n",
         esc(title)
     );
     for b in blocks {
@@ -331,7 +412,12 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
             Block::List(items) => {
                 out.push_str("<ul>");
                 for i in items {
-                    let _ = write!(out, "<li>{}</li>", esc(i));
+                    let class = if i.starts_with(ALARM) {
+                        " class=\"alarm\""
+                    } else {
+                        ""
+                    };
+                    let _ = write!(out, "<li{class}>{}</li>", esc(i));
                 }
                 out.push_str("</ul>\n");
             }
@@ -344,7 +430,12 @@ pub fn to_html(title: &str, blocks: &[Block]) -> String {
                 for r in rows {
                     out.push_str("<tr>");
                     for c in r {
-                        let _ = write!(out, "<td>{}</td>", esc(c));
+                        let class = if c.starts_with(ALARM) {
+                            " class=\"alarm\""
+                        } else {
+                            ""
+                        };
+                        let _ = write!(out, "<td{class}>{}</td>", esc(c));
                     }
                     out.push_str("</tr>\n");
                 }

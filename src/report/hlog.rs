@@ -1,5 +1,5 @@
 //! HdrHistogram interval logs: `hdr/<backend>.hlog`, one line per interval and latency
-//! (tags publish, e2e, send_delay), in the format HistogramLogProcessor and HdrHistogram's
+//! (tags publish, publish_failed, e2e, send_delay), in the format HistogramLogProcessor and HdrHistogram's
 //! plotters read. Values are microseconds; the Interval_Max column is in milliseconds.
 
 use std::fs::File;
@@ -68,7 +68,7 @@ impl Sink for HlogSink {
         writeln!(w, "#[Backend: {} ({})]", start.label, start.backend_type).map_err(io)?;
         writeln!(
             w,
-            "#[Values in microseconds; tags: publish, e2e, send_delay]"
+            "#[Values in microseconds; tags: publish, publish_failed, e2e, send_delay]"
         )
         .map_err(io)?;
         writeln!(w, "#[StartTime: {t:.3} (seconds since epoch)]").map_err(io)?;

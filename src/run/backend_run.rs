@@ -45,6 +45,8 @@ pub struct BackendOutcome {
 }
 
 const NS: u64 = 1_000_000_000;
+/// A fault row's publish availability on a backend without confirms.
+pub const NO_CONFIRMS: &str = "cannot be measured (no confirms)";
 /// lost.csv lists at most this many lost messages per backend (the count is in summary.csv).
 const MAX_LOST_LISTED: usize = 100_000;
 
@@ -410,12 +412,20 @@ pub async fn run_load(
         load_end_ns: clock.now_ns().min(drain_deadline),
         min_gap_ns: min_gap_ns(w),
     };
+    let confirms = backend.confirms();
     let rows: Vec<FaultRow> = observations
         .iter()
         .enumerate()
         .map(|(k, o)| {
             let next = observations.get(k + 1).map(|n| n.at_ns);
-            fault_row(label, o, next, dests, &activity, bounds)
+            let mut row = fault_row(label, o, next, dests, &activity, bounds);
+            if !confirms {
+                // Without confirms a send is all a producer learns: publish availability cannot
+                // be measured, and a 0 would read as "no downtime".
+                row.publish_unavailable_s = None;
+                row.publish_recovered = NO_CONFIRMS.to_string();
+            }
+            row
         })
         .collect();
     if !rows.is_empty() {

@@ -44,7 +44,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
         let mut field = e.path().to_string();
         let inner = e.into_inner();
-        let message = one_line(inner.message());
+        let message = crate::text::shorten_quoted(&one_line(inner.message()), 80);
         // Inside an internally tagged enum (a backend entry) the path stops at the entry: add
         // the unknown field's name so the message names it.
         if let Some(name) = message
@@ -75,7 +75,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     validate(&scenario).map_err(|(field, message)| ScenarioError::Field {
         file: path.to_path_buf(),
         field,
-        message,
+        message: crate::text::shorten_quoted(&message, 80),
     })?;
     Ok(scenario)
 }
