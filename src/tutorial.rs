@@ -23,6 +23,7 @@ pub fn settings() -> RedisSettings {
     RedisSettings {
         label: Some("tutorial".into()),
         destinations: None,
+        rate: None,
         maxlen: 1_000_000,
         read_count: 100,
         block_ms: 100,

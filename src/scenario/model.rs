@@ -373,17 +373,18 @@ impl BackendSpec {
         matches!(self, BackendSpec::RedisStreams(_))
     }
 
-    /// The workload this backend runs: the scenario's, with its own number of destinations
-    /// when it sets one.
+    /// The workload this backend runs: the scenario's, with its own number of destinations and
+    /// rate when it sets them.
     pub fn workload(&self, w: &Workload) -> Workload {
-        let own = match self {
-            BackendSpec::RedisStreams(s) => s.destinations,
+        let (destinations, rate) = match self {
+            BackendSpec::RedisStreams(s) => (s.destinations, s.rate),
             BackendSpec::RabbitmqQuorum(s)
             | BackendSpec::RabbitmqStream(s)
-            | BackendSpec::RabbitmqMirrored(s) => s.destinations,
+            | BackendSpec::RabbitmqMirrored(s) => (s.destinations, s.rate),
         };
         Workload {
-            destinations: own.unwrap_or(w.destinations),
+            destinations: destinations.unwrap_or(w.destinations),
+            rate: rate.unwrap_or(w.rate),
             ..w.clone()
         }
     }
@@ -406,6 +407,10 @@ pub struct RedisSettings {
     /// runs that scale the number of destinations, claim C3).
     #[serde(default)]
     pub destinations: Option<usize>,
+    /// This backend's target rate, instead of `workload.rate` (e.g. "max" beside fixed-rate
+    /// backends in one scenario).
+    #[serde(default)]
+    pub rate: Option<Rate>,
     /// XADD MAXLEN ~ n (0: no trimming).
     #[serde(default)]
     pub maxlen: u64,
@@ -514,6 +519,10 @@ pub struct RabbitSettings {
     /// runs that scale the number of destinations, claim C3).
     #[serde(default)]
     pub destinations: Option<usize>,
+    /// This backend's target rate, instead of `workload.rate` (e.g. "max" beside fixed-rate
+    /// backends in one scenario).
+    #[serde(default)]
+    pub rate: Option<Rate>,
     /// Publisher confirms.
     #[serde(default = "yes")]
     pub confirms: bool,

@@ -138,6 +138,14 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                 format!("{d} is out of range; use 1 to 10000"),
             );
         }
+        if let Rate::PerSecond(r) = b.workload(w).rate {
+            if r > 10_000_000.0 {
+                return err(
+                    &at("rate"),
+                    format!("{r} msg/s is over 10M msg/s; use a lower rate or \"max\""),
+                );
+            }
+        }
         match b {
             BackendSpec::RedisStreams(r) => {
                 if r.read_count == 0 || r.read_count > 100_000 {
