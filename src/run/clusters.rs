@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::RunError;
 use crate::backend::{Endpoints, RabbitEndpoint};
+use crate::cluster::leftovers::RunOwner;
 use crate::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
@@ -54,6 +55,7 @@ impl RunClusters {
                             dir.display()
                         );
                     }
+                    me.own(&dir, run_dir)?;
                     me.starting.push(("redis", dir.clone()));
                     let up = LocalRedisCluster::up(
                         RedisClusterConfig::from_section(dir, sec),
@@ -83,6 +85,7 @@ impl RunClusters {
                             dir.display()
                         );
                     }
+                    me.own(&dir, run_dir)?;
                     me.starting.push(("rabbitmq", dir.clone()));
                     let up = LocalRabbitCluster::up(
                         RabbitClusterConfig::from_section(dir, sec),
@@ -99,6 +102,17 @@ impl RunClusters {
             }
         }
         Ok(me)
+    }
+
+    /// Mark the cluster folder `dir` as this run's (its owner file), before anything is started
+    /// in it, so that a later run can tell a leftover of this one if this process dies.
+    fn own(&mut self, dir: &Path, run_dir: &Path) -> Result<(), RunError> {
+        let owner = RunOwner::this_process(run_dir).ok_or_else(|| ClusterError::State {
+            dir: dir.to_path_buf(),
+            message: "cannot read this process's start time in /proc/self/stat".to_string(),
+        })?;
+        owner.write(dir)?;
+        Ok(())
     }
 
     /// What the fault runner may do to the cluster a backend runs on (None: not ours).
