@@ -73,6 +73,20 @@ pub enum Command {
     /// Consume from a Redis Cluster stream until Ctrl-C (or --duration), a line per second,
     /// with end-to-end latency from the producer's intended send time.
     Consume(TutorialArgs),
+    /// Internal: the watchdog `run` starts, which kills the run's clusters if `run` dies
+    /// without stopping them (see `run::watchdog`).
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog {
+        /// Pid of the `brokerbench run` process to watch.
+        #[arg(long)]
+        parent: u32,
+        /// Its start time in clock ticks after boot (field 22 of /proc/PID/stat).
+        #[arg(long)]
+        parent_start: u64,
+        /// The run folder, whose `clusters/*/cluster.json` list what to kill.
+        #[arg(long)]
+        run_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

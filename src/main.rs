@@ -16,6 +16,19 @@ use tokio::sync::watch;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The watchdog needs no async runtime: it blocks on a pipe and polls /proc.
+    if let Command::Watchdog {
+        parent,
+        parent_start,
+        run_dir,
+    } = &cli.command
+    {
+        return ExitCode::from(brokerbench::run::watchdog::watch(
+            *parent,
+            *parent_start,
+            run_dir,
+        ));
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,12 +141,23 @@ async fn async_main(cli: Cli) -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
+            // The run's watchdog is this same program (`brokerbench __watchdog`).
+            let exe = match std::env::current_exe() {
+                Ok(exe) => exe,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot find this program's path to start the run's watchdog: {e}"
+                    );
+                    return ExitCode::from(1);
+                }
+            };
             let cancel = cancellation();
             let opts = RunOptions {
                 results_root: results,
                 quiet,
                 duration,
                 warmup,
+                watchdog_exe: Some(exe),
             };
             let mut code = ExitCode::SUCCESS;
             let mut ran = false;
@@ -219,6 +243,13 @@ async fn async_main(cli: Cli) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Watchdog { .. } => {
+            eprintln!(
+                "error: {} runs only as `brokerbench run`'s helper",
+                brokerbench::run::watchdog::SUBCOMMAND
+            );
+            ExitCode::from(2)
         }
         Command::Consume(a) => {
             let stop = cancellation();

@@ -266,7 +266,9 @@ async fn taken_port_starts_nothing() {
     let _taken = std::net::TcpListener::bind("127.0.0.1:5701").expect("bind 5701 for the test");
     let r = LocalRabbitCluster::up(config(tmp.path()), &progress).await;
     match r {
-        Err(ClusterError::PortInUse { port, what, fix }) => {
+        Err(ClusterError::PortInUse {
+            port, what, fix, ..
+        }) => {
             assert_eq!(port, 5701);
             assert!(
                 what.contains("AMQP") && what.contains("rabbit2@localhost"),

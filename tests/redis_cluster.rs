@@ -403,7 +403,10 @@ async fn a_taken_port_starts_nothing() {
     let listener = std::net::TcpListener::bind("127.0.0.1:7113").expect("bind 7113 for the test");
     let result = LocalRedisCluster::up(config(dir.path(), 7111), &log).await;
     let message = format!("{result:?}");
-    let Err(ClusterError::PortInUse { port, what, fix }) = result else {
+    let Err(ClusterError::PortInUse {
+        port, what, fix, ..
+    }) = result
+    else {
         panic!("expected PortInUse for 7113, got {message}")
     };
     eprintln!("{message}");

@@ -1,6 +1,8 @@
 //! Cluster launchers: start brokers as local processes (default), stop exactly what they
 //! started, kill and restart single nodes for fault runs. Broker clients live in `backend`.
 
+pub mod leftovers;
+pub mod port_holder;
 pub mod process;
 pub mod rabbitmq;
 pub mod rabbitmq_http;
@@ -13,10 +15,12 @@ use std::path::PathBuf;
 pub enum ClusterError {
     #[error("`{binary}` was not found; {fix}")]
     MissingBinary { binary: String, fix: String },
-    #[error("port {port} on 127.0.0.1 is already in use (needed for {what}); {fix}")]
+    #[error("port {port} on 127.0.0.1, needed for {what}, is already in use by {holder}; {fix}")]
     PortInUse {
         port: u16,
         what: String,
+        /// Who holds it: pid and command line, or which brokerbench cluster.
+        holder: String,
         fix: String,
     },
     #[error("node {node}: {message}{}", tail_suffix(.log_tail))]

@@ -1,12 +1,15 @@
 //! The clusters a run needs: started as local processes (and stopped at the end, on error, on
-//! Ctrl-C and on panic), or the user's external clusters.
+//! Ctrl-C and on panic; if this process dies without stopping them, its watchdog does), or the
+//! user's external clusters.
 
 use std::path::{Path, PathBuf};
 
 use tokio::sync::watch;
 
-use super::RunError;
+use super::watchdog::Watchdog;
+use super::{RunError, RunOptions};
 use crate::backend::{Endpoints, RabbitEndpoint};
+use crate::cluster::leftovers::{known_cluster, RunOwner};
 use crate::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
@@ -22,6 +25,11 @@ pub struct RunClusters {
     pub endpoints: Endpoints,
     /// Folders of clusters being started, so an interrupted start can still be cleaned up.
     starting: Vec<(&'static str, PathBuf)>,
+    /// Folders of every local cluster of the run.
+    dirs: Vec<PathBuf>,
+    /// Kills the local clusters if this process dies without stopping them; disarmed once
+    /// `stop_blocking` has stopped them.
+    watchdog: Option<Watchdog>,
 }
 
 fn say(quiet: bool) -> impl Fn(&str) + Send + Sync {
@@ -37,11 +45,19 @@ impl RunClusters {
     pub async fn start(
         s: &Scenario,
         run_dir: &Path,
-        quiet: bool,
+        opts: &RunOptions,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<Self, RunError> {
+        let quiet = opts.quiet;
         let mut me = RunClusters::default();
         let progress = say(quiet);
+        let local_redis =
+            s.backends.iter().any(|b| b.is_redis()) && s.clusters.redis.mode == ClusterMode::Local;
+        let local_rabbit = s.backends.iter().any(|b| !b.is_redis())
+            && s.clusters.rabbitmq.mode == ClusterMode::Local;
+        if let (true, Some(exe)) = (local_redis || local_rabbit, &opts.watchdog_exe) {
+            me.watchdog = Some(Watchdog::spawn(exe, run_dir)?);
+        }
         if s.backends.iter().any(|b| b.is_redis()) {
             let sec = &s.clusters.redis;
             match sec.mode {
@@ -54,6 +70,7 @@ impl RunClusters {
                             dir.display()
                         );
                     }
+                    me.own(&dir, run_dir)?;
                     me.starting.push(("redis", dir.clone()));
                     let up = LocalRedisCluster::up(
                         RedisClusterConfig::from_section(dir, sec),
@@ -83,6 +100,7 @@ impl RunClusters {
                             dir.display()
                         );
                     }
+                    me.own(&dir, run_dir)?;
                     me.starting.push(("rabbitmq", dir.clone()));
                     let up = LocalRabbitCluster::up(
                         RabbitClusterConfig::from_section(dir, sec),
@@ -99,6 +117,18 @@ impl RunClusters {
             }
         }
         Ok(me)
+    }
+
+    /// Mark the cluster folder `dir` as this run's (its owner file), before anything is started
+    /// in it, so that a later run can tell a leftover of this one if this process dies.
+    fn own(&mut self, dir: &Path, run_dir: &Path) -> Result<(), RunError> {
+        let owner = RunOwner::this_process(run_dir).ok_or_else(|| ClusterError::State {
+            dir: dir.to_path_buf(),
+            message: "cannot read this process's start time in /proc/self/stat".to_string(),
+        })?;
+        owner.write(dir)?;
+        self.dirs.push(dir.to_path_buf());
+        Ok(())
     }
 
     /// What the fault runner may do to the cluster a backend runs on (None: not ours).
@@ -136,6 +166,25 @@ impl RunClusters {
                     }
                 }
             }
+        }
+        let Some(watchdog) = self.watchdog.take() else {
+            return;
+        };
+        let left: Vec<String> = self
+            .dirs
+            .iter()
+            .filter(|d| known_cluster(d).is_some_and(|c| !c.running_pids().is_empty()))
+            .map(|d| d.display().to_string())
+            .collect();
+        if left.is_empty() {
+            watchdog.disarm();
+        } else {
+            // Closing the pipe makes the watchdog kill what is left.
+            eprintln!(
+                "brokerbench: processes of {} are still running; the watchdog (pid {}) kills them",
+                left.join(", "),
+                watchdog.pid()
+            );
         }
     }
 

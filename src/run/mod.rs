@@ -2,6 +2,7 @@
 
 pub mod backend_run;
 pub mod clusters;
+pub mod watchdog;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,11 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the run's watchdog ({} __watchdog): {source}", .exe.display())]
+    Watchdog {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("interrupted")]
     Interrupted,
 }
@@ -41,6 +47,10 @@ pub struct RunOptions {
     pub duration: Option<std::time::Duration>,
     /// Override the scenario's warm-up.
     pub warmup: Option<std::time::Duration>,
+    /// The brokerbench executable to start as the run's watchdog (`run::watchdog`), which
+    /// kills the run's local clusters if this process dies without stopping them. None: no
+    /// watchdog (a library caller that stops the clusters itself).
+    pub watchdog_exe: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -130,15 +140,15 @@ pub async fn run_scenario(
     if !opts.quiet {
         sinks.push(Box::new(ProgressSink::default()));
     }
-    let mut clusters =
-        match clusters::RunClusters::start(&scenario, &dir, opts.quiet, &mut cancel).await {
-            Ok(c) => c,
-            Err(e) => {
-                meta.ended_utc = Some(utc_now());
-                write_meta(&dir, &meta)?;
-                return Err(e);
-            }
-        };
+    let mut clusters = match clusters::RunClusters::start(&scenario, &dir, opts, &mut cancel).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            meta.ended_utc = Some(utc_now());
+            write_meta(&dir, &meta)?;
+            return Err(e);
+        }
+    };
     let mut summaries = Vec::new();
     let mut interrupted = false;
     for (i, spec) in scenario.backends.iter().enumerate() {

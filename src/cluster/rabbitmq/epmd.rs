@@ -11,6 +11,9 @@ use super::{io_err, LocalRabbitCluster, INSTALL_FIX, LOG_LINES};
 use crate::cluster::process::find_binary;
 use crate::cluster::{log_tail, ClusterError};
 
+/// The variable naming the cluster folder in the environment of the cluster's epmd.
+const EPMD_VAR: &str = "BROKERBENCH_RABBIT_EPMD";
+
 /// `epmd` on PATH, else next to Erlang's `erl`.
 pub(super) fn find_epmd() -> Result<PathBuf, ClusterError> {
     find_binary("epmd")
@@ -21,12 +24,17 @@ pub(super) fn find_epmd() -> Result<PathBuf, ClusterError> {
         })
 }
 
+/// What the epmd of the cluster in `dir` carries in its environment.
+pub(super) fn epmd_marker(dir: &Path) -> String {
+    format!("{EPMD_VAR}={}", dir.display())
+}
+
 impl LocalRabbitCluster {
     pub(super) async fn start_epmd(&mut self, epmd_bin: &Path) -> Result<(), ClusterError> {
         let log_path = self.cfg.dir.join("epmd.log");
         let log = std::fs::File::create(&log_path).map_err(|e| io_err(&log_path, e))?;
         let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
-        let marker = format!("BROKERBENCH_RABBIT_EPMD={}", self.cfg.dir.display());
+        let marker = epmd_marker(&self.cfg.dir);
         let mut cmd = std::process::Command::new(epmd_bin);
         cmd.args([
             "-address",
@@ -34,7 +42,7 @@ impl LocalRabbitCluster {
             "-port",
             &self.cfg.epmd_port.to_string(),
         ])
-        .env("BROKERBENCH_RABBIT_EPMD", &self.cfg.dir)
+        .env(EPMD_VAR, &self.cfg.dir)
         .env_remove("ERL_EPMD_PORT")
         .env_remove("ERL_EPMD_ADDRESS")
         .current_dir(&self.cfg.dir)

@@ -40,10 +40,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::RabbitEndpoint;
-use crate::cluster::process::{find_binary, port_in_use, OwnedProcess};
+use crate::cluster::leftovers::free_port;
+use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
 
-use epmd::find_epmd;
+use epmd::{epmd_marker, find_epmd};
 use files::{remove_if_exists, write_cookie, write_node_files};
 use launch::KILL_WAIT;
 use state::read_state;
@@ -65,6 +66,8 @@ pub struct LocalRabbitCluster {
 impl LocalRabbitCluster {
     /// Check, prepare and start the cluster; return once every node's management API reports all
     /// nodes running. Starts nothing if a check fails; stops what it started if booting fails.
+    /// A port held by a cluster that a dead run left behind is freed by stopping that cluster
+    /// (`leftovers::free_port`).
     pub async fn up(
         cfg: RabbitClusterConfig,
         progress: Progress<'_>,
@@ -124,13 +127,8 @@ impl LocalRabbitCluster {
         }
         let plan = cfg.port_plan()?;
         for p in &plan {
-            if port_in_use(p.port) {
-                return Err(ClusterError::PortInUse {
-                    port: p.port,
-                    what: p.what.clone(),
-                    fix: format!("stop what uses it or change clusters.rabbitmq.{}", p.field),
-                });
-            }
+            let fix = format!("stop what uses it or change clusters.rabbitmq.{}", p.field);
+            free_port(p.port, p.what.clone(), fix).await?;
         }
 
         // --- prepare the folder: remove data of a previous cluster, write config files ---
@@ -218,6 +216,13 @@ impl LocalRabbitCluster {
         state::recorded_processes(&self.nodes, &self.epmd)
     }
 
+    /// What each node's beam and the cluster's epmd carry, running or not.
+    pub fn markers(&self) -> Vec<String> {
+        let mut markers: Vec<String> = self.nodes.iter().map(RabbitNode::marker).collect();
+        markers.push(epmd_marker(&self.cfg.dir));
+        markers
+    }
+
     /// SIGKILL node `index`'s beam and wait until it is gone.
     pub async fn kill_node(&mut self, index: usize) -> Result<(), ClusterError> {
         self.end_node(index, false).await
@@ -294,13 +299,8 @@ impl LocalRabbitCluster {
             (node.dist_port, "Erlang distribution", "dist_base_port"),
         ];
         for (port, what, field) in ports {
-            if port_in_use(port) {
-                return Err(ClusterError::PortInUse {
-                    port,
-                    what: format!("{what} of {}", node.name),
-                    fix: format!("stop what uses it or change clusters.rabbitmq.{field}"),
-                });
-            }
+            let fix = format!("stop what uses it or change clusters.rabbitmq.{field}");
+            free_port(port, format!("{what} of {}", node.name), fix).await?;
         }
         remove_if_exists(&node.pid_file())?;
         self.spawn_node(index)?;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::config::render_conf;
 use super::{LocalRedisCluster, RedisNode};
-use crate::cluster::process::{find_binary, port_in_use, OwnedProcess};
+use crate::cluster::leftovers::free_port;
+use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
 
 /// Graceful stop: SIGTERM (repeated), then SIGKILL after this long.
@@ -151,26 +152,25 @@ pub(super) fn resolve_binary(name: &str) -> Result<PathBuf, ClusterError> {
     })
 }
 
-pub(super) fn check_ports(node: &RedisNode) -> Result<(), ClusterError> {
-    if port_in_use(node.port) {
-        return Err(ClusterError::PortInUse {
-            port: node.port,
-            what: format!("Redis node {} ({})", node.index, node.address()),
-            fix: PORT_FIX.into(),
-        });
-    }
-    if port_in_use(node.bus_port()) {
-        return Err(ClusterError::PortInUse {
-            port: node.bus_port(),
-            what: format!(
-                "the cluster bus of Redis node {} ({})",
-                node.index,
-                node.address()
-            ),
-            fix: PORT_FIX.into(),
-        });
-    }
-    Ok(())
+/// The node's port and cluster bus port are free (`leftovers::free_port`: a cluster left behind
+/// by a run that is gone is stopped; anything else holding them is an error naming it).
+pub(super) async fn check_ports(node: &RedisNode) -> Result<(), ClusterError> {
+    free_port(
+        node.port,
+        format!("Redis node {} ({})", node.index, node.address()),
+        PORT_FIX.into(),
+    )
+    .await?;
+    free_port(
+        node.bus_port(),
+        format!(
+            "the cluster bus of Redis node {} ({})",
+            node.index,
+            node.address()
+        ),
+        PORT_FIX.into(),
+    )
+    .await
 }
 
 /// Start `redis-server <conf>` in its own process group (so it outlives us and ignores our

@@ -64,6 +64,8 @@ pub struct LocalRedisCluster {
 impl LocalRedisCluster {
     /// Check binaries, ports and the folder, start every node, create the cluster and wait until
     /// it is healthy. Starts nothing if a check fails; stops what it started if a later step fails.
+    /// A port held by a cluster that a dead run left behind is freed by stopping that cluster
+    /// (`leftovers::free_port`).
     pub async fn up(cfg: RedisClusterConfig, progress: Progress<'_>) -> Result<Self, ClusterError> {
         let started = Instant::now();
         let mut cfg = cfg;
@@ -90,7 +92,7 @@ impl LocalRedisCluster {
             u32::from(last) + BUS_OFFSET
         ));
         for node in &cluster.nodes {
-            check_ports(node)?;
+            check_ports(node).await?;
         }
         cluster.prepare_folders()?;
         cluster.save_state()?;
@@ -137,6 +139,11 @@ impl LocalRedisCluster {
             .iter()
             .filter_map(|n| n.process.clone())
             .collect()
+    }
+
+    /// What each node's process carries (see the module doc), running or not.
+    pub fn markers(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisNode::marker).collect()
     }
 
     /// `CLUSTER NODES` from the first running node that answers, parsed; masters first (by first
@@ -272,7 +279,7 @@ impl LocalRedisCluster {
             }
         }
         let server_bin = resolve_binary(&self.config.redis_server)?;
-        check_ports(node)?;
+        check_ports(node).await?;
         let process = spawn_node(&server_bin, node)?;
         self.nodes[idx].process = Some(process);
         self.save_state()?;
