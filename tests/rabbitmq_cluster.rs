@@ -35,14 +35,6 @@ fn config(dir: &Path) -> RabbitClusterConfig {
     }
 }
 
-fn installed() -> bool {
-    let ok = Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file();
-    if !ok {
-        eprintln!("skipped: rabbitmq-server is not installed (apt-get install -y rabbitmq-server)");
-    }
-    ok
-}
-
 fn progress(line: &str) {
     eprintln!("[rabbit] {line}");
 }
@@ -106,9 +98,7 @@ fn all_running(s: &brokerbench::cluster::rabbitmq::RabbitStatus) -> bool {
 /// every recorded pid is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_up_kill_restart_down() {
-    if !installed() {
-        return;
-    }
+    common::require_rabbitmq();
     let _lock = PORTS.lock().await;
     let tmp = tempfile::tempdir().expect("create a temp dir");
     let mut guard = Guard::new(tmp.path());
@@ -257,9 +247,7 @@ async fn lifecycle_up_kill_restart_down() {
 /// A taken AMQP port: PortInUse naming port and field, and nothing is started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taken_port_starts_nothing() {
-    if !installed() {
-        return;
-    }
+    common::require_rabbitmq();
     let _lock = PORTS.lock().await;
     let tmp = tempfile::tempdir().expect("create a temp dir");
     let _guard = Guard::new(tmp.path());
@@ -331,9 +319,7 @@ async fn child_process_up() {
 /// same folder while it runs is refused; stale data of a previous cluster is removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_in_one_process_down_in_another() {
-    if !installed() {
-        return;
-    }
+    common::require_rabbitmq();
     let _lock = PORTS.lock().await;
     let tmp = tempfile::tempdir().expect("create a temp dir");
     let _guard = Guard::new(tmp.path());
@@ -409,9 +395,7 @@ async fn up_in_one_process_down_in_another() {
 /// A boot that does not finish in time: a Timeout with the node's log, and everything stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boot_timeout_stops_everything() {
-    if !installed() {
-        return;
-    }
+    common::require_rabbitmq();
     let _lock = PORTS.lock().await;
     let tmp = tempfile::tempdir().expect("create a temp dir");
     let _guard = Guard::new(tmp.path());

@@ -4,12 +4,14 @@
 //! its cluster folder in a `ClusterDir`, whose Drop stops whatever the folder's state file
 //! records, so nodes are stopped even when an assertion fails.
 
+mod common;
+
 use std::collections::HashSet;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use brokerbench::cluster::process::{find_binary, is_alive, port_in_use, OwnedProcess};
+use brokerbench::cluster::process::{is_alive, port_in_use, OwnedProcess};
 use brokerbench::cluster::redis::{
     LocalRedisCluster, RedisClusterConfig, RedisNodeStatus, STATE_FILE,
 };
@@ -39,14 +41,6 @@ impl Drop for ClusterDir {
             cluster.down_blocking();
         }
     }
-}
-
-fn redis_installed() -> bool {
-    let ok = find_binary("redis-server").is_some() && find_binary("redis-cli").is_some();
-    if !ok {
-        eprintln!("SKIPPED: redis-server / redis-cli not installed (apt-get install -y redis-server redis-tools)");
-    }
-    ok
 }
 
 fn config(dir: &Path, base_port: u16) -> RedisClusterConfig {
@@ -198,9 +192,7 @@ fn port_of(address: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_failover_restart_and_down() {
-    if !redis_installed() {
-        return;
-    }
+    common::require_redis();
     let dir = ClusterDir::new();
     let log = progress();
     let t_up = Instant::now();
@@ -394,9 +386,7 @@ async fn up_failover_restart_and_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_port_starts_nothing() {
-    if !redis_installed() {
-        return;
-    }
+    common::require_redis();
     let dir = ClusterDir::new();
     let log = progress();
 
@@ -492,9 +482,7 @@ async fn a_missing_binary_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attach_from_the_folder_then_down() {
-    if !redis_installed() {
-        return;
-    }
+    common::require_redis();
     let dir = ClusterDir::new();
     let log = progress();
     let t_up = Instant::now();
@@ -550,9 +538,7 @@ async fn attach_from_the_folder_then_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_cannot_start_stops_the_others() {
-    if !redis_installed() {
-        return;
-    }
+    common::require_redis();
     let dir = ClusterDir::new();
     let log = progress();
     // A wrapper that starts every node but the third one, which fails like a bad config would.

@@ -147,3 +147,22 @@ pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunO
         Err(e) => panic!("run {}: {e}", scenario.display()),
     }
 }
+
+/// Fail (never skip) when redis-server or redis-cli is missing: CI installs them, and a
+/// developer without them must see what to install rather than a green test that checked nothing.
+pub fn require_redis() {
+    for bin in ["redis-server", "redis-cli"] {
+        assert!(
+            brokerbench::cluster::process::find_binary(bin).is_some(),
+            "{bin} is not installed: run `make deps` (or apt-get install -y redis-server redis-tools)"
+        );
+    }
+}
+
+/// Fail (never skip) when RabbitMQ is missing; see `require_redis`.
+pub fn require_rabbitmq() {
+    assert!(
+        std::path::Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server").is_file(),
+        "rabbitmq-server is not installed: run `make deps` (or apt-get install -y rabbitmq-server)"
+    );
+}
