@@ -228,10 +228,11 @@ fn c1(e: &Evidence) -> Verdict {
                 .map(|f| format!("{} {}", f.action, f.target))
                 .collect();
             format!(
-                "{}: lost {} of {} confirmed; {} unconfirmed never received; {} duplicates (after {})",
+                "{}: lost {} of {} confirmed ({} more still in the broker when the drain stopped); {} unconfirmed never received; {} duplicates (after {})",
                 name(r),
                 r.lost,
                 r.confirmed,
+                r.undelivered,
                 r.unconfirmed_missing,
                 r.duplicates,
                 faults.join(", ")
@@ -245,7 +246,8 @@ fn c1(e: &Evidence) -> Verdict {
         .collect();
     let safe: Vec<&str> = faulted
         .iter()
-        .filter(|r| r.confirmed > 0 && r.lost == 0)
+        // A consumer that was still behind cannot show that nothing was lost.
+        .filter(|r| r.confirmed > 0 && r.lost == 0 && r.undelivered == 0)
         .map(|r| r.backend.as_str())
         .collect();
     let list = |v: &[&str]| {
