@@ -1,8 +1,9 @@
 //! The three RabbitMQ backends against a real local 3-node cluster.
 //!
 //! One cluster serves the whole file: `rabbitmq_backends_end_to_end` runs every backend check
-//! one after another (the failover last, in `rabbitmq_backends/failover.rs`) and the guard
-//! stops the cluster when it is dropped (also on failure).
+//! one after another (the backlog checks in `rabbitmq_backends/backlog.rs`, the failover last,
+//! in `rabbitmq_backends/failover.rs`) and the guard stops the cluster when it is dropped (also
+//! on failure).
 //! Ports used: AMQP 5720-5722, HTTP 15720-15722, stream 5730-5732, prometheus 15730-15732,
 //! distribution 25720-25722, epmd 4402.
 
@@ -21,6 +22,8 @@ use brokerbench::scenario::{
 };
 use futures::stream::{FuturesUnordered, StreamExt};
 
+#[path = "rabbitmq_backends/backlog.rs"]
+mod backlog;
 #[path = "rabbitmq_backends/failover.rs"]
 mod failover;
 
@@ -443,6 +446,9 @@ fn rabbitmq_backends_end_to_end() {
         rt.block_on(run_check(check, &endpoints));
         eprintln!("{name}: ok in {:.1} s", started.elapsed().as_secs_f64());
     }
+    let started = Instant::now();
+    rt.block_on(backlog::backlog_checks(&endpoints));
+    eprintln!("backlog: ok in {:.1} s", started.elapsed().as_secs_f64());
     let started = Instant::now();
     rt.block_on(failover::failover_check(&mut cluster.cluster, &endpoints));
     eprintln!("failover: ok in {:.1} s", started.elapsed().as_secs_f64());
