@@ -52,6 +52,12 @@ fn bad_scenarios_exit_2_with_file_and_field_and_start_nothing() {
             BASE.replace("redis-streams\"", "rabbitmq-stream\"\nack = \"auto\""),
             "backends[0].ack",
         ),
+        (
+            "stream-two-consumers",
+            BASE.replace("redis-streams\"", "rabbitmq-stream\"")
+                .replace("rate = 10", "rate = 10\nconsumers_per_destination = 2"),
+            "workload.consumers_per_destination",
+        ),
     ];
     for (name, text, field) in cases {
         let path = common::write_scenario(tmp.path(), name, &text);

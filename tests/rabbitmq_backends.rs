@@ -1,7 +1,9 @@
 //! The three RabbitMQ backends against a real local 3-node cluster.
 //!
 //! One cluster serves the whole file: `rabbitmq_backends_end_to_end` runs every backend check
-//! one after another and the guard stops the cluster when it is dropped (also on failure).
+//! one after another (the backlog checks in `rabbitmq_backends/backlog.rs`, the failover last,
+//! in `rabbitmq_backends/failover.rs`) and the guard stops the cluster when it is dropped (also
+//! on failure).
 //! Ports used: AMQP 5720-5722, HTTP 15720-15722, stream 5730-5732, prometheus 15730-15732,
 //! distribution 25720-25722, epmd 4402.
 
@@ -19,6 +21,11 @@ use brokerbench::scenario::{
     AckMode, BackendSpec, Placement, PlacementName, RabbitClusterSection, RabbitSettings,
 };
 use futures::stream::{FuturesUnordered, StreamExt};
+
+#[path = "rabbitmq_backends/backlog.rs"]
+mod backlog;
+#[path = "rabbitmq_backends/failover.rs"]
+mod failover;
 
 const MESSAGES_PER_PRODUCER: u64 = 2000;
 const IN_FLIGHT: usize = 100;
@@ -440,207 +447,10 @@ fn rabbitmq_backends_end_to_end() {
         eprintln!("{name}: ok in {:.1} s", started.elapsed().as_secs_f64());
     }
     let started = Instant::now();
-    rt.block_on(failover_check(&mut cluster.cluster, &endpoints));
+    rt.block_on(backlog::backlog_checks(&endpoints));
+    eprintln!("backlog: ok in {:.1} s", started.elapsed().as_secs_f64());
+    let started = Instant::now();
+    rt.block_on(failover::failover_check(&mut cluster.cluster, &endpoints));
     eprintln!("failover: ok in {:.1} s", started.elapsed().as_secs_f64());
     drop(cluster);
-}
-
-/// Kill the node that leads a quorum queue and holds the producer's connection: the producer
-/// sees a connection error, reopens on another node, and every confirmed message is consumed.
-async fn failover_check(cluster: &mut LocalRabbitCluster, endpoints: &[RabbitEndpoint]) {
-    let spec = BackendSpec::RabbitmqQuorum(settings());
-    let backend = build(&spec, endpoints).await;
-    let dests = backend
-        .setup("bbt-failover", 1)
-        .await
-        .unwrap_or_else(|e| panic!("failover setup: {e}"));
-    let dest = dests[0].clone();
-    let topo = backend
-        .topology(&dests)
-        .await
-        .unwrap_or_else(|e| panic!("topology: {e}"));
-    assert_eq!(
-        topo.destinations[0].leader.as_deref(),
-        Some("rabbit1@localhost")
-    );
-
-    let mut confirmed = HashSet::new();
-    let mut producer = backend
-        .producer(&dest, 0)
-        .await
-        .unwrap_or_else(|e| panic!("producer: {e}"));
-    let mut seq = 0u64;
-    for _ in 0..200 {
-        let payload = Header {
-            run_id: RUN_ID,
-            producer: 0,
-            seq,
-            intended_ns: 0,
-        }
-        .encode(256);
-        let confirm = producer
-            .send(payload)
-            .await
-            .unwrap_or_else(|e| panic!("send: {e}"))
-            .unwrap_or_else(|| panic!("no confirm"));
-        confirm.await.unwrap_or_else(|e| panic!("confirm: {e}"));
-        confirmed.insert(seq);
-        seq += 1;
-    }
-
-    // A consumer on rabbit2, opened before the failover, must keep receiving across it.
-    let mut consumer = backend
-        .consumer(&dest, 1)
-        .await
-        .unwrap_or_else(|e| panic!("consumer: {e}"));
-
-    cluster
-        .kill_node(0)
-        .await
-        .unwrap_or_else(|e| panic!("kill rabbit1: {e}"));
-    // The producer's connection was on rabbit1 (spread: producer 0 -> node 1).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        assert!(
-            Instant::now() < deadline,
-            "no error within 20 s of killing the producer's node"
-        );
-        let payload = Header {
-            run_id: RUN_ID,
-            producer: 0,
-            seq,
-            intended_ns: 0,
-        }
-        .encode(256);
-        let sent = producer.send(payload).await;
-        let result = match sent {
-            Ok(Some(confirm)) => confirm.await,
-            Ok(None) => panic!("no confirm"),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                confirmed.insert(seq);
-            }
-            Err(e) => break e,
-        }
-        seq += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert!(
-        error.needs_reconnect(),
-        "expected a connection error, got {error:?}"
-    );
-    assert!(
-        error.to_string().contains("bbt-failover-0"),
-        "error lacks context: {error}"
-    );
-    producer.close().await;
-
-    // Reopen: rabbit1 refuses, so the producer lands on the next node. While the queue elects
-    // a new leader the broker may nack publishes (the producer then moves to a fresh channel):
-    // resend those, as a real publisher would.
-    let mut producer = backend
-        .producer(&dest, 0)
-        .await
-        .unwrap_or_else(|e| panic!("reopen producer: {e}"));
-    let first_new = seq + 1;
-    let mut pending: Vec<u64> = (first_new..first_new + 200).collect();
-    let mut nacks = 0usize;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pending.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "{} messages still unconfirmed 60 s after failover",
-            pending.len()
-        );
-        let mut in_flight = FuturesUnordered::new();
-        let mut reopen = false;
-        for &s in &pending {
-            let payload = Header {
-                run_id: RUN_ID,
-                producer: 0,
-                seq: s,
-                intended_ns: 0,
-            }
-            .encode(256);
-            match producer.send(payload).await {
-                Ok(Some(confirm)) => in_flight.push(async move { (s, confirm.await) }),
-                Ok(None) => panic!("no confirm"),
-                Err(e) if e.needs_reconnect() => {
-                    reopen = true;
-                    break;
-                }
-                Err(e) => panic!("send after failover: {e}"),
-            }
-        }
-        while let Some((s, r)) = in_flight.next().await {
-            match r {
-                Ok(()) => {
-                    confirmed.insert(s);
-                }
-                Err(e) if e.kind() == "nack" => nacks += 1,
-                Err(e) if e.needs_reconnect() => reopen = true,
-                Err(e) => panic!("confirm of {s} after failover: {e}"),
-            }
-        }
-        pending.retain(|s| !confirmed.contains(s));
-        if reopen {
-            producer.close().await;
-            producer = backend
-                .producer(&dest, 0)
-                .await
-                .unwrap_or_else(|e| panic!("reopen producer: {e}"));
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    eprintln!("failover: {nacks} nacks while the queue elected a new leader");
-    producer.close().await;
-
-    let topo = backend
-        .topology(&dests)
-        .await
-        .unwrap_or_else(|e| panic!("topology after failover: {e}"));
-    let leader = topo.destinations[0].leader.clone().unwrap_or_default();
-    assert!(
-        leader == "rabbit2@localhost" || leader == "rabbit3@localhost",
-        "leader after failover: {leader:?}"
-    );
-
-    let mut received = HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !confirmed.is_subset(&received) {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {} confirmed messages consumed",
-            received.len(),
-            confirmed.len()
-        );
-        let mut batch = Vec::new();
-        consumer
-            .poll(&mut batch)
-            .await
-            .unwrap_or_else(|e| panic!("poll: {e}"));
-        let tokens: Vec<AckToken> = batch.iter().map(|d| d.token.clone()).collect();
-        for d in &batch {
-            let h = Header::decode(&d.payload).unwrap_or_else(|e| panic!("bad payload: {e}"));
-            received.insert(h.seq);
-        }
-        consumer
-            .ack(&tokens)
-            .await
-            .unwrap_or_else(|e| panic!("ack: {e}"));
-    }
-    consumer.close().await;
-
-    cluster
-        .restart_node(0)
-        .await
-        .unwrap_or_else(|e| panic!("restart rabbit1: {e}"));
-    backend
-        .teardown(&dests)
-        .await
-        .unwrap_or_else(|e| panic!("failover teardown: {e}"));
 }

@@ -194,6 +194,21 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             | BackendSpec::RabbitmqMirrored(q) => {
                 let stream = matches!(b, BackendSpec::RabbitmqStream(_));
                 let mirrored = matches!(b, BackendSpec::RabbitmqMirrored(_));
+                if stream && w.consumers_per_destination > 1 {
+                    return err(
+                        "workload.consumers_per_destination",
+                        format!(
+                            "{n} consumers per destination would each read the whole stream of \
+                             backends[{i}] ({}): every AMQP consumer of a stream gets every \
+                             message, so each would arrive {n} times (RabbitMQ 3.10 has no single \
+                             active consumer for streams over AMQP); use consumers_per_destination \
+                             = 1, or run the {} backend in a scenario of its own",
+                            b.type_name(),
+                            b.type_name(),
+                            n = w.consumers_per_destination,
+                        ),
+                    );
+                }
                 if stream && q.ack == AckMode::Auto {
                     return err(&at("ack"), "a stream queue cannot be consumed with auto-ack (streams need manual acks as credit); use \"manual\"".to_string());
                 }
@@ -385,4 +400,39 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const STREAM: &str = "name = \"t\"\n[workload]\nmessage_size = 100\nrate = 10\nduration = \"1s\"\nconsumers_per_destination = 2\n[[backends]]\ntype = \"redis-streams\"\n[[backends]]\ntype = \"rabbitmq-stream\"\n";
+
+    #[test]
+    fn a_stream_with_two_consumers_per_destination_is_refused() {
+        let e = match crate::scenario::parse(Path::new("s.toml"), STREAM) {
+            Ok(_) => {
+                panic!("a rabbitmq-stream backend with 2 consumers per destination was accepted")
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.starts_with("s.toml: field `workload.consumers_per_destination`: 2 consumers"),
+            "{e}"
+        );
+        assert!(
+            e.contains("backends[1] (rabbitmq-stream)")
+                && e.contains("2 times")
+                && e.contains("use consumers_per_destination = 1"),
+            "{e}"
+        );
+        // One consumer per destination, or two without a stream backend, are fine.
+        let one = STREAM.replace(
+            "consumers_per_destination = 2",
+            "consumers_per_destination = 1",
+        );
+        crate::scenario::parse(Path::new("s.toml"), &one).expect("one consumer per stream");
+        let queues = STREAM.replace("rabbitmq-stream", "rabbitmq-quorum");
+        crate::scenario::parse(Path::new("s.toml"), &queues).expect("two consumers per queue");
+    }
 }

@@ -1,8 +1,13 @@
 //! The consumer: one connection, one channel with `basic.qos` and `basic.consume`, and acks
 //! planned so that a `multiple` ack never covers a delivery still being processed. A stream
-//! consumer records the offsets it hands out, for where its next open starts.
+//! consumer records the offsets it hands out, for where its next open starts; every consumer
+//! keeps its gauge (deliveries handed out, not acked) up to date once per batch, for `backlog`.
+//!
+//! Deliveries are handed out in the order the channel received them: a consumer never reorders
+//! what it gets (the broker may: a quorum queue delivers returned messages before the others).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +17,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
+use super::backlog::ConsumerGauge;
 use super::connection::{channel_error, close_connection, open_error, CLOSE_TIMEOUT};
 use super::offsets::{stream_offset, StreamOffsets, STREAM_OFFSET};
 use super::{QueueKind, RabbitBackend};
@@ -123,6 +129,7 @@ impl RabbitBackend {
             pending_error: None,
             offsets: stream.then(|| (self.stream_offsets.clone(), (dest.name.clone(), index))),
             last_offset: None,
+            gauge: self.consumer_gauges.register(&dest.name),
             context,
         }))
     }
@@ -144,6 +151,8 @@ struct RabbitConsumer {
     offsets: Option<(StreamOffsets, (String, usize))>,
     /// Streams only: the highest offset handed out by the current poll.
     last_offset: Option<i64>,
+    /// Deliveries handed out and not acked, as `backlog` reads them; dropped with the consumer.
+    gauge: Arc<ConsumerGauge>,
     context: String,
 }
 
@@ -168,7 +177,9 @@ impl RabbitConsumer {
         });
     }
 
+    /// The channel failed: the broker requeues what it held, so the gauge no longer counts.
     fn stream_error(&self, e: Option<lapin::Error>) -> OpError {
+        self.gauge.closed();
         match e {
             Some(e) => channel_error(&self.context, "consume", e),
             None => OpError::Connection(format!(
@@ -176,6 +187,11 @@ impl RabbitConsumer {
                 self.context
             )),
         }
+    }
+
+    fn ack_error(&self, e: lapin::Error) -> OpError {
+        self.gauge.closed();
+        channel_error(&self.context, "basic.ack", e)
     }
 }
 
@@ -210,11 +226,14 @@ impl Consumer for RabbitConsumer {
         if let (Some((offsets, key)), Some(o)) = (&self.offsets, self.last_offset.take()) {
             offsets.record(key, o);
         }
+        if self.pending_error.is_none() {
+            self.gauge.set_unacked(self.outstanding.len());
+        }
         if self.self_ack && highest > 0 && self.pending_error.is_none() {
             self.channel
                 .basic_ack(highest, BasicAckOptions { multiple: true })
                 .await
-                .map_err(|e| channel_error(&self.context, "basic.ack", e))?;
+                .map_err(|e| self.ack_error(e))?;
         }
         Ok(())
     }
@@ -240,13 +259,14 @@ impl Consumer for RabbitConsumer {
             self.channel
                 .basic_ack(tag, BasicAckOptions { multiple })
                 .await
-                .map_err(|e| channel_error(&self.context, "basic.ack", e))?;
+                .map_err(|e| self.ack_error(e))?;
             if multiple {
                 self.outstanding = self.outstanding.split_off(&(tag + 1));
             } else {
                 self.outstanding.remove(&tag);
             }
         }
+        self.gauge.set_unacked(self.outstanding.len());
         Ok(())
     }
 

@@ -19,14 +19,18 @@
 //! Files: `declare.rs` (queue arguments, mirroring policy), `connection.rs` (AMQP connections
 //! and channels, node fallback, URI helpers), `management.rs` (management API calls: placement,
 //! leaders, deletion), `producer.rs` and `consumer.rs` (the `Producer` and `Consumer` impls),
-//! `offsets.rs` (where stream consumers start).
+//! `offsets.rs` (where stream consumers start), `backlog.rs` (what the broker still holds for
+//! the consumers) with `stream_ends.rs` (a stream's first and last offsets, over the stream
+//! protocol).
 
+mod backlog;
 mod connection;
 mod consumer;
 mod declare;
 mod management;
 mod offsets;
 mod producer;
+mod stream_ends;
 
 pub use connection::uri_address;
 pub use consumer::plan_acks;
@@ -44,6 +48,7 @@ use parking_lot::Mutex;
 use super::*;
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::scenario::RabbitSettings;
+use backlog::ConsumerGauges;
 use connection::{close_connection, redact, DEFAULT_HEARTBEAT_S};
 use offsets::StreamOffsets;
 
@@ -99,6 +104,8 @@ pub struct RabbitBackend {
     mgmt_preferred: AtomicUsize,
     /// Streams only: where each consumer left off, for its next open.
     stream_offsets: StreamOffsets,
+    /// What the open consumers of each queue hold unacked (for `backlog`).
+    consumer_gauges: ConsumerGauges,
 }
 
 impl RabbitBackend {
@@ -169,6 +176,7 @@ impl RabbitBackend {
             policies: Mutex::new(HashMap::new()),
             mgmt_preferred: AtomicUsize::new(0),
             stream_offsets: StreamOffsets::default(),
+            consumer_gauges: ConsumerGauges::default(),
         };
         // The management API must answer (setup and topology depend on it) ...
         backend
@@ -220,6 +228,7 @@ impl Backend for RabbitBackend {
                 .await
                 .map_err(|m| self.setup_err(format!("delete leftover queue {}", d.name), m))?;
             self.stream_offsets.forget(&d.name);
+            self.consumer_gauges.forget(&d.name);
         }
         // Quorum queues get a member on every running node, and mirrors only go to running
         // nodes: setup waits until the management API shows them. A stream's members only show
@@ -327,6 +336,7 @@ impl Backend for RabbitBackend {
             }
             self.leaders.lock().remove(&d.name);
             self.stream_offsets.forget(&d.name);
+            self.consumer_gauges.forget(&d.name);
         }
         let policies: BTreeSet<String> = {
             let mut map = self.policies.lock();
@@ -410,6 +420,18 @@ impl Backend for RabbitBackend {
 
     async fn version(&self) -> Option<String> {
         self.mgmt(|c| async move { c.version().await }).await.ok()
+    }
+
+    /// Queues: ready from a passive `queue.declare`, unacked from the harness's own consumers;
+    /// streams: entries after the offset the consumers reached (see `backlog.rs` for why these
+    /// sources are exact, and when).
+    async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        match self.kind {
+            QueueKind::Stream => self.stream_backlog(destinations).await,
+            QueueKind::Quorum | QueueKind::Mirrored => {
+                self.queue_backlog(destinations).await.map(Some)
+            }
+        }
     }
 }
 

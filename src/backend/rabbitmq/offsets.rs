@@ -40,6 +40,17 @@ impl StreamOffsets {
         }
     }
 
+    /// The highest offset each consumer of `queue` handed out (consumers that handed out
+    /// nothing are not listed).
+    pub fn positions(&self, queue: &str) -> Vec<i64> {
+        self.0
+            .lock()
+            .iter()
+            .filter(|((q, _), _)| q == queue)
+            .map(|(_, o)| *o)
+            .collect()
+    }
+
     /// Forget every consumer's offset on `queue` (declared anew, or deleted).
     pub fn forget(&self, queue: &str) {
         self.0.lock().retain(|(q, _), _| q != queue);
@@ -101,6 +112,8 @@ mod tests {
         // Another consumer index, or another queue, starts from the first message.
         assert_eq!(offsets.start_argument("q", 1), long_string("first"));
         assert_eq!(offsets.start_argument("r", 0), long_string("first"));
+        assert_eq!(offsets.positions("q"), vec![41]);
+        assert!(offsets.positions("r").is_empty());
         offsets.forget("q");
         assert_eq!(offsets.start_argument("q", 0), long_string("first"));
     }
