@@ -205,7 +205,10 @@ pub trait Backend: Send + Sync {
     /// drain deadline): messages written but not yet delivered, plus delivered but not acked.
     /// `Ok(None)` when this backend cannot tell. The harness counts confirmed messages it has
     /// not received as `undelivered` (not `lost`) up to this figure.
-    async fn backlog(&self, _destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+    async fn backlog(
+        &self,
+        _destinations: &[Destination],
+    ) -> Result<Option<Backlog>, BackendError> {
         Ok(None)
     }
     /// How far each copy of `destinations` is behind its leader right now, in entries. A
