@@ -18,7 +18,7 @@ use std::time::Duration;
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use ::redis::{ErrorKind, RedisError, Value};
+use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use async_trait::async_trait;
 
 use super::*;
@@ -49,6 +49,14 @@ pub struct RedisStreams {
 /// Retries of the setup/teardown connection, and its waits between them (ms).
 const ADMIN_RETRIES: u32 = 4;
 const ADMIN_RETRY_WAIT_MS: (u64, u64) = (20, 500);
+
+/// A direct connection's timeouts for setup commands (CONFIG SET): redis-rs 1.x would otherwise
+/// give up on a reply after 500 ms.
+fn admin_connection() -> ::redis::AsyncConnectionConfig {
+    ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
 
 /// CRC16/XMODEM, as Redis Cluster uses for key slots.
 pub fn crc16(data: &[u8]) -> u16 {
@@ -99,17 +107,26 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
         return OpError::Connection(text);
     }
     match e.kind() {
-        ErrorKind::ClusterDown
-        | ErrorKind::MasterDown
-        | ErrorKind::TryAgain
-        | ErrorKind::Moved
-        | ErrorKind::Ask
-        | ErrorKind::BusyLoadingError
-        | ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
+        ErrorKind::Server(kind) if refused_by_the_cluster(kind) => OpError::Unavailable(text),
+        ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
         // The reply arrived but could not be read or converted: the command may have run.
-        ErrorKind::ParseError | ErrorKind::TypeError => OpError::Protocol(text),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => OpError::Protocol(text),
         _ => OpError::Broker(text),
     }
+}
+
+/// Error replies by which the cluster refuses a command it did not run because of its own state
+/// (a redirect, a slot without a master, a node still loading): counted as `unavailable`.
+fn refused_by_the_cluster(kind: ServerErrorKind) -> bool {
+    matches!(
+        kind,
+        ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::BusyLoading
+    )
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -183,7 +200,10 @@ impl RedisStreams {
     async fn ask_any_node(&self, what: &str, cmd: &::redis::Cmd) -> Result<String, OpError> {
         let mut conn = self.conn.clone();
         let v = conn
-            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .route_command(
+                cmd.clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
             .await
             .map_err(map_err)?;
         as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
@@ -227,7 +247,7 @@ impl RedisStreams {
                 .map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
             let mut c = tokio::time::timeout(
                 Duration::from_secs(5),
-                client.get_multiplexed_async_connection(),
+                client.get_multiplexed_async_connection_with_config(&admin_connection()),
             )
             .await
             .map_err(|_| self.setup_err(&format!("connect {}", n.address), "no answer within 5s"))?
@@ -482,24 +502,26 @@ mod tests {
     #[test]
     fn redirects_and_refusals_are_definite() {
         let kind = |k: ErrorKind| map_err(RedisError::from((k, "test")));
+        let server = |k: ServerErrorKind| kind(ErrorKind::Server(k));
         for k in [
-            ErrorKind::Moved,
-            ErrorKind::Ask,
-            ErrorKind::TryAgain,
-            ErrorKind::ClusterDown,
+            ServerErrorKind::Moved,
+            ServerErrorKind::Ask,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
         ] {
-            let e = kind(k);
+            let e = server(k);
             assert_eq!(e.kind(), "unavailable", "{k:?}");
             assert!(e.is_definite(), "{k:?}");
         }
-        assert_eq!(kind(ErrorKind::ResponseError).kind(), "broker");
-        assert!(kind(ErrorKind::ReadOnly).is_definite());
+        assert_eq!(server(ServerErrorKind::ResponseError).kind(), "broker");
+        assert!(server(ServerErrorKind::ReadOnly).is_definite());
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         let e = map_err(RedisError::from(reset));
         assert_eq!(e.kind(), "connection");
         assert!(!e.is_definite());
         let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
         assert!(!map_err(RedisError::from(timed_out)).is_definite());
-        assert!(!kind(ErrorKind::ParseError).is_definite());
+        assert!(!kind(ErrorKind::Parse).is_definite());
+        assert!(!kind(ErrorKind::UnexpectedReturnType).is_definite());
     }
 }

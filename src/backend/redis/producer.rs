@@ -100,7 +100,10 @@ async fn write_pipelines(
                 ),
             ));
             let acked = conn
-                .route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route)
+                .route_command(
+                    ::redis::cmd("WAIT").arg(replicas).arg(timeout_ms).clone(),
+                    route,
+                )
                 .await;
             // The XADDs already ran on the master, so a WAIT that falls short (its timeout) or
             // fails leaves them in an unknown state (a failover may keep or drop them): never a
