@@ -1,7 +1,9 @@
 //! The redis-streams backend against a real local Redis Cluster: a reopened consumer reads back
 //! its pending entries, another consumer claims a crashed one's entries (XAUTOCLAIM), and with
 //! `client_retries = 0` a SIGKILLed master makes sends fail until its replica takes over, after
-//! which the same producer reaches the new master. Ports 7321-7326 (bus 17321-17326) only.
+//! which the same producer reaches the new master; an error reply to one XADD of a pipeline
+//! fails that message only. Each test has its own cluster: ports 7321-7326 and 7341-7346 (bus
+//! ports 10000 above) only.
 
 mod common;
 
@@ -17,6 +19,8 @@ use brokerbench::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use brokerbench::scenario::{RedisClusterSection, RedisSettings};
 
 const BASE_PORT: u16 = 7321;
+/// The cluster of `an_error_reply_fails_only_its_own_xadd`.
+const PIPELINE_BASE_PORT: u16 = 7341;
 /// How long an entry stays pending before another consumer may claim it.
 const CLAIM_MIN_IDLE_MS: u64 = 2000;
 
@@ -31,9 +35,9 @@ impl Drop for ClusterDir {
     }
 }
 
-fn config(dir: &Path) -> RedisClusterConfig {
+fn config(dir: &Path, base_port: u16) -> RedisClusterConfig {
     let section = RedisClusterSection {
-        base_port: BASE_PORT,
+        base_port,
         node_timeout_ms: 2000,
         ..Default::default()
     };
@@ -85,17 +89,45 @@ fn tokens(ds: &[Delivery]) -> Vec<AckToken> {
     ds.iter().map(|d| d.token.clone()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pending_entries_claims_and_a_killed_master() {
-    if find_binary("redis-server").is_none() || find_binary("redis-cli").is_none() {
-        eprintln!("SKIPPED: redis-server / redis-cli not installed");
-        return;
-    }
+/// Start a cluster on `base_port`; a missing redis-server fails the test (it never skips).
+async fn start_cluster(base_port: u16) -> (ClusterDir, LocalRedisCluster) {
+    assert!(
+        find_binary("redis-server").is_some() && find_binary("redis-cli").is_some(),
+        "redis-server / redis-cli not installed (apt-get install -y redis-server redis-tools)"
+    );
     let dir = ClusterDir(tempfile::tempdir().expect("temp dir"));
     let log = |line: &str| eprintln!("{line}");
-    let mut cluster = LocalRedisCluster::up(config(dir.0.path()), &log)
+    let cluster = LocalRedisCluster::up(config(dir.0.path(), base_port), &log)
         .await
         .expect("cluster up");
+    (dir, cluster)
+}
+
+/// A direct connection to one node (`host:port`).
+async fn node_connection(address: &str) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{address}/")).expect("client");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .expect("connected within 5 s")
+    .expect("connect")
+}
+
+async fn query<T: redis::FromRedisValue>(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cmd: &redis::Cmd,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(5), cmd.query_async(conn))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap_or_else(|e| panic!("command to a node: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_claims_and_a_killed_master() {
+    let (_dir, mut cluster) = start_cluster(BASE_PORT).await;
     let backend = RedisStreams::connect(
         // A COUNT below the number of pending entries: read-back and claims go on from where
         // the previous batch ended.
@@ -211,6 +243,98 @@ async fn pending_entries_claims_and_a_killed_master() {
         .expect("a new master");
     assert_ne!(now, master);
     p.close().await;
+    backend.teardown(&dests).await.expect("teardown");
+    cluster.down().await.expect("cluster down");
+}
+
+/// One pipeline of XADDs in which Redis refuses some (OOM: the master's `maxmemory` is reached
+/// part-way): each message gets its own outcome. The ones Redis wrote are confirmed (as many as
+/// the stream holds), the refused ones fail definitely, and none is left without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_reply_fails_only_its_own_xadd() {
+    const MESSAGES: usize = 400;
+    const SIZE: usize = 4096;
+    let (_dir, cluster) = start_cluster(PIPELINE_BASE_PORT).await;
+    let backend = RedisStreams::connect(&settings(""), &cluster.seeds())
+        .await
+        .expect("connect");
+    let dests = backend.setup("bb-pipeline-it", 1).await.expect("setup");
+    let dest = &dests[0];
+    let master = cluster
+        .master_of_slot(key_slot(&dest.name))
+        .await
+        .expect("master_of_slot")
+        .expect("the stream's slot has a master");
+    let mut node = node_connection(&master).await;
+    let info: String = query(&mut node, redis::cmd("INFO").arg("memory")).await;
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("used_memory:"))
+        .and_then(|v| v.parse().ok())
+        .expect("used_memory in INFO memory");
+    // Room for some 50 of the 400 entries: the rest are refused with OOM.
+    let limit = used + 200 * 1024;
+    let _: () = query(
+        &mut node,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction"),
+    )
+    .await;
+    let _: () = query(
+        &mut node,
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(limit),
+    )
+    .await;
+
+    // Queue every message before awaiting any confirm: they go out in one or two pipelines.
+    let mut p = backend.producer(dest, 0).await.expect("producer");
+    let payload = Bytes::from(vec![b'x'; SIZE]);
+    let mut confirms = Vec::with_capacity(MESSAGES);
+    for _ in 0..MESSAGES {
+        confirms.push(
+            p.send(payload.clone())
+                .await
+                .expect("send")
+                .expect("a confirm"),
+        );
+    }
+    let mut outcomes = Vec::with_capacity(MESSAGES);
+    for c in confirms {
+        outcomes.push(
+            tokio::time::timeout(Duration::from_secs(15), c)
+                .await
+                .expect("a confirm within 15 s"),
+        );
+    }
+    p.close().await;
+    let _: () = query(
+        &mut node,
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0),
+    )
+    .await;
+    let written: usize = query(&mut node, redis::cmd("XLEN").arg(&dest.name)).await;
+    let confirmed = outcomes.iter().filter(|r| r.is_ok()).count();
+    let failed: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().err()).collect();
+    eprintln!(
+        "{written} entries written, {confirmed} confirmed, {} failed; first failure: {:?}",
+        failed.len(),
+        failed.first().map(|e| e.to_string())
+    );
+    assert!(
+        written > 0 && written < MESSAGES,
+        "maxmemory should stop the stream part-way: {written} of {MESSAGES} written"
+    );
+    assert_eq!(
+        confirmed, written,
+        "every entry Redis wrote is confirmed, and only those"
+    );
+    assert_eq!(failed.len(), MESSAGES - written);
+    for e in &failed {
+        assert!(e.is_definite(), "a refused XADD is a definite failure: {e}");
+        assert!(e.to_string().contains("OOM"), "{e}");
+    }
     backend.teardown(&dests).await.expect("teardown");
     cluster.down().await.expect("cluster down");
 }

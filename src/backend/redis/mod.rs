@@ -1,5 +1,6 @@
-//! Redis Cluster streams: XADD (optionally MAXLEN ~), consumer groups with XREADGROUP
-//! (COUNT, BLOCK) and XACK, through redis-rs's cluster client, which follows MOVED/ASK.
+//! Redis Cluster streams: XADD (optionally MAXLEN ~) in pipelines over a direct connection to
+//! the stream's master (see `producer.rs` for why), consumer groups with XREADGROUP (COUNT,
+//! BLOCK) and XACK through redis-rs's cluster client, which follows MOVED/ASK.
 //!
 //! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
 //! the load spreads over the shards the way the proposal intends.
@@ -33,11 +34,12 @@ const FIELD: &str = "p";
 pub struct RedisStreams {
     label: String,
     settings: RedisSettings,
-    /// The load's client: producers and consumers open their connections from it, with the
-    /// scenario's `client_retries`.
+    /// The consumers' client: each consumer opens its connection from it, with the scenario's
+    /// `client_retries`.
     client: ClusterClient,
-    /// Questions to any node (CLUSTER NODES, INFO): no retries, so a topology poll during a
-    /// failover answers (or fails) at once and the fault runner simply asks again.
+    /// Questions to any node (CLUSTER NODES, INFO; producers looking for their stream's master):
+    /// no retries, so a topology poll during a failover answers (or fails) at once and the fault
+    /// runner simply asks again.
     conn: ClusterConnection,
     /// Setup and teardown: follows redirects and reconnects (a few short retries), so they work
     /// on a cluster whose slots moved during a fault.
@@ -46,6 +48,8 @@ pub struct RedisStreams {
     nodes: lag::NodeConnections,
 }
 
+/// How long opening a connection to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Retries of the setup/teardown connection, and its waits between them (ms).
 const ADMIN_RETRIES: u32 = 4;
 const ADMIN_RETRY_WAIT_MS: (u64, u64) = (20, 500);
@@ -138,6 +142,29 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Ask any node, over `conn`, one question whose answer is text; `what` names it.
+async fn ask_any_node(
+    conn: &ClusterConnection,
+    what: &str,
+    cmd: &::redis::Cmd,
+) -> Result<String, OpError> {
+    let v = conn
+        .clone()
+        .route_command(
+            cmd.clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await
+        .map_err(map_err)?;
+    as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
+}
+
+/// The cluster's nodes as any node (over `conn`) sees them.
+async fn cluster_nodes(conn: &ClusterConnection) -> Result<Vec<RedisNodeStatus>, OpError> {
+    let text = ask_any_node(conn, "CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES")).await?;
+    Ok(parse_node_rows(&text))
+}
+
 impl RedisStreams {
     pub async fn connect(settings: &RedisSettings, seeds: &[String]) -> Result<Self, BackendError> {
         let label = settings
@@ -184,7 +211,7 @@ impl RedisStreams {
     ) -> Result<ClusterClient, RedisError> {
         let urls: Vec<String> = seeds.iter().map(|s| format!("redis://{s}/")).collect();
         ClusterClient::builder(urls)
-            .connection_timeout(Duration::from_secs(2))
+            .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(Duration::from_millis(
                 settings.block_ms + settings.wait_timeout_ms + 5_000,
             ))
@@ -198,22 +225,11 @@ impl RedisStreams {
 
     /// Ask any node one question whose answer is text (CLUSTER NODES, INFO); `what` names it.
     async fn ask_any_node(&self, what: &str, cmd: &::redis::Cmd) -> Result<String, OpError> {
-        let mut conn = self.conn.clone();
-        let v = conn
-            .route_command(
-                cmd.clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
-            )
-            .await
-            .map_err(map_err)?;
-        as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
+        ask_any_node(&self.conn, what, cmd).await
     }
 
     async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
-        let text = self
-            .ask_any_node("CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES"))
-            .await?;
-        Ok(parse_node_rows(&text))
+        cluster_nodes(&self.conn).await
     }
 
     /// Masters that own slots, sorted by address (so master 0 is the lowest port).
@@ -374,16 +390,19 @@ impl Backend for RedisStreams {
         dest: &Destination,
         _index: usize,
     ) -> Result<Box<dyn Producer>, OpError> {
-        // Each producer has its own cluster connection, as separate client processes would: a
-        // slot-map refresh or a blocked WAIT on one does not hold up the others.
-        let conn = self.client.get_async_connection().await.map_err(map_err)?;
-        let wait = (self.settings.wait_replicas > 0)
-            .then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
+        // Each producer has its own connection to the stream's master, as separate client
+        // processes would: a blocked WAIT on one does not hold up the others.
+        let s = &self.settings;
         Ok(Box::new(producer::RedisProducer::start(
-            conn,
-            dest.name.clone(),
-            self.settings.maxlen,
-            wait,
+            self.conn.clone(),
+            producer::WriterSettings {
+                key: dest.name.clone(),
+                maxlen: s.maxlen,
+                wait: (s.wait_replicas > 0).then_some((s.wait_replicas, s.wait_timeout_ms)),
+                retries: s.client_retries,
+                connect_timeout: CONNECT_TIMEOUT,
+                response_timeout: Duration::from_millis(s.wait_timeout_ms + 5_000),
+            },
         )))
     }
 
