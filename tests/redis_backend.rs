@@ -2,8 +2,9 @@
 //! its pending entries, another consumer claims a crashed one's entries (XAUTOCLAIM), and with
 //! `client_retries = 0` a SIGKILLed master makes sends fail until its replica takes over, after
 //! which the same producer reaches the new master; an error reply to one XADD of a pipeline
-//! fails that message only. Each test has its own cluster: ports 7321-7326 and 7341-7346 (bus
-//! ports 10000 above) only.
+//! fails that message only; the backlog at the drain deadline counts entries not yet delivered
+//! and delivered but unacked. Each test has its own cluster: ports 7321-7326, 7341-7346 and
+//! 7351-7356 (bus ports 10000 above) only.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use brokerbench::backend::redis::{key_slot, RedisStreams};
-use brokerbench::backend::{AckToken, Backend, Consumer, Delivery, Destination};
+use brokerbench::backend::{AckToken, Backend, Backlog, Consumer, Delivery, Destination};
 use brokerbench::cluster::process::find_binary;
 use brokerbench::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use brokerbench::scenario::{RedisClusterSection, RedisSettings};
@@ -21,6 +22,8 @@ use brokerbench::scenario::{RedisClusterSection, RedisSettings};
 const BASE_PORT: u16 = 7321;
 /// The cluster of `an_error_reply_fails_only_its_own_xadd`.
 const PIPELINE_BASE_PORT: u16 = 7341;
+/// The cluster of `backlog_counts_undelivered_and_unacked_entries`.
+const BACKLOG_BASE_PORT: u16 = 7351;
 /// How long an entry stays pending before another consumer may claim it.
 const CLAIM_MIN_IDLE_MS: u64 = 2000;
 
@@ -335,6 +338,103 @@ async fn an_error_reply_fails_only_its_own_xadd() {
         assert!(e.is_definite(), "a refused XADD is a definite failure: {e}");
         assert!(e.to_string().contains("OOM"), "{e}");
     }
+    backend.teardown(&dests).await.expect("teardown");
+    cluster.down().await.expect("cluster down");
+}
+
+/// `Backend::backlog`: N entries written, k read by a consumer that acks all but j of them:
+/// N - k ready and j unacked; with an undelivered entry deleted (XINFO GROUPS then has no lag)
+/// the ready entries are counted with XRANGE; and destinations add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_counts_undelivered_and_unacked_entries() {
+    const N: u32 = 20;
+    const K: usize = 12;
+    const J: usize = 5;
+    let (_dir, cluster) = start_cluster(BACKLOG_BASE_PORT).await;
+    let backend = RedisStreams::connect(
+        &settings(&format!("read_count = {K}\nclaim_interval_ms = 0")),
+        &cluster.seeds(),
+    )
+    .await
+    .expect("connect");
+    let dests = backend.setup("bb-backlog-it", 2).await.expect("setup");
+    let (a, b) = (&dests[0], &dests[1]);
+    let backlog = |d: &[Destination]| {
+        let d = d.to_vec();
+        let backend = &backend;
+        async move {
+            backend
+                .backlog(&d)
+                .await
+                .expect("backlog")
+                .expect("redis tells its backlog")
+        }
+    };
+    assert_eq!(backlog(&dests).await, Backlog::default());
+
+    send_all(&backend, a, 0..N).await;
+    assert_eq!(
+        backlog(std::slice::from_ref(a)).await,
+        Backlog {
+            ready: N as u64,
+            unacked: 0
+        }
+    );
+    let mut c = backend.consumer(a, 0).await.expect("consumer");
+    let mut got = Vec::new();
+    c.poll(&mut got).await.expect("poll");
+    assert_eq!(
+        payloads(&got),
+        names(0..K as u32),
+        "one poll reads COUNT {K}"
+    );
+    c.ack(&tokens(&got[..K - J])).await.expect("ack");
+    let expected = Backlog {
+        ready: (N as usize - K) as u64,
+        unacked: J as u64,
+    };
+    assert_eq!(backlog(std::slice::from_ref(a)).await, expected);
+
+    // Delete the first undelivered entry: Redis no longer tells the group's lag, and the ready
+    // entries are counted instead.
+    let master = cluster
+        .master_of_slot(key_slot(&a.name))
+        .await
+        .expect("master_of_slot")
+        .expect("a master");
+    let mut node = node_connection(&master).await;
+    let ids: Vec<(String, Vec<(String, String)>)> = query(
+        &mut node,
+        redis::cmd("XRANGE").arg(&a.name).arg("-").arg("+"),
+    )
+    .await;
+    let deleted: usize = query(&mut node, redis::cmd("XDEL").arg(&a.name).arg(&ids[K].0)).await;
+    assert_eq!(deleted, 1);
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+        query(&mut node, redis::cmd("XINFO").arg("GROUPS").arg(&a.name)).await;
+    assert_eq!(
+        groups[0].get("lag"),
+        Some(&redis::Value::Nil),
+        "XINFO GROUPS after XDEL: {groups:?}"
+    );
+    assert_eq!(
+        backlog(std::slice::from_ref(a)).await,
+        Backlog {
+            ready: expected.ready - 1,
+            unacked: J as u64
+        }
+    );
+
+    // Two destinations add up.
+    send_all(&backend, b, 0..3).await;
+    assert_eq!(
+        backlog(&dests).await,
+        Backlog {
+            ready: expected.ready - 1 + 3,
+            unacked: J as u64
+        }
+    );
+    c.close().await;
     backend.teardown(&dests).await.expect("teardown");
     cluster.down().await.expect("cluster down");
 }

@@ -7,8 +7,9 @@
 //!
 //! Files: this one (the backend, keys and slots), `producer.rs` (the `Producer` impl: XADD
 //! pipelines), `consumer.rs` (the `Consumer` impl and the parsing of its replies), `lag.rs`
-//! (replica lag).
+//! (replica lag), `backlog.rs` (what the group has yet to read or ack).
 
+mod backlog;
 mod consumer;
 mod lag;
 mod producer;
@@ -473,6 +474,10 @@ impl Backend for RedisStreams {
         destinations: &[Destination],
     ) -> Result<Vec<ReplicaLag>, BackendError> {
         self.stream_replica_lag(destinations).await
+    }
+
+    async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        self.stream_backlog(destinations).await.map(Some)
     }
 
     async fn version(&self) -> Option<String> {
