@@ -3,8 +3,9 @@
 //! `client_retries = 0` a SIGKILLed master makes sends fail until its replica takes over, after
 //! which the same producer reaches the new master; an error reply to one XADD of a pipeline
 //! fails that message only; the backlog at the drain deadline counts entries not yet delivered
-//! and delivered but unacked. Each test has its own cluster: ports 7321-7326, 7341-7346 and
-//! 7351-7356 (bus ports 10000 above) only.
+//! and delivered but unacked; entries trimmed while pending are counted and acked, never
+//! delivered. Each test has its own cluster: ports 7321-7326, 7341-7346, 7351-7356 and
+//! 7361-7366 (bus ports 10000 above) only.
 
 mod common;
 
@@ -24,6 +25,8 @@ const BASE_PORT: u16 = 7321;
 const PIPELINE_BASE_PORT: u16 = 7341;
 /// The cluster of `backlog_counts_undelivered_and_unacked_entries`.
 const BACKLOG_BASE_PORT: u16 = 7351;
+/// The cluster of `entries_trimmed_while_pending_are_counted_not_delivered`.
+const TRIM_BASE_PORT: u16 = 7361;
 /// How long an entry stays pending before another consumer may claim it.
 const CLAIM_MIN_IDLE_MS: u64 = 2000;
 
@@ -435,6 +438,100 @@ async fn backlog_counts_undelivered_and_unacked_entries() {
         }
     );
     c.close().await;
+    backend.teardown(&dests).await.expect("teardown");
+    cluster.down().await.expect("cluster down");
+}
+
+/// Poll until `take_trimmed` has added up to `n` (or `timeout`); returns the deliveries and the
+/// trimmed count.
+async fn poll_trimmed(c: &mut dyn Consumer, n: u64, timeout: Duration) -> (Vec<Delivery>, u64) {
+    let start = Instant::now();
+    let (mut got, mut trimmed) = (Vec::new(), 0);
+    while trimmed < n && start.elapsed() < timeout {
+        c.poll(&mut got).await.expect("poll");
+        trimmed += c.take_trimmed();
+    }
+    (got, trimmed)
+}
+
+/// Entries trimmed from the stream while pending: a consumer reading its pending entries back
+/// (XREADGROUP gives them nil fields) and a consumer claiming another's (XAUTOCLAIM names them
+/// apart) count them for `take_trimmed`, deliver none of them, and leave nothing pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_while_pending_are_counted_not_delivered() {
+    let (_dir, cluster) = start_cluster(TRIM_BASE_PORT).await;
+    let backend = RedisStreams::connect(
+        &settings("claim_min_idle_ms = 500\nclaim_interval_ms = 100"),
+        &cluster.seeds(),
+    )
+    .await
+    .expect("connect");
+    let dests = backend.setup("bb-trim-it", 1).await.expect("setup");
+    let dest = &dests[0];
+    let master = cluster
+        .master_of_slot(key_slot(&dest.name))
+        .await
+        .expect("master_of_slot")
+        .expect("a master");
+    let mut node = node_connection(&master).await;
+    let unacked = || async {
+        backend
+            .backlog(std::slice::from_ref(dest))
+            .await
+            .expect("backlog")
+            .expect("redis tells its backlog")
+            .unacked
+    };
+
+    // A consumer reads 10 entries and crashes; the stream is trimmed; reopened, the consumer
+    // reads its pending entries back: 10 trimmed, none delivered, none left pending.
+    send_all(&backend, dest, 0..10).await;
+    let mut c0 = backend.consumer(dest, 0).await.expect("c0");
+    let first = poll_for(&mut *c0, 10, Duration::from_secs(10)).await;
+    assert_eq!(payloads(&first), names(0..10));
+    assert_eq!(c0.take_trimmed(), 0);
+    drop(c0);
+    assert_eq!(
+        query::<usize>(
+            &mut node,
+            redis::cmd("XTRIM").arg(&dest.name).arg("MAXLEN").arg(0)
+        )
+        .await,
+        10
+    );
+    let mut c0 = backend.consumer(dest, 0).await.expect("c0 again");
+    let (got, trimmed) = poll_trimmed(&mut *c0, 10, Duration::from_secs(10)).await;
+    assert!(got.is_empty(), "trimmed entries delivered: {got:?}");
+    assert_eq!(trimmed, 10);
+    assert_eq!(unacked().await, 0, "trimmed entries left pending");
+
+    // Another consumer takes 5 and crashes; the stream is trimmed; XAUTOCLAIM in c0 names them
+    // as deleted: 5 trimmed, none delivered, none pending.
+    send_all(&backend, dest, 10..15).await;
+    let mut c1 = backend.consumer(dest, 1).await.expect("c1");
+    let taken = poll_for(&mut *c1, 5, Duration::from_secs(10)).await;
+    assert_eq!(payloads(&taken), names(10..15));
+    c1.close().await;
+    assert_eq!(
+        query::<usize>(
+            &mut node,
+            redis::cmd("XTRIM").arg(&dest.name).arg("MAXLEN").arg(0)
+        )
+        .await,
+        5
+    );
+    let (got, trimmed) = poll_trimmed(&mut *c0, 5, Duration::from_secs(10)).await;
+    assert!(got.is_empty(), "trimmed entries delivered: {got:?}");
+    assert_eq!(trimmed, 5);
+    assert_eq!(unacked().await, 0, "trimmed entries left pending");
+
+    // New entries still come as deliveries, and nothing more is counted as trimmed.
+    send_all(&backend, dest, 15..18).await;
+    let fresh = poll_for(&mut *c0, 3, Duration::from_secs(10)).await;
+    assert_eq!(payloads(&fresh), names(15..18));
+    assert_eq!(c0.take_trimmed(), 0);
+    c0.ack(&tokens(&fresh)).await.expect("ack");
+    c0.close().await;
     backend.teardown(&dests).await.expect("teardown");
     cluster.down().await.expect("cluster down");
 }
