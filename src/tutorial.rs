@@ -131,6 +131,8 @@ pub async fn consume(
     let mut batch: Vec<Delivery> = Vec::new();
     let mut next_line = clock.now_ns() + 1_000_000_000;
     let mut t = 0u64;
+    // Entries the stream trimmed (MAXLEN) before this consumer read them, this second.
+    let mut trimmed = 0u64;
     eprintln!(
         "consuming {stream} via {seed} in group {}; Ctrl-C to stop",
         crate::backend::redis::GROUP
@@ -148,6 +150,7 @@ pub async fn consume(
                 .and_modify(|n| *n += 1)
                 .or_insert(1);
         }
+        trimmed += consumer.take_trimmed();
         let now = clock.now_ns();
         let mut tokens = Vec::with_capacity(batch.len());
         for d in &batch {
@@ -182,7 +185,7 @@ pub async fn consume(
             let late: u64 = seen.values().map(|s| s.late).sum();
             let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
             println!(
-                "{t:>5}s received {:>6}/s | e2e p50 {} p99 {} ms | producers seen {} | gaps {gaps} late {late} | foreign {} errors {}",
+                "{t:>5}s received {:>6}/s | e2e p50 {} p99 {} ms | producers seen {} | gaps {gaps} late {late} | trimmed {trimmed} foreign {} errors {}",
                 interval.received,
                 ms(quantile_ms(&interval.e2e, 0.5)),
                 ms(quantile_ms(&interval.e2e, 0.99)),
@@ -191,6 +194,7 @@ pub async fn consume(
                 interval.error_count()
             );
             interval.reset();
+            trimmed = 0;
             next_line += 1_000_000_000;
         }
     }

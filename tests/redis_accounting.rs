@@ -77,7 +77,10 @@ async fn a_slow_consumer_is_undelivered_and_a_stolen_message_is_lost() {
         })
         .collect();
     assert_eq!(listed, stolen);
-    assert!(redis_servers_on(PORTS).is_empty(), "redis-server left running");
+    assert!(
+        redis_servers_on(PORTS).is_empty(),
+        "redis-server left running"
+    );
 }
 
 /// Wait for the run's stream to appear, then take `n` entries from its consumer group as

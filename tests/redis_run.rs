@@ -138,5 +138,9 @@ type = "redis-streams"
     replicas.dedup();
     assert_eq!(replicas.len(), 3, "{replicas:?}");
     assert!(lag.len() >= 15, "{} lag samples", lag.len());
-    assert!(lag.iter().all(|r| num(r, "lag_messages") >= 0.0));
+    // Bounds: 0 <= lower bound <= upper bound.
+    for r in &lag {
+        let (min, max) = (num(r, "lag_messages_min"), num(r, "lag_messages"));
+        assert!(0.0 <= min && min <= max, "{r:?}");
+    }
 }

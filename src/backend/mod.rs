@@ -239,14 +239,18 @@ impl Backlog {
     }
 }
 
-/// One copy of a destination and how far it is behind its leader.
+/// One copy of a destination and how far it is behind its leader: entries (messages) the leader
+/// has that this copy does not, as bounds, since the leader and the copy cannot be read at the
+/// same instant (`entries_min == entries_max` when the backend reads them at once).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplicaLag {
     pub destination: String,
     /// The node holding the copy, as the topology names it.
     pub node: String,
-    /// Entries (messages) the leader has that this copy does not.
-    pub entries: u64,
+    /// The lag was at least this many entries.
+    pub entries_min: u64,
+    /// The lag was at most this many entries.
+    pub entries_max: u64,
 }
 
 /// Addresses of the clusters a run can use, filled by the launcher (or from a scenario's

@@ -118,8 +118,17 @@ struct TimeChart {
     y_label: String,
     log_y: bool,
     lines: Vec<(String, Vec<(f64, f64)>)>,
+    /// Per line (by index), a band from a lower bound up to the line (the upper bound), drawn
+    /// in the line's colour, lighter.
+    bands: Vec<(usize, Vec<BandPoint>)>,
     faults: Vec<(String, f64, f64)>,
 }
+
+/// `(t, lower, upper)`.
+type BandPoint = (f64, f64, f64);
+
+/// The legend entry of the bands of a time chart.
+const BAND_LABEL: &str = "shaded: down to the lower bound";
 
 impl Plot for TimeChart {
     fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
@@ -167,6 +176,22 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
                     .legend(|(x, y)| {
                         Rectangle::new([(x, y - 5), (x + 16, y + 5)], FAULT_SHADE.filled())
                     });
+            }
+            for (k, (i, pts)) in c.bands.iter().enumerate() {
+                let shade = series_color(*i).mix(0.25);
+                let outline: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|p| (p.0, p.2))
+                    .chain(pts.iter().rev().map(|p| (p.0, p.1.max($y0))))
+                    .collect();
+                let drawn = chart
+                    .draw_series(std::iter::once(Polygon::new(outline, shade.filled())))
+                    .map_err(err)?;
+                if k == 0 {
+                    drawn.label(BAND_LABEL).legend(|(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 16, y + 5)], BLACK.mix(0.2).filled())
+                    });
+                }
             }
             for (i, (name, pts)) in c.lines.iter().enumerate() {
                 let color = series_color(i);
@@ -254,6 +279,7 @@ pub fn throughput_over_time(
                 series(run, backend, |r| Some(r.received_per_s)),
             ),
         ],
+        bands: Vec::new(),
         faults: run.fault_windows(backend),
     };
     save_time(out, stem("throughput", backend), chart, NO_TIMESERIES)
@@ -286,6 +312,7 @@ pub fn latency_over_time(
                 series(run, backend, |r| r.send_delay_p99_ms),
             ),
         ],
+        bands: Vec::new(),
         faults: run.fault_windows(backend),
     };
     save_time(out, stem("latency", backend), chart, NO_TIMESERIES)
@@ -758,19 +785,34 @@ impl Plot for Lines {
     }
 }
 
-/// Replica lag over time for one backend, one line per replica (from replica_lag.csv).
+/// Replica lag over time for one backend, one line per replica (from replica_lag.csv): the
+/// line is the upper bound of the lag, a band under it reaches down to the lower bound.
 pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
+    let samples = || run.replica_lag.iter().filter(|s| s.backend == backend);
+    let lines = group_lines(
+        samples().map(|s| (s.node.as_str(), (s.t_s, s.lag_messages))),
+        1,
+    );
+    let bands = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (node, _))| {
+            let mut pts: Vec<BandPoint> = samples()
+                .filter(|s| &s.node == node)
+                .filter_map(|s| Some((s.t_s, s.lag_messages_min?, s.lag_messages)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (i, pts)
+        })
+        // Exact figures (lower bound = upper bound) need no band.
+        .filter(|(_, pts)| pts.iter().any(|p| p.1 < p.2))
+        .collect();
     let chart = TimeChart {
-        title: format!("{backend}: replica lag"),
-        y_label: "messages behind the leader".into(),
+        title: format!("{backend}: replica lag (bounds)"),
+        y_label: "messages behind the leader, at most".into(),
         log_y: false,
-        lines: group_lines(
-            run.replica_lag
-                .iter()
-                .filter(|s| s.backend == backend)
-                .map(|s| (s.node.as_str(), (s.t_s, s.lag_messages))),
-            1,
-        ),
+        lines,
+        bands,
         faults: run.fault_windows(backend),
     };
     save_time(
@@ -794,6 +836,7 @@ pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFil
                 .map(|s| (s.node.as_str(), (s.t_s, s.cpu))),
             1,
         ),
+        bands: Vec::new(),
         faults: run.fault_windows(backend),
     };
     save_time(out, stem("cpu", backend), chart, "no cpu.csv rows")

@@ -28,8 +28,12 @@ pub struct LagSample {
     pub t_s: f64,
     /// The replica (a RabbitMQ node name, a Redis `host:port`).
     pub node: String,
-    /// Entries (messages) behind the leader.
+    /// Entries (messages) behind the leader, at most (the upper bound).
     pub lag_messages: f64,
+    /// At least this many entries behind (the lower bound); absent in runs recorded before the
+    /// bounds were.
+    #[serde(default)]
+    pub lag_messages_min: Option<f64>,
 }
 
 /// One row of cpu.csv: one node's share of the host's CPU over the interval ending at `t_s`
@@ -121,5 +125,33 @@ impl RunResults {
             .find(|e| e.backend == backend && e.kind == "phase" && e.name == "measure")
             .map(|e| e.start_s)
             .unwrap_or(0.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_lag_reads_with_or_without_its_lower_bound() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("replica_lag.csv");
+        std::fs::write(
+            &path,
+            "backend,t_s,node,lag_messages,lag_messages_min\nredis,1,n1,5,2\n",
+        )
+        .expect("write");
+        let rows: Vec<LagSample> = read_rows(&path, true).expect("read");
+        assert_eq!(
+            (rows[0].lag_messages, rows[0].lag_messages_min),
+            (5.0, Some(2.0))
+        );
+        // A run recorded before the lower bound.
+        std::fs::write(&path, "backend,t_s,node,lag_messages\nredis,1,n1,5\n").expect("write");
+        let rows: Vec<LagSample> = read_rows(&path, true).expect("read old");
+        assert_eq!(
+            (rows[0].lag_messages, rows[0].lag_messages_min),
+            (5.0, None)
+        );
     }
 }

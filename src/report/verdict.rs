@@ -272,37 +272,43 @@ fn c1(e: &Evidence) -> Verdict {
     verdict("C1", TITLE, outcome, rule, numbers)
 }
 
-/// C2: replica lag, p99 per backend over all its replicas' samples (replica_lag.csv).
+/// C2: replica lag, p99 per backend over all its replicas' samples (replica_lag.csv). A sample
+/// is a pair of bounds (the leader and the replica are not read at the same instant): the p99 of
+/// the upper bounds is at least the true p99, that of the lower bounds at most, so each side of
+/// the rule uses the bound that cannot flatter it.
 fn c2(e: &Evidence) -> Verdict {
     const TITLE: &str = "replicas lag behind the leader";
     let rule = "Replica lag in messages, sampled during the run (replica_lag.csv), p99 over every \
-        replica of a backend. Supported (RabbitMQ's replicated queues lag, Redis's replicas \
-        less) if every quorum/mirrored backend's p99 is above every Redis backend's; refuted if \
-        every Redis backend's p99 is at least every quorum/mirrored backend's; inconclusive \
-        otherwise."
+        replica of a backend. Each sample is a bound, not an exact figure: the leader and the \
+        replica cannot be read at the same instant (Redis: the replica is read before and after \
+        its master, giving a lower bound `lag_messages_min` and an upper bound `lag_messages`). \
+        Supported (RabbitMQ's replicated queues lag, Redis's replicas less) if every \
+        quorum/mirrored backend's lower-bound p99 is above every Redis backend's upper-bound \
+        p99; refuted if every Redis backend's lower-bound p99 is at least every \
+        quorum/mirrored backend's upper-bound p99; inconclusive otherwise."
         .to_string();
+    // (p99 of the lower bounds, p99 of the upper bounds); a sample without a lower bound (runs
+    // recorded before the bounds) counts as 0 there, which is always a true lower bound.
     let p99 = |r: &SummaryRow| {
-        let mut lags: Vec<f64> = e
-            .replica_lag
-            .iter()
-            .filter(|s| s.backend == r.backend)
-            .map(|s| s.lag_messages)
+        let samples = e.replica_lag.iter().filter(|s| s.backend == r.backend);
+        let lower: Vec<f64> = samples
+            .clone()
+            .map(|s| s.lag_messages_min.unwrap_or(0.0))
             .collect();
-        if lags.is_empty() {
-            return None;
-        }
-        lags.sort_by(f64::total_cmp);
-        let i = ((lags.len() as f64 * 0.99).ceil() as usize).clamp(1, lags.len()) - 1;
-        Some(lags[i])
+        let upper: Vec<f64> = samples.map(|s| s.lag_messages).collect();
+        Some((percentile_99(lower)?, percentile_99(upper)?))
     };
     let mut numbers = Vec::new();
-    let mut side = |types: &[&str]| -> Vec<f64> {
+    let mut side = |types: &[&str]| -> Vec<(f64, f64)> {
         e.backends()
             .filter(|r| types.contains(&r.backend_type.as_str()))
             .filter_map(|r| {
-                let v = p99(r)?;
-                numbers.push(format!("{}: replica lag p99 {v:.0} messages", name(r)));
-                Some(v)
+                let (lo, hi) = p99(r)?;
+                numbers.push(format!(
+                    "{}: replica lag p99 between {lo:.0} and {hi:.0} messages (bounds)",
+                    name(r)
+                ));
+                Some((lo, hi))
             })
             .collect()
     };
@@ -317,22 +323,28 @@ fn c2(e: &Evidence) -> Verdict {
         );
         return verdict("C2", TITLE, Outcome::NotMeasured, rule, numbers);
     }
-    let (redis_max, redis_min) = (
-        redis.iter().copied().fold(f64::MIN, f64::max),
-        redis.iter().copied().fold(f64::MAX, f64::min),
-    );
-    let (rabbit_max, rabbit_min) = (
-        rabbit.iter().copied().fold(f64::MIN, f64::max),
-        rabbit.iter().copied().fold(f64::MAX, f64::min),
-    );
-    let outcome = if rabbit_min > redis_max {
+    let highest =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).fold(f64::MIN, f64::max);
+    let lowest =
+        |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).fold(f64::MAX, f64::min);
+    let outcome = if lowest(&rabbit, |b| b.0) > highest(&redis, |b| b.1) {
         Outcome::Supported
-    } else if redis_min >= rabbit_max {
+    } else if lowest(&redis, |b| b.0) >= highest(&rabbit, |b| b.1) {
         Outcome::Refuted
     } else {
         Outcome::Inconclusive
     };
     verdict("C2", TITLE, outcome, rule, numbers)
+}
+
+/// The 99th percentile (nearest rank) of `values`, None when there are none.
+fn percentile_99(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let i = ((values.len() as f64 * 0.99).ceil() as usize).clamp(1, values.len()) - 1;
+    Some(values[i])
 }
 
 /// The number of destinations of a summary row's run (0 in folders written before
@@ -880,29 +892,40 @@ mod tests {
         assert!(v.numbers.iter().any(|n| n.contains("replica_lag.csv")));
     }
 
+    /// Samples whose lower and upper bounds are equal.
     fn lag(backend: &str, values: &[f64]) -> Vec<LagSample> {
-        values
+        let bounds: Vec<(f64, f64)> = values.iter().map(|v| (*v, *v)).collect();
+        lag_bounds(backend, &bounds)
+    }
+
+    /// Samples of (lower, upper) bounds.
+    fn lag_bounds(backend: &str, bounds: &[(f64, f64)]) -> Vec<LagSample> {
+        bounds
             .iter()
             .enumerate()
-            .map(|(i, v)| LagSample {
+            .map(|(i, (lo, hi))| LagSample {
                 backend: backend.into(),
                 t_s: i as f64,
                 node: "n".into(),
-                lag_messages: *v,
+                lag_messages: *hi,
+                lag_messages_min: Some(*lo),
             })
             .collect()
     }
 
-    fn c2_outcome(redis: &[f64], mirrored: &[f64]) -> Outcome {
+    fn c2_verdict(redis: Vec<LagSample>, mirrored: Vec<LagSample>) -> Verdict {
         let s = [backend("redis", REDIS), backend("mirrored", MIRRORED)];
-        let samples = [lag("redis", redis), lag("mirrored", mirrored)].concat();
+        let samples = [redis, mirrored].concat();
         c2(&Evidence {
             summary: &s,
             faults: &[],
             replica_lag: &samples,
             cpu: &[],
         })
-        .outcome
+    }
+
+    fn c2_outcome(redis: &[f64], mirrored: &[f64]) -> Outcome {
+        c2_verdict(lag("redis", redis), lag("mirrored", mirrored)).outcome
     }
 
     #[test]
@@ -914,6 +937,32 @@ mod tests {
         assert_eq!(c2_outcome(&[100.0, 500.0], &[1.0, 3.0]), Outcome::Refuted);
         // Only one side sampled: not measured.
         assert_eq!(c2_outcome(&[], &[1.0, 3.0]), Outcome::NotMeasured);
+    }
+
+    #[test]
+    fn c2_judges_lag_by_the_bound_that_cannot_flatter() {
+        let mirrored = || lag("mirrored", &[40.0, 50.0]);
+        // Redis between 5 and 60: its upper bound overlaps the other side, its lower bound does
+        // not reach it either: inconclusive, not supported.
+        let v = c2_verdict(lag_bounds("redis", &[(5.0, 60.0), (2.0, 30.0)]), mirrored());
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        assert!(
+            v.numbers
+                .iter()
+                .any(|n| n.contains("replica lag p99 between 5 and 60 messages (bounds)")),
+            "{:?}",
+            v.numbers
+        );
+        assert!(v.rule.contains("bound"), "{}", v.rule);
+        // Both bounds below: supported; lower bound at or above: refuted.
+        let v = c2_verdict(lag_bounds("redis", &[(1.0, 39.0)]), mirrored());
+        assert_eq!(v.outcome, Outcome::Supported);
+        let v = c2_verdict(lag_bounds("redis", &[(50.0, 90.0)]), mirrored());
+        assert_eq!(v.outcome, Outcome::Refuted);
+        // Runs recorded before the lower bound: it counts as 0, so no refutation.
+        let mut old = lag("redis", &[90.0]);
+        old[0].lag_messages_min = None;
+        assert_eq!(c2_verdict(old, mirrored()).outcome, Outcome::Inconclusive);
     }
 
     // ---- C3 ----

@@ -434,11 +434,13 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     #[serde(default = "wait_timeout")]
     pub wait_timeout_ms: u64,
-    /// redis-rs's retries per command (`ClusterClient::builder(..).retries(..)`). With 0 every
-    /// failed command surfaces to the harness (redirects still refresh the slot map for the
-    /// next command; after a lost connection the client reconnects, or sends the next command
-    /// to another node, whose MOVED refreshes the map). Above 0 redis-rs may resend an XADD
-    /// after a connection error, which can duplicate it.
+    /// Producers: how many times an XADD that the cluster refused (MOVED, TRYAGAIN, CLUSTERDOWN,
+    /// MASTERDOWN, LOADING, or no connection to the stream's master) is sent again; an XADD whose
+    /// outcome is unknown (lost connection, reply timeout) is never resent, so this cannot
+    /// duplicate an entry. Consumers: redis-rs's retries per command
+    /// (`ClusterClient::builder(..).retries(..)`). With 0 every failed command surfaces to the
+    /// harness (a MOVED still points the producer to the new master, and refreshes the
+    /// consumers' slot map for their next command).
     #[serde(default)]
     pub client_retries: u32,
     /// XAUTOCLAIM: entries pending this long (ms) in any consumer of the group are taken over.

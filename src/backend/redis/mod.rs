@@ -1,14 +1,18 @@
-//! Redis Cluster streams: XADD (optionally MAXLEN ~), consumer groups with XREADGROUP
-//! (COUNT, BLOCK) and XACK, through redis-rs's cluster client, which follows MOVED/ASK.
+//! Redis Cluster streams: XADD (optionally MAXLEN ~) in pipelines over a direct connection to
+//! the stream's master (see `producer.rs` for why), consumer groups with XREADGROUP (COUNT,
+//! BLOCK) and XACK through redis-rs's cluster client, which follows MOVED/ASK.
 //!
 //! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
 //! the load spreads over the shards the way the proposal intends.
 //!
-//! Files: this one (the backend, keys and slots, the producer), `consumer.rs` (the `Consumer`
-//! impl and the parsing of its replies).
+//! Files: this one (the backend, keys and slots), `producer.rs` (the `Producer` impl: XADD
+//! pipelines), `consumer.rs` (the `Consumer` impl and the parsing of its replies), `lag.rs`
+//! (replica lag), `backlog.rs` (what the group has yet to read or ack).
 
+mod backlog;
 mod consumer;
 mod lag;
+mod producer;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,10 +20,8 @@ use std::time::Duration;
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use ::redis::{ErrorKind, RedisError, Value};
+use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::FutureExt;
 
 use super::*;
 use crate::cluster::redis::{parse_node_rows, RedisNodeStatus};
@@ -33,11 +35,12 @@ const FIELD: &str = "p";
 pub struct RedisStreams {
     label: String,
     settings: RedisSettings,
-    /// The load's client: producers and consumers open their connections from it, with the
-    /// scenario's `client_retries`.
+    /// The consumers' client: each consumer opens its connection from it, with the scenario's
+    /// `client_retries`.
     client: ClusterClient,
-    /// Questions to any node (CLUSTER NODES, INFO): no retries, so a topology poll during a
-    /// failover answers (or fails) at once and the fault runner simply asks again.
+    /// Questions to any node (CLUSTER NODES, INFO; producers looking for their stream's master):
+    /// no retries, so a topology poll during a failover answers (or fails) at once and the fault
+    /// runner simply asks again.
     conn: ClusterConnection,
     /// Setup and teardown: follows redirects and reconnects (a few short retries), so they work
     /// on a cluster whose slots moved during a fault.
@@ -46,9 +49,19 @@ pub struct RedisStreams {
     nodes: lag::NodeConnections,
 }
 
+/// How long opening a connection to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Retries of the setup/teardown connection, and its waits between them (ms).
 const ADMIN_RETRIES: u32 = 4;
 const ADMIN_RETRY_WAIT_MS: (u64, u64) = (20, 500);
+
+/// A direct connection's timeouts for setup commands (CONFIG SET): redis-rs 1.x would otherwise
+/// give up on a reply after 500 ms.
+fn admin_connection() -> ::redis::AsyncConnectionConfig {
+    ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+}
 
 /// CRC16/XMODEM, as Redis Cluster uses for key slots.
 pub fn crc16(data: &[u8]) -> u16 {
@@ -99,17 +112,26 @@ pub(crate) fn map_err(e: RedisError) -> OpError {
         return OpError::Connection(text);
     }
     match e.kind() {
-        ErrorKind::ClusterDown
-        | ErrorKind::MasterDown
-        | ErrorKind::TryAgain
-        | ErrorKind::Moved
-        | ErrorKind::Ask
-        | ErrorKind::BusyLoadingError
-        | ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
+        ErrorKind::Server(kind) if refused_by_the_cluster(kind) => OpError::Unavailable(text),
+        ErrorKind::ClusterConnectionNotFound => OpError::Unavailable(text),
         // The reply arrived but could not be read or converted: the command may have run.
-        ErrorKind::ParseError | ErrorKind::TypeError => OpError::Protocol(text),
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => OpError::Protocol(text),
         _ => OpError::Broker(text),
     }
+}
+
+/// Error replies by which the cluster refuses a command it did not run because of its own state
+/// (a redirect, a slot without a master, a node still loading): counted as `unavailable`.
+fn refused_by_the_cluster(kind: ServerErrorKind) -> bool {
+    matches!(
+        kind,
+        ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::BusyLoading
+    )
 }
 
 fn as_text(v: &Value) -> Option<String> {
@@ -119,6 +141,29 @@ fn as_text(v: &Value) -> Option<String> {
         Value::VerbatimString { text, .. } => Some(text.clone()),
         _ => None,
     }
+}
+
+/// Ask any node, over `conn`, one question whose answer is text; `what` names it.
+async fn ask_any_node(
+    conn: &ClusterConnection,
+    what: &str,
+    cmd: &::redis::Cmd,
+) -> Result<String, OpError> {
+    let v = conn
+        .clone()
+        .route_command(
+            cmd.clone(),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        )
+        .await
+        .map_err(map_err)?;
+    as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
+}
+
+/// The cluster's nodes as any node (over `conn`) sees them.
+async fn cluster_nodes(conn: &ClusterConnection) -> Result<Vec<RedisNodeStatus>, OpError> {
+    let text = ask_any_node(conn, "CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES")).await?;
+    Ok(parse_node_rows(&text))
 }
 
 impl RedisStreams {
@@ -167,7 +212,7 @@ impl RedisStreams {
     ) -> Result<ClusterClient, RedisError> {
         let urls: Vec<String> = seeds.iter().map(|s| format!("redis://{s}/")).collect();
         ClusterClient::builder(urls)
-            .connection_timeout(Duration::from_secs(2))
+            .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(Duration::from_millis(
                 settings.block_ms + settings.wait_timeout_ms + 5_000,
             ))
@@ -181,19 +226,11 @@ impl RedisStreams {
 
     /// Ask any node one question whose answer is text (CLUSTER NODES, INFO); `what` names it.
     async fn ask_any_node(&self, what: &str, cmd: &::redis::Cmd) -> Result<String, OpError> {
-        let mut conn = self.conn.clone();
-        let v = conn
-            .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-            .await
-            .map_err(map_err)?;
-        as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
+        ask_any_node(&self.conn, what, cmd).await
     }
 
     async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
-        let text = self
-            .ask_any_node("CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES"))
-            .await?;
-        Ok(parse_node_rows(&text))
+        cluster_nodes(&self.conn).await
     }
 
     /// Masters that own slots, sorted by address (so master 0 is the lowest port).
@@ -227,7 +264,7 @@ impl RedisStreams {
                 .map_err(|e| self.setup_err(&format!("connect {}", n.address), e))?;
             let mut c = tokio::time::timeout(
                 Duration::from_secs(5),
-                client.get_multiplexed_async_connection(),
+                client.get_multiplexed_async_connection_with_config(&admin_connection()),
             )
             .await
             .map_err(|_| self.setup_err(&format!("connect {}", n.address), "no answer within 5s"))?
@@ -354,16 +391,19 @@ impl Backend for RedisStreams {
         dest: &Destination,
         _index: usize,
     ) -> Result<Box<dyn Producer>, OpError> {
-        // Each producer has its own cluster connection, as separate client processes would: a
-        // slot-map refresh or a blocked WAIT on one does not hold up the others.
-        let conn = self.client.get_async_connection().await.map_err(map_err)?;
-        let wait = (self.settings.wait_replicas > 0)
-            .then_some((self.settings.wait_replicas, self.settings.wait_timeout_ms));
-        Ok(Box::new(RedisProducer::start(
-            conn,
-            dest.name.clone(),
-            self.settings.maxlen,
-            wait,
+        // Each producer has its own connection to the stream's master, as separate client
+        // processes would: a blocked WAIT on one does not hold up the others.
+        let s = &self.settings;
+        Ok(Box::new(producer::RedisProducer::start(
+            self.conn.clone(),
+            producer::WriterSettings {
+                key: dest.name.clone(),
+                maxlen: s.maxlen,
+                wait: (s.wait_replicas > 0).then_some((s.wait_replicas, s.wait_timeout_ms)),
+                retries: s.client_retries,
+                connect_timeout: CONNECT_TIMEOUT,
+                response_timeout: Duration::from_millis(s.wait_timeout_ms + 5_000),
+            },
         )))
     }
 
@@ -436,6 +476,10 @@ impl Backend for RedisStreams {
         self.stream_replica_lag(destinations).await
     }
 
+    async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        self.stream_backlog(destinations).await.map(Some)
+    }
+
     async fn version(&self) -> Option<String> {
         let text = self
             .ask_any_node("INFO server", ::redis::cmd("INFO").arg("server"))
@@ -444,139 +488,6 @@ impl Backend for RedisStreams {
         text.lines()
             .find_map(|l| l.strip_prefix("redis_version:"))
             .map(|v| v.trim().to_string())
-    }
-}
-
-/// A producer: `send` queues the XADD for the producer's writer task, which sends whatever is
-/// queued as one pipeline (in order) and resolves each message's confirm from its reply. One
-/// pipeline per producer is in flight at a time, so the stream keeps the producer's order;
-/// batches grow with the load (the harness bounds them by max in-flight).
-struct RedisProducer {
-    queue: tokio::sync::mpsc::UnboundedSender<(
-        Bytes,
-        tokio::sync::oneshot::Sender<Result<(), OpError>>,
-    )>,
-    writer: tokio::task::JoinHandle<()>,
-}
-
-impl RedisProducer {
-    fn start(conn: ClusterConnection, key: String, maxlen: u64, wait: Option<(u32, u64)>) -> Self {
-        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = tokio::spawn(write_pipelines(conn, key, maxlen, wait, rx));
-        RedisProducer { queue, writer }
-    }
-}
-
-impl Drop for RedisProducer {
-    fn drop(&mut self) {
-        self.writer.abort();
-    }
-}
-
-type Pending = (Bytes, tokio::sync::oneshot::Sender<Result<(), OpError>>);
-
-async fn write_pipelines(
-    mut conn: ClusterConnection,
-    key: String,
-    maxlen: u64,
-    wait: Option<(u32, u64)>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
-) {
-    let slot = key_slot(&key);
-    let mut batch: Vec<Pending> = Vec::with_capacity(1024);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < 1024 {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let mut pipe = ::redis::pipe();
-        for (payload, _) in &batch {
-            let cmd = pipe.cmd("XADD").arg(&key);
-            if maxlen > 0 {
-                cmd.arg("MAXLEN").arg("~").arg(maxlen);
-            }
-            cmd.arg("*").arg(FIELD).arg(payload.as_ref());
-        }
-        let replies: Result<Vec<Value>, OpError> =
-            pipe.query_async(&mut conn).await.map_err(map_err);
-        let mut outcome: Vec<Result<(), OpError>> = match replies {
-            Ok(values) if values.len() == batch.len() => values
-                .into_iter()
-                .map(|v| match v {
-                    Value::Nil => Err(OpError::Broker("XADD returned nil".into())),
-                    Value::ServerError(e) => Err(OpError::Broker(format!("{e:?}"))),
-                    _ => Ok(()),
-                })
-                .collect(),
-            Ok(values) => vec![
-                Err(OpError::Protocol(format!(
-                    "pipeline of {} XADDs got {} replies",
-                    batch.len(),
-                    values.len()
-                )));
-                batch.len()
-            ],
-            Err(e) => vec![Err(e); batch.len()],
-        };
-        if let Some((replicas, timeout_ms)) = wait.filter(|_| outcome.iter().any(|r| r.is_ok())) {
-            // WAIT on the stream's master, over the connection that carried the XADDs: the
-            // confirms then mean "replicated to n replicas".
-            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                ::redis::cluster_routing::Route::new(
-                    slot,
-                    ::redis::cluster_routing::SlotAddr::Master,
-                ),
-            ));
-            let acked = conn
-                .route_command(::redis::cmd("WAIT").arg(replicas).arg(timeout_ms), route)
-                .await;
-            // The XADDs already ran on the master, so a WAIT that falls short (its timeout) or
-            // fails leaves them in an unknown state (a failover may keep or drop them): never a
-            // definite failure, whatever the WAIT's own error was.
-            let err = match acked {
-                Ok(Value::Int(n)) if n >= replicas as i64 => None,
-                Ok(other) => Some(OpError::Timeout(format!(
-                    "WAIT {replicas} {timeout_ms}: acknowledged by {other:?}"
-                ))),
-                Err(e) => Some(match map_err(e) {
-                    e if e.is_definite() => {
-                        OpError::Timeout(format!("WAIT {replicas} after the XADDs: {e}"))
-                    }
-                    e => e,
-                }),
-            };
-            if let Some(err) = err {
-                for r in outcome.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(err.clone());
-                }
-            }
-        }
-        for ((_, tx), r) in batch.drain(..).zip(outcome) {
-            let _ = tx.send(r);
-        }
-    }
-}
-
-#[async_trait]
-impl Producer for RedisProducer {
-    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.queue
-            .send((payload, tx))
-            .map_err(|_| OpError::Connection("the producer's writer task has stopped".into()))?;
-        Ok(Some(
-            async move {
-                rx.await.unwrap_or_else(|_| {
-                    Err(OpError::Connection(
-                        "the producer's writer task has stopped".into(),
-                    ))
-                })
-            }
-            .boxed(),
-        ))
     }
 }
 
@@ -615,24 +526,26 @@ mod tests {
     #[test]
     fn redirects_and_refusals_are_definite() {
         let kind = |k: ErrorKind| map_err(RedisError::from((k, "test")));
+        let server = |k: ServerErrorKind| kind(ErrorKind::Server(k));
         for k in [
-            ErrorKind::Moved,
-            ErrorKind::Ask,
-            ErrorKind::TryAgain,
-            ErrorKind::ClusterDown,
+            ServerErrorKind::Moved,
+            ServerErrorKind::Ask,
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
         ] {
-            let e = kind(k);
+            let e = server(k);
             assert_eq!(e.kind(), "unavailable", "{k:?}");
             assert!(e.is_definite(), "{k:?}");
         }
-        assert_eq!(kind(ErrorKind::ResponseError).kind(), "broker");
-        assert!(kind(ErrorKind::ReadOnly).is_definite());
+        assert_eq!(server(ServerErrorKind::ResponseError).kind(), "broker");
+        assert!(server(ServerErrorKind::ReadOnly).is_definite());
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         let e = map_err(RedisError::from(reset));
         assert_eq!(e.kind(), "connection");
         assert!(!e.is_definite());
         let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
         assert!(!map_err(RedisError::from(timed_out)).is_definite());
-        assert!(!kind(ErrorKind::ParseError).is_definite());
+        assert!(!kind(ErrorKind::Parse).is_definite());
+        assert!(!kind(ErrorKind::UnexpectedReturnType).is_definite());
     }
 }

@@ -35,8 +35,13 @@ pub(super) async fn call_pipe<T: redis::FromRedisValue>(
 async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
     let client =
         redis::Client::open(format!("redis://{HOST}:{port}")).map_err(|e| e.to_string())?;
+    // redis-rs 1.x gives async connections a 500 ms response timeout by default: this module's
+    // requests have CALL_TIMEOUT in all (a CONFIG REWRITE on a busy node can take longer).
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CALL_TIMEOUT))
+        .set_response_timeout(Some(CALL_TIMEOUT));
     client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())
 }
