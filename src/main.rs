@@ -9,6 +9,7 @@ use anyhow::Context;
 use brokerbench::cli::{Cli, ClusterAction, ClusterKind, Command};
 use brokerbench::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use brokerbench::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
+use brokerbench::run::verdict_status::RunStatus;
 use brokerbench::run::{RunError, RunOptions};
 use brokerbench::scenario::{self, AppendFsync, Clusters};
 use clap::Parser;
@@ -160,6 +161,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 watchdog_exe: Some(exe),
             };
             let mut code = ExitCode::SUCCESS;
+            let mut worst = RunStatus::Ok;
             let mut ran = false;
             for p in &scenarios {
                 match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {
@@ -175,27 +177,16 @@ async fn async_main(cli: Cli) -> ExitCode {
                             code = ExitCode::from(130);
                             break;
                         }
-                        if out
-                            .summaries
-                            .iter()
-                            .any(|s| s.status == "ok" && !s.ledger_consistent)
-                        {
-                            code = ExitCode::from(3);
-                        } else if let Some(s) = out.summaries.iter().find(|s| s.has_anomaly()) {
-                            // The harness's books balance, but the system under test delivered
-                            // messages that were never sent: a finding, with its own status.
-                            eprintln!(
-                                "anomaly: {} delivered {} messages this run never sent (see the report's Anomalies section)",
-                                s.backend, s.phantom
-                            );
-                            if code == ExitCode::SUCCESS {
-                                code = ExitCode::from(4);
+                        let status = RunStatus::of(&out.summaries);
+                        if status == RunStatus::Anomaly {
+                            for s in out.summaries.iter().filter(|s| s.has_anomaly()) {
+                                eprintln!(
+                                    "anomaly: {} delivered {} messages this run never sent (see the report's Anomalies section)",
+                                    s.backend, s.phantom
+                                );
                             }
-                        } else if out.summaries.iter().any(|s| s.status.starts_with("error"))
-                            && code == ExitCode::SUCCESS
-                        {
-                            code = ExitCode::from(1);
                         }
+                        worst = worst.max(status);
                     }
                     Err(RunError::Interrupted) => {
                         code = ExitCode::from(130);
@@ -214,6 +205,9 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             if ran {
                 write_overview(&opts.results_root);
+            }
+            if code == ExitCode::SUCCESS {
+                code = ExitCode::from(worst.exit_code());
             }
             code
         }

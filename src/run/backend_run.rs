@@ -989,4 +989,24 @@ mod tests {
         assert_eq!(s.received, s.sent);
         assert_eq!(s.out_of_order, 0);
     }
+
+    /// Without confirms a send is all a producer learns: a fault row cannot measure publish
+    /// availability and must say so, never show 0 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fault_row_without_confirms_says_it_cannot_be_measured() {
+        let mut w = workload(1000.0, 2);
+        w.consumers_per_destination = 2;
+        let fault: FaultSpec =
+            toml::from_str("at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"")
+                .expect("fault");
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults {
+            without_confirms: true,
+            ..MemoryFaults::default()
+        }));
+        let (_, keep) = run_with(backend, &w, vec![(0, fault)]).await;
+        let rows = keep.faults.lock().clone();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].publish_recovered, NO_CONFIRMS);
+        assert_eq!(rows[0].publish_unavailable_s, None);
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod backend_run;
 pub mod clusters;
+pub mod verdict_status;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
