@@ -1,4 +1,4 @@
-//! Verdicts on the proposal's claims C1..C6 (`claims.md`): each one computed from a results
+//! Verdicts on the proposal's claims C1..C6 (docs/claims.md): each one computed from a results
 //! folder's summary.csv and faults.csv rows by a rule stated in words next to its outcome.
 //!
 //! A rule never guesses: when the data it needs is missing, the outcome is "not measured" and
@@ -54,7 +54,7 @@ impl Outcome {
 pub struct Verdict {
     /// "C1".."C6".
     pub claim: &'static str,
-    /// The claim in short, from claims.md.
+    /// The claim in short, from docs/claims.md.
     pub title: &'static str,
     pub outcome: Outcome,
     /// The rule in words, with its thresholds.

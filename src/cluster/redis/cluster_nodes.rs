@@ -219,7 +219,7 @@ pub(super) fn pick_slot_owner(views: &[Vec<NodeLine>], slot: u16) -> Option<Stri
 mod tests {
     use super::*;
 
-    /// Real output, from /work/shared/proposal.ko.md.
+    /// Real output, from the proposal's tutorial (CLUSTER NODES of its 6-node cluster).
     const NODES: &str = "\
 21fdb1f289c80f8b469fa4b949e5bb5f71b6df98 10.0.0.14:7004@17004 slave de5b6c6cbe29e759831487e31c08317cca23008d 0 1736766603439 3 connected
 911bf7ebf83c6f841436a27bafcf374d2ef7fc6c 10.0.0.16:7006@17006 slave d147d15ae692fbc54e6abe5cf0f2dd7223578915 0 1736766603957 2 connected
