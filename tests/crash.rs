@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use brokerbench::cluster::process::{find_binary, port_in_use};
@@ -65,21 +65,6 @@ impl Drop for Leftovers {
             }
         }
     }
-}
-
-/// `brokerbench run --quiet <extra> --results <results> <scenario>`.
-fn start_run(results: &Path, scenario: &Path, extra: &[&str]) -> ChildGuard {
-    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
-        .args(["run", "--quiet"])
-        .args(extra)
-        .arg("--results")
-        .arg(results)
-        .arg(scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start brokerbench");
-    ChildGuard(child)
 }
 
 /// Poll until the run in `results` has written load intervals; returns its folder.

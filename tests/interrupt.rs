@@ -4,23 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// `brokerbench run --quiet` on one scenario, killed when the guard drops.
-fn start_run(results: &Path, scenario: &Path) -> ChildGuard {
-    let child = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
-        .args(["run", "--quiet", "--results"])
-        .arg(results)
-        .arg(scenario)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start brokerbench");
-    ChildGuard(child)
-}
 
 /// SIGINT, then wait (up to 60 s) for the exit.
 fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -110,7 +97,7 @@ label = "never-runs"
 "#,
     );
     let results = tmp.path().join("results");
-    let mut guard = start_run(&results, &scenario);
+    let mut guard = start_run(&results, &scenario, &[]);
     let child = &mut guard.0;
     // Wait until the load has produced a few intervals.
     let start = Instant::now();
@@ -188,7 +175,7 @@ type = "redis-streams"
 "#,
     );
     let results = tmp.path().join("results");
-    let mut guard = start_run(&results, &scenario);
+    let mut guard = start_run(&results, &scenario, &[]);
     let child = &mut guard.0;
     wait_for_the_kill(child, 6, Duration::from_secs(90), || {
         redis_servers_on(7341..=7346).len()
@@ -253,7 +240,7 @@ label = "quorum"
 "#,
     );
     let results = tmp.path().join("results");
-    let mut guard = start_run(&results, &scenario);
+    let mut guard = start_run(&results, &scenario, &[]);
     let child = &mut guard.0;
     let cluster_dir =
         |results: &Path| first_run_folder(results).map(|d| d.join("clusters").join("rabbitmq"));

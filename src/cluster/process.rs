@@ -233,6 +233,22 @@ pub fn port_in_use(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
+/// Start the command's process in a session of its own (setsid), so that a terminal's Ctrl-C
+/// or a hang-up does not reach it: the harness stops it itself, by pid.
+pub fn in_new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+    }
+}
+
 /// Find an executable on PATH (or accept an absolute path that exists).
 pub fn find_binary(name: &str) -> Option<std::path::PathBuf> {
     let p = Path::new(name);

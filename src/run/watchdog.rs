@@ -60,7 +60,6 @@ pub struct Watchdog {
 impl Watchdog {
     /// Start `exe __watchdog` for the run in `run_dir`, watching this process.
     pub fn spawn(exe: &Path, run_dir: &Path) -> Result<Self, RunError> {
-        use std::os::unix::process::CommandExt;
         let failed = |source: std::io::Error| RunError::Watchdog {
             exe: exe.to_path_buf(),
             source,
@@ -81,16 +80,7 @@ impl Watchdog {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-        }
+        crate::cluster::process::in_new_session(&mut cmd);
         let mut child = cmd.spawn().map_err(failed)?;
         let pipe = child.stdin.take();
         Ok(Watchdog { child, pipe })

@@ -166,3 +166,19 @@ pub fn require_rabbitmq() {
         "rabbitmq-server is not installed: run `make deps` (or apt-get install -y rabbitmq-server)"
     );
 }
+
+/// `brokerbench run --quiet <extra> --results <results> <scenario>`, killed when the guard
+/// drops.
+pub fn start_run(results: &Path, scenario: &Path, extra: &[&str]) -> ChildGuard {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["run", "--quiet"])
+        .args(extra)
+        .arg("--results")
+        .arg(results)
+        .arg(scenario)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start brokerbench");
+    ChildGuard(child)
+}

@@ -2,7 +2,6 @@
 //! with its whole process group), and `rabbitmqctl` calls with the cluster's environment.
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use super::files::remove_if_exists;
@@ -180,16 +179,7 @@ pub(super) fn spawn_detached(
     marker: String,
     what: &str,
 ) -> Result<OwnedProcess, ClusterError> {
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() == -1 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(())
-            }
-        });
-    }
+    crate::cluster::process::in_new_session(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ClusterError::Command {
         command: what.to_string(),
         message: format!("cannot start: {e}"),
