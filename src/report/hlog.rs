@@ -1,6 +1,8 @@
-//! HdrHistogram interval logs: `hdr/<backend>.hlog`, one line per interval and latency
-//! (tags publish, publish_failed, e2e, send_delay), in the format HistogramLogProcessor and HdrHistogram's
-//! plotters read. Values are microseconds; the Interval_Max column is in milliseconds.
+//! HdrHistogram interval logs: `hdr/<backend>.hlog`, one line per interval and latency (tags
+//! publish, publish_failed, e2e, send_delay), in the log format version 1.3 that
+//! HistogramLogProcessor and HdrHistogram's plotters read. Values are microseconds; the
+//! Interval_Max column is in milliseconds. At the end of each backend, `hdr/<backend>.<tag>.hgrm`:
+//! the percentile distribution of the measured phase and the drain (see `hgrm`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -10,13 +12,17 @@ use std::time::UNIX_EPOCH;
 use base64::Engine;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 
-use super::{BackendStart, ReportError, Sink};
+use super::{BackendStart, ReportError, Sink, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
 use crate::metrics::stats::{Latency, Stats};
 
 pub struct HlogSink {
     dir: PathBuf,
     current: Option<(PathBuf, BufWriter<File>)>,
+    /// The current backend's file-name stem and its measure + drain latencies, for the .hgrm
+    /// files.
+    label: String,
+    measured: Stats,
     serializer: V2DeflateSerializer,
     buf: Vec<u8>,
 }
@@ -31,6 +37,8 @@ impl HlogSink {
         Ok(HlogSink {
             dir,
             current: None,
+            label: String::new(),
+            measured: Stats::default(),
             serializer: V2DeflateSerializer::new(),
             buf: Vec::new(),
         })
@@ -39,6 +47,11 @@ impl HlogSink {
 
 /// File name for a backend label (kept to safe characters).
 pub fn file_name(label: &str) -> String {
+    format!("{}.hlog", file_stem(label))
+}
+
+/// A backend label kept to characters safe in a file name.
+pub fn file_stem(label: &str) -> String {
     let safe: String = label
         .chars()
         .map(|c| {
@@ -49,7 +62,7 @@ pub fn file_name(label: &str) -> String {
             }
         })
         .collect();
-    format!("{safe}.hlog")
+    safe
 }
 
 impl Sink for HlogSink {
@@ -65,6 +78,7 @@ impl Sink for HlogSink {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
+        writeln!(w, "#[Histogram log format version 1.3]").map_err(io)?;
         writeln!(w, "#[Backend: {} ({})]", start.label, start.backend_type).map_err(io)?;
         writeln!(
             w,
@@ -75,6 +89,24 @@ impl Sink for HlogSink {
         writeln!(w, "#[BaseTime: {t:.3} (seconds since epoch)]").map_err(io)?;
         writeln!(w, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"").map_err(io)?;
         self.current = Some((path, w));
+        self.label = file_stem(&start.label);
+        self.measured.reset();
+        Ok(())
+    }
+
+    fn on_backend_end(&mut self, _summary: &SummaryRow) -> Result<(), ReportError> {
+        if self.current.take().is_none() {
+            return Ok(());
+        }
+        for l in Latency::ALL {
+            let h = self.measured.histogram(l);
+            if h.is_empty() {
+                continue;
+            }
+            let path = self.dir.join(format!("{}.{}.hgrm", self.label, l.name()));
+            std::fs::write(&path, super::hgrm::percentile_distribution(h, 1000.0))
+                .map_err(|source| ReportError::Io { path, source })?;
+        }
         Ok(())
     }
 
@@ -82,6 +114,9 @@ impl Sink for HlogSink {
         let Some((path, w)) = self.current.as_mut() else {
             return Ok(());
         };
+        if row.phase == "measure" || row.phase == "drain" {
+            self.measured.merge_latencies(interval);
+        }
         for l in Latency::ALL {
             let h = interval.histogram(l);
             if h.is_empty() {
@@ -197,5 +232,12 @@ mod tests {
         let hist = hist.expect("one interval histogram");
         assert_eq!(hist.tag().map(|t| t.as_str()), Some("e2e"));
         assert!((hist.max() - 100.0).abs() < 0.2, "max {}", hist.max());
+        assert!(String::from_utf8_lossy(&text).starts_with("#[Histogram log format version 1.3]\n"));
+        // The backend's end writes its measured e2e distribution.
+        sink.on_backend_end(&SummaryRow::default()).expect("end");
+        let hgrm = std::fs::read_to_string(dir.path().join("hdr").join("redis_x.e2e.hgrm"))
+            .expect("an .hgrm file");
+        assert!(hgrm.contains("Total count    =          100]"), "{hgrm}");
+        assert!(!dir.path().join("hdr").join("redis_x.publish.hgrm").exists());
     }
 }

@@ -4,6 +4,7 @@
 pub mod charts;
 pub mod csv_files;
 pub mod document;
+pub mod hgrm;
 pub mod hlog;
 pub mod meta;
 pub mod overview;
