@@ -65,9 +65,10 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
 /// The results table's columns, and one backend's cells. Beside throughput and latency it shows
 /// what tells a harness that fell behind (send delay, unsent) and a consumer that fell behind
 /// (undelivered, drained) from the broker's own figures.
-const RESULT_COLUMNS: [&str; 22] = [
+const RESULT_COLUMNS: [&str; 23] = [
     "backend",
     "status",
+    "a confirm guaranteed",
     "target msg/s",
     "received msg/s",
     "e2e p50 ms",
@@ -120,6 +121,11 @@ fn result_cells(s: &SummaryRow) -> Vec<String> {
     vec![
         s.backend.clone(),
         status,
+        if s.guarantee.is_empty() {
+            "-".into()
+        } else {
+            s.guarantee.clone()
+        },
         s.target_rate
             .map(|r| format!("{r:.0}"))
             .unwrap_or_else(|| "max".into()),

@@ -16,6 +16,9 @@ pub struct SummaryRow {
     pub backend_type: String,
     /// "ok", "interrupted", or "error: ..." (the backend could not run).
     pub status: String,
+    /// What a confirm guaranteed under the settings this backend ran with (`Guarantee`):
+    /// throughput and latency compare only between rows whose guarantees are alike.
+    pub guarantee: String,
     /// Target rate over all producers in msg/s ("max" in the scenario: empty).
     pub target_rate: Option<f64>,
     /// Queues or streams this backend ran on.
@@ -131,6 +134,8 @@ impl SummaryRow {
             backend: backend.to_string(),
             backend_type: backend_type.to_string(),
             status,
+            // Set by the backend's run, which knows the settings.
+            guarantee: String::new(),
             target_rate,
             destinations: w.destinations,
             measured_s: secs,

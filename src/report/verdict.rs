@@ -185,8 +185,17 @@ fn verdict(
     }
 }
 
+/// A row's name in a verdict's figures, with what its confirm guaranteed (older folders have
+/// no guarantee column).
 fn name(r: &SummaryRow) -> String {
-    format!("{} ({})", r.backend, r.backend_type)
+    if r.guarantee.is_empty() {
+        format!("{} ({})", r.backend, r.backend_type)
+    } else {
+        format!(
+            "{} ({}; confirm: {})",
+            r.backend, r.backend_type, r.guarantee
+        )
+    }
 }
 
 fn seconds(s: f64) -> String {

@@ -28,7 +28,7 @@ use crate::report::{
     each, BackendStart, DestinationSecond, LostFate, LostMessage, Sink, SummaryRow,
 };
 use crate::scenario::timeline::{EventKind, Timeline};
-use crate::scenario::{BackendSpec, FaultSpec, Workload};
+use crate::scenario::{BackendSpec, FaultSpec, Guarantee, Workload};
 
 /// A random 64-bit run id (std's RandomState is seeded from the OS).
 pub fn random_id() -> u64 {
@@ -56,6 +56,7 @@ const MAX_LOST_LISTED: usize = 100_000;
 pub async fn run_backend(
     index: usize,
     spec: &BackendSpec,
+    guarantee: Guarantee,
     scenario_workload: &Workload,
     faults: &[FaultSpec],
     endpoints: &Endpoints,
@@ -94,7 +95,8 @@ pub async fn run_backend(
             let status = format!("error: {e}");
             meta.status = status.clone();
             meta.ended_utc = Some(utc_now());
-            let summary = SummaryRow::failed(&label, kind, status);
+            let mut summary = SummaryRow::failed(&label, kind, status);
+            summary.guarantee = guarantee.label();
             let _ = each(sinks, |s| s.on_backend_end(&summary));
             return BackendOutcome {
                 summary,
@@ -127,6 +129,7 @@ pub async fn run_backend(
         cancel,
     )
     .await;
+    summary.guarantee = guarantee.label();
     // Bring back every node a fault left down, so the next backend finds the cluster whole.
     // (Not after Ctrl-C: the clusters are about to be stopped.)
     if let Some(c) = control.filter(|_| node_faults && !interrupted) {

@@ -155,9 +155,12 @@ pub async fn run_scenario(
     for (i, spec) in scenario.backends.iter().enumerate() {
         let endpoints = clusters.endpoints.clone();
         let control = clusters.control_for(spec);
+        let spec = &scenario.effective_spec(spec);
+        let guarantee = scenario.guarantee(spec);
         let out = backend_run::run_backend(
             i,
             spec,
+            guarantee,
             &scenario.workload,
             &scenario.faults,
             &endpoints,

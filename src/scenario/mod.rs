@@ -1,11 +1,13 @@
 //! Scenario files: loading, validation with precise messages, and the run's timeline.
 
 pub mod faults;
+mod guarantee;
 mod model;
 pub mod timeline;
 mod validate;
 
 pub use faults::{FaultAction, FaultSpec, Target};
+pub use guarantee::Guarantee;
 pub use model::*;
 pub use validate::validate;
 

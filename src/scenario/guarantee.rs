@@ -1,0 +1,188 @@
+//! What a broker's confirm guaranteed under the settings a backend actually ran with: the
+//! figure that makes throughput and latency of two rows comparable (or not).
+
+use super::model::{
+    AppendFsync, BackendSpec, ClusterMode, RabbitSettings, RedisSettings, Scenario,
+};
+
+/// What one confirmed message was, at the moment its confirm arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarantee {
+    /// No confirms: the producer learns nothing.
+    None,
+    /// In the Redis master's memory only (no AOF, or AOF with appendfsync no).
+    Memory,
+    /// In the master's memory, written to its AOF and fsynced within about a second.
+    AofEverysec,
+    /// Fsynced to the master's AOF before the reply.
+    AofAlways,
+    /// In the memory of `n` replicas as well (WAIT n), with the master's AOF policy.
+    ReplicaAck(u32, AppendFsync),
+    /// Quorum queue: appended and fsynced on a majority of its members (Raft).
+    MajorityFsync,
+    /// Stream queue: written on a majority of its members, not fsynced (streams leave flushing
+    /// to the OS).
+    MajorityWritten,
+    /// Classic mirrored queue: accepted by every mirror; persistent messages on disk.
+    AllMirrorsDisk,
+    /// Classic mirrored queue with transient messages: in every mirror's memory.
+    AllMirrorsMemory,
+    /// A Redis cluster brokerbench did not start, whose persistence the scenario does not set.
+    AsConfigured,
+}
+
+impl Guarantee {
+    /// The label used in summary.csv and the report.
+    pub fn label(&self) -> String {
+        match self {
+            Guarantee::None => "none".into(),
+            Guarantee::Memory => "memory".into(),
+            Guarantee::AofEverysec => "aof-everysec".into(),
+            Guarantee::AofAlways => "aof-always".into(),
+            Guarantee::ReplicaAck(n, fsync) => {
+                format!("replica-ack (WAIT {n}) + aof-{}", fsync.as_str())
+            }
+            Guarantee::MajorityFsync => "majority-fsync".into(),
+            Guarantee::MajorityWritten => "majority-written (no fsync)".into(),
+            Guarantee::AllMirrorsDisk => "all-mirrors (persistent)".into(),
+            Guarantee::AllMirrorsMemory => "all-mirrors (transient, memory)".into(),
+            Guarantee::AsConfigured => "as the external cluster is configured".into(),
+        }
+    }
+}
+
+impl Scenario {
+    /// What a confirm of `spec` guaranteed: its own settings over the cluster's defaults.
+    pub fn guarantee(&self, spec: &BackendSpec) -> Guarantee {
+        match spec {
+            BackendSpec::RedisStreams(s) => redis_guarantee(self, s),
+            BackendSpec::RabbitmqQuorum(s) => rabbit(s, Guarantee::MajorityFsync),
+            BackendSpec::RabbitmqStream(s) => rabbit(s, Guarantee::MajorityWritten),
+            BackendSpec::RabbitmqMirrored(s) => rabbit(
+                s,
+                if s.persistent {
+                    Guarantee::AllMirrorsDisk
+                } else {
+                    Guarantee::AllMirrorsMemory
+                },
+            ),
+        }
+    }
+}
+
+fn rabbit(s: &RabbitSettings, confirmed: Guarantee) -> Guarantee {
+    if s.confirms {
+        confirmed
+    } else {
+        Guarantee::None
+    }
+}
+
+impl Scenario {
+    /// `spec` as it must run: a Redis backend on a cluster of our own without its own
+    /// `appendfsync` gets the cluster's, set again before it runs, so that it never inherits
+    /// what an earlier backend of the scenario set.
+    pub fn effective_spec(&self, spec: &BackendSpec) -> BackendSpec {
+        let mut spec = spec.clone();
+        let cluster = &self.clusters.redis;
+        if let BackendSpec::RedisStreams(s) = &mut spec {
+            if cluster.mode == ClusterMode::Local && s.appendfsync.is_none() {
+                s.appendfsync = Some(cluster.appendfsync);
+            }
+        }
+        spec
+    }
+}
+
+fn redis_guarantee(scenario: &Scenario, s: &RedisSettings) -> Guarantee {
+    let cluster = &scenario.clusters.redis;
+    if cluster.mode == ClusterMode::External && s.appendfsync.is_none() {
+        return Guarantee::AsConfigured;
+    }
+    // Without AOF, appendfsync does not matter: nothing is logged.
+    let fsync = if cluster.appendonly {
+        s.appendfsync.unwrap_or(cluster.appendfsync)
+    } else {
+        AppendFsync::No
+    };
+    if s.wait_replicas > 0 {
+        return Guarantee::ReplicaAck(s.wait_replicas, fsync);
+    }
+    match fsync {
+        AppendFsync::No => Guarantee::Memory,
+        AppendFsync::Everysec => Guarantee::AofEverysec,
+        AppendFsync::Always => Guarantee::AofAlways,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(extra: &str, backends: &str) -> Scenario {
+        let text = format!(
+            "name = \"g\"\n[workload]\nmessage_size = 100\nrate = 10\nduration = \"1s\"\n{extra}\n{backends}"
+        );
+        crate::scenario::parse(std::path::Path::new("g.toml"), &text).expect("scenario")
+    }
+
+    fn labels(s: &Scenario) -> Vec<String> {
+        s.backends.iter().map(|b| s.guarantee(b).label()).collect()
+    }
+
+    #[test]
+    fn each_setting_says_what_its_confirm_meant() {
+        let s = scenario(
+            "",
+            "[[backends]]\ntype = \"redis-streams\"\n\
+             [[backends]]\ntype = \"redis-streams\"\nlabel = \"w\"\nwait_replicas = 1\n\
+             [[backends]]\ntype = \"redis-streams\"\nlabel = \"a\"\nappendfsync = \"always\"\n\
+             [[backends]]\ntype = \"rabbitmq-quorum\"\n\
+             [[backends]]\ntype = \"rabbitmq-quorum\"\nlabel = \"nc\"\nconfirms = false\n\
+             [[backends]]\ntype = \"rabbitmq-stream\"\n\
+             [[backends]]\ntype = \"rabbitmq-mirrored\"\npersistent = false\n",
+        );
+        assert_eq!(
+            labels(&s),
+            [
+                "aof-everysec",
+                "replica-ack (WAIT 1) + aof-everysec",
+                "aof-always",
+                "majority-fsync",
+                "none",
+                "majority-written (no fsync)",
+                "all-mirrors (transient, memory)"
+            ]
+        );
+        // Without AOF on the cluster, a confirm is memory only, whatever appendfsync says.
+        let s = scenario(
+            "[clusters.redis]\nappendonly = false",
+            "[[backends]]\ntype = \"redis-streams\"\nappendfsync = \"always\"\n",
+        );
+        assert_eq!(labels(&s), ["memory"]);
+    }
+
+    /// A backend without its own appendfsync must not run with what an earlier backend set.
+    #[test]
+    fn a_redis_backend_runs_with_the_clusters_appendfsync_unless_it_sets_its_own() {
+        let s = scenario(
+            "[clusters.redis]
+appendfsync = \"no\"",
+            "[[backends]]
+type = \"redis-streams\"
+label = \"a\"
+appendfsync = \"always\"
+             [[backends]]
+type = \"redis-streams\"
+label = \"b\"
+",
+        );
+        let fsync = |i: usize| match s.effective_spec(&s.backends[i]) {
+            BackendSpec::RedisStreams(r) => r.appendfsync,
+            _ => None,
+        };
+        assert_eq!(fsync(0), Some(AppendFsync::Always));
+        assert_eq!(fsync(1), Some(AppendFsync::No));
+        assert_eq!(labels(&s), ["aof-always", "memory"]);
+    }
+}
