@@ -32,6 +32,7 @@ fn config(dir: &Path) -> RabbitClusterConfig {
         dist_base_port: 25700,
         epmd_port: 4400,
         bin_dir: PathBuf::from("/usr/lib/rabbitmq/bin"),
+        net_ticktime_s: 10,
     }
 }
 

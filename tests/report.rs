@@ -313,3 +313,20 @@ fn results_table_shows_what_fell_behind_in_red() {
         .expect("a redis row");
     assert!(!redis.contains('\u{26a0}'), "{redis}");
 }
+
+/// Every failover figure depends on the brokers' failure-detection timeouts: the report states
+/// them beside the faults table.
+#[test]
+fn the_faults_section_states_the_failure_detection_timeouts() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    copy_fixture(tmp.path());
+    let w = brokerbench::report::document::write_report(tmp.path()).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    let faults = md.split("## Faults").nth(1).expect("a Faults section");
+    assert!(
+        faults.contains("Redis cluster-node-timeout 2000 ms")
+            && faults.contains("RabbitMQ net_ticktime 10 s"),
+        "{}",
+        &faults[..faults.len().min(600)]
+    );
+}

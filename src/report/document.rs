@@ -180,6 +180,29 @@ fn anomalies(run: &RunResults) -> Vec<String> {
         .collect()
 }
 
+/// The failure-detection timeouts the fault figures depend on, from meta.json: a node whose
+/// process dies is noticed at once on loopback (its sockets close); one that stops answering is
+/// noticed only after these.
+fn failure_detection(meta: &serde_json::Value) -> String {
+    let redis = meta["clusters"]["redis"]["node_timeout_ms"]
+        .as_u64()
+        .map(|ms| format!("Redis cluster-node-timeout {ms} ms (Redis's default: 15000)"));
+    // Runs recorded before net_ticktime was a setting ran with 10 s.
+    let rabbit = meta["clusters"]["rabbitmq"]
+        .as_object()
+        .map(|r| {
+            r.get("net_ticktime_s")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(10)
+        })
+        .map(|s| format!("RabbitMQ net_ticktime {s} s (RabbitMQ's default: 60)"));
+    let both: Vec<String> = redis.into_iter().chain(rabbit).collect();
+    format!(
+        "Failure detection in this run: {}. A killed process closes its sockets, which RabbitMQ's Erlang distribution notices at once while Redis Cluster waits for its node timeout; a frozen or cut-off node gives no such signal.",
+        if both.is_empty() { "not recorded".to_string() } else { both.join("; ") }
+    )
+}
+
 /// Relative path of a chart file from the report's folder.
 pub(super) fn rel(report_dir: &Path, file: &Path) -> String {
     file.strip_prefix(report_dir)
@@ -251,6 +274,7 @@ pub fn blocks(
     }
     if !run.faults.is_empty() {
         b.push(Block::Heading(2, "Faults".into()));
+        b.push(Block::Para(failure_detection(m)));
         b.push(Block::Table(
             [
                 "backend",

@@ -293,6 +293,12 @@ pub struct RabbitClusterSection {
     /// The cluster's own epmd port.
     #[serde(default = "epmd_port")]
     pub epmd_port: u16,
+    /// Erlang's `net_ticktime` in seconds: how long a node that stops answering (frozen, or cut
+    /// off) goes unnoticed, at most about 1.25 x this. RabbitMQ's default is 60; brokerbench's
+    /// clusters use 10 unless the scenario says otherwise. A node whose process dies is noticed
+    /// at once (its sockets close), whatever this is.
+    #[serde(default = "net_ticktime")]
+    pub net_ticktime_s: u32,
     /// External mode: AMQP URIs, one per node, in node order.
     #[serde(default)]
     pub amqp_uris: Vec<String>,
@@ -319,6 +325,9 @@ fn dist_base() -> u16 {
 fn epmd_port() -> u16 {
     4370
 }
+fn net_ticktime() -> u32 {
+    10
+}
 
 impl Default for RabbitClusterSection {
     fn default() -> Self {
@@ -330,6 +339,7 @@ impl Default for RabbitClusterSection {
             prometheus_base_port: prom_base(),
             dist_base_port: dist_base(),
             epmd_port: epmd_port(),
+            net_ticktime_s: net_ticktime(),
             amqp_uris: Vec::new(),
             http: Vec::new(),
         }

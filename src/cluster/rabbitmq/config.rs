@@ -33,6 +33,16 @@ pub struct RabbitClusterConfig {
     pub epmd_port: u16,
     /// Folder with `rabbitmq-server` and `rabbitmqctl`.
     pub bin_dir: PathBuf,
+    /// Erlang's net_ticktime (s): failure detection of a node that stops answering.
+    #[serde(default = "default_net_ticktime")]
+    pub net_ticktime_s: u32,
+}
+
+/// brokerbench's clusters detect a frozen node within about 12 s (RabbitMQ's default is 60).
+pub const DEFAULT_NET_TICKTIME_S: u32 = 10;
+
+fn default_net_ticktime() -> u32 {
+    DEFAULT_NET_TICKTIME_S
 }
 
 impl RabbitClusterConfig {
@@ -48,6 +58,7 @@ impl RabbitClusterConfig {
             dist_base_port: s.dist_base_port,
             epmd_port: s.epmd_port,
             bin_dir: PathBuf::from(DEFAULT_BIN_DIR),
+            net_ticktime_s: s.net_ticktime_s,
         }
     }
 

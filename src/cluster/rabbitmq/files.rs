@@ -68,7 +68,7 @@ pub(super) fn write_node_files(
 }
 
 /// `rabbitmq.conf` of node `n`: loopback listeners, classic_config discovery of all nodes,
-/// pause_minority, net_ticktime 10.
+/// pause_minority, the cluster's net_ticktime.
 pub fn render_rabbitmq_conf(cfg: &RabbitClusterConfig, n: &RabbitNode) -> String {
     let mut s = String::new();
     s.push_str(&format!(
@@ -94,7 +94,7 @@ pub fn render_rabbitmq_conf(cfg: &RabbitClusterConfig, n: &RabbitNode) -> String
         ));
     }
     s.push_str("cluster_partition_handling = pause_minority\n");
-    s.push_str("net_ticktime = 10\n");
+    s.push_str(&format!("net_ticktime = {}\n", cfg.net_ticktime_s));
     s
 }
 

@@ -368,5 +368,6 @@ fn test_config() -> RabbitClusterConfig {
         dist_base_port: 25700,
         epmd_port: 4400,
         bin_dir: std::path::PathBuf::from(DEFAULT_BIN_DIR),
+        net_ticktime_s: 10,
     }
 }
