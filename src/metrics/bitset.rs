@@ -17,6 +17,11 @@ impl BitSet {
         was
     }
 
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.words.capacity() * 8) as u64
+    }
+
     pub fn contains(&self, i: u64) -> bool {
         let (w, b) = ((i / 64) as usize, i % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)

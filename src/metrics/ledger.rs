@@ -110,6 +110,23 @@ impl Ledger {
         }
     }
 
+    /// Bytes the ledger holds on the heap (its bitsets, mostly).
+    pub fn heap_bytes(&self) -> u64 {
+        let per_producer: u64 = self
+            .producers
+            .iter()
+            .map(|p| {
+                let p = p.lock();
+                [&p.confirmed, &p.failed, &p.indeterminate, &p.received]
+                    .iter()
+                    .map(|b| b.heap_bytes())
+                    .sum::<u64>()
+            })
+            .sum();
+        per_producer
+            + (self.producers.capacity() * std::mem::size_of::<Mutex<ProducerLedger>>()) as u64
+    }
+
     /// How many producers the run has.
     pub fn producers(&self) -> usize {
         self.producers.len()

@@ -114,7 +114,11 @@ pub async fn run_backend(
     let node_faults = mine.iter().any(|(_, f)| f.target.is_node());
     // brokerbench started the clusters (and will stop them) when it controls their nodes.
     let own_clusters = control.is_some();
-    let (mut summary, interrupted) = run_load(
+    let LoadOutcome {
+        mut summary,
+        interrupted,
+        ..
+    } = run_load(
         run_id,
         &label,
         kind,
@@ -166,8 +170,18 @@ pub async fn run_backend(
     }
 }
 
+/// What `run_load` gives back.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    pub summary: SummaryRow,
+    /// Whether the run was cancelled (Ctrl-C) before its end.
+    pub interrupted: bool,
+    /// The ledger's heap at the end, in bytes.
+    pub ledger_bytes: u64,
+}
+
 /// The load itself on destinations already set up: producers, consumers, the aggregator loop,
-/// the drain. Returns the summary row and whether it was interrupted.
+/// the drain.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_load(
     run_id: u64,
@@ -180,7 +194,7 @@ pub async fn run_load(
     control: Option<&mut (dyn NodeControl + '_)>,
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
-) -> (SummaryRow, bool) {
+) -> LoadOutcome {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let ledger = Arc::new(Ledger::new(w.producers(), backend.confirms()));
     let origin = clock.now_ns() + 100_000_000;
@@ -466,8 +480,8 @@ pub async fn run_load(
         report(each(sinks, |s| s.on_lost(&lost)));
     }
     let status = if interrupted { "interrupted" } else { "ok" };
-    (
-        SummaryRow::from_run(
+    LoadOutcome {
+        summary: SummaryRow::from_run(
             label,
             kind,
             status.to_string(),
@@ -477,7 +491,8 @@ pub async fn run_load(
             drained,
         ),
         interrupted,
-    )
+        ledger_bytes: ledger.heap_bytes(),
+    }
 }
 
 /// What the broker still holds for the consumers (ready + unacked), asked once when the drain
@@ -594,7 +609,11 @@ mod tests {
         let (_tx, mut cancel) = watch::channel(false);
         let keep = Keep::default();
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(keep.clone())];
-        let (summary, interrupted) = run_load(
+        let LoadOutcome {
+            summary,
+            interrupted,
+            ..
+        } = run_load(
             random_id(),
             "memory",
             "memory",
