@@ -278,3 +278,37 @@ fn overview_takes_the_newest_good_run_of_each_scenario() {
     assert!(md.contains("20261127T080000Z-failover/report.html"), "{md}");
     assert!(!md.contains("20261127T090000Z"), "{md}");
 }
+
+/// A row near the harness's ceiling (recorded in meta.json) or with a busy harness (cpu.csv) is
+/// flagged in the results table and in the Harness section; the others are not.
+#[test]
+fn rows_near_the_harness_ceiling_or_with_a_busy_harness_are_flagged() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    copy_fixture(dir);
+    let meta_path = dir.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("meta")).expect("json");
+    // The stream rows send 16.7k msg/s and receive up to 18.3k: 56% and 61% of this ceiling.
+    meta["harness_ceiling"] = serde_json::json!({"msgs_per_s": 30000.0, "cpu_s_per_million": 2.0});
+    std::fs::write(&meta_path, meta.to_string()).expect("write meta");
+    let w = brokerbench::report::document::write_report(dir).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    assert!(md.contains("## Harness"), "{md}");
+    assert!(md.contains("30000 msg/s end to end"), "{md}");
+    let row = |backend: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {backend} |")))
+            .unwrap_or_else(|| panic!("no row for {backend}"))
+            .to_string()
+    };
+    // redis: the harness used 0.82 of 2 cores (41%) while it ran.
+    assert!(
+        row("redis").contains("harness used 41% of the host's CPU"),
+        "{}",
+        row("redis")
+    );
+    assert!(row("stream-max").contains("throughput at 56% of the harness's ceiling"));
+    assert!(row("stream-max-12").contains("61% of the harness's ceiling"));
+    assert!(!row("quorum").contains("harness"), "{}", row("quorum"));
+}
