@@ -4,11 +4,15 @@
 //! Layout (little endian): magic u32 | version u16 | reserved u16 | run id u64 |
 //! producer id u32 | reserved u32 | sequence u64 | intended send time ns u64 (CLOCK_MONOTONIC).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 pub const MAGIC: u32 = 0x4242_4231; // "BBB1"
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 40;
+/// The padding after the header.
+pub const PAD: u8 = b'.';
+/// A writer cuts its messages from chunks of about this many bytes.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -30,29 +34,26 @@ pub enum DecodeError {
 
 impl Header {
     /// The header followed by `size - HEADER_LEN` padding bytes (size is at least HEADER_LEN).
+    /// One allocation per message: the load tasks use `PayloadWriter` instead.
     pub fn encode(&self, size: usize) -> Bytes {
-        let mut b = BytesMut::with_capacity(size.max(HEADER_LEN));
-        self.write(&mut b);
-        b.resize(size.max(HEADER_LEN), b'.');
+        let mut b = BytesMut::zeroed(size.max(HEADER_LEN));
+        b[HEADER_LEN..].fill(PAD);
+        self.write_into(&mut b);
         b.freeze()
     }
 
-    /// Write into a buffer that already holds the padding: overwrites the first HEADER_LEN bytes.
+    /// Write into a buffer that already holds the padding: overwrites the first HEADER_LEN bytes
+    /// (the buffer is at least that long).
     pub fn write_into(&self, buf: &mut [u8]) {
-        let mut b = BytesMut::with_capacity(HEADER_LEN);
-        self.write(&mut b);
-        buf[..HEADER_LEN].copy_from_slice(&b);
-    }
-
-    fn write(&self, b: &mut BytesMut) {
-        b.put_u32_le(MAGIC);
-        b.put_u16_le(VERSION);
-        b.put_u16_le(0);
-        b.put_u64_le(self.run_id);
-        b.put_u32_le(self.producer);
-        b.put_u32_le(0);
-        b.put_u64_le(self.seq);
-        b.put_u64_le(self.intended_ns);
+        let b = &mut buf[..HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&0u16.to_le_bytes());
+        b[8..16].copy_from_slice(&self.run_id.to_le_bytes());
+        b[16..20].copy_from_slice(&self.producer.to_le_bytes());
+        b[20..24].copy_from_slice(&0u32.to_le_bytes());
+        b[24..32].copy_from_slice(&self.seq.to_le_bytes());
+        b[32..40].copy_from_slice(&self.intended_ns.to_le_bytes());
     }
 
     pub fn decode(p: &[u8]) -> Result<Header, DecodeError> {
@@ -83,6 +84,45 @@ impl Header {
     }
 }
 
+/// Builds a producer's payloads without an allocation per message: messages are cut from one
+/// chunk of memory that already holds the padding, so only each header is written. When a chunk
+/// is used up, the next one reuses its memory if every message cut from it has been dropped (the
+/// client sent it, the broker confirmed it), and is allocated anew otherwise.
+#[derive(Debug)]
+pub struct PayloadWriter {
+    size: usize,
+    chunk_len: usize,
+    buf: BytesMut,
+}
+
+impl PayloadWriter {
+    /// Payloads of `size` bytes (at least HEADER_LEN).
+    pub fn new(size: usize) -> Self {
+        let size = size.max(HEADER_LEN);
+        PayloadWriter {
+            size,
+            chunk_len: size * (CHUNK_BYTES / size).max(1),
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The next payload: `header` followed by the padding.
+    pub fn write(&mut self, header: &Header) -> Bytes {
+        if self.buf.len() < self.size {
+            // Reclaims the chunk's memory in place when nothing cut from it is alive any more.
+            self.buf.clear();
+            self.buf.reserve(self.chunk_len);
+            self.buf.resize(self.chunk_len, PAD);
+        }
+        header.write_into(&mut self.buf);
+        self.buf.split_to(self.size).freeze()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +141,42 @@ mod tests {
         let mut buf = vec![0u8; 64];
         h.write_into(&mut buf);
         assert_eq!(Header::decode(&buf), Ok(h));
+    }
+
+    #[test]
+    fn a_writer_cuts_whole_payloads_and_reuses_its_memory() {
+        let mut w = PayloadWriter::new(100);
+        let h = |seq| Header {
+            run_id: 1,
+            producer: 2,
+            seq,
+            intended_ns: seq * 10,
+        };
+        let expected = |seq| h(seq).encode(100);
+        let first = w.write(&h(0));
+        assert_eq!(first, expected(0));
+        let chunk = first.as_ptr();
+        // A whole chunk and more, each payload the same as encode's.
+        let n = CHUNK_BYTES / 100 + 5;
+        let kept: Vec<Bytes> = (1..n as u64).map(|s| w.write(&h(s))).collect();
+        for (s, p) in (1..).zip(&kept) {
+            assert_eq!(p, &expected(s), "payload {s}");
+        }
+        // Every payload of the first chunk still alive: the second chunk is new memory.
+        assert_ne!(kept[CHUNK_BYTES / 100 - 1].as_ptr(), chunk);
+        drop((first, kept));
+        // Nothing alive: a later chunk reuses the memory of the one before it.
+        let mut w = PayloadWriter::new(100);
+        let p = w.write(&h(0));
+        let at = p.as_ptr();
+        drop(p);
+        for s in 1..(CHUNK_BYTES / 100) as u64 {
+            drop(w.write(&h(s)));
+        }
+        let again = w.write(&h(7));
+        assert_eq!(again.as_ptr(), at);
+        assert_eq!(again, expected(7));
+        assert_eq!(PayloadWriter::new(3).write(&h(1)).len(), HEADER_LEN);
     }
 
     #[test]
