@@ -19,7 +19,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench calibrate failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -36,6 +36,11 @@ bench: deps build
 # rate (no broker), about 3 s. `run` records it in every results folder (cached per binary and host).
 calibrate: build
 	$(BIN) calibrate
+
+# The harness's memory at 1M and 10M messages (ledger bytes per message, RSS).
+calibrate-memory: build
+	$(BIN) calibrate --messages 1000000
+	$(BIN) calibrate --messages 10000000
 
 failover-test: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)

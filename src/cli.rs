@@ -99,8 +99,13 @@ pub struct CalibrateArgs {
     /// Measured time at max rate, after the warm-up.
     #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
     pub duration: std::time::Duration,
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    pub warmup: std::time::Duration,
+    /// Warm-up before the measured time [default: 500ms; 0 with --messages].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<std::time::Duration>,
+    /// Send this many messages instead (e.g. 10000000, to see the harness's memory at that
+    /// count); the run ends once all are received (at most after 10 s plus 20 µs per message).
+    #[arg(long)]
+    pub messages: Option<u64>,
     /// Queues of the in-memory backend, each with one producer and one consumer.
     #[arg(long, default_value_t = 3)]
     pub destinations: usize,

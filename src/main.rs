@@ -84,8 +84,19 @@ async fn calibrate(a: brokerbench::cli::CalibrateArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let opts = CalibrateOptions {
-        warmup: a.warmup,
-        duration: a.duration,
+        warmup: a.warmup.unwrap_or(match a.messages {
+            Some(_) => std::time::Duration::ZERO,
+            None => CalibrateOptions::default().warmup,
+        }),
+        // With a message count, the duration only bounds the run.
+        duration: match a.messages {
+            Some(m) => {
+                std::time::Duration::from_secs(10)
+                    + std::time::Duration::from_micros(m.saturating_mul(20))
+            }
+            None => a.duration,
+        },
+        messages: a.messages,
         destinations: a.destinations,
         message_size: a.size,
         max_in_flight: a.max_in_flight,

@@ -23,11 +23,17 @@ use crate::report::{ReportError, Sink};
 use crate::run::backend_run::{random_id, run_load};
 use crate::scenario::{Rate, Workload};
 
+/// A queue of the in-memory backend holds at most this many producer windows.
+const QUEUE_CAPACITY_WINDOWS: usize = 4;
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrateOptions {
     pub warmup: Duration,
     pub duration: Duration,
+    /// Send this many messages (then end as soon as all are received) instead of producing
+    /// for the whole duration; the duration is then only a bound.
+    pub messages: Option<u64>,
     pub destinations: usize,
     pub message_size: usize,
     pub max_in_flight: usize,
@@ -40,6 +46,7 @@ impl Default for CalibrateOptions {
         CalibrateOptions {
             warmup: Duration::from_millis(500),
             duration: Duration::from_millis(2500),
+            messages: None,
             destinations: 3,
             message_size: 1024,
             max_in_flight: 256,
@@ -61,14 +68,19 @@ impl CalibrateOptions {
             drain_timeout: Duration::from_secs(30),
             op_timeout: Duration::from_secs(10),
             consumer_delay: Duration::ZERO,
+            messages: self.messages,
         }
     }
 
     /// In words, for the output and meta.json.
     pub fn describe(&self) -> String {
+        let what = match self.messages {
+            Some(m) => format!("{m} messages (at most {:?})", self.warmup + self.duration),
+            None => format!("{:?} warm-up + {:?}", self.warmup, self.duration),
+        };
         format!(
-            "in-memory backend, {} destinations with 1 producer and 1 consumer each, {} B messages, max rate, {} in flight, {:?} warm-up + {:?}",
-            self.destinations, self.message_size, self.max_in_flight, self.warmup, self.duration
+            "in-memory backend, {} destinations with 1 producer and 1 consumer each, {} B messages, max rate, {} in flight, {what}",
+            self.destinations, self.message_size, self.max_in_flight
         )
     }
 }
@@ -129,7 +141,12 @@ pub async fn measure(
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<Ceiling, CalibrateError> {
-    let memory = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+    // A queue holds at most a few in-flight windows, as a broker's flow control would: the
+    // producers cannot run ahead of the consumers and pile up memory.
+    let memory = Arc::new(MemoryBackend::new(MemoryFaults {
+        capacity: Some(QUEUE_CAPACITY_WINDOWS * opts.max_in_flight),
+        ..MemoryFaults::default()
+    }));
     let backend: Arc<dyn Backend> = memory;
     let dests = backend.setup("calibrate", opts.destinations).await?;
     let w = opts.workload();

@@ -257,6 +257,10 @@ pub async fn run_load(
                 id,
                 dest: d.clone(),
                 schedule,
+                // The run's message budget, shared evenly (the first ones take the remainder).
+                limit: w
+                    .messages
+                    .map(|m| m / producers as u64 + u64::from((id as u64) < m % producers as u64)),
                 end_ns: end,
                 confirm_deadline_ns: drain_deadline,
                 max_in_flight: w.max_in_flight,
@@ -340,8 +344,9 @@ pub async fn run_load(
                 .min()
                 .unwrap_or(u64::MAX);
             let tick_at = next_second.min(boundary);
-            // During the drain, look at the ledger often so the run ends as soon as it can.
-            let wake = if phase == "drain" {
+            // During the drain (or with a message budget), look at the ledger often so the
+            // run ends as soon as it can.
+            let wake = if phase == "drain" || w.messages.is_some() {
                 tick_at.min(now + 50_000_000)
             } else {
                 tick_at
@@ -352,7 +357,8 @@ pub async fn run_load(
                 Some(line) = notices.recv() => report(each(sinks, |s| s.on_notice(&line))),
             }
             let now = clock.now_ns();
-            let drained_now = phase == "drain"
+            // With a message budget, the run ends as soon as it is spent and received.
+            let drained_now = (phase == "drain" || w.messages.is_some())
                 && live_producers.load(Ordering::SeqCst) == 0
                 && ledger.awaiting() == 0;
             let out_of_time = phase == "drain" && now >= drain_deadline;
@@ -579,6 +585,7 @@ mod tests {
             drain_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
             consumer_delay: Duration::ZERO,
+            messages: None,
         }
     }
 
