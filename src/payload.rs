@@ -4,6 +4,8 @@
 //! Layout (little endian): magic u32 | version u16 | reserved u16 | run id u64 |
 //! producer id u32 | reserved u32 | sequence u64 | intended send time ns u64 (CLOCK_MONOTONIC).
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 pub const MAGIC: u32 = 0x4242_4231; // "BBB1"
@@ -84,16 +86,25 @@ impl Header {
     }
 }
 
-/// Builds a producer's payloads without an allocation per message: messages are cut from one
-/// chunk of memory that already holds the padding, so only each header is written. When a chunk
-/// is used up, the next one reuses its memory if every message cut from it has been dropped (the
-/// client sent it, the broker confirmed it), and is allocated anew otherwise.
+/// Builds a producer's payloads without an allocation per message, writing only each header.
+///
+/// A batch of at least half a chunk is cut from whole chunks of about 64 KiB: once every message
+/// of a chunk has been dropped (the client sent it, the consumer read it), the chunk is taken
+/// back as it is, padding and all, and only the new headers are written into it. Smaller
+/// batches (fixed rates) are cut message by message from a running chunk, whose padding is
+/// written again when it is reused.
 #[derive(Debug)]
 pub struct PayloadWriter {
     size: usize,
-    chunk_len: usize,
+    per_chunk: usize,
+    /// The running chunk small batches are cut from.
     buf: BytesMut,
+    /// Whole chunks handed out, oldest first, to be taken back.
+    ring: VecDeque<Bytes>,
 }
+
+/// Whole chunks a writer keeps for reuse, at most.
+const RING_CHUNKS: usize = 16;
 
 impl PayloadWriter {
     /// Payloads of `size` bytes (at least HEADER_LEN).
@@ -101,8 +112,9 @@ impl PayloadWriter {
         let size = size.max(HEADER_LEN);
         PayloadWriter {
             size,
-            chunk_len: size * (CHUNK_BYTES / size).max(1),
+            per_chunk: (CHUNK_BYTES / size).max(1),
             buf: BytesMut::new(),
+            ring: VecDeque::new(),
         }
     }
 
@@ -114,12 +126,58 @@ impl PayloadWriter {
     pub fn write(&mut self, header: &Header) -> Bytes {
         if self.buf.len() < self.size {
             // Reclaims the chunk's memory in place when nothing cut from it is alive any more.
+            let len = self.size * self.per_chunk;
             self.buf.clear();
-            self.buf.reserve(self.chunk_len);
-            self.buf.resize(self.chunk_len, PAD);
+            self.buf.reserve(len);
+            self.buf.resize(len, PAD);
         }
         header.write_into(&mut self.buf);
         self.buf.split_to(self.size).freeze()
+    }
+
+    /// Append `n` payloads to `out`, the i-th with `header(i)`.
+    pub fn write_batch(
+        &mut self,
+        n: usize,
+        header: impl Fn(usize) -> Header,
+        out: &mut Vec<Bytes>,
+    ) {
+        if n < self.per_chunk.div_ceil(2) {
+            out.extend((0..n).map(|i| self.write(&header(i))));
+            return;
+        }
+        let size = self.size;
+        let mut i = 0;
+        while i < n {
+            let take = (n - i).min(self.per_chunk);
+            let mut chunk = self.whole_chunk();
+            for k in 0..take {
+                header(i + k).write_into(&mut chunk[k * size..]);
+            }
+            let whole = chunk.freeze();
+            out.extend((0..take).map(|k| whole.slice(k * size..(k + 1) * size)));
+            self.ring.push_back(whole);
+            if self.ring.len() > RING_CHUNKS {
+                self.ring.pop_front();
+            }
+            i += take;
+        }
+    }
+
+    /// A whole chunk holding the padding: the oldest one handed out if nothing cut from it is
+    /// alive any more, else a new one.
+    fn whole_chunk(&mut self) -> BytesMut {
+        if let Some(old) = self.ring.pop_front() {
+            match old.try_into_mut() {
+                Ok(chunk) => return chunk,
+                // Still in use: try it again after the others.
+                Err(old) => self.ring.push_back(old),
+            }
+        }
+        let len = self.size * self.per_chunk;
+        let mut chunk = BytesMut::with_capacity(len);
+        chunk.resize(len, PAD);
+        chunk
     }
 }
 
@@ -177,6 +235,44 @@ mod tests {
         assert_eq!(again.as_ptr(), at);
         assert_eq!(again, expected(7));
         assert_eq!(PayloadWriter::new(3).write(&h(1)).len(), HEADER_LEN);
+    }
+
+    /// Big batches come from whole chunks, taken back as they are once their messages are gone.
+    #[test]
+    fn whole_chunks_are_taken_back_with_their_padding() {
+        let per_chunk = CHUNK_BYTES / 100;
+        let h = |seq| Header {
+            run_id: 9,
+            producer: 1,
+            seq,
+            intended_ns: 5,
+        };
+        let mut w = PayloadWriter::new(100);
+        let mut out = Vec::new();
+        w.write_batch(per_chunk + 3, |i| h(i as u64), &mut out);
+        assert_eq!(out.len(), per_chunk + 3);
+        for (i, p) in out.iter().enumerate() {
+            assert_eq!(p, &h(i as u64).encode(100), "payload {i}");
+        }
+        let chunks = [out[0].as_ptr(), out[per_chunk].as_ptr()];
+        // Still alive: the next batch gets new memory.
+        let mut more = Vec::new();
+        w.write_batch(per_chunk, |i| h(1000 + i as u64), &mut more);
+        assert!(!chunks.contains(&more[0].as_ptr()));
+        let chunks = [chunks[0], chunks[1], more[0].as_ptr()];
+        drop(out);
+        drop(more);
+        // All gone: a chunk comes back, only the headers rewritten.
+        let mut again = Vec::new();
+        w.write_batch(per_chunk, |i| h(2000 + i as u64), &mut again);
+        assert!(chunks.contains(&again[0].as_ptr()));
+        for (i, p) in again.iter().enumerate() {
+            assert_eq!(p, &h(2000 + i as u64).encode(100), "payload {i}");
+        }
+        // A small batch is cut from the running chunk.
+        let mut small = Vec::new();
+        w.write_batch(2, |i| h(i as u64), &mut small);
+        assert_eq!(small, [h(0).encode(100), h(1).encode(100)]);
     }
 
     #[test]

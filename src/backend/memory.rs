@@ -259,16 +259,21 @@ impl MemoryFaults {
 }
 
 /// The confirm outcomes of a batch of `len`: all Ok but at the positions in `failures`
-/// (ascending).
+/// (ascending), as ranges (a batch without failures is one item).
 fn confirm_stream(len: usize, failures: Vec<(usize, OpError)>, delay: Duration) -> BatchConfirms {
-    let mut failures = failures.into_iter().peekable();
-    let outcomes =
-        futures::stream::iter(
-            (0..len).map(move |i| match failures.next_if(|(at, _)| *at == i) {
-                Some((_, e)) => (i, Err(e)),
-                None => (i, Ok(())),
-            }),
-        );
+    let mut items = Vec::with_capacity(2 * failures.len() + 1);
+    let mut next = 0;
+    for (at, e) in failures {
+        if at > next {
+            items.push((next..at, Ok(())));
+        }
+        items.push((at..at + 1, Err(e)));
+        next = at + 1;
+    }
+    if len > next {
+        items.push((next..len, Ok(())));
+    }
+    let outcomes = futures::stream::iter(items);
     if delay.is_zero() {
         outcomes.boxed()
     } else {
@@ -296,15 +301,16 @@ impl MemoryProducer {
                     items.next_if(|_| self.faults.capacity.is_none_or(|c| q.len() < c.max(1)))
                 {
                     if let Fate::Queue { reorder, duplicate } = fate {
+                        let twice = duplicate.then(|| payload.clone());
                         if reorder && !q.is_empty() {
                             let at = q.len() - 1;
-                            q.insert(at, payload.clone());
+                            q.insert(at, payload);
                             reordered += 1;
                         } else {
-                            q.push_back(payload.clone());
-                        }
-                        if duplicate {
                             q.push_back(payload);
+                        }
+                        if let Some(p) = twice {
+                            q.push_back(p);
                         }
                     }
                 }
@@ -466,12 +472,13 @@ mod tests {
         .encode(64)
     }
 
+    /// Outcome of each position, one by one.
     async fn outcomes(sent: SentBatch) -> Vec<(usize, bool)> {
-        sent.confirms
-            .expect("confirms")
-            .map(|(i, r)| (i, r.is_ok()))
+        let items: Vec<_> = sent.confirms.expect("confirms").collect().await;
+        items
+            .into_iter()
+            .flat_map(|(range, r)| range.map(move |i| (i, r.is_ok())))
             .collect()
-            .await
     }
 
     /// Faults hit by message number across batches, each outcome at its position.
@@ -506,6 +513,19 @@ mod tests {
         let got: Vec<(u32, u64)> = out.iter().map(|d| id_of(&d.payload)).collect();
         assert_eq!(got, [(0, 0), (0, 1), (0, 4), (0, 4)]);
         assert_eq!(b.injected().repeated, [(0, 4)]);
+    }
+
+    /// A batch confirmed whole is one item of the confirm stream.
+    #[tokio::test]
+    async fn a_batch_without_faults_is_confirmed_at_once() {
+        let b = MemoryBackend::new(MemoryFaults::default());
+        let d = b.setup("t", 1).await.expect("setup").remove(0);
+        let mut p = b.producer(&d, 0).await.expect("producer");
+        let mut batch: Vec<Bytes> = (0..100).map(payload).collect();
+        let sent = p.send_batch(&mut batch).await;
+        let items: Vec<_> = sent.confirms.expect("confirms").collect().await;
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].0.clone(), items[0].1.is_ok()), (0..100, true));
     }
 
     /// With a capacity, a send waits until a consumer makes room.

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod rabbitmq;
 pub mod redis;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,9 +24,11 @@ use crate::scenario::BackendSpec;
 /// A future that resolves when the broker confirms one message.
 pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
 
-/// The confirms of one batch (`Producer::send_batch`) as they come: (position in the batch,
-/// outcome), each position at most once. A position whose confirm never comes times out.
-pub type BatchConfirms = BoxStream<'static, (usize, Result<(), OpError>)>;
+/// The confirms of one batch (`Producer::send_batch`) as they come: (positions in the batch,
+/// their outcome), each position at most once; a backend that learns several outcomes at once
+/// (a pipeline's replies, a multiple ack) may give them as one range. A position whose confirm
+/// never comes times out.
+pub type BatchConfirms = BoxStream<'static, (Range<usize>, Result<(), OpError>)>;
 
 /// What handing one batch to the client gave.
 pub struct SentBatch {
@@ -158,7 +161,7 @@ pub trait Producer: Send {
         for (i, p) in payloads.drain(..).enumerate() {
             sent.taken = i + 1;
             match self.send(p).await {
-                Ok(Some(confirm)) => confirms.push(confirm.map(move |r| (i, r))),
+                Ok(Some(confirm)) => confirms.push(confirm.map(move |r| (i..i + 1, r))),
                 Ok(None) => {}
                 Err(e) => {
                     let stop = e.needs_reconnect();
@@ -379,16 +382,22 @@ mod tests {
         assert_eq!(sent.taken, 7, "stops after the lost connection");
         let refused: Vec<usize> = sent.refused.iter().map(|(i, _)| *i).collect();
         assert_eq!(refused, [4, 6]);
-        let mut confirms: Vec<(usize, bool)> = sent
+        let mut confirms: Vec<(usize, usize, bool)> = sent
             .confirms
             .expect("confirms")
-            .map(|(i, r)| (i, r.is_ok()))
+            .map(|(i, r)| (i.start, i.len(), r.is_ok()))
             .collect()
             .await;
         confirms.sort_unstable();
         assert_eq!(
             confirms,
-            [(0, true), (1, true), (2, false), (3, true), (5, false)]
+            [
+                (0, 1, true),
+                (1, 1, true),
+                (2, 1, false),
+                (3, 1, true),
+                (5, 1, false)
+            ]
         );
     }
 

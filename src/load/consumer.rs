@@ -10,7 +10,7 @@ use super::{Backoff, LoadContext};
 use crate::backend::{AckToken, Consumer, Delivery, Destination};
 use crate::metrics::activity::Act;
 use crate::metrics::ledger::Receipt;
-use crate::metrics::stats::{record_ns, Recorder};
+use crate::metrics::stats::{record_ns_n, Recorder};
 use crate::payload::Header;
 
 pub struct ConsumerPlan {
@@ -92,13 +92,22 @@ impl Parsed {
         ctx.ledger.on_received_many(&self.ids, &mut self.receipts);
         rec.with(|s| {
             s.foreign += foreign;
+            // Messages of one batch of a max-rate producer share their intended time: one
+            // histogram record per run of equal latencies.
+            let mut run = (0u64, 0u64);
             for ((&(producer, seq), &intended), receipt) in
                 self.ids.iter().zip(&self.intended).zip(&self.receipts)
             {
                 match receipt {
                     Receipt::First => {
                         s.received += 1;
-                        record_ns(&mut s.e2e, now.saturating_sub(intended));
+                        // Histograms count microseconds.
+                        let latency = now.saturating_sub(intended) / 1_000 * 1_000;
+                        if run.1 > 0 && run.0 != latency {
+                            record_ns_n(&mut s.e2e, run.0, run.1);
+                            run.1 = 0;
+                        }
+                        run = (latency, run.1 + 1);
                         if let Some(next) = next_seq.get_mut(producer as usize) {
                             if seq < *next {
                                 s.out_of_order += 1;
@@ -110,6 +119,9 @@ impl Parsed {
                     Receipt::Duplicate => s.duplicates += 1,
                     Receipt::Unknown => s.phantom += 1,
                 }
+            }
+            if run.1 > 0 {
+                record_ns_n(&mut s.e2e, run.0, run.1);
             }
         });
     }

@@ -8,8 +8,9 @@ use futures::StreamExt;
 
 use crate::backend::{BatchConfirms, OpError};
 
-/// One message's outcome: its sequence number, when its batch was handed over, and the result.
-pub type Outcome = (u64, u64, Result<(), OpError>);
+/// The outcome of consecutive messages: the first's sequence number, how many, when their batch
+/// was handed over, and the result.
+pub type Outcome = (u64, u64, u64, Result<(), OpError>);
 
 struct Batch {
     first_seq: u64,
@@ -26,6 +27,42 @@ struct Batch {
 }
 
 impl Batch {
+    /// Settle the positions of `range` not settled yet with `result`, pushing one outcome per
+    /// run of consecutive ones; returns how many.
+    fn settle_runs(
+        &mut self,
+        range: std::ops::Range<usize>,
+        result: &Result<(), OpError>,
+        out: &mut Vec<Outcome>,
+    ) -> usize {
+        let mut settled = 0;
+        let mut run: Option<(usize, usize)> = None;
+        for pos in range {
+            if self.settle(pos) {
+                settled += 1;
+                match run.as_mut() {
+                    Some((_, n)) => *n += 1,
+                    None => run = Some((pos, 1)),
+                }
+            } else if let Some((at, n)) = run.take() {
+                out.push(self.outcome(at, n, result));
+            }
+        }
+        if let Some((at, n)) = run {
+            out.push(self.outcome(at, n, result));
+        }
+        settled
+    }
+
+    fn outcome(&self, at: usize, n: usize, result: &Result<(), OpError>) -> Outcome {
+        (
+            self.first_seq + at as u64,
+            n as u64,
+            self.sent_ns,
+            result.clone(),
+        )
+    }
+
     /// Mark `pos` settled; false if it already was (or is out of range).
     fn settle(&mut self, pos: usize) -> bool {
         if pos >= self.len {
@@ -107,11 +144,9 @@ impl InFlight {
         for b in self.batches.iter_mut() {
             while let Some(confirms) = b.confirms.as_mut() {
                 match confirms.poll_next_unpin(cx) {
-                    Poll::Ready(Some((pos, result))) => {
-                        if b.settle(pos) {
-                            self.messages -= 1;
-                            out.push((b.first_seq + pos as u64, b.sent_ns, result));
-                        }
+                    Poll::Ready(Some((range, result))) => {
+                        let end = range.end.min(b.len);
+                        self.messages -= b.settle_runs(range.start..end, &result, out);
                     }
                     // A position never confirmed waits for the deadline.
                     Poll::Ready(None) => b.confirms = None,
@@ -134,16 +169,8 @@ impl InFlight {
     /// times out.
     pub fn expire(&mut self, now_ns: u64, timeout: std::time::Duration, out: &mut Vec<Outcome>) {
         for b in self.batches.iter_mut().filter(|b| b.deadline_ns <= now_ns) {
-            for pos in 0..b.len {
-                if b.settle(pos) {
-                    self.messages -= 1;
-                    out.push((
-                        b.first_seq + pos as u64,
-                        b.sent_ns,
-                        Err(OpError::Timeout(format!("no confirm within {timeout:?}"))),
-                    ));
-                }
-            }
+            let e = Err(OpError::Timeout(format!("no confirm within {timeout:?}")));
+            self.messages -= b.settle_runs(0..b.len, &e, out);
         }
         self.drop_finished();
     }
@@ -165,7 +192,7 @@ mod tests {
     use super::*;
     use futures::task::noop_waker_ref;
 
-    fn confirms(items: Vec<(usize, bool)>) -> BatchConfirms {
+    fn confirms(items: Vec<(std::ops::Range<usize>, bool)>) -> BatchConfirms {
         futures::stream::iter(items.into_iter().map(|(i, ok)| {
             (
                 i,
@@ -179,19 +206,31 @@ mod tests {
         .boxed()
     }
 
+    fn flat(out: &[Outcome]) -> Vec<(u64, u64, u64, bool)> {
+        out.iter()
+            .map(|(s, n, t, r)| (*s, *n, *t, r.is_ok()))
+            .collect()
+    }
+
     #[test]
     fn outcomes_come_once_each_and_the_rest_time_out() {
         let mut f = InFlight::default();
         let mut cx = Context::from_waker(noop_waker_ref());
-        // Batch of 5 from seq 10: position 1 was refused at once; 0 and 3 are confirmed, 2 is
-        // nacked (and confirmed again, ignored), 4 never comes.
+        // Batch of 8 from seq 10: position 1 was refused at once; 0..4 are confirmed at once
+        // (1 is skipped), 4 is nacked, then confirmed again (ignored), 9 is out of range, 7
+        // never comes.
         f.push(
             10,
-            5,
+            8,
             [1].into_iter(),
             100,
             1_100,
-            confirms(vec![(0, true), (2, false), (3, true), (2, true), (9, true)]),
+            confirms(vec![
+                (0..4, true),
+                (4..5, false),
+                (4..7, true),
+                (9..10, true),
+            ]),
         );
         f.push(
             20,
@@ -199,19 +238,19 @@ mod tests {
             std::iter::empty(),
             200,
             1_200,
-            confirms(vec![(1, true)]),
+            confirms(vec![(1..2, true)]),
         );
-        assert_eq!(f.messages(), 6);
+        assert_eq!(f.messages(), 9);
         let mut out = Vec::new();
         assert!(f.poll_outcomes(&mut cx, &mut out).is_ready());
-        let got: Vec<(u64, u64, bool)> = out.iter().map(|(s, t, r)| (*s, *t, r.is_ok())).collect();
         assert_eq!(
-            got,
+            flat(&out),
             [
-                (10, 100, true),
-                (12, 100, false),
-                (13, 100, true),
-                (21, 200, true)
+                (10, 1, 100, true),
+                (12, 2, 100, true),
+                (14, 1, 100, false),
+                (15, 2, 100, true),
+                (21, 1, 200, true)
             ]
         );
         assert_eq!(f.messages(), 2);
@@ -219,13 +258,12 @@ mod tests {
         assert_eq!(f.next_deadline_ns(), Some(1_100));
         out.clear();
         f.expire(1_100, std::time::Duration::from_secs(1), &mut out);
-        let timed_out: Vec<u64> = out.iter().map(|(s, _, _)| *s).collect();
-        assert_eq!(timed_out, [14]);
-        assert!(matches!(out[0].2, Err(OpError::Timeout(_))));
+        assert_eq!(flat(&out), [(17, 1, 100, false)]);
+        assert!(matches!(out[0].3, Err(OpError::Timeout(_))));
         assert_eq!(f.next_deadline_ns(), Some(1_200));
         out.clear();
         f.expire(5_000, std::time::Duration::from_secs(1), &mut out);
-        assert_eq!(out.len(), 1);
+        assert_eq!(flat(&out), [(20, 1, 200, false)]);
         assert!(f.is_empty() && f.next_deadline_ns().is_none());
     }
 }

@@ -11,6 +11,8 @@
 //! is not a loss, and one that arrives is counted as such. `summary` checks that the numbers
 //! add up.
 
+use std::ops::Range;
+
 use parking_lot::Mutex;
 
 use super::bitset::BitSet;
@@ -129,17 +131,18 @@ impl Ledger {
     }
 
     pub fn on_confirmed(&self, producer: usize, seq: u64) {
-        self.on_confirmed_many(producer, &[seq]);
+        let one = seq..seq + 1;
+        self.on_confirmed_ranges(producer, std::slice::from_ref(&one));
     }
 
-    /// Confirms of several messages of one producer (one lock).
-    pub fn on_confirmed_many(&self, producer: usize, seqs: &[u64]) {
+    /// Confirms of several runs of messages of one producer (one lock).
+    pub fn on_confirmed_ranges(&self, producer: usize, ranges: &[Range<u64>]) {
         let Some(p) = self.producers.get(producer) else {
             return;
         };
         let mut p = p.lock();
         let p = &mut *p;
-        for &seq in seqs {
+        for seq in ranges.iter().flat_map(|r| r.clone()) {
             if seq >= p.sent || p.confirmed.insert(seq) {
                 continue;
             }
@@ -454,8 +457,8 @@ mod tests {
         l.retract(0, 3);
         assert_eq!(l.issue(0, 3), 12);
         assert_eq!(l.issue(1, 2), 0);
-        l.on_confirmed_many(0, &(0..15).collect::<Vec<_>>());
-        l.on_confirmed_many(1, &[0, 1, 1]);
+        l.on_confirmed_ranges(0, &[0..10, 10..15]);
+        l.on_confirmed_ranges(1, &[0..2, 1..2]);
         assert_eq!(l.awaiting(), 17);
         let mut out = Vec::new();
         let ids: Vec<(u32, u64)> = (0..15)
