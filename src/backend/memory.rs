@@ -243,7 +243,28 @@ enum Fate {
     Nack,
 }
 
+impl Fate {
+    const AS_SENT: Fate = Fate::Queue {
+        reorder: false,
+        duplicate: false,
+    };
+}
+
 impl MemoryFaults {
+    /// Every message is queued as sent, at once: no fault that picks messages, no delay.
+    fn queues_as_sent(&self) -> bool {
+        [
+            self.drop_every,
+            self.duplicate_every,
+            self.nack_every,
+            self.reorder_every,
+            self.lose_confirm_every,
+        ]
+        .iter()
+        .all(|e| e.is_none_or(|e| e == 0))
+            && self.enqueue_delay.is_none()
+    }
+
     fn fate(&self, n: u64) -> Fate {
         if hits(self.nack_every, n) {
             Fate::Nack
@@ -288,8 +309,8 @@ fn confirm_stream(len: usize, failures: Vec<(usize, OpError)>, delay: Duration) 
 
 impl MemoryProducer {
     /// Queue `items` (payload, fate) in order, waiting for room when the queue is full.
-    async fn enqueue(&self, items: Vec<(Bytes, Fate)>) {
-        let mut items = items.into_iter().peekable();
+    async fn enqueue(&self, items: impl Iterator<Item = (Bytes, Fate)>) {
+        let mut items = items.peekable();
         while items.peek().is_some() {
             let room = self.queue.room.notified();
             tokio::pin!(room);
@@ -346,6 +367,17 @@ impl Producer for MemoryProducer {
         let len = payloads.len();
         let first = self.counter.fetch_add(len as u64, Ordering::SeqCst) + 1;
         let f = &self.faults;
+        if f.queues_as_sent() {
+            // Nothing to inject: queue the batch as it is.
+            self.enqueue(payloads.drain(..).map(|p| (p, Fate::AS_SENT)))
+                .await;
+            return SentBatch {
+                taken: len,
+                refused: Vec::new(),
+                confirms: (!f.without_confirms)
+                    .then(|| confirm_stream(len, Vec::new(), f.confirm_delay)),
+            };
+        }
         let mut failures = Vec::new();
         let mut queued = Vec::with_capacity(len);
         for (i, payload) in payloads.drain(..).enumerate() {
@@ -372,7 +404,7 @@ impl Producer for MemoryProducer {
             queued.push((payload, fate));
         }
         match f.enqueue_delay {
-            None => self.enqueue(queued).await,
+            None => self.enqueue(queued.into_iter()).await,
             Some(delay) => {
                 let this = MemoryProducer {
                     queue: self.queue.clone(),
@@ -388,7 +420,7 @@ impl Producer for MemoryProducer {
                         r.discarded_on_close
                             .extend(queued.iter().map(|(p, _)| id_of(p)));
                     } else {
-                        this.enqueue(queued).await;
+                        this.enqueue(queued.into_iter()).await;
                     }
                 });
             }
