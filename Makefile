@@ -1,4 +1,4 @@
-# brokerbench: make bench | make failover-test | make report | make overview | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make calibrate | make failover-test | make report | make overview | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -19,7 +19,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -31,6 +31,16 @@ build:
 
 bench: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
+
+# The harness's own ceiling on this host: the load engine against the in-memory backend at max
+# rate (no broker), about 3 s. `run` records it in every results folder (cached per binary and host).
+calibrate: build
+	$(BIN) calibrate
+
+# The harness's memory at 1M and 10M messages (ledger bytes per message, RSS).
+calibrate-memory: build
+	$(BIN) calibrate --messages 1000000
+	$(BIN) calibrate --messages 10000000
 
 failover-test: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)

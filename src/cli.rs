@@ -35,6 +35,11 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         warmup: Option<std::time::Duration>,
     },
+    /// Measure the harness's own ceiling: the whole load engine against the in-memory backend
+    /// at max rate (no broker). Prints the end-to-end rate it sustains, the harness CPU per
+    /// million messages, the ledger's bytes per message and the process's memory. With the
+    /// default settings the figure is also cached for `run` (one per binary and host).
+    Calibrate(CalibrateArgs),
     /// Check scenario files without starting anything.
     Validate {
         #[arg(required = true)]
@@ -87,6 +92,35 @@ pub enum Command {
         #[arg(long)]
         run_dir: PathBuf,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Measured time at max rate, after the warm-up.
+    #[arg(long, default_value = "2500ms", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Warm-up before the measured time [default: 500ms; 0 with --messages].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<std::time::Duration>,
+    /// Send this many messages instead (e.g. 10000000, to see the harness's memory at that
+    /// count); the run ends once all are received (at most after 10 s plus 20 µs per message).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Queues of the in-memory backend, each with one producer and one consumer.
+    #[arg(long, default_value_t = 3)]
+    pub destinations: usize,
+    /// Message size in bytes (at least 40, the harness header).
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Unconfirmed messages a producer may have open at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Print the figures as JSON (meta.json's `harness_ceiling`).
+    #[arg(long)]
+    pub json: bool,
+    /// Print a line per second of the load.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 //! purpose, and reports what happened.
 
 pub mod backend;
+pub mod calibrate;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

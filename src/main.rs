@@ -43,6 +43,106 @@ fn main() -> ExitCode {
     rt.block_on(async_main(cli))
 }
 
+/// The harness's ceiling for this binary on this host, from the cache or measured now (before
+/// any cluster starts). A failure is said and the run goes on without it.
+async fn harness_ceiling(
+    exe: &Path,
+    results: &Path,
+    quiet: bool,
+    mut cancel: watch::Receiver<bool>,
+) -> Option<brokerbench::calibrate::Ceiling> {
+    if !quiet {
+        eprintln!("harness ceiling: looking it up (measured once per binary and host, about 3 s)");
+    }
+    match brokerbench::calibrate::cache::ceiling(exe, results, &mut cancel).await {
+        Ok((c, measured)) => {
+            if !quiet {
+                eprintln!(
+                    "harness ceiling: {:.0} msg/s, {:.2} s CPU per million messages ({})",
+                    c.msgs_per_s,
+                    c.cpu_s_per_million,
+                    if measured { "measured now" } else { "cached" }
+                );
+            }
+            Some(c)
+        }
+        Err(e) => {
+            eprintln!("warning: {e}; the results will not record the harness's ceiling");
+            None
+        }
+    }
+}
+
+/// `brokerbench calibrate`: measure, print, and cache the default calibration.
+async fn calibrate(a: brokerbench::cli::CalibrateArgs) -> ExitCode {
+    use brokerbench::calibrate::{cache, measure, CalibrateOptions};
+    if a.size < brokerbench::payload::HEADER_LEN || a.destinations == 0 || a.max_in_flight == 0 {
+        eprintln!(
+            "error: --size must be at least {} and --destinations and --max-in-flight at least 1",
+            brokerbench::payload::HEADER_LEN
+        );
+        return ExitCode::from(2);
+    }
+    let opts = CalibrateOptions {
+        warmup: a.warmup.unwrap_or(match a.messages {
+            Some(_) => std::time::Duration::ZERO,
+            None => CalibrateOptions::default().warmup,
+        }),
+        // With a message count, the duration only bounds the run.
+        duration: match a.messages {
+            Some(m) => {
+                std::time::Duration::from_secs(10)
+                    + std::time::Duration::from_micros(m.saturating_mul(20))
+            }
+            None => a.duration,
+        },
+        messages: a.messages,
+        destinations: a.destinations,
+        message_size: a.size,
+        max_in_flight: a.max_in_flight,
+    };
+    let mut cancel = cancellation();
+    let mut sinks: Vec<Box<dyn brokerbench::report::Sink>> = Vec::new();
+    if a.verbose {
+        sinks.push(Box::new(brokerbench::calibrate::IntervalLines));
+    }
+    let c = match measure(&opts, &mut sinks, &mut cancel).await {
+        Ok(c) => c,
+        Err(brokerbench::calibrate::CalibrateError::Interrupted) => return ExitCode::from(130),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if a.json {
+        match serde_json::to_string_pretty(&c) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        for line in c.lines() {
+            println!("{line}");
+        }
+    }
+    // The default calibration is what `run` records: keep it for this binary.
+    if opts == CalibrateOptions::default() {
+        let stored = std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|exe| cache::CacheKey::of(&exe).map_err(|e| e.to_string()))
+            .and_then(|key| {
+                cache::store(&cache::cache_dir(Path::new("results")), &key, &c)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = stored {
+            eprintln!("warning: the ceiling was not cached: {e}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// A watch that turns true on Ctrl-C or SIGTERM.
 fn cancellation() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -90,6 +190,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Calibrate(a) => calibrate(a).await,
         Command::Overview { results } => {
             if write_overview(&results) {
                 ExitCode::SUCCESS
@@ -153,12 +254,17 @@ async fn async_main(cli: Cli) -> ExitCode {
                 }
             };
             let cancel = cancellation();
+            let harness_ceiling = harness_ceiling(&exe, &results, quiet, cancel.clone()).await;
+            if *cancel.borrow() {
+                return ExitCode::from(130);
+            }
             let opts = RunOptions {
                 results_root: results,
                 quiet,
                 duration,
                 warmup,
                 watchdog_exe: Some(exe),
+                harness_ceiling,
             };
             let mut code = ExitCode::SUCCESS;
             let mut worst = RunStatus::Ok;

@@ -4,11 +4,17 @@
 //! Layout (little endian): magic u32 | version u16 | reserved u16 | run id u64 |
 //! producer id u32 | reserved u32 | sequence u64 | intended send time ns u64 (CLOCK_MONOTONIC).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 
 pub const MAGIC: u32 = 0x4242_4231; // "BBB1"
 pub const VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 40;
+/// The padding after the header.
+pub const PAD: u8 = b'.';
+/// A writer cuts its messages from chunks of about this many bytes.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -30,29 +36,26 @@ pub enum DecodeError {
 
 impl Header {
     /// The header followed by `size - HEADER_LEN` padding bytes (size is at least HEADER_LEN).
+    /// One allocation per message: the load tasks use `PayloadWriter` instead.
     pub fn encode(&self, size: usize) -> Bytes {
-        let mut b = BytesMut::with_capacity(size.max(HEADER_LEN));
-        self.write(&mut b);
-        b.resize(size.max(HEADER_LEN), b'.');
+        let mut b = BytesMut::zeroed(size.max(HEADER_LEN));
+        b[HEADER_LEN..].fill(PAD);
+        self.write_into(&mut b);
         b.freeze()
     }
 
-    /// Write into a buffer that already holds the padding: overwrites the first HEADER_LEN bytes.
+    /// Write into a buffer that already holds the padding: overwrites the first HEADER_LEN bytes
+    /// (the buffer is at least that long).
     pub fn write_into(&self, buf: &mut [u8]) {
-        let mut b = BytesMut::with_capacity(HEADER_LEN);
-        self.write(&mut b);
-        buf[..HEADER_LEN].copy_from_slice(&b);
-    }
-
-    fn write(&self, b: &mut BytesMut) {
-        b.put_u32_le(MAGIC);
-        b.put_u16_le(VERSION);
-        b.put_u16_le(0);
-        b.put_u64_le(self.run_id);
-        b.put_u32_le(self.producer);
-        b.put_u32_le(0);
-        b.put_u64_le(self.seq);
-        b.put_u64_le(self.intended_ns);
+        let b = &mut buf[..HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        b[4..6].copy_from_slice(&VERSION.to_le_bytes());
+        b[6..8].copy_from_slice(&0u16.to_le_bytes());
+        b[8..16].copy_from_slice(&self.run_id.to_le_bytes());
+        b[16..20].copy_from_slice(&self.producer.to_le_bytes());
+        b[20..24].copy_from_slice(&0u32.to_le_bytes());
+        b[24..32].copy_from_slice(&self.seq.to_le_bytes());
+        b[32..40].copy_from_slice(&self.intended_ns.to_le_bytes());
     }
 
     pub fn decode(p: &[u8]) -> Result<Header, DecodeError> {
@@ -83,6 +86,101 @@ impl Header {
     }
 }
 
+/// Builds a producer's payloads without an allocation per message, writing only each header.
+///
+/// A batch of at least half a chunk is cut from whole chunks of about 64 KiB: once every message
+/// of a chunk has been dropped (the client sent it, the consumer read it), the chunk is taken
+/// back as it is, padding and all, and only the new headers are written into it. Smaller
+/// batches (fixed rates) are cut message by message from a running chunk, whose padding is
+/// written again when it is reused.
+#[derive(Debug)]
+pub struct PayloadWriter {
+    size: usize,
+    per_chunk: usize,
+    /// The running chunk small batches are cut from.
+    buf: BytesMut,
+    /// Whole chunks handed out, oldest first, to be taken back.
+    ring: VecDeque<Bytes>,
+}
+
+/// Whole chunks a writer keeps for reuse, at most.
+const RING_CHUNKS: usize = 16;
+
+impl PayloadWriter {
+    /// Payloads of `size` bytes (at least HEADER_LEN).
+    pub fn new(size: usize) -> Self {
+        let size = size.max(HEADER_LEN);
+        PayloadWriter {
+            size,
+            per_chunk: (CHUNK_BYTES / size).max(1),
+            buf: BytesMut::new(),
+            ring: VecDeque::new(),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The next payload: `header` followed by the padding.
+    pub fn write(&mut self, header: &Header) -> Bytes {
+        if self.buf.len() < self.size {
+            // Reclaims the chunk's memory in place when nothing cut from it is alive any more.
+            let len = self.size * self.per_chunk;
+            self.buf.clear();
+            self.buf.reserve(len);
+            self.buf.resize(len, PAD);
+        }
+        header.write_into(&mut self.buf);
+        self.buf.split_to(self.size).freeze()
+    }
+
+    /// Append `n` payloads to `out`, the i-th with `header(i)`.
+    pub fn write_batch(
+        &mut self,
+        n: usize,
+        header: impl Fn(usize) -> Header,
+        out: &mut Vec<Bytes>,
+    ) {
+        if n < self.per_chunk.div_ceil(2) {
+            out.extend((0..n).map(|i| self.write(&header(i))));
+            return;
+        }
+        let size = self.size;
+        let mut i = 0;
+        while i < n {
+            let take = (n - i).min(self.per_chunk);
+            let mut chunk = self.whole_chunk();
+            for k in 0..take {
+                header(i + k).write_into(&mut chunk[k * size..]);
+            }
+            let whole = chunk.freeze();
+            out.extend((0..take).map(|k| whole.slice(k * size..(k + 1) * size)));
+            self.ring.push_back(whole);
+            if self.ring.len() > RING_CHUNKS {
+                self.ring.pop_front();
+            }
+            i += take;
+        }
+    }
+
+    /// A whole chunk holding the padding: the oldest one handed out if nothing cut from it is
+    /// alive any more, else a new one.
+    fn whole_chunk(&mut self) -> BytesMut {
+        if let Some(old) = self.ring.pop_front() {
+            match old.try_into_mut() {
+                Ok(chunk) => return chunk,
+                // Still in use: try it again after the others.
+                Err(old) => self.ring.push_back(old),
+            }
+        }
+        let len = self.size * self.per_chunk;
+        let mut chunk = BytesMut::with_capacity(len);
+        chunk.resize(len, PAD);
+        chunk
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +199,80 @@ mod tests {
         let mut buf = vec![0u8; 64];
         h.write_into(&mut buf);
         assert_eq!(Header::decode(&buf), Ok(h));
+    }
+
+    #[test]
+    fn a_writer_cuts_whole_payloads_and_reuses_its_memory() {
+        let mut w = PayloadWriter::new(100);
+        let h = |seq| Header {
+            run_id: 1,
+            producer: 2,
+            seq,
+            intended_ns: seq * 10,
+        };
+        let expected = |seq| h(seq).encode(100);
+        let first = w.write(&h(0));
+        assert_eq!(first, expected(0));
+        let chunk = first.as_ptr();
+        // A whole chunk and more, each payload the same as encode's.
+        let n = CHUNK_BYTES / 100 + 5;
+        let kept: Vec<Bytes> = (1..n as u64).map(|s| w.write(&h(s))).collect();
+        for (s, p) in (1..).zip(&kept) {
+            assert_eq!(p, &expected(s), "payload {s}");
+        }
+        // Every payload of the first chunk still alive: the second chunk is new memory.
+        assert_ne!(kept[CHUNK_BYTES / 100 - 1].as_ptr(), chunk);
+        drop((first, kept));
+        // Nothing alive: a later chunk reuses the memory of the one before it.
+        let mut w = PayloadWriter::new(100);
+        let p = w.write(&h(0));
+        let at = p.as_ptr();
+        drop(p);
+        for s in 1..(CHUNK_BYTES / 100) as u64 {
+            drop(w.write(&h(s)));
+        }
+        let again = w.write(&h(7));
+        assert_eq!(again.as_ptr(), at);
+        assert_eq!(again, expected(7));
+        assert_eq!(PayloadWriter::new(3).write(&h(1)).len(), HEADER_LEN);
+    }
+
+    /// Big batches come from whole chunks, taken back as they are once their messages are gone.
+    #[test]
+    fn whole_chunks_are_taken_back_with_their_padding() {
+        let per_chunk = CHUNK_BYTES / 100;
+        let h = |seq| Header {
+            run_id: 9,
+            producer: 1,
+            seq,
+            intended_ns: 5,
+        };
+        let mut w = PayloadWriter::new(100);
+        let mut out = Vec::new();
+        w.write_batch(per_chunk + 3, |i| h(i as u64), &mut out);
+        assert_eq!(out.len(), per_chunk + 3);
+        for (i, p) in out.iter().enumerate() {
+            assert_eq!(p, &h(i as u64).encode(100), "payload {i}");
+        }
+        let chunks = [out[0].as_ptr(), out[per_chunk].as_ptr()];
+        // Still alive: the next batch gets new memory.
+        let mut more = Vec::new();
+        w.write_batch(per_chunk, |i| h(1000 + i as u64), &mut more);
+        assert!(!chunks.contains(&more[0].as_ptr()));
+        let chunks = [chunks[0], chunks[1], more[0].as_ptr()];
+        drop(out);
+        drop(more);
+        // All gone: a chunk comes back, only the headers rewritten.
+        let mut again = Vec::new();
+        w.write_batch(per_chunk, |i| h(2000 + i as u64), &mut again);
+        assert!(chunks.contains(&again[0].as_ptr()));
+        for (i, p) in again.iter().enumerate() {
+            assert_eq!(p, &h(2000 + i as u64).encode(100), "payload {i}");
+        }
+        // A small batch is cut from the running chunk.
+        let mut small = Vec::new();
+        w.write_batch(2, |i| h(i as u64), &mut small);
+        assert_eq!(small, [h(0).encode(100), h(1).encode(100)]);
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn produce(
         id: 0,
         dest,
         schedule: Schedule::fixed(start, rate),
+        limit: None,
         end_ns: end,
         confirm_deadline_ns: end + 5_000_000_000,
         max_in_flight,

@@ -330,3 +330,47 @@ fn the_faults_section_states_the_failure_detection_timeouts() {
         &faults[..faults.len().min(600)]
     );
 }
+
+/// A row near the harness's ceiling (recorded in meta.json) or with a busy harness (cpu.csv) is
+/// flagged in the results table and in the Harness section; the others are not.
+#[test]
+fn rows_near_the_harness_ceiling_or_with_a_busy_harness_are_flagged() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    copy_fixture(dir);
+    let meta_path = dir.join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("meta")).expect("json");
+    // The stream rows send or receive up to 13.3k and 15.9k msg/s: 53% and 64% of this ceiling.
+    meta["harness_ceiling"] = serde_json::json!({"msgs_per_s": 25000.0, "cpu_s_per_million": 2.0});
+    std::fs::write(&meta_path, meta.to_string()).expect("write meta");
+    // The harness used about 0.26 of the 2 cores during the redis row; make it 0.9 (45%).
+    edit_csv(&dir.join("cpu.csv"), |h, row| {
+        if row[column(h, "backend")] == "redis" && row[column(h, "node")] == "harness" {
+            row[column(h, "cpu")] = "0.9".into();
+        }
+        true
+    });
+    let w = brokerbench::report::document::write_report(dir).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    assert!(md.contains("## Harness"), "{md}");
+    assert!(md.contains("25000 msg/s end to end"), "{md}");
+    let row = |backend: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {backend} |")))
+            .unwrap_or_else(|| panic!("no row for {backend}"))
+            .to_string()
+    };
+    assert!(
+        row("redis").contains("harness used 45% of the host's CPU"),
+        "{}",
+        row("redis")
+    );
+    assert!(
+        row("stream-max").contains("throughput at 53% of the harness's ceiling"),
+        "{}",
+        row("stream-max")
+    );
+    assert!(row("stream-max-12").contains("64% of the harness's ceiling"));
+    assert!(!row("quorum").contains("harness"), "{}", row("quorum"));
+}

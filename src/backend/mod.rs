@@ -9,17 +9,37 @@ pub mod memory;
 pub mod rabbitmq;
 pub mod redis;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use serde::Serialize;
 
 use crate::scenario::BackendSpec;
 
 /// A future that resolves when the broker confirms one message.
 pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
+
+/// The confirms of one batch (`Producer::send_batch`) as they come: (positions in the batch,
+/// their outcome), each position at most once; a backend that learns several outcomes at once
+/// (a pipeline's replies, a multiple ack) may give them as one range. A position whose confirm
+/// never comes times out.
+pub type BatchConfirms = BoxStream<'static, (Range<usize>, Result<(), OpError>)>;
+
+/// What handing one batch to the client gave.
+pub struct SentBatch {
+    /// How many payloads, from the first, the client took. Fewer than given only after an error
+    /// that needs a reconnect (on the last one taken): the others were never handed over.
+    pub taken: usize,
+    /// Messages the client refused at once, as `send` would: (position, error).
+    pub refused: Vec<(usize, OpError)>,
+    /// Confirms of the messages taken and not refused; `None` without confirms.
+    pub confirms: Option<BatchConfirms>,
+}
 
 /// One queue or stream that the harness produces to and consumes from.
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +146,38 @@ pub trait Producer: Send {
     /// Hand one message to the client. Returns `Some(future)` that resolves on the broker's
     /// confirm, or `None` when this backend runs without confirms (fire and forget).
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError>;
+    /// Hand `payloads` to the client in order, as `send` would one by one, leaving `payloads`
+    /// empty. The harness sends in batches (one call, one confirm stream and one timer per
+    /// batch). The default calls `send` for each payload and merges their confirms, so every
+    /// confirm keeps its own time; a backend may do better (one pipeline, one lock). A producer
+    /// confirms all its messages or none (`Backend::confirms`).
+    async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> SentBatch {
+        let mut sent = SentBatch {
+            taken: 0,
+            refused: Vec::new(),
+            confirms: None,
+        };
+        let confirms = FuturesUnordered::new();
+        for (i, p) in payloads.drain(..).enumerate() {
+            sent.taken = i + 1;
+            match self.send(p).await {
+                Ok(Some(confirm)) => confirms.push(confirm.map(move |r| (i..i + 1, r))),
+                Ok(None) => {}
+                Err(e) => {
+                    let stop = e.needs_reconnect();
+                    sent.refused.push((i, e));
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        payloads.clear();
+        if !confirms.is_empty() {
+            sent.confirms = Some(confirms.boxed());
+        }
+        sent
+    }
     /// Close gracefully (best effort).
     async fn close(self: Box<Self>) {}
 }
@@ -300,6 +352,54 @@ pub async fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A producer with only `send`: confirms message n with an error when n % 3 == 2, refuses
+    /// message 4 at once, and loses its connection at message 6.
+    struct OneByOne(usize);
+
+    #[async_trait]
+    impl Producer for OneByOne {
+        async fn send(&mut self, _: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+            let n = self.0;
+            self.0 += 1;
+            match n {
+                4 => Err(OpError::Nack("no".into())),
+                6 => Err(OpError::Connection("gone".into())),
+                n if n % 3 == 2 => Ok(Some(
+                    futures::future::ready(Err(OpError::Timeout("t".into()))).boxed(),
+                )),
+                _ => Ok(Some(futures::future::ready(Ok(())).boxed())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_default_send_batch_sends_one_by_one_and_stops_at_a_lost_connection() {
+        let mut p = OneByOne(0);
+        let mut payloads = vec![Bytes::from_static(b"x"); 9];
+        let sent = p.send_batch(&mut payloads).await;
+        assert!(payloads.is_empty());
+        assert_eq!(sent.taken, 7, "stops after the lost connection");
+        let refused: Vec<usize> = sent.refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused, [4, 6]);
+        let mut confirms: Vec<(usize, usize, bool)> = sent
+            .confirms
+            .expect("confirms")
+            .map(|(i, r)| (i.start, i.len(), r.is_ok()))
+            .collect()
+            .await;
+        confirms.sort_unstable();
+        assert_eq!(
+            confirms,
+            [
+                (0, 1, true),
+                (1, 1, true),
+                (2, 1, false),
+                (3, 1, true),
+                (5, 1, false)
+            ]
+        );
+    }
 
     #[test]
     fn refusals_are_definite_and_lost_replies_are_not() {

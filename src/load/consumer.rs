@@ -10,7 +10,7 @@ use super::{Backoff, LoadContext};
 use crate::backend::{AckToken, Consumer, Delivery, Destination};
 use crate::metrics::activity::Act;
 use crate::metrics::ledger::Receipt;
-use crate::metrics::stats::{record_ns, Recorder};
+use crate::metrics::stats::{record_ns_n, Recorder};
 use crate::payload::Header;
 
 pub struct ConsumerPlan {
@@ -54,6 +54,79 @@ impl KillSwitch {
     }
 }
 
+/// The parse path of one batch, with buffers reused from batch to batch: decode every header,
+/// record the receipts in the ledger (one lock per run of messages from the same producer) and
+/// the figures in the recorder (one lock per batch).
+#[derive(Debug, Default)]
+pub struct Parsed {
+    ids: Vec<(u32, u64)>,
+    intended: Vec<u64>,
+    receipts: Vec<Receipt>,
+}
+
+impl Parsed {
+    /// Account for `batch`, received at `now`. `next_seq` holds, per producer, one past the
+    /// highest sequence number this consumer received (a first receipt below it is out of
+    /// order for this consumer).
+    pub fn parse(
+        &mut self,
+        ctx: &LoadContext,
+        batch: &[Delivery],
+        now: u64,
+        next_seq: &mut [u64],
+        rec: &Recorder,
+    ) {
+        self.ids.clear();
+        self.intended.clear();
+        self.receipts.clear();
+        let mut foreign = 0;
+        for d in batch {
+            match Header::decode(&d.payload) {
+                Ok(h) if h.run_id == ctx.run_id => {
+                    self.ids.push((h.producer, h.seq));
+                    self.intended.push(h.intended_ns);
+                }
+                _ => foreign += 1,
+            }
+        }
+        ctx.ledger.on_received_many(&self.ids, &mut self.receipts);
+        rec.with(|s| {
+            s.foreign += foreign;
+            // Messages of one batch of a max-rate producer share their intended time: one
+            // histogram record per run of equal latencies.
+            let mut run = (0u64, 0u64);
+            for ((&(producer, seq), &intended), receipt) in
+                self.ids.iter().zip(&self.intended).zip(&self.receipts)
+            {
+                match receipt {
+                    Receipt::First => {
+                        s.received += 1;
+                        // Histograms count microseconds.
+                        let latency = now.saturating_sub(intended) / 1_000 * 1_000;
+                        if run.1 > 0 && run.0 != latency {
+                            record_ns_n(&mut s.e2e, run.0, run.1);
+                            run.1 = 0;
+                        }
+                        run = (latency, run.1 + 1);
+                        if let Some(next) = next_seq.get_mut(producer as usize) {
+                            if seq < *next {
+                                s.out_of_order += 1;
+                            } else {
+                                *next = seq + 1;
+                            }
+                        }
+                    }
+                    Receipt::Duplicate => s.duplicates += 1,
+                    Receipt::Unknown => s.phantom += 1,
+                }
+            }
+            if run.1 > 0 {
+                record_ns_n(&mut s.e2e, run.0, run.1);
+            }
+        });
+    }
+}
+
 /// Consume until `stop` turns true.
 pub async fn run_consumer(
     ctx: Arc<LoadContext>,
@@ -68,6 +141,7 @@ pub async fn run_consumer(
     // Per producer, one past the highest sequence number this consumer has received: a first
     // receipt below it is out of order for this consumer.
     let mut next_seq: Vec<u64> = vec![0; ctx.ledger.producers()];
+    let mut parsed = Parsed::default();
     while !*stop.borrow() {
         let c = match consumer.as_mut() {
             Some(c) => c,
@@ -122,35 +196,15 @@ pub async fn run_consumer(
         let batch_len = batch.len();
         ctx.activity
             .add(plan.dest.index, Act::Received, now, batch_len as u32);
+        parsed.parse(&ctx, &batch, now, &mut next_seq, &rec);
         tokens.clear();
-        rec.with(|s| {
-            // The batch is refilled on the next poll: move the ack tokens out of it.
-            for d in batch.drain(..) {
-                match Header::decode(&d.payload) {
-                    Ok(h) if h.run_id == ctx.run_id => {
-                        match ctx.ledger.on_received(h.producer, h.seq) {
-                            Receipt::First => {
-                                s.received += 1;
-                                record_ns(&mut s.e2e, now.saturating_sub(h.intended_ns));
-                                if let Some(next) = next_seq.get_mut(h.producer as usize) {
-                                    if h.seq < *next {
-                                        s.out_of_order += 1;
-                                    } else {
-                                        *next = h.seq + 1;
-                                    }
-                                }
-                            }
-                            Receipt::Duplicate => s.duplicates += 1,
-                            Receipt::Unknown => s.phantom += 1,
-                        }
-                    }
-                    _ => s.foreign += 1,
-                }
-                if d.token != AckToken::None {
-                    tokens.push(d.token);
-                }
-            }
-        });
+        // The batch is refilled on the next poll: move the ack tokens out of it.
+        tokens.extend(
+            batch
+                .drain(..)
+                .map(|d| d.token)
+                .filter(|t| *t != AckToken::None),
+        );
         if !plan.process_delay.is_zero() {
             let busy = plan.process_delay * batch_len as u32;
             tokio::select! {
@@ -170,6 +224,8 @@ pub async fn run_consumer(
                 }
             }
         }
+        // A poll that always has messages ready never waits: let the other tasks run.
+        tokio::task::yield_now().await;
     }
     if plan.kill.pulled() {
         // Pulled, and the load ended before another message came: nothing to drop.

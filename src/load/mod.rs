@@ -2,6 +2,7 @@
 //! their own times, record into their own stats and feed the ledger.
 
 pub mod consumer;
+pub mod in_flight;
 pub mod producer;
 pub mod rate;
 

@@ -1,25 +1,34 @@
-//! A producer task: schedule -> send -> await confirm -> record.
+//! A producer task: schedule -> build a batch of payloads -> hand it over -> await its confirms
+//! -> record. Everything is done per batch: one ledger lock, one payload chunk, one confirm
+//! stream, one deadline and one recorder lock per batch; per message only the header, the
+//! histograms and the ledger's bits.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use bytes::Bytes;
 use futures::FutureExt;
 use tokio::sync::watch;
 
+use super::in_flight::{InFlight, Outcome};
 use super::rate::Schedule;
-use super::{sleep_until_ns, Backoff, LoadContext};
+use super::{Backoff, LoadContext};
 use crate::backend::{Destination, OpError, Producer};
 use crate::metrics::activity::Act;
-use crate::metrics::stats::{record_ns, Recorder};
-use crate::payload::Header;
+use crate::metrics::stats::{record_ns, record_ns_n, Recorder};
+use crate::payload::{Header, PayloadWriter};
+
+/// Messages handed over in one batch, at most.
+pub const MAX_BATCH: usize = 256;
 
 pub struct ProducerPlan {
     /// Producer number over the whole run (0-based); also its id in the payload.
     pub id: usize,
     pub dest: Destination,
     pub schedule: Schedule,
+    /// Send at most this many messages.
+    pub limit: Option<u64>,
     /// No message is due at or after this time.
     pub end_ns: u64,
     /// Stop waiting for outstanding confirms at this time.
@@ -40,15 +49,227 @@ impl ProducerPlan {
     /// Whether message `index` is still to be sent: every message due before the end is sent,
     /// even if the task wakes up late; at max rate, sending stops at the end.
     fn producing(&self, index: u64, now: u64) -> bool {
-        if self.schedule.is_max() {
+        if self.limit.is_some_and(|l| index >= l) {
+            false
+        } else if self.schedule.is_max() {
             now < self.end_ns
         } else {
             self.schedule.due_ns(index) < self.end_ns
         }
     }
+
+    /// How many messages from `index` are due at `now` (before the end), at most `room`.
+    fn due_now(&self, index: u64, now: u64, room: usize) -> usize {
+        let due = if self.schedule.is_max() {
+            if now < self.end_ns {
+                u64::MAX
+            } else {
+                0
+            }
+        } else {
+            let by_end = self.schedule.count_before(self.end_ns).unwrap_or(u64::MAX);
+            self.schedule.due_count(now).min(by_end)
+        };
+        due.min(self.limit.unwrap_or(u64::MAX))
+            .saturating_sub(index)
+            .min(room as u64) as usize
+    }
+
+    /// The intended send time of message `seq` handed over at `sent_ns`: its place in the
+    /// schedule, or at max rate the hand-over itself.
+    fn due_of(&self, seq: u64, sent_ns: u64) -> u64 {
+        if self.schedule.is_max() {
+            sent_ns
+        } else {
+            self.schedule.due_ns(seq)
+        }
+    }
 }
 
-type Outcome = (u64, u64, Result<(), OpError>);
+/// One producer task's state between batches.
+struct ProducerTask {
+    ctx: Arc<LoadContext>,
+    plan: ProducerPlan,
+    rec: Recorder,
+    producer: Option<Box<dyn Producer>>,
+    in_flight: InFlight,
+    /// Messages handed over so far: the next sequence number.
+    index: u64,
+    writer: PayloadWriter,
+    payloads: Vec<Bytes>,
+    outcomes: Vec<Outcome>,
+    confirmed: Vec<std::ops::Range<u64>>,
+}
+
+impl ProducerTask {
+    /// Build and hand over the messages due now (one batch, within the in-flight window).
+    /// Returns how many the client took.
+    async fn send_due(&mut self, now: u64) -> usize {
+        let Some(p) = self.producer.as_mut() else {
+            return 0;
+        };
+        let plan = &self.plan;
+        let room = plan.max_in_flight.saturating_sub(self.in_flight.messages());
+        let n = plan.due_now(self.index, now, room.min(MAX_BATCH));
+        if n == 0 {
+            return 0;
+        }
+        // Issued before they are handed over: a consumer may receive them at once.
+        let first = self.ctx.ledger.issue(plan.id, n as u64);
+        debug_assert_eq!(first, self.index);
+        let run_id = self.ctx.run_id;
+        let header = |i: usize| {
+            let seq = first + i as u64;
+            Header {
+                run_id,
+                producer: plan.id as u32,
+                seq,
+                intended_ns: plan.due_of(seq, now),
+            }
+        };
+        self.writer.write_batch(n, header, &mut self.payloads);
+        // Handing over does not wait for the broker: Redis queues a pipeline entry, lapin
+        // writes the frames to the socket (a dead peer is ended by the AMQP heartbeat, 5 s).
+        let sent = p.send_batch(&mut self.payloads).await;
+        self.payloads.clear();
+        let taken = sent.taken.min(n);
+        if taken < n {
+            // Never handed over: issued again with the next batch.
+            self.ctx.ledger.retract(plan.id, (n - taken) as u64);
+        }
+        self.index += taken as u64;
+        self.rec.with(|s| {
+            s.sent += taken as u64;
+            if plan.schedule.is_max() {
+                record_ns_n(&mut s.send_delay, 0, taken as u64);
+            } else {
+                for seq in first..first + taken as u64 {
+                    record_ns(&mut s.send_delay, now.saturating_sub(plan.due_of(seq, now)));
+                }
+            }
+        });
+        let after = self.ctx.clock.now_ns();
+        let mut reconnect = false;
+        for (pos, e) in sent.refused.iter().filter(|(pos, _)| *pos < taken) {
+            let seq = first + *pos as u64;
+            reconnect |= failed(
+                &self.ctx,
+                plan,
+                &self.rec,
+                (seq, plan.due_of(seq, now)),
+                e,
+                after,
+            );
+        }
+        match sent.confirms {
+            Some(confirms) => self.in_flight.push(
+                first,
+                taken,
+                sent.refused.iter().map(|(pos, _)| *pos),
+                now,
+                now.saturating_add(plan.confirm_timeout.as_nanos() as u64),
+                confirms,
+            ),
+            // Without confirms, a message written to the client is all the producer learns: it
+            // counts as a successful publish for the fault analysis.
+            None => {
+                let ok = taken.saturating_sub(sent.refused.len());
+                self.ctx
+                    .activity
+                    .add(plan.dest.index, Act::Confirmed, now, ok as u32);
+            }
+        }
+        if reconnect {
+            self.producer = None;
+        }
+        taken
+    }
+
+    /// Account for the outcomes collected in `self.outcomes`, learnt at `now`.
+    fn settle(&mut self, now: u64) {
+        if self.outcomes.is_empty() {
+            return;
+        }
+        let plan = &self.plan;
+        self.confirmed.clear();
+        let confirmed = &mut self.confirmed;
+        let mut count = 0;
+        self.rec.with(|s| {
+            for (first, n, sent_ns, r) in &self.outcomes {
+                if r.is_err() {
+                    continue;
+                }
+                s.confirmed += n;
+                count += n;
+                if plan.schedule.is_max() {
+                    // One intended time for the whole batch: one record for the run.
+                    record_ns_n(&mut s.publish, now.saturating_sub(*sent_ns), *n);
+                } else {
+                    for seq in *first..first + n {
+                        record_ns(
+                            &mut s.publish,
+                            now.saturating_sub(plan.due_of(seq, *sent_ns)),
+                        );
+                    }
+                }
+                confirmed.push(*first..first + n);
+            }
+        });
+        if count > 0 {
+            self.ctx.ledger.on_confirmed_ranges(plan.id, confirmed);
+            self.ctx
+                .activity
+                .add(plan.dest.index, Act::Confirmed, now, count as u32);
+        }
+        let mut reconnect = false;
+        for (first, n, sent_ns, r) in self.outcomes.drain(..) {
+            if let Err(e) = r {
+                for seq in first..first + n {
+                    let due = plan.due_of(seq, sent_ns);
+                    reconnect |= failed(&self.ctx, plan, &self.rec, (seq, due), &e, now);
+                }
+            }
+        }
+        if reconnect {
+            self.producer = None;
+        }
+    }
+
+    /// Settle whatever outcomes are in already, without waiting.
+    fn settle_ready(&mut self, now: u64) {
+        let (in_flight, outcomes) = (&mut self.in_flight, &mut self.outcomes);
+        let _ = futures::future::poll_fn(|cx| in_flight.poll_outcomes(cx, outcomes)).now_or_never();
+        self.expire_and_settle(now);
+    }
+
+    fn expire_and_settle(&mut self, now: u64) {
+        self.in_flight
+            .expire(now, self.plan.confirm_timeout, &mut self.outcomes);
+        self.settle(now);
+    }
+
+    /// When to wake up if nothing else happens: the next message due, the next batch deadline,
+    /// the confirm deadline.
+    fn wake_ns(&self, now: u64) -> u64 {
+        let plan = &self.plan;
+        let limit = self
+            .in_flight
+            .next_deadline_ns()
+            .unwrap_or(u64::MAX)
+            .min(plan.confirm_deadline_ns);
+        let room = self.in_flight.messages() < plan.max_in_flight;
+        if self.producer.is_some() && room && plan.producing(self.index, now) {
+            let next = if plan.schedule.is_max() {
+                now
+            } else {
+                plan.schedule.due_ns(self.index)
+            };
+            next.min(limit)
+        } else {
+            limit
+        }
+    }
+}
 
 /// Run until the schedule ends and every confirm is in (or the deadline passes), or until
 /// `stop` turns true; with `plan.linger`, then hold the connection until `stop`. Returns the
@@ -59,175 +280,82 @@ pub async fn run_producer(
     rec: Recorder,
     mut stop: watch::Receiver<bool>,
 ) -> usize {
-    let clock = ctx.clock.as_ref();
-    let mut producer: Option<Box<dyn Producer>> = None;
-    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
-        FuturesUnordered::new();
-    let mut index: u64 = 0;
+    let clock = ctx.clock.clone();
+    let mut t = ProducerTask {
+        writer: PayloadWriter::new(ctx.message_size),
+        ctx,
+        plan,
+        rec,
+        producer: None,
+        in_flight: InFlight::default(),
+        index: 0,
+        payloads: Vec::with_capacity(MAX_BATCH),
+        outcomes: Vec::with_capacity(MAX_BATCH),
+        confirmed: Vec::with_capacity(MAX_BATCH),
+    };
     let mut backoff = Backoff::default();
-    let id = plan.id as u32;
+    let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
     loop {
         if *stop.borrow() {
             break;
         }
         let now = clock.now_ns();
-        let producing = plan.producing(index, now);
-        if !producing && in_flight.is_empty() {
+        let producing = t.plan.producing(t.index, now);
+        if (!producing && t.in_flight.is_empty()) || now >= t.plan.confirm_deadline_ns {
             break;
         }
-        if now >= plan.confirm_deadline_ns {
-            break;
-        }
-        if producing && producer.is_none() {
-            match ctx.backend.producer(&plan.dest, plan.id).await {
+        if producing && t.producer.is_none() {
+            match t.ctx.backend.producer(&t.plan.dest, t.plan.id).await {
                 Ok(p) => {
-                    producer = Some(p);
+                    t.producer = Some(p);
                     backoff.reset();
                 }
                 Err(e) => {
-                    rec.error(e.kind());
-                    ctx.activity
-                        .add(plan.dest.index, Act::PublishFailed, clock.now_ns(), 1);
+                    t.rec.error(e.kind());
+                    t.ctx
+                        .activity
+                        .add(t.plan.dest.index, Act::PublishFailed, clock.now_ns(), 1);
                     backoff.wait(&mut stop).await;
                     continue;
                 }
             }
         }
-        // Send everything that is due, up to the in-flight limit.
-        if let Some(p) = producer.as_mut().filter(|_| producing) {
-            let mut burst = 0;
-            while in_flight.len() < plan.max_in_flight && burst < 1024 {
-                let now = clock.now_ns();
-                let due = if plan.schedule.is_max() {
-                    now
-                } else {
-                    plan.schedule.due_ns(index)
-                };
-                if due > now || due >= plan.end_ns {
-                    break;
-                }
-                let seq = ctx.ledger.next_seq(plan.id);
-                let payload = Header {
-                    run_id: ctx.run_id,
-                    producer: id,
-                    seq,
-                    intended_ns: due,
-                }
-                .encode(ctx.message_size);
-                rec.with(|s| {
-                    s.sent += 1;
-                    record_ns(&mut s.send_delay, now.saturating_sub(due));
-                });
-                index += 1;
-                burst += 1;
-                // Handing over does not wait for the broker: Redis queues a pipeline entry, lapin
-                // writes the frames to the socket (a dead peer is ended by the AMQP heartbeat,
-                // 5 s). Only the confirm gets a timer: none per send on this path.
-                match p.send(payload).await {
-                    Ok(Some(confirm)) => {
-                        let timeout = plan.confirm_timeout;
-                        in_flight.push(
-                            async move {
-                                let r = match tokio::time::timeout(timeout, confirm).await {
-                                    Ok(r) => r,
-                                    Err(_) => Err(OpError::Timeout(format!(
-                                        "no confirm within {timeout:?}"
-                                    ))),
-                                };
-                                (seq, due, r)
-                            }
-                            .boxed(),
-                        );
-                    }
-                    // Without confirms, a message written to the client is all the producer
-                    // learns: it counts as a successful publish for the fault analysis.
-                    Ok(None) => ctx.activity.add(plan.dest.index, Act::Confirmed, now, 1),
-                    Err(e) => {
-                        if failed(&ctx, &plan, &rec, (seq, due), &e, now) {
-                            producer = None;
-                            break;
-                        }
-                    }
-                }
-            }
-            if burst >= 1024 {
-                tokio::task::yield_now().await;
-            }
-        }
-        // Wait for the next due message, a confirm, or the stop signal.
+        let sent = if producing { t.send_due(now).await } else { 0 };
+        t.settle_ready(clock.now_ns());
         let now = clock.now_ns();
-        if producer.is_none() && plan.producing(index, now) {
-            // Dropped after an error: settle what is ready, then reopen at once (opening backs
-            // off by itself). Without confirms nothing else would wake this task.
-            while let Some(Some(outcome)) = in_flight.next().now_or_never() {
-                settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
-            }
+        let wake_ns = t.wake_ns(now);
+        // More to do at once (or a producer to reopen after an error): let the other tasks
+        // run first, once per batch.
+        let reopen = t.producer.is_none() && t.plan.producing(t.index, now);
+        if sent > 0 || reopen || wake_ns <= now {
             tokio::task::yield_now().await;
             continue;
         }
-        let producing = producer.is_some() && plan.producing(index, now);
-        let room = in_flight.len() < plan.max_in_flight;
-        let wake_ns = if !producing {
-            plan.end_ns.max(now).min(plan.confirm_deadline_ns)
-        } else if !room {
-            plan.confirm_deadline_ns
-        } else if plan.schedule.is_max() {
-            now
-        } else {
-            plan.schedule.due_ns(index).min(plan.end_ns)
-        };
-        if wake_ns <= now && in_flight.is_empty() {
-            tokio::task::yield_now().await;
-            continue;
-        }
+        timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + Duration::from_nanos(wake_ns - now));
+        let waiting = !t.in_flight.is_empty();
+        let (in_flight, outcomes) = (&mut t.in_flight, &mut t.outcomes);
         tokio::select! {
-            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
-                settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
-                while let Some(Some(outcome)) = in_flight.next().now_or_never() {
-                    settle(&ctx, &plan, &rec, outcome, clock.now_ns(), &mut producer);
-                }
-            }
-            _ = sleep_until_ns(clock, wake_ns), if wake_ns > now => {}
+            _ = futures::future::poll_fn(|cx| in_flight.poll_outcomes(cx, outcomes)), if waiting => {}
+            _ = &mut timer => {}
             _ = stop.changed() => {}
         }
+        t.expire_and_settle(clock.now_ns());
     }
-    account_unsent(&ctx, &plan, &rec, index, clock.now_ns());
-    if let Some(live) = &plan.live {
+    let now = clock.now_ns();
+    account_unsent(&t.ctx, &t.plan, &t.rec, t.index, now);
+    if let Some(live) = &t.plan.live {
         live.fetch_sub(1, Ordering::SeqCst);
     }
-    if plan.linger && producer.is_some() {
+    if t.plan.linger && t.producer.is_some() {
         // An error means the sender is gone: nothing will stop us later either.
         let _ = stop.wait_for(|s| *s).await;
     }
-    if let Some(p) = producer.take() {
+    if let Some(p) = t.producer.take() {
         p.close().await;
     }
-    in_flight.len()
-}
-
-fn settle(
-    ctx: &LoadContext,
-    plan: &ProducerPlan,
-    rec: &Recorder,
-    (seq, due, r): Outcome,
-    now: u64,
-    producer: &mut Option<Box<dyn Producer>>,
-) {
-    match r {
-        Ok(()) => {
-            ctx.ledger.on_confirmed(plan.id, seq);
-            ctx.activity.add(plan.dest.index, Act::Confirmed, now, 1);
-            rec.with(|s| {
-                s.confirmed += 1;
-                record_ns(&mut s.publish, now.saturating_sub(due));
-            });
-        }
-        Err(e) => {
-            if failed(ctx, plan, rec, (seq, due), &e, now) {
-                *producer = None;
-            }
-        }
-    }
+    t.in_flight.messages()
 }
 
 /// When the run stops a fixed-rate producer that is behind its schedule, the messages due
@@ -317,6 +445,7 @@ mod tests {
             id: 0,
             dest,
             schedule: Schedule::fixed(start, 2000.0),
+            limit: None,
             end_ns: start + 100_000_000,
             confirm_deadline_ns: start + 5_000_000_000,
             max_in_flight: 16,

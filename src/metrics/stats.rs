@@ -170,8 +170,15 @@ impl Stats {
 }
 
 /// Record a latency given in nanoseconds (negative clock differences clamp to 0 -> 1 us bucket).
+#[inline]
 pub fn record_ns(h: &mut Histogram<u64>, ns: u64) {
     h.saturating_record((ns / 1_000).clamp(1, MAX_US));
+}
+
+/// Record `n` messages of the same latency at once.
+#[inline]
+pub fn record_ns_n(h: &mut Histogram<u64>, ns: u64, n: u64) {
+    h.saturating_record_n((ns / 1_000).clamp(1, MAX_US), n);
 }
 
 /// A load task's handle on its own stats.

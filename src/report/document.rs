@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, ChartError, ChartFile};
+pub use super::compare::write_comparison;
+use super::harness;
 use super::results::RunResults;
 use super::verdict::{verdicts, Evidence, Verdict};
 use super::{ReportError, SummaryRow};
@@ -65,7 +67,7 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
 /// The results table's columns, and one backend's cells. Beside throughput and latency it shows
 /// what tells a harness that fell behind (send delay, unsent) and a consumer that fell behind
 /// (undelivered, drained) from the broker's own figures.
-const RESULT_COLUMNS: [&str; 23] = [
+pub(super) const RESULT_COLUMNS: [&str; 23] = [
     "backend",
     "status",
     "a confirm guaranteed",
@@ -107,17 +109,21 @@ fn count_alarm(n: u64) -> String {
     }
 }
 
-fn result_cells(s: &SummaryRow) -> Vec<String> {
-    let status = if s.overloaded {
-        alarm(format!(
-            "{} (overloaded: {:.0}% late, {:.0}% unsent)",
-            s.status,
+pub(super) fn result_cells(s: &SummaryRow, h: &harness::HarnessCheck) -> Vec<String> {
+    let mut status = s.status.clone();
+    if s.overloaded {
+        status += &format!(
+            " (overloaded: {:.0}% late, {:.0}% unsent)",
             s.late_share * 100.0,
             s.unsent_share * 100.0
-        ))
-    } else {
-        s.status.clone()
-    };
+        );
+    }
+    if h.flagged() {
+        status += &format!(" (harness: {})", h.warning());
+    }
+    if s.overloaded || h.flagged() {
+        status = alarm(status);
+    }
     vec![
         s.backend.clone(),
         status,
@@ -260,12 +266,24 @@ pub fn blocks(
         ));
     }
     b.push(Block::Heading(2, "Results".into()));
+    let harness_checks = harness::checks(run);
     b.push(Block::Table(
         RESULT_COLUMNS.map(String::from).to_vec(),
-        run.summary.iter().map(result_cells).collect(),
+        run.summary
+            .iter()
+            .zip(&harness_checks)
+            .map(|(s, h)| result_cells(s, h))
+            .collect(),
     ));
     b.push(Block::Para(
         "Latencies count from each message's intended send time. \"send delay\" is how late the harness handed a message to the client: when it is high the producers fell behind (the row is marked overloaded) and latency includes the harness's lateness. \"unsent\": due but never sent. \"lost\": confirmed, never received, and no longer in the broker; \"undelivered\": confirmed, never received, but still in the broker when the drain stopped (a consumer behind). \u{26a0} marks what needs a look.".into(),
+    ));
+    b.push(Block::Heading(2, "Harness".into()));
+    b.push(Block::List(
+        harness::lines(run, &harness_checks)
+            .into_iter()
+            .map(|(flagged, line)| if flagged { alarm(line) } else { line })
+            .collect(),
     ));
     let odd = anomalies(run);
     if !odd.is_empty() {
@@ -537,83 +555,5 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
         charts: drawn,
         skipped,
         verdicts,
-    })
-}
-
-/// Two runs side by side: both runs' results and verdicts in one table each, and every chart
-/// that both have, next to each other. Written into `out` (charts under `out/a`, `out/b`).
-pub fn write_comparison(a: &Path, b: &Path, out: &Path) -> Result<Written, ReportError> {
-    let runs = [RunResults::load(a)?, RunResults::load(b)?];
-    let mut drawn = Vec::new();
-    let mut skipped = Vec::new();
-    for (run, sub) in runs.iter().zip(["a", "b"]) {
-        let dir = out.join(sub);
-        std::fs::create_dir_all(&dir).map_err(|source| ReportError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let (d, s) = charts::draw_all(run, &dir);
-        drawn.push(d);
-        skipped.extend(s);
-    }
-    let verdicts: Vec<Vec<Verdict>> = runs.iter().map(|r| verdicts(&Evidence::of(r))).collect();
-    let title = format!(
-        "brokerbench comparison: {} vs {}",
-        runs[0].name, runs[1].name
-    );
-    let mut blocks = vec![
-        Block::Heading(1, title.clone()),
-        Block::List(vec![
-            format!("a: {}", a.display()),
-            format!("b: {}", b.display()),
-        ]),
-        Block::Heading(2, "Results".into()),
-    ];
-    let mut rows = Vec::new();
-    for (run, tag) in runs.iter().zip(["a", "b"]) {
-        for s in &run.summary {
-            let mut cells = vec![tag.to_string()];
-            cells.extend(result_cells(s));
-            rows.push(cells);
-        }
-    }
-    let mut head = vec!["run".to_string()];
-    head.extend(RESULT_COLUMNS.map(String::from));
-    blocks.push(Block::Table(head, rows));
-    blocks.push(Block::Heading(2, "Verdicts".into()));
-    blocks.push(Block::Table(
-        ["claim", "a", "b"].map(String::from).to_vec(),
-        verdicts[0]
-            .iter()
-            .zip(&verdicts[1])
-            .map(|(x, y)| {
-                vec![
-                    format!("{} {}", x.claim, x.title),
-                    x.outcome.as_str().into(),
-                    y.outcome.as_str().into(),
-                ]
-            })
-            .collect(),
-    ));
-    blocks.push(Block::Heading(2, "Charts (a left, b right)".into()));
-    for c in &drawn[0] {
-        if let Some(d) = drawn[1].iter().find(|d| d.stem == c.stem) {
-            blocks.push(Block::Heading(3, c.title.clone()));
-            blocks.push(Block::Images(vec![
-                (format!("a: {}", c.title), rel(out, &c.png)),
-                (format!("b: {}", d.title), rel(out, &d.png)),
-            ]));
-        }
-    }
-    let markdown = out.join("report.md");
-    let html = out.join("report.html");
-    write(&markdown, &to_markdown(&blocks))?;
-    write(&html, &to_html(&title, &blocks))?;
-    Ok(Written {
-        markdown,
-        html,
-        charts: drawn.concat(),
-        skipped,
-        verdicts: verdicts.concat(),
     })
 }

@@ -69,6 +69,9 @@ pub struct RunMeta {
     pub workload: serde_json::Value,
     pub clusters: serde_json::Value,
     pub backends: Vec<BackendMeta>,
+    /// The harness's own ceiling on this host with this binary (`brokerbench calibrate`):
+    /// rows near it measured the harness, not the broker. None: not measured.
+    pub harness_ceiling: Option<crate::calibrate::Ceiling>,
     pub caveat: String,
 }
 

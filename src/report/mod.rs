@@ -2,8 +2,10 @@
 //! the hooks it needs; the others default to doing nothing.
 
 pub mod charts;
+pub mod compare;
 pub mod csv_files;
 pub mod document;
+pub mod harness;
 pub mod hgrm;
 pub mod hlog;
 pub mod meta;

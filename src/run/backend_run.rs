@@ -116,7 +116,11 @@ pub async fn run_backend(
     let node_faults = mine.iter().any(|(_, f)| f.target.is_node());
     // brokerbench started the clusters (and will stop them) when it controls their nodes.
     let own_clusters = control.is_some();
-    let (mut summary, interrupted) = run_load(
+    let LoadOutcome {
+        mut summary,
+        interrupted,
+        ..
+    } = run_load(
         run_id,
         &label,
         kind,
@@ -169,8 +173,18 @@ pub async fn run_backend(
     }
 }
 
+/// What `run_load` gives back.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    pub summary: SummaryRow,
+    /// Whether the run was cancelled (Ctrl-C) before its end.
+    pub interrupted: bool,
+    /// The ledger's heap at the end, in bytes.
+    pub ledger_bytes: u64,
+}
+
 /// The load itself on destinations already set up: producers, consumers, the aggregator loop,
-/// the drain. Returns the summary row and whether it was interrupted.
+/// the drain.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_load(
     run_id: u64,
@@ -183,7 +197,7 @@ pub async fn run_load(
     control: Option<&mut (dyn NodeControl + '_)>,
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
-) -> (SummaryRow, bool) {
+) -> LoadOutcome {
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let ledger = Arc::new(Ledger::new(w.producers(), backend.confirms()));
     let origin = clock.now_ns() + 100_000_000;
@@ -246,6 +260,10 @@ pub async fn run_load(
                 id,
                 dest: d.clone(),
                 schedule,
+                // The run's message budget, shared evenly (the first ones take the remainder).
+                limit: w
+                    .messages
+                    .map(|m| m / producers as u64 + u64::from((id as u64) < m % producers as u64)),
                 end_ns: end,
                 confirm_deadline_ns: drain_deadline,
                 max_in_flight: w.max_in_flight,
@@ -329,8 +347,9 @@ pub async fn run_load(
                 .min()
                 .unwrap_or(u64::MAX);
             let tick_at = next_second.min(boundary);
-            // During the drain, look at the ledger often so the run ends as soon as it can.
-            let wake = if phase == "drain" {
+            // During the drain (or with a message budget), look at the ledger often so the
+            // run ends as soon as it can.
+            let wake = if phase == "drain" || w.messages.is_some() {
                 tick_at.min(now + 50_000_000)
             } else {
                 tick_at
@@ -341,7 +360,8 @@ pub async fn run_load(
                 Some(line) = notices.recv() => report(each(sinks, |s| s.on_notice(&line))),
             }
             let now = clock.now_ns();
-            let drained_now = phase == "drain"
+            // With a message budget, the run ends as soon as it is spent and received.
+            let drained_now = (phase == "drain" || w.messages.is_some())
                 && live_producers.load(Ordering::SeqCst) == 0
                 && ledger.awaiting() == 0;
             let out_of_time = phase == "drain" && now >= drain_deadline;
@@ -469,8 +489,8 @@ pub async fn run_load(
         report(each(sinks, |s| s.on_lost(&lost)));
     }
     let status = if interrupted { "interrupted" } else { "ok" };
-    (
-        SummaryRow::from_run(
+    LoadOutcome {
+        summary: SummaryRow::from_run(
             label,
             kind,
             status.to_string(),
@@ -480,7 +500,8 @@ pub async fn run_load(
             drained,
         ),
         interrupted,
-    )
+        ledger_bytes: ledger.heap_bytes(),
+    }
 }
 
 /// What the broker still holds for the consumers (ready + unacked), asked once when the drain
@@ -567,6 +588,7 @@ mod tests {
             drain_timeout: Duration::from_secs(5),
             op_timeout: Duration::from_secs(5),
             consumer_delay: Duration::ZERO,
+            messages: None,
         }
     }
 
@@ -597,7 +619,11 @@ mod tests {
         let (_tx, mut cancel) = watch::channel(false);
         let keep = Keep::default();
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(keep.clone())];
-        let (summary, interrupted) = run_load(
+        let LoadOutcome {
+            summary,
+            interrupted,
+            ..
+        } = run_load(
             random_id(),
             "memory",
             "memory",

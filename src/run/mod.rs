@@ -52,6 +52,8 @@ pub struct RunOptions {
     /// kills the run's local clusters if this process dies without stopping them. None: no
     /// watchdog (a library caller that stops the clusters itself).
     pub watchdog_exe: Option<PathBuf>,
+    /// The harness's ceiling on this host (`calibrate::cache::ceiling`), recorded in meta.json.
+    pub harness_ceiling: Option<crate::calibrate::Ceiling>,
 }
 
 #[derive(Debug)]
@@ -131,6 +133,7 @@ pub async fn run_scenario(
         workload: serde_json::to_value(&scenario.workload).unwrap_or_default(),
         clusters: serde_json::to_value(&scenario.clusters).unwrap_or_default(),
         backends: Vec::new(),
+        harness_ceiling: opts.harness_ceiling.clone(),
         caveat: CAVEAT.to_string(),
     };
     write_meta(&dir, &meta)?;

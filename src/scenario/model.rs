@@ -56,6 +56,11 @@ pub struct Workload {
     /// batch before it is acked: makes consumers slower than producers on purpose. 0: none.
     #[serde(default = "zero_duration", with = "humantime_serde_compat")]
     pub consumer_delay: Duration,
+    /// Stop producing after this many messages over all producers (shared evenly), and end the
+    /// run once they are all received, instead of at the end of the duration (which still
+    /// bounds it): `brokerbench calibrate --messages`. Not a scenario setting.
+    #[serde(skip)]
+    pub messages: Option<u64>,
 }
 
 fn one() -> usize {

@@ -141,6 +141,7 @@ pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunO
         duration: None,
         warmup: None,
         watchdog_exe: Some(env!("CARGO_BIN_EXE_brokerbench").into()),
+        harness_ceiling: None,
     };
     match brokerbench::run::run_scenario(scenario, &opts, cancel).await {
         Ok(out) => out,

@@ -11,10 +11,14 @@
 //! is not a loss, and one that arrives is counted as such. `summary` checks that the numbers
 //! add up.
 
+use std::ops::Range;
+
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use super::bitset::BitSet;
+
+mod summary;
+pub use summary::LedgerSummary;
 
 #[derive(Debug, Default)]
 struct ProducerLedger {
@@ -50,55 +54,6 @@ pub struct Ledger {
     phantom_producer: std::sync::atomic::AtomicU64,
 }
 
-/// The ledger's totals over all producers, with the result of its consistency checks.
-/// sent = confirmed + failed + indeterminate + unconfirmed, and received = (confirmed - lost)
-/// + received_failed + received_indeterminate + (unconfirmed - unconfirmed_missing).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LedgerSummary {
-    pub sent: u64,
-    /// Due before the end of the load but never handed to the client (not part of `sent`).
-    pub unsent: u64,
-    pub confirmed: u64,
-    /// The broker certainly did not take it: nacked, or refused (e.g. CLUSTERDOWN).
-    pub failed: u64,
-    /// The outcome is unknown: the confirm was lost with the connection, or timed out.
-    pub indeterminate: u64,
-    /// Sent, with no confirm and no failure by the end (all sends without confirms).
-    pub unconfirmed: u64,
-    /// Sent but not confirmed: failed + indeterminate + unconfirmed.
-    pub never_confirmed: u64,
-    /// Distinct messages received.
-    pub received: u64,
-    pub duplicates: u64,
-    /// Confirmed, never received, and no longer held by the broker: `missing - undelivered`.
-    pub lost: u64,
-    /// Confirmed and never received, but the broker still held messages for the consumers when
-    /// the drain stopped (ready or unacked): at most `missing`. Not a loss, a consumer behind.
-    pub undelivered: u64,
-    /// Whether the broker was asked what it still held (false: `undelivered` is 0 because the
-    /// backend cannot tell, and `lost` may include messages still in the broker).
-    pub backlog_known: bool,
-    /// Received although not confirmed (failed, indeterminate or unconfirmed).
-    pub unconfirmed_received: u64,
-    /// Received although their publish failed.
-    pub received_failed: u64,
-    /// Received, and their outcome was unknown to the producer.
-    pub received_indeterminate: u64,
-    /// Unconfirmed and never received.
-    pub unconfirmed_missing: u64,
-    /// Failed and never received.
-    pub failed_missing: u64,
-    /// Indeterminate and never received (not a loss: the broker never confirmed them).
-    pub indeterminate_missing: u64,
-    /// Receipts of sequence numbers or producers that were never sent: an anomaly of the system
-    /// under test (or of another writer), reported as such, not a harness inconsistency.
-    pub phantom: u64,
-    /// All the checks below passed.
-    pub consistent: bool,
-    /// Checks that failed, in words ("" when consistent).
-    pub problems: String,
-}
-
 impl Ledger {
     pub fn new(producers: usize, confirms: bool) -> Self {
         Ledger {
@@ -108,6 +63,23 @@ impl Ledger {
             confirms,
             phantom_producer: Default::default(),
         }
+    }
+
+    /// Bytes the ledger holds on the heap (its bitsets, mostly).
+    pub fn heap_bytes(&self) -> u64 {
+        let per_producer: u64 = self
+            .producers
+            .iter()
+            .map(|p| {
+                let p = p.lock();
+                [&p.confirmed, &p.failed, &p.indeterminate, &p.received]
+                    .iter()
+                    .map(|b| b.heap_bytes())
+                    .sum::<u64>()
+            })
+            .sum();
+        per_producer
+            + (self.producers.capacity() * std::mem::size_of::<Mutex<ProducerLedger>>()) as u64
     }
 
     /// How many producers the run has.
@@ -124,28 +96,59 @@ impl Ledger {
 
     /// Record that `producer` issued its next sequence number; returns it.
     pub fn next_seq(&self, producer: usize) -> u64 {
+        self.issue(producer, 1)
+    }
+
+    /// Record that `producer` issued its next `n` sequence numbers (one lock); returns the
+    /// first. Issue before handing the messages over: a receipt of a number not yet issued is a
+    /// phantom.
+    pub fn issue(&self, producer: usize, n: u64) -> u64 {
         let Some(p) = self.producers.get(producer) else {
             return u64::MAX;
         };
         let mut p = p.lock();
-        let seq = p.sent;
-        p.sent += 1;
+        let first = p.sent;
+        p.sent += n;
         if !self.confirms {
-            p.awaiting += 1;
+            p.awaiting += n;
         }
-        seq
+        first
     }
 
-    pub fn on_confirmed(&self, producer: usize, seq: u64) {
+    /// Take back the last `n` sequence numbers `producer` issued: they were never handed to
+    /// the client (it refused the batch they were in), so no one can have received them, and
+    /// the producer will issue them again.
+    pub fn retract(&self, producer: usize, n: u64) {
         let Some(p) = self.producers.get(producer) else {
             return;
         };
         let mut p = p.lock();
-        if seq >= p.sent || p.confirmed.insert(seq) {
-            return;
+        let n = n.min(p.sent);
+        p.sent -= n;
+        if !self.confirms {
+            p.awaiting = p.awaiting.saturating_sub(n);
         }
-        if !p.received.contains(seq) {
-            p.awaiting += 1;
+    }
+
+    pub fn on_confirmed(&self, producer: usize, seq: u64) {
+        let one = seq..seq + 1;
+        self.on_confirmed_ranges(producer, std::slice::from_ref(&one));
+    }
+
+    /// Confirms of several runs of messages of one producer (one lock).
+    pub fn on_confirmed_ranges(&self, producer: usize, ranges: &[Range<u64>]) {
+        let Some(p) = self.producers.get(producer) else {
+            return;
+        };
+        let mut p = p.lock();
+        let p = &mut *p;
+        for seq in ranges.iter().flat_map(|r| r.clone()) {
+            if seq >= p.sent || p.confirmed.insert(seq) {
+                continue;
+            }
+            if !p.received.contains(seq) {
+                p.awaiting += 1;
+            }
         }
     }
 
@@ -194,12 +197,34 @@ impl Ledger {
 
     /// Record a receipt.
     pub fn on_received(&self, producer: u32, seq: u64) -> Receipt {
-        let Some(p) = self.producers.get(producer as usize) else {
-            self.phantom_producer
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Receipt::Unknown;
-        };
-        let mut p = p.lock();
+        let mut out = Vec::with_capacity(1);
+        self.on_received_many(&[(producer, seq)], &mut out);
+        out.pop().unwrap_or(Receipt::Unknown)
+    }
+
+    /// Record receipts of (producer, sequence), appending one `Receipt` per receipt to `out`
+    /// in order. One lock per run of receipts from the same producer.
+    pub fn on_received_many(&self, ids: &[(u32, u64)], out: &mut Vec<Receipt>) {
+        let mut i = 0;
+        while i < ids.len() {
+            let producer = ids[i].0;
+            let run = ids[i..].iter().take_while(|(p, _)| *p == producer).count();
+            let Some(p) = self.producers.get(producer as usize) else {
+                self.phantom_producer
+                    .fetch_add(run as u64, std::sync::atomic::Ordering::Relaxed);
+                out.extend(std::iter::repeat_n(Receipt::Unknown, run));
+                i += run;
+                continue;
+            };
+            let mut p = p.lock();
+            for &(_, seq) in &ids[i..i + run] {
+                out.push(self.receive(&mut p, seq));
+            }
+            i += run;
+        }
+    }
+
+    fn receive(&self, p: &mut ProducerLedger, seq: u64) -> Receipt {
         if seq >= p.sent {
             p.phantom += 1;
             return Receipt::Unknown;
@@ -223,114 +248,6 @@ impl Ledger {
     /// failed) and not received yet. The drain waits for this to reach 0.
     pub fn awaiting(&self) -> u64 {
         self.producers.iter().map(|p| p.lock().awaiting).sum()
-    }
-
-    /// Totals and consistency checks. `deliveries` is the number of deliveries the consumers
-    /// counted on their own (every receipt, first or not, foreign excluded); `held` is what
-    /// the broker said it still held for the consumers when the drain stopped (`None`: it was
-    /// not asked or could not tell).
-    pub fn summary(&self, deliveries: u64, held: Option<u64>) -> LedgerSummary {
-        let mut s = LedgerSummary::default();
-        let mut problems = Vec::new();
-        let mut first_receipts_expected = 0;
-        for (i, p) in self.producers.iter().enumerate() {
-            let p = p.lock();
-            let outcomes = [
-                ("confirmed", &p.confirmed),
-                ("failed", &p.failed),
-                ("indeterminate", &p.indeterminate),
-            ];
-            // A message has at most one outcome.
-            let mut overlap = 0;
-            for (a, (na, sa)) in outcomes.iter().enumerate() {
-                for (nb, sb) in &outcomes[a + 1..] {
-                    let both = sa.count_and(sb);
-                    if both > 0 {
-                        overlap += both;
-                        problems.push(format!("producer {i}: {both} messages both {na} and {nb}"));
-                    }
-                }
-            }
-            for (what, set) in outcomes.iter().chain([&("received", &p.received)]) {
-                let beyond = set.count_from(p.sent);
-                if beyond > 0 {
-                    problems.push(format!(
-                        "producer {i}: {beyond} {what} sequence numbers beyond the {} sent",
-                        p.sent
-                    ));
-                }
-            }
-            let confirmed = p.confirmed.count();
-            let failed = p.failed.count();
-            let indeterminate = p.indeterminate.count();
-            let received = p.received.count();
-            let confirmed_received = p.confirmed.count_and(&p.received);
-            let failed_received = p.failed.count_and(&p.received);
-            let indeterminate_received = p.indeterminate.count_and(&p.received);
-            let with_outcome = (confirmed + failed + indeterminate).saturating_sub(overlap);
-            let unconfirmed = p.sent.saturating_sub(with_outcome);
-            let unconfirmed_received = received
-                .saturating_sub(confirmed_received + failed_received + indeterminate_received);
-            s.sent += p.sent;
-            s.unsent += p.unsent;
-            s.confirmed += confirmed;
-            s.failed += failed;
-            s.indeterminate += indeterminate;
-            s.unconfirmed += unconfirmed;
-            s.received += received;
-            s.duplicates += p.duplicates;
-            s.phantom += p.phantom;
-            s.lost += confirmed - confirmed_received;
-            s.received_failed += failed_received;
-            s.received_indeterminate += indeterminate_received;
-            s.failed_missing += failed - failed_received;
-            s.indeterminate_missing += indeterminate - indeterminate_received;
-            s.unconfirmed_missing += unconfirmed.saturating_sub(unconfirmed_received);
-            first_receipts_expected += received;
-        }
-        s.phantom += self
-            .phantom_producer
-            .load(std::sync::atomic::Ordering::Relaxed);
-        s.never_confirmed = s.sent.saturating_sub(s.confirmed);
-        s.unconfirmed_received = s.received.saturating_sub(s.confirmed - s.lost);
-        // Confirmed messages not received that the broker may still hold: a consumer behind,
-        // not a loss. Only what the broker no longer holds is lost.
-        s.backlog_known = held.is_some();
-        s.undelivered = held.unwrap_or(0).min(s.lost);
-        let missing = s.lost;
-        s.lost = missing - s.undelivered;
-        // The counts must add up.
-        if s.confirmed + s.failed + s.indeterminate + s.unconfirmed != s.sent {
-            problems.push(format!(
-                "confirmed {} + failed {} + indeterminate {} + unconfirmed {} != sent {}",
-                s.confirmed, s.failed, s.indeterminate, s.unconfirmed, s.sent
-            ));
-        }
-        let received_unconfirmed = s.unconfirmed - s.unconfirmed_missing;
-        if (s.confirmed - missing)
-            + s.received_failed
-            + s.received_indeterminate
-            + received_unconfirmed
-            != s.received
-        {
-            problems.push(format!(
-                "received {} != confirmed-and-received {} + failed-and-received {} + indeterminate-and-received {} + unconfirmed-and-received {}",
-                s.received,
-                s.confirmed - missing,
-                s.received_failed,
-                s.received_indeterminate,
-                received_unconfirmed
-            ));
-        }
-        if first_receipts_expected + s.duplicates + s.phantom != deliveries {
-            problems.push(format!(
-                "consumers counted {deliveries} deliveries but the ledger holds {} distinct + {} duplicates + {} phantom",
-                first_receipts_expected, s.duplicates, s.phantom
-            ));
-        }
-        s.consistent = problems.is_empty();
-        s.problems = problems.join("; ");
-        s
     }
 }
 
@@ -528,6 +445,56 @@ mod tests {
         // Not asked: every missing message counts as lost, and the row says it was not asked.
         let s = l.summary(4, None);
         assert_eq!((s.lost, s.undelivered, s.backlog_known), (6, 0, false));
+    }
+
+    /// The batch calls keep the same books as one call per message.
+    #[test]
+    fn batches_add_up_like_single_messages() {
+        let l = Ledger::new(2, true);
+        assert_eq!(l.issue(0, 10), 0);
+        assert_eq!(l.issue(0, 5), 10);
+        // The last 3 were never handed over: issued again later.
+        l.retract(0, 3);
+        assert_eq!(l.issue(0, 3), 12);
+        assert_eq!(l.issue(1, 2), 0);
+        l.on_confirmed_ranges(0, &[0..10, 10..15]);
+        l.on_confirmed_ranges(1, &[0..2, 1..2]);
+        assert_eq!(l.awaiting(), 17);
+        let mut out = Vec::new();
+        let ids: Vec<(u32, u64)> = (0..15)
+            .map(|s| (0, s))
+            .chain([(1, 0), (0, 3), (1, 9), (7, 0), (1, 1)])
+            .collect();
+        l.on_received_many(&ids, &mut out);
+        assert_eq!(out.len(), ids.len());
+        assert!(out[..15].iter().all(|r| *r == Receipt::First));
+        assert_eq!(
+            out[15..],
+            [
+                Receipt::First,
+                Receipt::Duplicate,
+                Receipt::Unknown,
+                Receipt::Unknown,
+                Receipt::First
+            ]
+        );
+        assert_eq!(l.awaiting(), 0);
+        let s = l.summary(ids.len() as u64, None);
+        assert!(s.consistent, "{}", s.problems);
+        assert_eq!(
+            (s.sent, s.received, s.duplicates, s.phantom),
+            (17, 17, 1, 2)
+        );
+    }
+
+    #[test]
+    fn without_confirms_a_retracted_message_is_not_awaited() {
+        let l = Ledger::new(1, false);
+        l.issue(0, 4);
+        l.retract(0, 1);
+        assert_eq!(l.awaiting(), 3);
+        let s = l.summary(0, None);
+        assert_eq!(s.sent, 3);
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! The harness's own limits in a report. The harness and the brokers share the host: a row whose
+//! throughput came within half of the harness's ceiling (`brokerbench calibrate`, recorded in
+//! meta.json), or whose harness used more than 30% of the host's CPU, may have measured the
+//! harness rather than the broker, and says so.
+
+use super::results::{CpuSample, RunResults};
+use super::SummaryRow;
+
+/// A row at or above this share of the ceiling's rate is flagged.
+pub const CEILING_SHARE: f64 = 0.5;
+/// A row whose harness used more than this share of the host's cores on average is flagged.
+pub const CPU_SHARE: f64 = 0.3;
+
+/// The ceiling a results folder recorded (meta.json `harness_ceiling`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordedCeiling {
+    pub msgs_per_s: f64,
+    pub cpu_s_per_million: f64,
+}
+
+pub fn recorded_ceiling(meta: &serde_json::Value) -> Option<RecordedCeiling> {
+    let c = &meta["harness_ceiling"];
+    Some(RecordedCeiling {
+        msgs_per_s: c["msgs_per_s"].as_f64().filter(|r| *r > 0.0)?,
+        cpu_s_per_million: c["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+/// What one summary row says about the harness.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HarnessCheck {
+    pub backend: String,
+    /// The row's highest rate (sent, confirmed or received) as a share of the ceiling.
+    pub ceiling_share: Option<f64>,
+    /// The harness's mean CPU while this backend ran, as a share of the host's cores.
+    pub cpu_share: Option<f64>,
+}
+
+impl HarnessCheck {
+    pub fn near_ceiling(&self) -> bool {
+        self.ceiling_share.is_some_and(|s| s >= CEILING_SHARE)
+    }
+    pub fn busy(&self) -> bool {
+        self.cpu_share.is_some_and(|s| s > CPU_SHARE)
+    }
+    pub fn flagged(&self) -> bool {
+        self.near_ceiling() || self.busy()
+    }
+
+    /// Why the row is flagged, in words ("" when it is not).
+    pub fn warning(&self) -> String {
+        let mut why = Vec::new();
+        if let Some(s) = self.ceiling_share.filter(|_| self.near_ceiling()) {
+            why.push(format!(
+                "throughput at {:.0}% of the harness's ceiling",
+                s * 100.0
+            ));
+        }
+        if let Some(s) = self.cpu_share.filter(|_| self.busy()) {
+            why.push(format!("harness used {:.0}% of the host's CPU", s * 100.0));
+        }
+        why.join("; ")
+    }
+}
+
+/// Mean harness CPU (in cores) of one backend, leaving out the first and last samples (partial
+/// intervals at the load's edges) when there are enough.
+fn harness_cores(cpu: &[CpuSample], backend: &str) -> Option<f64> {
+    let v: Vec<f64> = cpu
+        .iter()
+        .filter(|s| s.backend == backend && s.node == crate::metrics::cpu::HARNESS)
+        .map(|s| s.cpu)
+        .collect();
+    let core = if v.len() > 4 { &v[1..v.len() - 1] } else { &v };
+    (!core.is_empty()).then(|| core.iter().sum::<f64>() / core.len() as f64)
+}
+
+fn row_rate(s: &SummaryRow) -> f64 {
+    s.sent_per_s.max(s.confirmed_per_s).max(s.received_per_s)
+}
+
+/// One check per summary row, in order.
+pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
+    let ceiling = recorded_ceiling(&run.meta);
+    let cores = run.meta["host"]["cores"].as_f64().filter(|c| *c > 0.0);
+    run.summary
+        .iter()
+        .map(|s| HarnessCheck {
+            backend: s.backend.clone(),
+            ceiling_share: ceiling.map(|c| row_rate(s) / c.msgs_per_s),
+            cpu_share: cores.and_then(|n| harness_cores(&run.cpu, &s.backend).map(|c| c / n)),
+        })
+        .collect()
+}
+
+/// The report's lines on the harness: its ceiling, then one line per row (flagged ones first
+/// marked by the caller).
+pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
+    let mut out = vec![(
+        false,
+        match recorded_ceiling(&run.meta) {
+            Some(c) => format!(
+                "harness ceiling on this host: {:.0} msg/s end to end, {:.2} s of harness CPU per million messages (in-memory backend, `brokerbench calibrate`); a row at {:.0}% of it or more is flagged",
+                c.msgs_per_s,
+                c.cpu_s_per_million,
+                CEILING_SHARE * 100.0
+            ),
+            None => "harness ceiling: not recorded in this run (run `brokerbench calibrate` to see it)".into(),
+        },
+    )];
+    for c in checks {
+        let share = |v: Option<f64>| {
+            v.map(|s| format!("{:.0}%", s * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        let text = if c.flagged() {
+            format!(
+                "{}: {}: its figures may be the harness's, not the broker's",
+                c.backend,
+                c.warning()
+            )
+        } else {
+            format!(
+                "{}: {} of the ceiling, harness {} of the host's CPU",
+                c.backend,
+                share(c.ceiling_share),
+                share(c.cpu_share)
+            )
+        };
+        out.push((c.flagged(), text));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(meta: serde_json::Value, rows: &[(&str, f64)], cpu: &[(&str, f64)]) -> RunResults {
+        RunResults {
+            dir: "x".into(),
+            name: "x".into(),
+            meta,
+            summary: rows
+                .iter()
+                .map(|(b, r)| SummaryRow {
+                    backend: b.to_string(),
+                    received_per_s: *r,
+                    sent_per_s: r * 0.9,
+                    ..SummaryRow::default()
+                })
+                .collect(),
+            timeseries: vec![],
+            timeline: vec![],
+            faults: vec![],
+            replica_lag: vec![],
+            cpu: cpu
+                .iter()
+                .flat_map(|(b, c)| {
+                    (0..6).map(|t| CpuSample {
+                        backend: b.to_string(),
+                        t_s: t as f64,
+                        node: "harness".into(),
+                        // The edges are partial intervals, left out of the mean.
+                        cpu: if t == 0 || t == 5 { 0.0 } else { *c },
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn rows_near_the_ceiling_or_with_a_busy_harness_are_flagged() {
+        let meta = serde_json::json!({
+            "host": {"cores": 2},
+            "harness_ceiling": {"msgs_per_s": 100000.0, "cpu_s_per_million": 1.5}
+        });
+        let r = run(
+            meta,
+            &[("fast", 60_000.0), ("slow", 10_000.0), ("busy", 10_000.0)],
+            &[("fast", 0.2), ("slow", 0.2), ("busy", 0.7)],
+        );
+        let c = checks(&r);
+        assert_eq!(
+            c.iter().map(|c| c.flagged()).collect::<Vec<_>>(),
+            [true, false, true]
+        );
+        assert!(c[0].near_ceiling() && !c[0].busy());
+        assert!((c[0].ceiling_share.unwrap_or(0.0) - 0.6).abs() < 1e-9);
+        assert!((c[2].cpu_share.unwrap_or(0.0) - 0.35).abs() < 1e-9);
+        assert_eq!(c[2].warning(), "harness used 35% of the host's CPU");
+        let l = lines(&r, &c);
+        assert!(l[0].1.contains("100000 msg/s"), "{}", l[0].1);
+        assert!(l[1].0 && l[1].1.contains("60% of the harness's ceiling"));
+        assert_eq!(
+            l[2],
+            (
+                false,
+                "slow: 10% of the ceiling, harness 10% of the host's CPU".into()
+            )
+        );
+    }
+
+    #[test]
+    fn without_a_recorded_ceiling_only_the_cpu_counts() {
+        let r = run(
+            serde_json::json!({"host": {"cores": 2}}),
+            &[("a", 1e9)],
+            &[],
+        );
+        let c = checks(&r);
+        assert_eq!((c[0].ceiling_share, c[0].cpu_share), (None, None));
+        assert!(!c[0].flagged());
+        assert!(lines(&r, &c)[0].1.contains("not recorded"));
+    }
+}
