@@ -21,6 +21,19 @@ use crate::scenario::BackendSpec;
 /// A future that resolves when the broker confirms one message.
 pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
 
+/// A future that resolves when the broker has answered for every message of one batch: one
+/// outcome per message, in the order they were given (see `Producer::send_batch`).
+pub type BatchConfirmFuture = BoxFuture<'static, Vec<Result<(), OpError>>>;
+
+/// What `Producer::send_batch` did with a batch.
+pub enum BatchSent {
+    /// The messages were handed over; the future gives each one's outcome.
+    Confirms(BatchConfirmFuture),
+    /// This backend runs without confirms: the outcome of handing each message to the client
+    /// (`Ok`: written, all the producer learns).
+    Handed(Vec<Result<(), OpError>>),
+}
+
 /// One queue or stream that the harness produces to and consumes from.
 #[derive(Debug, Clone, Serialize)]
 pub struct Destination {
@@ -111,6 +124,8 @@ pub enum AckToken {
     Tag(u64),
     /// Redis stream entry id.
     Id(String),
+    /// Redis stream entry id `<ms>-<seq>`, held as numbers (no allocation per entry).
+    StreamEntry { ms: u64, seq: u64 },
 }
 
 /// One message as received.
@@ -126,6 +141,46 @@ pub trait Producer: Send {
     /// Hand one message to the client. Returns `Some(future)` that resolves on the broker's
     /// confirm, or `None` when this backend runs without confirms (fire and forget).
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError>;
+    /// Hand the messages of `payloads` (drained, so the caller can reuse the vector) to the
+    /// client in order, with one future for the whole batch instead of one per message: for a
+    /// load loop that wants no per-message future, channel or timer. The outcomes keep `send`'s
+    /// meaning. When handing one over fails with an error that needs the producer reopened,
+    /// the messages after it in the batch are not handed over and get that error too (not
+    /// definite: counted like it). The default sends each message with `send`.
+    async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> BatchSent {
+        let mut confirms: Vec<Option<ConfirmFuture>> = Vec::with_capacity(payloads.len());
+        let mut outcomes: Vec<Result<(), OpError>> = Vec::with_capacity(payloads.len());
+        let mut broken: Option<OpError> = None;
+        for p in payloads.drain(..) {
+            if let Some(e) = &broken {
+                outcomes.push(Err(e.clone()));
+                confirms.push(None);
+                continue;
+            }
+            match self.send(p).await {
+                Ok(c) => {
+                    outcomes.push(Ok(()));
+                    confirms.push(c);
+                }
+                Err(e) => {
+                    outcomes.push(Err(e.clone()));
+                    confirms.push(None);
+                    broken = e.needs_reconnect().then_some(e);
+                }
+            }
+        }
+        if confirms.iter().all(Option::is_none) {
+            return BatchSent::Handed(outcomes);
+        }
+        BatchSent::Confirms(Box::pin(async move {
+            for (outcome, confirm) in outcomes.iter_mut().zip(confirms) {
+                if let Some(c) = confirm {
+                    *outcome = c.await;
+                }
+            }
+            outcomes
+        }))
+    }
     /// Close gracefully (best effort).
     async fn close(self: Box<Self>) {}
 }
@@ -135,7 +190,8 @@ pub trait Consumer: Send {
     /// Wait a short, backend-defined time for deliveries and append them to `out`.
     /// Returning with nothing appended is fine (the harness loops).
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError>;
-    /// Acknowledge deliveries previously returned by `poll`.
+    /// Acknowledge deliveries previously returned by `poll`. A backend may hold the acks and
+    /// send them with its next `poll` (one round trip for both) or at `close`, never later.
     async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError>;
     /// Entries this consumer found already removed by the broker since the last call (a Redis
     /// stream trimmed by MAXLEN: XAUTOCLAIM names their ids, XREADGROUP returns them without

@@ -247,9 +247,9 @@ impl Consumer for RabbitConsumer {
             match t {
                 AckToken::Tag(tag) => tags.push(*tag),
                 AckToken::None => {}
-                AckToken::Id(id) => {
+                other @ (AckToken::Id(_) | AckToken::StreamEntry { .. }) => {
                     return Err(OpError::Protocol(format!(
-                        "{}: ack token {id:?} is not an AMQP delivery tag",
+                        "{}: ack token {other:?} is not an AMQP delivery tag",
                         self.context
                     )));
                 }

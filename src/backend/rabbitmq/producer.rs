@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::Confirmation;
+use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
 use lapin::{BasicProperties, Channel, Connection};
 
 use super::connection::{
     channel_error, close_connection, open_error, CLOSE_TIMEOUT, CONNECT_TIMEOUT,
 };
 use super::RabbitBackend;
-use crate::backend::{ConfirmFuture, Destination, OpError, Producer};
+use crate::backend::{BatchSent, ConfirmFuture, Destination, OpError, Producer};
 
 impl RabbitBackend {
     /// `Backend::producer`: a connection to the node the `connect` placement picks for producer
@@ -53,7 +53,7 @@ impl RabbitBackend {
             confirms: self.settings.confirms,
             properties: BasicProperties::default()
                 .with_delivery_mode(if self.settings.persistent { 2 } else { 1 }),
-            context,
+            context: context.into(),
         }))
     }
 }
@@ -76,7 +76,8 @@ struct RabbitProducer {
     queue: String,
     confirms: bool,
     properties: BasicProperties,
-    context: String,
+    /// Names the producer in errors; shared with each confirm future (no copy per message).
+    context: Arc<str>,
 }
 
 /// How long a channel replaced after a nack stays open for its outstanding confirms.
@@ -132,26 +133,56 @@ impl RabbitProducer {
     }
 }
 
-#[async_trait]
-impl Producer for RabbitProducer {
-    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+/// What one publisher confirm means for its message; a nack marks the channel's generation.
+fn confirmed(
+    confirm: Result<Confirmation, lapin::Error>,
+    context: &str,
+    nacked: &AtomicU64,
+    generation: u64,
+) -> Result<(), OpError> {
+    match confirm {
+        Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
+        Ok(Confirmation::Nack(_)) => {
+            nacked.fetch_max(generation + 1, Ordering::AcqRel);
+            Err(OpError::Nack(format!(
+                "{context}: the broker nacked the message"
+            )))
+        }
+        Err(e) => Err(channel_error(context, "publisher confirm", e)),
+    }
+}
+
+impl RabbitProducer {
+    /// Before a publish: drop old retired channels, and move to a fresh channel after a nack.
+    async fn ready(&mut self) -> Result<(), OpError> {
         if !self.retired.is_empty() {
             self.prune_retired();
         }
         if self.confirms && self.nacked.load(Ordering::Acquire) == self.generation + 1 {
             self.rotate_channel().await?;
         }
-        let confirm = self
-            .channel
+        Ok(())
+    }
+
+    async fn publish(&self, payload: &[u8]) -> Result<PublisherConfirm, OpError> {
+        self.channel
             .basic_publish(
                 "",
                 &self.queue,
                 BasicPublishOptions::default(),
-                &payload,
+                payload,
                 self.properties.clone(),
             )
             .await
-            .map_err(|e| channel_error(&self.context, "basic.publish", e))?;
+            .map_err(|e| channel_error(&self.context, "basic.publish", e))
+    }
+}
+
+#[async_trait]
+impl Producer for RabbitProducer {
+    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+        self.ready().await?;
+        let confirm = self.publish(&payload).await?;
         if !self.confirms {
             return Ok(None);
         }
@@ -159,17 +190,48 @@ impl Producer for RabbitProducer {
         let nacked = self.nacked.clone();
         let generation = self.generation;
         Ok(Some(Box::pin(async move {
-            match confirm.await {
-                Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
-                Ok(Confirmation::Nack(_)) => {
-                    nacked.fetch_max(generation + 1, Ordering::AcqRel);
-                    Err(OpError::Nack(format!(
-                        "{context}: the broker nacked the message"
-                    )))
-                }
-                Err(e) => Err(channel_error(&context, "publisher confirm", e)),
-            }
+            confirmed(confirm.await, &context, &nacked, generation)
         })))
+    }
+
+    /// Publishes the batch on the current channel, then awaits its confirms in order in one
+    /// future. A failed publish closes the channel: the messages after it are not published
+    /// and get its error (not definite).
+    async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> BatchSent {
+        let n = payloads.len();
+        if let Err(e) = self.ready().await {
+            payloads.clear();
+            return BatchSent::Handed(vec![Err(e); n]);
+        }
+        let mut confirms = Vec::with_capacity(n);
+        let mut broken = None;
+        for p in payloads.drain(..) {
+            if broken.is_some() {
+                continue;
+            }
+            match self.publish(&p).await {
+                Ok(c) => confirms.push(c),
+                Err(e) => broken = Some(e),
+            }
+        }
+        if !self.confirms {
+            let mut out: Vec<Result<(), OpError>> = vec![Ok(()); confirms.len()];
+            out.resize(n, broken.map_or(Ok(()), Err));
+            return BatchSent::Handed(out);
+        }
+        let context = self.context.clone();
+        let nacked = self.nacked.clone();
+        let generation = self.generation;
+        BatchSent::Confirms(Box::pin(async move {
+            let mut out = Vec::with_capacity(n);
+            for c in confirms {
+                out.push(confirmed(c.await, &context, &nacked, generation));
+            }
+            if let Some(e) = broken {
+                out.resize(n, Err(e));
+            }
+            out
+        }))
     }
 
     async fn close(self: Box<Self>) {
