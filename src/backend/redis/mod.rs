@@ -13,6 +13,7 @@ mod backlog;
 mod consumer;
 mod lag;
 mod producer;
+mod resp;
 
 use std::collections::HashMap;
 use std::time::Duration;
