@@ -11,6 +11,7 @@
 
 mod backlog;
 mod consumer;
+mod entries;
 mod lag;
 mod producer;
 mod resp;
