@@ -64,7 +64,7 @@ pub struct ProduceOptions {
 }
 
 /// The backend and destination `produce` uses, and whether to delete it after.
-async fn open_target(
+pub(crate) async fn open_target(
     target: &ProduceTarget,
 ) -> Result<(Arc<dyn Backend>, Destination, bool), BackendError> {
     match target {
@@ -144,11 +144,14 @@ pub async fn produce(
         backend.label(),
         o.max_in_flight
     );
-    let task = tokio::spawn(run_producer(ctx, plan, rec, stop));
+    let mut task = tokio::spawn(run_producer(ctx, plan, rec, stop));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    while !task.is_finished() {
-        tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut task => break,
+            _ = tick.tick() => {}
+        }
         let (row, _) = agg.tick(clock.now_ns(), "measure");
         let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         println!(
@@ -156,7 +159,7 @@ pub async fn produce(
             row.t_end_s, row.sent, row.confirmed, row.failed, ms(row.publish_p50_ms), ms(row.publish_p99_ms), ms(row.send_delay_p99_ms)
         );
     }
-    let _ = task.await;
+    // The producer is done: the elapsed time ends with its last confirm.
     let elapsed_s = clock.now_ns().saturating_sub(start) as f64 / 1e9;
     let s = ledger.summary(0, None);
     println!(
