@@ -169,6 +169,10 @@ pub struct TutorialArgs {
     /// produce-only measurement: `make bench-harness`), then print the totals and the rate.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Producer, with --count: drive the backend's producer with the smallest batch loop
+    /// instead of the load engine (no schedule, ledger or statistics): the client's floor.
+    #[arg(long, requires = "count")]
+    pub floor: bool,
     /// Producer: a RabbitMQ cluster folder (`brokerbench cluster up rabbitmq --dir D`): publish
     /// with confirms to a quorum queue named after --stream there, instead of to Redis.
     #[arg(long)]

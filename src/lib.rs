@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod client_floor;
 pub mod clock;
 pub mod cluster;
 pub mod fault;

@@ -237,7 +237,21 @@ async fn async_main(cli: Cli) -> ExitCode {
                 duration: a.duration,
                 count: a.count,
             };
-            match brokerbench::tutorial::produce(&target, options, stop).await {
+            let done = match a.count.filter(|_| a.floor) {
+                Some(n) => {
+                    brokerbench::client_floor::produce_floor(
+                        &target,
+                        n,
+                        a.size,
+                        a.max_in_flight,
+                        a.duration,
+                        stop,
+                    )
+                    .await
+                }
+                None => brokerbench::tutorial::produce(&target, options, stop).await,
+            };
+            match done {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");

@@ -7,7 +7,9 @@ then, alternating A then B for several rounds, measures produce-only throughput 
   straight to the master that owns the stream's slot, against `brokerbench produce --count`;
 - RabbitMQ: tools/amqp_publisher.py (pika, perf-test's confirm window) against
   `brokerbench produce --rabbitmq --count`, both publishing persistent messages with confirms to
-  a quorum queue led by node 1, over one connection to node 1.
+  a quorum queue led by node 1, over one connection to node 1;
+and, as a third side, `brokerbench produce --floor` (the backend's producer driven by a minimal
+batch loop, without the load engine), which splits brokerbench's CPU into backend and engine.
 
 CPU is utime + stime from /proc/<pid>/stat of each client process, read once it has exited and
 before it is reaped. Every process started here is stopped at the end (also on Ctrl-C or
@@ -36,6 +38,9 @@ STREAM = "{bb-bench}"
 TARGET_RATE = 0.9
 TARGET_CPU = 1.5
 
+# The sides of each round: the reference tool, `brokerbench produce` (the load engine driving
+# the backend), and `produce --floor` (the backend's producer alone, batches, no engine).
+NAMES = {"ref": "reference", "brokerbench": "brokerbench produce", "floor": "backend alone (--floor)"}
 LIVE = {}  # pid -> Popen of client runs still running
 CLUSTERS = []  # (kind, dir) started here, stopped at exit
 
@@ -143,16 +148,18 @@ def redis_master(port):
     raise Failed(f"no master owns slot {slot} of {STREAM}")
 
 
-def pair_rounds(a, ref, ours):
-    """Alternate ref() and ours() for a.rounds rounds; each returns (rate, cpu_s, count, cores)."""
+def pair_rounds(a, ref, ours, floor):
+    """Alternate ref(), ours() and floor() for a.rounds rounds; each returns (rate, cpu_s, count,
+    cores)."""
     rows = []
     for i in range(a.rounds):
-        for side, fn in (("ref", ref), ("brokerbench", ours)):
+        sides = [("ref", ref), ("brokerbench", ours)] + ([("floor", floor)] if a.floor else [])
+        for side, fn in sides:
             rate, cpu, n, cores = fn()
             per_m = cpu / n * 1e6
             rows.append({"round": i + 1, "side": side, "rate": rate, "cpu_s": cpu,
                          "cpu_s_per_million": per_m, "count": n, "host_cores": cores})
-            print(f"  round {i + 1} {side:>11}: {rate:>9.0f} msg/s  client CPU {cpu:6.2f} s"
+            print(f"  round {i + 1} {NAMES[side]:>22}: {rate:>9.0f} msg/s  client CPU {cpu:6.2f} s"
                   f" = {per_m:6.2f} s per million  (host busy {cores:.2f} cores)", flush=True)
     return rows
 
@@ -163,13 +170,18 @@ def ratios(rows):
         by.setdefault(r["round"], {})[r["side"]] = r
     rate = [v["brokerbench"]["rate"] / v["ref"]["rate"] for v in by.values()]
     cpu = [v["brokerbench"]["cpu_s_per_million"] / v["ref"]["cpu_s_per_million"] for v in by.values()]
-    med = lambda side, k: statistics.median(r[k] for r in rows if r["side"] == side)
+    floor_cpu = [v["floor"]["cpu_s_per_million"] / v["ref"]["cpu_s_per_million"]
+                 for v in by.values() if "floor" in v] or [float("nan")]
+    med = lambda side, k: statistics.median([r[k] for r in rows if r["side"] == side] or [float("nan")])
     return {
         "rate_ratio": statistics.median(rate), "rate_ratios": rate,
         "cpu_ratio": statistics.median(cpu), "cpu_ratios": cpu,
+        "floor_cpu_ratio": statistics.median(floor_cpu),
         "ref_rate": med("ref", "rate"), "bb_rate": med("brokerbench", "rate"),
+        "floor_rate": med("floor", "rate"),
         "ref_cpu_per_million": med("ref", "cpu_s_per_million"),
         "bb_cpu_per_million": med("brokerbench", "cpu_s_per_million"),
+        "floor_cpu_per_million": med("floor", "cpu_s_per_million"),
     }
 
 
@@ -193,17 +205,17 @@ def bench_redis(a):
             a.timeout, "redis-benchmark")
         return last_rate(out, r"([\d.]+) requests per second", "redis-benchmark"), cpu, n, cores
 
-    def ours():
+    def ours(floor=False):
         fresh()
         out, _, cpu, cores = measured(
             [a.bin, "produce", "--seed", f"127.0.0.1:{seed}", "--stream", STREAM, "--count", str(n),
              "--rate", "max", "--max-in-flight", str(a.window), "--size", str(a.size),
-             "--duration", f"{a.timeout}s"],
+             "--duration", f"{a.timeout}s"] + (["--floor"] if floor else []),
             a.timeout + 10, "brokerbench produce")
         check_total(out, n, "brokerbench produce (redis)")
         return last_rate(out, r"([\d.]+) msg/s confirmed", "brokerbench produce"), cpu, n, cores
 
-    rows = pair_rounds(a, ref, ours)
+    rows = pair_rounds(a, ref, ours, lambda: ours(True))
     fresh()
     return rows
 
@@ -229,16 +241,16 @@ def bench_rabbitmq(a):
             a.timeout + 10, "amqp_publisher.py")
         return last_rate(out, r"([\d.]+) msg/s confirmed", "amqp_publisher.py"), cpu, n, cores
 
-    def ours():
+    def ours(floor=False):
         out, _, cpu, cores = measured(
             [a.bin, "produce", "--rabbitmq", d, "--stream", "bb-bench", "--count", str(n),
              "--rate", "max", "--max-in-flight", str(a.window), "--size", str(a.size),
-             "--duration", f"{a.timeout}s"],
+             "--duration", f"{a.timeout}s"] + (["--floor"] if floor else []),
             a.timeout + 30, "brokerbench produce --rabbitmq")
         check_total(out, n, "brokerbench produce (rabbitmq)")
         return last_rate(out, r"([\d.]+) msg/s confirmed", "brokerbench produce"), cpu, n, cores
 
-    return pair_rounds(a, ref, ours)
+    return pair_rounds(a, ref, ours, lambda: ours(True))
 
 
 def cleanup():
@@ -269,6 +281,8 @@ def main():
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--timeout", type=int, default=120, help="bound of one client run, s")
     p.add_argument("--only", choices=["redis", "rabbitmq"])
+    p.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip `produce --floor` (e.g. for a build that has none)")
     a = p.parse_args()
     if not (1 <= a.rounds <= 20 and 1 <= a.redis_count <= 10_000_000
             and 1 <= a.rabbit_count <= 1_000_000 and 40 <= a.size <= 1 << 20 and a.window >= 1):
@@ -310,6 +324,9 @@ def main():
               f" {'met' if ok_rate else 'MISSED'}; rounds {fmt(r['rate_ratios'])}")
         print(f"  Redis CPU ratio {r['cpu_ratio']:.2f} (target <= {TARGET_CPU}):"
               f" {'met' if ok_cpu else 'MISSED'}; rounds {fmt(r['cpu_ratios'])}")
+        print(f"  Redis backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
+              f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
+              f" redis-benchmark's): the rest of brokerbench produce's CPU is the load engine's")
         if not (ok_rate and ok_cpu):
             code = 1
     if "rabbitmq" in results:
@@ -319,6 +336,9 @@ def main():
               f" msg/s, {r['bb_cpu_per_million']:.2f} CPU s per million")
         print(f"  RabbitMQ throughput ratio {r['rate_ratio']:.2f}, CPU ratio {r['cpu_ratio']:.2f};"
               f" rounds {fmt(r['rate_ratios'])} / {fmt(r['cpu_ratios'])}")
+        print(f"  RabbitMQ backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
+              f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
+              f" the pika publisher's)")
     print(f"  (figures in {os.path.join(a.dir, 'results.json')})")
     return code
 
