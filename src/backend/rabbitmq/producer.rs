@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::{Confirmation, PublisherConfirm};
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Confirmation, PublisherConfirm};
 
 use super::connection::{
     channel_error, close_connection, open_error, CLOSE_TIMEOUT, CONNECT_TIMEOUT,
@@ -49,7 +50,7 @@ impl RabbitBackend {
             generation: 0,
             nacked: Arc::new(AtomicU64::new(0)),
             retired: VecDeque::new(),
-            queue: dest.name.clone(),
+            queue: dest.name.as_str().into(),
             confirms: self.settings.confirms,
             properties: BasicProperties::default()
                 .with_delivery_mode(if self.settings.persistent { 2 } else { 1 }),
@@ -73,7 +74,7 @@ struct RabbitProducer {
     /// `generation + 1` of the newest channel that saw a nack (0: none).
     nacked: Arc<AtomicU64>,
     retired: VecDeque<(Channel, Instant)>,
-    queue: String,
+    queue: ShortString,
     confirms: bool,
     properties: BasicProperties,
     /// Names the producer in errors; shared with each confirm future (no copy per message).
@@ -167,8 +168,9 @@ impl RabbitProducer {
     async fn publish(&self, payload: &[u8]) -> Result<PublisherConfirm, OpError> {
         self.channel
             .basic_publish(
-                "",
-                &self.queue,
+                ShortString::default(),
+                // lapin takes the routing key by value: one copy of the name per message.
+                self.queue.clone(),
                 BasicPublishOptions::default(),
                 payload,
                 self.properties.clone(),
@@ -235,8 +237,11 @@ impl Producer for RabbitProducer {
     }
 
     async fn close(self: Box<Self>) {
-        let _ =
-            tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            self.channel.close(200, "brokerbench done".into()),
+        )
+        .await;
         close_connection(&self.conn).await;
     }
 }
