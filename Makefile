@@ -1,4 +1,4 @@
-# brokerbench: make bench | make calibrate | make failover-test | make report | make overview | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -19,7 +19,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps build bench bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -44,6 +44,16 @@ calibrate-memory: build
 
 failover-test: deps build
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)
+
+# brokerbench's client side against redis-benchmark and a perf-test-like pika publisher, side by
+# side on its own local clusters (ports in tools/bench-harness.toml): throughput and client CPU
+# per million messages, 3 alternating rounds (about 3 minutes). Exit 1 when a target is missed.
+BENCH_VENV ?= run/bench-venv
+BENCH_HARNESS_FLAGS ?=
+bench-harness: deps build
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c 'import pika' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q 'pika>=1.3,<2'
+	$(BENCH_VENV)/bin/python tools/bench_harness.py --bin $(BIN) --python $(BENCH_VENV)/bin/python $(BENCH_HARNESS_FLAGS)
 
 # Rebuild charts and report of the newest results folder (no broker needed).
 report: build

@@ -196,9 +196,21 @@ pub struct TutorialArgs {
     /// Stream key.
     #[arg(long, default_value = "{bb-tutorial}")]
     pub stream: String,
-    /// Producer: messages per second.
-    #[arg(long, default_value_t = 1000.0)]
+    /// Producer: messages per second, or "max" (as fast as --max-in-flight allows).
+    #[arg(long, default_value = "1000", value_parser = parse_rate)]
     pub rate: f64,
+    /// Producer: send exactly this many messages, as fast as --max-in-flight allows (a
+    /// produce-only measurement: `make bench-harness`), then print the totals and the rate.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Producer, with --count: drive the backend's producer with the smallest batch loop
+    /// instead of the load engine (no schedule, ledger or statistics): the client's floor.
+    #[arg(long, requires = "count")]
+    pub floor: bool,
+    /// Producer: a RabbitMQ cluster folder (`brokerbench cluster up rabbitmq --dir D`): publish
+    /// with confirms to a quorum queue named after --stream there, instead of to Redis.
+    #[arg(long)]
+    pub rabbitmq: Option<PathBuf>,
     /// Producer: message size in bytes (at least 40, the harness header).
     #[arg(long, default_value_t = 256)]
     pub size: usize,
@@ -208,4 +220,17 @@ pub struct TutorialArgs {
     /// Producer: unconfirmed messages allowed at once.
     #[arg(long, default_value_t = 128)]
     pub max_in_flight: usize,
+}
+
+/// `--rate`: messages per second, or "max" (0: no schedule, as fast as the window allows).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(0.0);
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate; use messages per second (e.g. 1000) or \"max\""
+        )),
+    }
 }

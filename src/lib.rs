@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod calibrate;
 pub mod cli;
+pub mod client_floor;
 pub mod clock;
 pub mod cluster;
 pub mod fault;

@@ -326,17 +326,38 @@ async fn async_main(cli: Cli) -> ExitCode {
         },
         Command::Produce(a) => {
             let stop = cancellation();
-            match brokerbench::tutorial::produce(
-                &a.seed,
-                &a.stream,
-                a.rate,
-                a.size,
-                a.max_in_flight,
-                a.duration,
-                stop,
-            )
-            .await
-            {
+            let target = match &a.rabbitmq {
+                Some(dir) => brokerbench::tutorial::ProduceTarget::Rabbitmq {
+                    dir: dir.clone(),
+                    queue: a.stream.clone(),
+                },
+                None => brokerbench::tutorial::ProduceTarget::Redis {
+                    seed: a.seed.clone(),
+                    stream: a.stream.clone(),
+                },
+            };
+            let options = brokerbench::tutorial::ProduceOptions {
+                rate: a.rate,
+                size: a.size,
+                max_in_flight: a.max_in_flight,
+                duration: a.duration,
+                count: a.count,
+            };
+            let done = match a.count.filter(|_| a.floor) {
+                Some(n) => {
+                    brokerbench::client_floor::produce_floor(
+                        &target,
+                        n,
+                        a.size,
+                        a.max_in_flight,
+                        a.duration,
+                        stop,
+                    )
+                    .await
+                }
+                None => brokerbench::tutorial::produce(&target, options, stop).await,
+            };
+            match done {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");

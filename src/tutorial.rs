@@ -2,14 +2,17 @@
 //! with the harness's own header so that two processes on one host measure end-to-end latency.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::backend::rabbitmq::{QueueKind, RabbitBackend};
 use crate::backend::redis::RedisStreams;
-use crate::backend::{Backend, BackendError, Delivery};
+use crate::backend::{Backend, BackendError, Delivery, Destination};
 use crate::clock::{Clock, MonotonicClock};
+use crate::cluster::rabbitmq::LocalRabbitCluster;
 use crate::load::producer::{run_producer, ProducerPlan};
 use crate::load::rate::Schedule;
 use crate::load::LoadContext;
@@ -17,7 +20,7 @@ use crate::metrics::aggregator::{quantile_ms, Aggregator};
 use crate::metrics::ledger::Ledger;
 use crate::metrics::stats::{record_ns, Recorder, Stats};
 use crate::payload::Header;
-use crate::scenario::RedisSettings;
+use crate::scenario::{RabbitSettings, RedisSettings};
 
 pub fn settings() -> RedisSettings {
     RedisSettings {
@@ -37,18 +40,66 @@ pub fn settings() -> RedisSettings {
     }
 }
 
-/// Produce at `rate` until `stop` or `duration`; prints a line per second.
+/// Where `produce` sends.
+#[derive(Debug, Clone)]
+pub enum ProduceTarget {
+    /// A Redis Cluster stream, found through a seed node.
+    Redis { seed: String, stream: String },
+    /// A quorum queue (declared afresh, deleted after) in the local RabbitMQ cluster whose
+    /// folder `cluster up rabbitmq --dir` made.
+    Rabbitmq { dir: PathBuf, queue: String },
+}
+
+/// How `produce` sends.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceOptions {
+    /// Messages per second; 0 for max (as fast as `max_in_flight` allows).
+    pub rate: f64,
+    pub size: usize,
+    pub max_in_flight: usize,
+    /// The bound of the whole run (with `count` too).
+    pub duration: Duration,
+    /// Send exactly this many messages at max rate, then stop (a produce-only measurement).
+    pub count: Option<u64>,
+}
+
+/// The backend and destination `produce` uses, and whether to delete it after.
+pub(crate) async fn open_target(
+    target: &ProduceTarget,
+) -> Result<(Arc<dyn Backend>, Destination, bool), BackendError> {
+    match target {
+        ProduceTarget::Redis { seed, stream } => {
+            let backend = RedisStreams::connect(&settings(), std::slice::from_ref(seed)).await?;
+            let dest = backend.attach_stream(stream).await?;
+            Ok((Arc::new(backend), dest, false))
+        }
+        ProduceTarget::Rabbitmq { dir, queue } => {
+            let fail = |message: String| BackendError::Connect {
+                backend: "rabbitmq-quorum".into(),
+                target: dir.display().to_string(),
+                message,
+            };
+            let cluster = LocalRabbitCluster::attach(dir).map_err(|e| fail(e.to_string()))?;
+            let s: RabbitSettings = toml::from_str("label = \"produce\"")
+                .map_err(|e| fail(format!("default RabbitMQ settings: {e}")))?;
+            let backend =
+                RabbitBackend::connect(QueueKind::Quorum, &s, &cluster.endpoints()).await?;
+            let dest = backend.setup(queue, 1).await?.remove(0);
+            Ok((Arc::new(backend), dest, true))
+        }
+    }
+}
+
+/// Produce until `stop`, `duration` or `count` messages; prints a line per second, then the
+/// totals with the elapsed time and rate.
 pub async fn produce(
-    seed: &str,
-    stream: &str,
-    rate: f64,
-    size: usize,
-    max_in_flight: usize,
-    duration: Duration,
+    target: &ProduceTarget,
+    o: ProduceOptions,
     stop: watch::Receiver<bool>,
 ) -> Result<(), BackendError> {
-    let backend = Arc::new(RedisStreams::connect(&settings(), &[seed.to_string()]).await?);
-    let dest = backend.attach_stream(stream).await?;
+    let (backend, dest, delete_after) = open_target(target).await?;
+    let name = dest.name.clone();
+    let kept = dest.clone();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
     let run_id = crate::run::backend_run::random_id();
     let ledger = Arc::new(Ledger::new(1, true));
@@ -57,34 +108,51 @@ pub async fn produce(
         backend: backend.clone(),
         ledger: ledger.clone(),
         clock: clock.clone(),
-        message_size: size.max(crate::payload::HEADER_LEN),
+        message_size: o.size.max(crate::payload::HEADER_LEN),
         // Runs until Ctrl-C: one slot holds all (the fault analysis does not run here).
         activity: Arc::new(crate::metrics::activity::Activity::new(0, 0, 1)),
     });
     let start = clock.now_ns() + 10_000_000;
-    let end = start + duration.as_nanos() as u64;
+    let bound = start + o.duration.as_nanos() as u64;
+    // With a count, message i is due at start + i ns: all are due at once and go out as fast
+    // as the window allows, exactly `count` of them (publish latencies then count from the
+    // start: only the totals mean something).
+    let (schedule, end, confirm_deadline) = match o.count {
+        Some(n) => (Schedule::fixed(start, 1e9), start + n, bound),
+        None => (Schedule::fixed(start, o.rate), bound, bound + 5_000_000_000),
+    };
     let plan = ProducerPlan {
         id: 0,
         dest,
-        schedule: Schedule::fixed(start, rate),
+        schedule,
         limit: None,
         end_ns: end,
-        confirm_deadline_ns: end + 5_000_000_000,
-        max_in_flight,
+        confirm_deadline_ns: confirm_deadline,
+        max_in_flight: o.max_in_flight,
         confirm_timeout: Duration::from_secs(5),
         live: None,
         linger: false,
     };
     let rec = Recorder::new();
     let mut agg = Aggregator::new("produce", start, vec![rec.clone()]);
+    let rate = match (o.count, o.rate > 0.0) {
+        (Some(n), _) => format!("{n} messages at max rate"),
+        (None, true) => format!("{} msg/s", o.rate),
+        (None, false) => "max rate".to_string(),
+    };
     eprintln!(
-        "producing to {stream} via {seed} at {rate} msg/s (run id {run_id:016x}); Ctrl-C to stop"
+        "producing to {name} ({}) {rate}, {} in flight (run id {run_id:016x}); Ctrl-C to stop",
+        backend.label(),
+        o.max_in_flight
     );
-    let task = tokio::spawn(run_producer(ctx, plan, rec, stop));
+    let mut task = tokio::spawn(run_producer(ctx, plan, rec, stop));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    while !task.is_finished() {
-        tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut task => break,
+            _ = tick.tick() => {}
+        }
         let (row, _) = agg.tick(clock.now_ns(), "measure");
         let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         println!(
@@ -92,12 +160,22 @@ pub async fn produce(
             row.t_end_s, row.sent, row.confirmed, row.failed, ms(row.publish_p50_ms), ms(row.publish_p99_ms), ms(row.send_delay_p99_ms)
         );
     }
-    let _ = task.await;
+    // The producer is done: the elapsed time ends with its last confirm.
+    let elapsed_s = clock.now_ns().saturating_sub(start) as f64 / 1e9;
     let s = ledger.summary(0, None);
     println!(
-        "total: sent {} confirmed {} failed {} unconfirmed {}",
-        s.sent, s.confirmed, s.failed, s.unconfirmed
+        "total: sent {} confirmed {} failed {} unconfirmed {} in {elapsed_s:.3} s: {:.0} msg/s confirmed",
+        s.sent,
+        s.confirmed,
+        s.failed,
+        s.unconfirmed,
+        s.confirmed as f64 / elapsed_s.max(1e-9)
     );
+    if delete_after {
+        if let Err(e) = backend.teardown(&[kept]).await {
+            eprintln!("warning: {e}");
+        }
+    }
     Ok(())
 }
 

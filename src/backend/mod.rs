@@ -30,6 +30,11 @@ pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
 /// never comes times out.
 pub type BatchConfirms = BoxStream<'static, (Range<usize>, Result<(), OpError>)>;
 
+/// A future that resolves when the broker has answered for every message of one batch: one
+/// outcome per message, in the order they were given (a backend whose replies to a batch come
+/// together, as a Redis pipeline's do).
+pub type BatchConfirmFuture = BoxFuture<'static, Vec<Result<(), OpError>>>;
+
 /// What handing one batch to the client gave.
 pub struct SentBatch {
     /// How many payloads, from the first, the client took. Fewer than given only after an error
@@ -39,6 +44,47 @@ pub struct SentBatch {
     pub refused: Vec<(usize, OpError)>,
     /// Confirms of the messages taken and not refused; `None` without confirms.
     pub confirms: Option<BatchConfirms>,
+}
+
+impl SentBatch {
+    /// `taken` messages whose outcomes all come at once, in order (one future for the batch):
+    /// the outcomes go to the harness as ranges of equal outcomes.
+    pub fn all_at_once(taken: usize, outcomes: BatchConfirmFuture) -> SentBatch {
+        let ranges = futures::stream::once(outcomes)
+            .flat_map(|v| futures::stream::iter(outcome_ranges(v)))
+            .boxed();
+        SentBatch {
+            taken,
+            refused: Vec::new(),
+            confirms: Some(ranges),
+        }
+    }
+
+    /// Messages handed to a client without confirms: `outcomes` says how handing each went.
+    pub fn handed(outcomes: Vec<Result<(), OpError>>) -> SentBatch {
+        let taken = outcomes.len();
+        SentBatch {
+            taken,
+            refused: outcomes
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.err().map(|e| (i, e)))
+                .collect(),
+            confirms: None,
+        }
+    }
+}
+
+/// Outcomes in order, as runs of successes (one range each) and single failures.
+fn outcome_ranges(v: Vec<Result<(), OpError>>) -> Vec<(Range<usize>, Result<(), OpError>)> {
+    let mut out: Vec<(Range<usize>, Result<(), OpError>)> = Vec::new();
+    for (i, r) in v.into_iter().enumerate() {
+        match (out.last_mut(), r) {
+            (Some((range, Ok(()))), Ok(())) if range.end == i => range.end = i + 1,
+            (_, r) => out.push((i..i + 1, r)),
+        }
+    }
+    out
 }
 
 /// One queue or stream that the harness produces to and consumes from.
@@ -131,6 +177,8 @@ pub enum AckToken {
     Tag(u64),
     /// Redis stream entry id.
     Id(String),
+    /// Redis stream entry id `<ms>-<seq>`, held as numbers (no allocation per entry).
+    StreamEntry { ms: u64, seq: u64 },
 }
 
 /// One message as received.
@@ -187,7 +235,8 @@ pub trait Consumer: Send {
     /// Wait a short, backend-defined time for deliveries and append them to `out`.
     /// Returning with nothing appended is fine (the harness loops).
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError>;
-    /// Acknowledge deliveries previously returned by `poll`.
+    /// Acknowledge deliveries previously returned by `poll`. A backend may hold the acks and
+    /// send them with its next `poll` (one round trip for both) or at `close`, never later.
     async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError>;
     /// Entries this consumer found already removed by the broker since the last call (a Redis
     /// stream trimmed by MAXLEN: XAUTOCLAIM names their ids, XREADGROUP returns them without

@@ -141,7 +141,7 @@ impl RabbitBackend {
                 ..Default::default()
             };
             let q = channel
-                .queue_declare(queue, options, FieldTable::default())
+                .queue_declare(queue.into(), options, FieldTable::default())
                 .await
                 .map_err(|e| self.setup_err(action(), format!("passive declare: {e}")))?;
             let (ready, consumers) = (u64::from(q.message_count()), u64::from(q.consumer_count()));

@@ -59,15 +59,11 @@ impl RabbitBackend {
     }
 
     async fn open_on(&self, node: &Node, purpose: &str) -> Result<(Connection, Channel), String> {
-        let handle =
-            tokio::runtime::Handle::try_current().map_err(|e| format!("no tokio runtime: {e}"))?;
-        let props = ConnectionProperties::default()
-            .with_executor(tokio_executor_trait::Tokio::default().with_handle(handle))
-            .with_reactor(tokio_reactor_trait::Tokio)
-            .with_connection_name(LongString::from(format!(
-                "brokerbench {} {purpose}",
-                self.label
-            )));
+        // lapin 4 runs on the tokio runtime it is called from (its `tokio` feature); automatic
+        // recovery stays off: the harness reopens, and counts, what a fault breaks.
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(
+            format!("brokerbench {} {purpose}", self.label),
+        ));
         let attempt = async {
             let conn = Connection::connect_uri(node.uri.clone(), props)
                 .await
@@ -88,14 +84,14 @@ impl RabbitBackend {
 
 /// Close a connection gracefully, without waiting long.
 pub(super) async fn close_connection(conn: &Connection) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "brokerbench done")).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, "brokerbench done".into())).await;
 }
 
 /// An error while opening a producer or consumer: a broker refusal (e.g. the queue does not
 /// exist) is `Broker`, anything else means the connection is unusable.
 pub(super) fn open_error(context: &str, step: &str, e: lapin::Error) -> OpError {
-    match e {
-        lapin::Error::ProtocolError(_) => OpError::Broker(format!("{context}: {step}: {e}")),
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(_) => OpError::Broker(format!("{context}: {step}: {e}")),
         _ => OpError::Connection(format!("{context}: {step}: {e}")),
     }
 }

@@ -101,8 +101,8 @@ impl RabbitBackend {
                 .map_err(|e| open_error(&context, "basic.qos", e))?;
             channel
                 .basic_consume(
-                    &dest.name,
-                    &format!("brokerbench-{index}"),
+                    dest.name.as_str().into(),
+                    format!("brokerbench-{index}").into(),
                     BasicConsumeOptions {
                         no_ack,
                         ..Default::default()
@@ -247,9 +247,9 @@ impl Consumer for RabbitConsumer {
             match t {
                 AckToken::Tag(tag) => tags.push(*tag),
                 AckToken::None => {}
-                AckToken::Id(id) => {
+                other @ (AckToken::Id(_) | AckToken::StreamEntry { .. }) => {
                     return Err(OpError::Protocol(format!(
-                        "{}: ack token {id:?} is not an AMQP delivery tag",
+                        "{}: ack token {other:?} is not an AMQP delivery tag",
                         self.context
                     )));
                 }
@@ -272,8 +272,11 @@ impl Consumer for RabbitConsumer {
 
     async fn close(self: Box<Self>) {
         // Nothing is acked on close: RabbitMQ requeues the channel's unacked deliveries.
-        let _ =
-            tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            self.channel.close(200, "brokerbench done".into()),
+        )
+        .await;
         close_connection(&self.conn).await;
     }
 }

@@ -293,7 +293,11 @@ impl Backend for RabbitBackend {
                     ..Default::default()
                 };
                 channel
-                    .queue_declare(&d.name, options, declare_arguments(self.kind))
+                    .queue_declare(
+                        d.name.as_str().into(),
+                        options,
+                        declare_arguments(self.kind),
+                    )
                     .await
                     .map_err(|e| {
                         self.setup_err(

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::publisher_confirm::Confirmation;
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Confirmation, PublisherConfirm};
 
 use super::connection::{
     channel_error, close_connection, open_error, CLOSE_TIMEOUT, CONNECT_TIMEOUT,
@@ -49,11 +50,11 @@ impl RabbitBackend {
             generation: 0,
             nacked: Arc::new(AtomicU64::new(0)),
             retired: VecDeque::new(),
-            queue: dest.name.clone(),
+            queue: dest.name.as_str().into(),
             confirms: self.settings.confirms,
             properties: BasicProperties::default()
                 .with_delivery_mode(if self.settings.persistent { 2 } else { 1 }),
-            context,
+            context: context.into(),
         }))
     }
 }
@@ -73,10 +74,11 @@ struct RabbitProducer {
     /// `generation + 1` of the newest channel that saw a nack (0: none).
     nacked: Arc<AtomicU64>,
     retired: VecDeque<(Channel, Instant)>,
-    queue: String,
+    queue: ShortString,
     confirms: bool,
     properties: BasicProperties,
-    context: String,
+    /// Names the producer in errors; shared with each confirm future (no copy per message).
+    context: Arc<str>,
 }
 
 /// How long a channel replaced after a nack stays open for its outstanding confirms.
@@ -132,26 +134,57 @@ impl RabbitProducer {
     }
 }
 
-#[async_trait]
-impl Producer for RabbitProducer {
-    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+/// What one publisher confirm means for its message; a nack marks the channel's generation.
+fn confirmed(
+    confirm: Result<Confirmation, lapin::Error>,
+    context: &str,
+    nacked: &AtomicU64,
+    generation: u64,
+) -> Result<(), OpError> {
+    match confirm {
+        Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
+        Ok(Confirmation::Nack(_)) => {
+            nacked.fetch_max(generation + 1, Ordering::AcqRel);
+            Err(OpError::Nack(format!(
+                "{context}: the broker nacked the message"
+            )))
+        }
+        Err(e) => Err(channel_error(context, "publisher confirm", e)),
+    }
+}
+
+impl RabbitProducer {
+    /// Before a publish: drop old retired channels, and move to a fresh channel after a nack.
+    async fn ready(&mut self) -> Result<(), OpError> {
         if !self.retired.is_empty() {
             self.prune_retired();
         }
         if self.confirms && self.nacked.load(Ordering::Acquire) == self.generation + 1 {
             self.rotate_channel().await?;
         }
-        let confirm = self
-            .channel
+        Ok(())
+    }
+
+    async fn publish(&self, payload: &[u8]) -> Result<PublisherConfirm, OpError> {
+        self.channel
             .basic_publish(
-                "",
-                &self.queue,
+                ShortString::default(),
+                // lapin takes the routing key by value: one copy of the name per message.
+                self.queue.clone(),
                 BasicPublishOptions::default(),
-                &payload,
+                payload,
                 self.properties.clone(),
             )
             .await
-            .map_err(|e| channel_error(&self.context, "basic.publish", e))?;
+            .map_err(|e| channel_error(&self.context, "basic.publish", e))
+    }
+}
+
+#[async_trait]
+impl Producer for RabbitProducer {
+    async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
+        self.ready().await?;
+        let confirm = self.publish(&payload).await?;
         if !self.confirms {
             return Ok(None);
         }
@@ -159,22 +192,16 @@ impl Producer for RabbitProducer {
         let nacked = self.nacked.clone();
         let generation = self.generation;
         Ok(Some(Box::pin(async move {
-            match confirm.await {
-                Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => Ok(()),
-                Ok(Confirmation::Nack(_)) => {
-                    nacked.fetch_max(generation + 1, Ordering::AcqRel);
-                    Err(OpError::Nack(format!(
-                        "{context}: the broker nacked the message"
-                    )))
-                }
-                Err(e) => Err(channel_error(&context, "publisher confirm", e)),
-            }
+            confirmed(confirm.await, &context, &nacked, generation)
         })))
     }
 
     async fn close(self: Box<Self>) {
-        let _ =
-            tokio::time::timeout(CLOSE_TIMEOUT, self.channel.close(200, "brokerbench done")).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            self.channel.close(200, "brokerbench done".into()),
+        )
+        .await;
         close_connection(&self.conn).await;
     }
 }

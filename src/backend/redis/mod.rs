@@ -11,8 +11,10 @@
 
 mod backlog;
 mod consumer;
+mod entries;
 mod lag;
 mod producer;
+mod resp;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,42 +1,56 @@
-//! The producer: `send` queues each XADD for the producer's writer task, which sends whatever is
-//! queued as one pipeline (in order) to the stream's master and resolves each message's confirm
-//! from that XADD's own reply. One pipeline per producer is in flight at a time, so the stream
-//! keeps the producer's order; batches grow with the load (the harness bounds them by max
-//! in-flight).
+//! The producer: `send` queues each XADD for the producer's writer task, which writes whatever
+//! is queued as one pipeline to the stream's master and, without waiting for its replies, goes
+//! on writing the next ones: up to `MAX_FLIGHTS` pipelines are in flight on the connection at
+//! once (the harness bounds the messages in flight). Redis runs a connection's commands in the
+//! order they arrive, so the stream keeps the producer's order; each message's confirm comes
+//! from that XADD's own reply, read in order as it arrives.
 //!
-//! The writer talks to the master over its own connection to that node rather than through
-//! redis-rs's cluster connection: the cluster connection turns a pipeline in which one reply is
-//! a redirect or a refusal (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, LOADING, READONLY)
-//! into one error for the whole pipeline, although Redis wrote the XADDs before it (and with
-//! retries it resends all of them). Here each XADD has its own outcome:
+//! The writer talks to the master over its own TCP connection, writing RESP itself (`resp.rs`:
+//! no allocation per XADD, replies scanned in place), rather than through redis-rs's cluster
+//! connection: that one turns a pipeline in which one reply is a redirect or a refusal (MOVED,
+//! ASK, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, LOADING, READONLY) into one error for the whole
+//! pipeline, although Redis wrote the XADDs before it (and with retries it resends all of them).
+//! Here each XADD has its own outcome:
 //! - its entry id: confirmed;
 //! - an error reply (MOVED, CLUSTERDOWN, OOM, ...): a definite failure of that XADD only, which
 //!   Redis did not run;
-//! - a dropped connection, a reply that does not come in time or cannot be read: every XADD of
-//!   the pipeline is indeterminate (`OpError::is_definite` false), as some may have run.
+//! - a dropped connection, a reply that does not come in time or cannot be read: every XADD in
+//!   flight on the connection is indeterminate (`OpError::is_definite` false), as some may have
+//!   run.
 //!
-//! The writer finds the master in CLUSTER NODES, follows MOVED to the slot's new master, and
-//! resends an XADD that the cluster refused (never one whose outcome is unknown) up to
-//! `client_retries` times.
+//! The writer finds the master in CLUSTER NODES, follows MOVED to the slot's new master (once the
+//! replies still due on the old connection are in), and resends an XADD that the cluster refused
+//! (never one whose outcome is unknown) up to `client_retries` times.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::MultiplexedConnection;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{AsyncConnectionConfig, Cmd, Pipeline, ServerError, ServerErrorKind, Value};
+use ::redis::{ServerError, ServerErrorKind, Value};
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::{cluster_nodes, is_failed, key_slot, map_err, refused_by_the_cluster, FIELD};
-use crate::backend::{ConfirmFuture, OpError, Producer};
+use super::resp::{encode_wait, scan, Reply, XaddEncoder};
+use super::{cluster_nodes, is_failed, key_slot, refused_by_the_cluster, FIELD};
+use crate::backend::{ConfirmFuture, OpError, Producer, SentBatch};
 
 /// Most XADDs in one pipeline.
 const MAX_BATCH: usize = 1024;
+/// Most pipelines in flight on the connection at once.
+const MAX_FLIGHTS: usize = 8;
 /// Waits before resending refused XADDs (not after a MOVED): doubling from the first to the
 /// second, in ms.
 const RETRY_WAIT_MS: (u64, u64) = (20, 500);
+/// Read buffer of the connection (replies of XADDs are about 24 bytes each).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// What a producer writes and how it treats its stream's master.
 #[derive(Debug, Clone)]
@@ -44,7 +58,7 @@ pub(super) struct WriterSettings {
     pub key: String,
     /// XADD MAXLEN ~ n (0: no trimming).
     pub maxlen: u64,
-    /// `WAIT <replicas> <timeout ms>` after each pipeline that wrote something.
+    /// `WAIT <replicas> <timeout ms>` after each pipeline.
     pub wait: Option<(u32, u64)>,
     /// Resends of an XADD that the cluster refused.
     pub retries: u32,
@@ -52,11 +66,81 @@ pub(super) struct WriterSettings {
     pub response_timeout: Duration,
 }
 
-type Confirm = oneshot::Sender<Result<(), OpError>>;
-type Pending = (Bytes, Confirm);
+type Outcome = Result<(), OpError>;
+
+/// Where one message's outcome goes.
+enum Sink {
+    /// `send`: its own confirm.
+    One(oneshot::Sender<Outcome>),
+    /// `send_batch`: its place in the batch's outcomes.
+    Batch(Arc<BatchSink>, usize),
+}
+
+/// The outcomes of one `send_batch`, sent once the last is in.
+struct BatchSink {
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    outcomes: Vec<Option<Outcome>>,
+    remaining: usize,
+    tx: Option<oneshot::Sender<Vec<Outcome>>>,
+}
+
+impl BatchSink {
+    fn new(n: usize, tx: oneshot::Sender<Vec<Outcome>>) -> Arc<Self> {
+        Arc::new(BatchSink {
+            state: Mutex::new(BatchState {
+                outcomes: (0..n).map(|_| None).collect(),
+                remaining: n,
+                tx: Some(tx),
+            }),
+        })
+    }
+}
+
+impl Sink {
+    fn resolve(self, outcome: Outcome) {
+        match self {
+            Sink::One(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Sink::Batch(b, i) => {
+                let mut st = b.state.lock();
+                if st.outcomes[i].replace(outcome).is_none() {
+                    st.remaining -= 1;
+                }
+                if st.remaining == 0 {
+                    if let Some(tx) = st.tx.take() {
+                        let all = st.outcomes.drain(..).map(|o| o.unwrap_or(Ok(()))).collect();
+                        let _ = tx.send(all);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One message on its way.
+struct Msg {
+    payload: Bytes,
+    sink: Sink,
+    /// Times the cluster refused it so far.
+    refused: u32,
+}
+
+fn stopped() -> OpError {
+    OpError::Connection("the producer's writer task has stopped".into())
+}
+
+/// What `send` (one message) and `send_batch` (several) hand to the writer.
+enum Queued {
+    One(Msg),
+    Many(Vec<Msg>),
+}
 
 pub(super) struct RedisProducer {
-    queue: mpsc::UnboundedSender<Pending>,
+    queue: mpsc::UnboundedSender<Queued>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -79,226 +163,316 @@ impl Drop for RedisProducer {
 impl Producer for RedisProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
         let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((payload, tx))
-            .map_err(|_| OpError::Connection("the producer's writer task has stopped".into()))?;
+        let msg = Msg {
+            payload,
+            sink: Sink::One(tx),
+            refused: 0,
+        };
+        self.queue.send(Queued::One(msg)).map_err(|_| stopped())?;
         Ok(Some(
-            async move {
-                rx.await.unwrap_or_else(|_| {
-                    Err(OpError::Connection(
-                        "the producer's writer task has stopped".into(),
-                    ))
-                })
-            }
-            .boxed(),
+            async move { rx.await.unwrap_or_else(|_| Err(stopped())) }.boxed(),
         ))
     }
+
+    async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> SentBatch {
+        let n = payloads.len();
+        let (tx, rx) = oneshot::channel();
+        let sink = BatchSink::new(n, tx);
+        let msgs: Vec<Msg> = payloads
+            .drain(..)
+            .enumerate()
+            .map(|(i, payload)| Msg {
+                payload,
+                sink: Sink::Batch(sink.clone(), i),
+                refused: 0,
+            })
+            .collect();
+        drop(sink);
+        if n == 0 {
+            return SentBatch::handed(Vec::new());
+        }
+        if self.queue.send(Queued::Many(msgs)).is_err() {
+            return SentBatch::handed(vec![Err(stopped()); n]);
+        }
+        // A batch's replies come from the pipelines it went out in, read as they arrive: the
+        // outcomes of the whole batch are given together once its last reply is in.
+        SentBatch::all_at_once(
+            n,
+            async move { rx.await.unwrap_or_else(|_| vec![Err(stopped()); n]) }.boxed(),
+        )
+    }
+}
+
+/// One pipeline on the wire: its messages and, as the replies come, their outcomes.
+struct Flight {
+    msgs: Vec<Msg>,
+    outcomes: Vec<Outcome>,
+    /// Whether a WAIT follows the XADDs.
+    wait: bool,
+    sent_at: Instant,
+}
+
+/// The connection to the stream's master.
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+    buf: BytesMut,
 }
 
 struct Writer {
     s: WriterSettings,
     slot: u16,
     cluster: ClusterConnection,
-    config: AsyncConnectionConfig,
+    encoder: XaddEncoder,
     /// The stream's master (`host:port`), once known.
     master: Option<String>,
-    conn: Option<MultiplexedConnection>,
-    /// Reused from batch to batch; set to give each command's reply (`ignore_errors`).
-    pipe: Pipeline,
-    /// The outcome of each message of the batch, by position.
-    outcomes: Vec<Result<(), OpError>>,
-    /// Positions (in the batch) of the XADDs the next pipeline carries.
-    todo: Vec<usize>,
-    /// Positions of the XADDs the cluster refused in the last pipeline, to be sent again.
-    refused: Vec<usize>,
+    conn: Option<Conn>,
+    /// Where a MOVED sent the slot: used once the old connection has no reply due.
+    moved_to: Option<String>,
+    /// Pipelines in flight, oldest first.
+    flights: VecDeque<Flight>,
+    /// Refused XADDs to send again, and when.
+    retry: VecDeque<Msg>,
+    retry_at: Option<Instant>,
+    /// The next pipeline's bytes (reused).
+    out: BytesMut,
+    /// Messages taken from the queue, not yet written.
+    queued: VecDeque<Msg>,
 }
 
 impl Writer {
     fn new(cluster: ClusterConnection, s: WriterSettings) -> Self {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(s.connect_timeout))
-            .set_response_timeout(Some(s.response_timeout));
-        let mut pipe = Pipeline::with_capacity(MAX_BATCH);
-        pipe.ignore_errors();
         Writer {
             slot: key_slot(&s.key),
+            encoder: XaddEncoder::new(&s.key, s.maxlen, FIELD),
             s,
             cluster,
-            config,
             master: None,
             conn: None,
-            pipe,
-            outcomes: Vec::with_capacity(MAX_BATCH),
-            todo: Vec::with_capacity(MAX_BATCH),
-            refused: Vec::with_capacity(MAX_BATCH),
+            moved_to: None,
+            flights: VecDeque::with_capacity(MAX_FLIGHTS),
+            retry: VecDeque::new(),
+            retry_at: None,
+            out: BytesMut::with_capacity(256 * 1024),
+            queued: VecDeque::with_capacity(MAX_BATCH),
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
-        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
-            self.write(&batch).await;
-            for ((_, tx), r) in batch.drain(..).zip(self.outcomes.drain(..)) {
-                let _ = tx.send(r);
-            }
-        }
-    }
-
-    /// XADD every message of `batch`, resending those the cluster refused; leaves one outcome
-    /// per message in `self.outcomes`.
-    async fn write(&mut self, batch: &[Pending]) {
-        self.outcomes.clear();
-        self.outcomes.resize(batch.len(), Ok(()));
-        self.todo.clear();
-        self.todo.extend(0..batch.len());
-        let mut resends = 0;
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Queued>) {
+        let mut incoming: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+        let mut open = true;
         loop {
-            let redirected = self.send_pipeline(batch).await;
-            std::mem::swap(&mut self.todo, &mut self.refused);
-            if self.todo.is_empty() || resends >= self.s.retries {
+            if !open && self.queued.is_empty() && self.flights.is_empty() && self.retry.is_empty() {
                 return;
             }
-            resends += 1;
-            if !redirected {
-                let wait = (RETRY_WAIT_MS.0 << (resends - 1).min(16)).min(RETRY_WAIT_MS.1);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+            let now = Instant::now();
+            let retry_due = self.retry_at.is_some_and(|t| t <= now);
+            // A redirect waits for the replies still due on the old connection.
+            let room = self.flights.len() < MAX_FLIGHTS
+                && (self.moved_to.is_none() || self.flights.is_empty());
+            if room && (retry_due || !self.queued.is_empty()) {
+                self.write_next(retry_due).await;
+                continue;
             }
-        }
-    }
-
-    /// One pipeline with the XADDs of `self.todo`: sets their outcomes and lists in
-    /// `self.refused` those to send again. True when a MOVED named the slot's new master.
-    async fn send_pipeline(&mut self, batch: &[Pending]) -> bool {
-        self.refused.clear();
-        let mut conn = match self.connection().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Nothing was sent: definite, and worth another try.
-                for &i in &self.todo {
-                    self.outcomes[i] = Err(e.clone());
-                }
-                self.refused.extend_from_slice(&self.todo);
-                return false;
-            }
-        };
-        self.pipe.clear();
-        for &i in &self.todo {
-            self.pipe.add_command(xadd(&self.s, &batch[i].0));
-        }
-        let replies = self.pipe.query_async::<Vec<Value>>(&mut conn).await;
-        let mut redirected = false;
-        match replies {
-            Ok(values) if values.len() == self.todo.len() => {
-                for (&i, v) in self.todo.iter().zip(&values) {
-                    let outcome = xadd_outcome(v);
-                    if let Value::ServerError(e) = v {
-                        if e.kind().is_some_and(refused_by_the_cluster) {
-                            self.refused.push(i);
-                        }
-                        if let Some(to) = moved_to(e, self.master.as_deref()) {
-                            self.master = Some(to);
-                            self.conn = None;
-                            redirected = true;
+            let deadline = self
+                .flights
+                .front()
+                .map(|f| f.sent_at + self.s.response_timeout);
+            tokio::select! {
+                biased;
+                read = read_more(&mut self.conn), if !self.flights.is_empty() => match read {
+                    Ok(0) => self.fail_all(OpError::Connection(
+                        "the master closed the connection".into(),
+                    )),
+                    Ok(_) => self.take_replies(),
+                    Err(e) => self.fail_all(OpError::Connection(format!(
+                        "reading replies from {}: {e}",
+                        self.master.as_deref().unwrap_or("?")
+                    ))),
+                },
+                n = rx.recv_many(&mut incoming, MAX_BATCH), if open && room => {
+                    if n == 0 {
+                        open = false;
+                    }
+                    for q in incoming.drain(..) {
+                        match q {
+                            Queued::One(m) => self.queued.push_back(m),
+                            Queued::Many(ms) => self.queued.extend(ms),
                         }
                     }
-                    self.outcomes[i] = outcome;
+                }
+                _ = sleep_until(self.retry_at), if room && self.retry_at.is_some() => {}
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let t = self.s.response_timeout;
+                    self.fail_all(OpError::Timeout(format!("no reply within {t:?}")));
                 }
             }
-            Ok(values) => {
-                let e = OpError::Protocol(format!(
-                    "a pipeline of {} XADDs got {} replies",
-                    self.todo.len(),
-                    values.len()
-                ));
-                self.fail_all(e);
-            }
-            Err(e) => self.fail_all(map_err(e)),
         }
-        self.wait_for_replicas(&mut conn).await;
-        redirected
     }
 
-    /// The whole pipeline failed: every XADD it carried gets `e` (never sent again).
+    /// Write one pipeline: the refused XADDs due again first, else what is queued.
+    async fn write_next(&mut self, retry_due: bool) {
+        let mut msgs = Vec::with_capacity(MAX_BATCH.min(self.queued.len().max(self.retry.len())));
+        if retry_due {
+            self.retry_at = None;
+            msgs.extend(self.retry.drain(..));
+        } else {
+            let n = self.queued.len().min(MAX_BATCH);
+            msgs.extend(self.queued.drain(..n));
+        }
+        if let Some(to) = self.moved_to.take() {
+            self.master = Some(to);
+            self.conn = None;
+        }
+        if let Err(e) = self.connect().await {
+            // Nothing was sent: definite, and worth another try.
+            for m in msgs {
+                self.refused(m, e.clone(), false);
+            }
+            return;
+        }
+        self.out.clear();
+        for m in &msgs {
+            self.encoder.encode(&m.payload, &mut self.out);
+        }
+        let wait = self.s.wait.is_some();
+        if let Some((replicas, timeout_ms)) = self.s.wait {
+            encode_wait(replicas, timeout_ms, &mut self.out);
+        }
+        let n = msgs.len();
+        self.flights.push_back(Flight {
+            msgs,
+            outcomes: Vec::with_capacity(n),
+            wait,
+            sent_at: Instant::now(),
+        });
+        let written = match self.conn.as_mut() {
+            Some(c) => c.write.write_all(&self.out).await,
+            None => Ok(()),
+        };
+        if let Err(e) = written {
+            // Part of the pipeline may have gone out: unknown, for it and all before it.
+            self.fail_all(OpError::Connection(format!(
+                "writing to {}: {e}",
+                self.master.as_deref().unwrap_or("?")
+            )));
+        }
+    }
+
+    /// Settle every reply that has fully arrived.
+    fn take_replies(&mut self) {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return;
+            };
+            let (reply, len) = match scan(&conn.buf) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    return self.fail_all(OpError::Protocol(format!(
+                        "unreadable reply from {}: {e}",
+                        self.master.as_deref().unwrap_or("?")
+                    )));
+                }
+            };
+            let _ = conn.buf.split_to(len);
+            let Some(flight) = self.flights.front_mut() else {
+                return self.fail_all(OpError::Protocol("a reply to no command".into()));
+            };
+            if flight.outcomes.len() < flight.msgs.len() {
+                let outcome = xadd_reply_outcome(&reply);
+                if let Reply::Error(Value::ServerError(e)) = &reply {
+                    if let Some(to) = moved_to(e, self.master.as_deref()) {
+                        self.moved_to = Some(to);
+                    }
+                }
+                flight.outcomes.push(outcome);
+                if flight.outcomes.len() < flight.msgs.len() || flight.wait {
+                    continue;
+                }
+            } else {
+                apply_wait(&reply, flight, self.s.wait);
+            }
+            if let Some(done) = self.flights.pop_front() {
+                self.settle(done);
+            }
+        }
+    }
+
+    /// Hand out the outcomes of a pipeline whose replies are all in.
+    fn settle(&mut self, flight: Flight) {
+        for (m, outcome) in flight.msgs.into_iter().zip(flight.outcomes) {
+            match outcome {
+                Err(e) if is_refusal(&e) => self.refused(m, e, true),
+                other => m.sink.resolve(other),
+            }
+        }
+    }
+
+    /// The cluster refused `m` (or nothing could be sent): try again later if retries are
+    /// left, else that is its outcome.
+    fn refused(&mut self, mut m: Msg, e: OpError, replied: bool) {
+        if m.refused >= self.s.retries {
+            return m.sink.resolve(Err(e));
+        }
+        m.refused += 1;
+        // After a MOVED the new master is tried at once.
+        let wait = if replied && self.moved_to.is_some() {
+            0
+        } else {
+            (RETRY_WAIT_MS.0 << (m.refused - 1).min(16)).min(RETRY_WAIT_MS.1)
+        };
+        let at = Instant::now() + Duration::from_millis(wait);
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+        self.retry.push_back(m);
+    }
+
+    /// The connection failed: every XADD in flight gets `e` (never sent again).
     fn fail_all(&mut self, e: OpError) {
-        // The connection may be out of step with its replies, or gone.
         self.conn = None;
-        for &i in &self.todo {
-            self.outcomes[i] = Err(e.clone());
-        }
-    }
-
-    /// `WAIT` on the connection that carried the XADDs of `self.todo`, when some were written:
-    /// their confirms then mean "replicated to n replicas". The XADDs already ran on the master,
-    /// so a WAIT that falls short (its timeout) or fails leaves them in an unknown state (a
-    /// failover may keep or drop them): never a definite failure, whatever the WAIT's own error.
-    async fn wait_for_replicas(&mut self, conn: &mut MultiplexedConnection) {
-        let Some((replicas, timeout_ms)) = self.s.wait else {
-            return;
-        };
-        if !self.todo.iter().any(|&i| self.outcomes[i].is_ok()) {
-            return;
-        }
-        let acked = ::redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout_ms)
-            .query_async::<Value>(conn)
-            .await;
-        let err = match acked {
-            Ok(Value::Int(n)) if n >= i64::from(replicas) => return,
-            Ok(other) => OpError::Timeout(format!(
-                "WAIT {replicas} {timeout_ms}: acknowledged by {other:?}"
-            )),
-            Err(e) => match map_err(e) {
-                e if e.is_definite() => {
-                    OpError::Timeout(format!("WAIT {replicas} after the XADDs: {e}"))
-                }
-                e => {
-                    self.conn = None;
-                    e
-                }
-            },
-        };
-        for &i in &self.todo {
-            if self.outcomes[i].is_ok() {
-                self.outcomes[i] = Err(err.clone());
+        for f in self.flights.drain(..) {
+            for m in f.msgs {
+                m.sink.resolve(Err(e.clone()));
             }
         }
+        if let Some(to) = self.moved_to.take() {
+            self.master = Some(to);
+        }
     }
 
-    /// The connection to the stream's master, opened (after finding the master) if needed. An
+    /// Open the connection to the stream's master (after finding the master) if needed. An
     /// error means nothing was sent: a definite `Unavailable`.
-    async fn connection(&mut self) -> Result<MultiplexedConnection, OpError> {
-        if let Some(c) = &self.conn {
-            return Ok(c.clone());
+    async fn connect(&mut self) -> Result<(), OpError> {
+        if self.conn.is_some() {
+            return Ok(());
         }
         let master = match self.master.take() {
             Some(m) => m,
             None => self.locate().await?,
         };
-        let opened = match ::redis::Client::open(format!("redis://{master}/")) {
-            Ok(client) => {
-                client
-                    .get_multiplexed_async_connection_with_config(&self.config)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let opened = tokio::time::timeout(self.s.connect_timeout, TcpStream::connect(&master))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no connection within {:?}", self.s.connect_timeout),
+                ))
+            })
+            .and_then(|s| s.set_nodelay(true).map(|()| s));
         // On failure `master` stays forgotten: the next try asks the cluster again.
-        let conn = opened.map_err(|e| {
+        let stream = opened.map_err(|e| {
             OpError::Unavailable(format!(
                 "cannot connect to the stream's master {master}: {e}"
             ))
         })?;
+        let (read, write) = stream.into_split();
         self.master = Some(master);
-        self.conn = Some(conn.clone());
-        Ok(conn)
+        self.conn = Some(Conn {
+            read,
+            write,
+            buf: BytesMut::with_capacity(READ_BUFFER),
+        });
+        Ok(())
     }
 
     /// The master that owns the stream's slot, from CLUSTER NODES of any node.
@@ -316,19 +490,65 @@ impl Writer {
     }
 }
 
-/// One XADD, its buffers sized once.
-fn xadd(s: &WriterSettings, payload: &[u8]) -> Cmd {
-    let mut cmd = Cmd::with_capacity(8, 48 + s.key.len() + payload.len());
-    cmd.arg("XADD").arg(s.key.as_str());
-    if s.maxlen > 0 {
-        cmd.arg("MAXLEN").arg("~").arg(s.maxlen);
+/// Read more replies into the connection's buffer (never ready without a connection).
+async fn read_more(conn: &mut Option<Conn>) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => {
+            if c.buf.capacity() - c.buf.len() < READ_BUFFER / 4 {
+                c.buf.reserve(READ_BUFFER);
+            }
+            c.read.read_buf(&mut c.buf).await
+        }
+        None => std::future::pending().await,
     }
-    cmd.arg("*").arg(FIELD).arg(payload);
-    cmd
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A refusal by the cluster (see `refused_by_the_cluster`), worth resending.
+fn is_refusal(e: &OpError) -> bool {
+    matches!(e, OpError::Unavailable(_))
+}
+
+/// The WAIT after a pipeline's XADDs: their confirms then mean "replicated to n replicas". The
+/// XADDs already ran on the master, so a WAIT that falls short (its timeout) or fails leaves
+/// them in an unknown state (a failover may keep or drop them): never a definite failure.
+fn apply_wait(reply: &Reply, flight: &mut Flight, wait: Option<(u32, u64)>) {
+    let Some((replicas, timeout_ms)) = wait else {
+        return;
+    };
+    let err = match reply {
+        Reply::Int(n) if *n >= i64::from(replicas) => return,
+        Reply::Error(v) => OpError::Timeout(format!(
+            "WAIT {replicas} {timeout_ms} after the XADDs: {v:?}"
+        )),
+        other => OpError::Timeout(format!(
+            "WAIT {replicas} {timeout_ms}: acknowledged by {other:?}"
+        )),
+    };
+    for o in flight.outcomes.iter_mut().filter(|o| o.is_ok()) {
+        *o = Err(err.clone());
+    }
+}
+
+/// The outcome of one XADD from its own scanned reply.
+fn xadd_reply_outcome(r: &Reply) -> Outcome {
+    match r {
+        Reply::Text => Ok(()),
+        Reply::Error(v) => xadd_outcome(v),
+        Reply::Nil => Err(OpError::Broker("XADD answered nil".into())),
+        Reply::Int(n) => Err(OpError::Protocol(format!("XADD answered {n}"))),
+        Reply::Other(what) => Err(OpError::Protocol(format!("XADD answered {what}"))),
+    }
 }
 
 /// The outcome of one XADD from its own reply.
-fn xadd_outcome(v: &Value) -> Result<(), OpError> {
+fn xadd_outcome(v: &Value) -> Outcome {
     match v {
         // The new entry's id.
         Value::BulkString(_) | Value::SimpleString(_) | Value::VerbatimString { .. } => Ok(()),
@@ -374,6 +594,7 @@ mod tests {
     #[test]
     fn each_xadd_reply_is_its_own_outcome() {
         assert!(xadd_outcome(&Value::BulkString(b"1700000000000-0".to_vec())).is_ok());
+        assert!(xadd_reply_outcome(&Reply::Text).is_ok());
         let oom = xadd_outcome(&error_reply(
             "OOM command not allowed when used memory > 'maxmemory'.",
         ))
@@ -389,17 +610,23 @@ mod tests {
             "TRYAGAIN Multiple keys request during rehashing of slot",
             "LOADING Redis is loading the dataset in memory",
         ] {
-            let e = xadd_outcome(&error_reply(refusal)).expect_err(refusal);
+            let e = xadd_reply_outcome(&Reply::Error(error_reply(refusal))).expect_err(refusal);
             assert_eq!(e.kind(), "unavailable", "{refusal}");
-            assert!(e.is_definite(), "{refusal}");
+            assert!(e.is_definite() && is_refusal(&e), "{refusal}");
         }
         let wrongtype = xadd_outcome(&error_reply(
             "WRONGTYPE Operation against a key holding the wrong kind of value",
         ))
         .expect_err("WRONGTYPE");
-        assert!(wrongtype.is_definite());
+        assert!(wrongtype.is_definite() && !is_refusal(&wrongtype));
         // Something XADD never answers: the command may have run.
         assert!(!xadd_outcome(&Value::Int(1)).expect_err("int").is_definite());
+        assert!(!xadd_reply_outcome(&Reply::Int(1))
+            .expect_err("int")
+            .is_definite());
+        assert!(xadd_reply_outcome(&Reply::Nil)
+            .expect_err("nil")
+            .is_definite());
     }
 
     #[test]
@@ -425,22 +652,41 @@ mod tests {
     }
 
     #[test]
-    fn an_xadd_carries_the_key_the_trim_and_the_payload() {
-        let s = WriterSettings {
-            key: "{k}".into(),
-            maxlen: 1000,
-            wait: None,
-            retries: 0,
-            connect_timeout: Duration::from_secs(1),
-            response_timeout: Duration::from_secs(1),
+    fn a_wait_that_falls_short_leaves_the_written_xadds_unknown() {
+        let flight = |outcomes: Vec<Outcome>| Flight {
+            msgs: Vec::new(),
+            outcomes,
+            wait: true,
+            sent_at: Instant::now(),
         };
-        let packed = xadd(&s, b"abc").get_packed_command();
-        let expected =
-            b"*8\r\n$4\r\nXADD\r\n$3\r\n{k}\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$4\r\n1000\r\n\
-                         $1\r\n*\r\n$1\r\np\r\n$3\r\nabc\r\n";
+        let refused = || Err(OpError::Unavailable("CLUSTERDOWN".into()));
+        let mut f = flight(vec![Ok(()), refused()]);
+        apply_wait(&Reply::Int(1), &mut f, Some((1, 100)));
+        assert!(f.outcomes[0].is_ok());
+        let mut f = flight(vec![Ok(()), refused()]);
+        apply_wait(&Reply::Int(0), &mut f, Some((1, 100)));
+        let e = f.outcomes[0].clone().expect_err("short");
+        assert_eq!(e.kind(), "timeout");
+        assert!(!e.is_definite());
         assert_eq!(
-            String::from_utf8_lossy(&packed),
-            String::from_utf8_lossy(expected)
+            f.outcomes[1].clone().expect_err("refused").kind(),
+            "unavailable"
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_resolves_once_every_outcome_is_in() {
+        let (tx, rx) = oneshot::channel();
+        let sink = BatchSink::new(3, tx);
+        Sink::Batch(sink.clone(), 2).resolve(Err(OpError::Timeout("t".into())));
+        Sink::Batch(sink.clone(), 0).resolve(Ok(()));
+        Sink::Batch(sink, 1).resolve(Ok(()));
+        let all = rx.await.expect("resolved");
+        assert!(all[0].is_ok() && all[1].is_ok());
+        assert_eq!(all[2].clone().expect_err("timeout").kind(), "timeout");
+        // A batch whose messages are dropped unresolved (the writer stopped) ends in an error.
+        let (tx, rx) = oneshot::channel::<Vec<Outcome>>();
+        drop(Sink::Batch(BatchSink::new(1, tx), 0));
+        assert!(rx.await.is_err());
     }
 }
