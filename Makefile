@@ -51,6 +51,7 @@ failover-test: deps build
 BENCH_VENV ?= run/bench-venv
 BENCH_HARNESS_FLAGS ?=
 bench-harness: deps build
+	@python3 -c 'import ensurepip' 2>/dev/null || apt-get install -y -q python3-venv
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c 'import pika' 2>/dev/null || $(BENCH_VENV)/bin/pip install -q 'pika>=1.3,<2'
 	$(BENCH_VENV)/bin/python tools/bench_harness.py --bin $(BIN) --python $(BENCH_VENV)/bin/python $(BENCH_HARNESS_FLAGS)
