@@ -48,7 +48,7 @@ pub struct MemoryFaults {
 }
 
 /// Messages a consumer takes per poll, at most.
-const POLL_MAX: usize = 1024;
+const POLL_MAX: usize = 256;
 
 /// One queue, with its wake-ups.
 #[derive(Default)]

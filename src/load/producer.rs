@@ -104,7 +104,7 @@ struct ProducerTask {
 impl ProducerTask {
     /// Build and hand over the messages due now (one batch, within the in-flight window).
     /// Returns how many the client took.
-    async fn send_due(&mut self, now: u64) -> usize {
+    async fn send_due(&mut self, now: u64, stop: &mut watch::Receiver<bool>) -> usize {
         let Some(p) = self.producer.as_mut() else {
             return 0;
         };
@@ -130,7 +130,17 @@ impl ProducerTask {
         self.writer.write_batch(n, header, &mut self.payloads);
         // Handing over does not wait for the broker: Redis queues a pipeline entry, lapin
         // writes the frames to the socket (a dead peer is ended by the AMQP heartbeat, 5 s).
-        let sent = p.send_batch(&mut self.payloads).await;
+        let sent = tokio::select! {
+            sent = p.send_batch(&mut self.payloads) => sent,
+            // The run stops while the client holds the batch (e.g. waiting for room): what it
+            // took is unknown, so the batch stays sent without an outcome (unconfirmed).
+            _ = stop.wait_for(|s| *s) => {
+                self.payloads.clear();
+                self.index += n as u64;
+                self.rec.with(|s| s.sent += n as u64);
+                return n;
+            }
+        };
         self.payloads.clear();
         let taken = sent.taken.min(n);
         if taken < n {
@@ -320,7 +330,11 @@ pub async fn run_producer(
                 }
             }
         }
-        let sent = if producing { t.send_due(now).await } else { 0 };
+        let sent = if producing {
+            t.send_due(now, &mut stop).await
+        } else {
+            0
+        };
         t.settle_ready(clock.now_ns());
         let now = clock.now_ns();
         let wake_ns = t.wake_ns(now);
@@ -479,5 +493,54 @@ mod tests {
         let backend = send_200(false).await;
         assert!(!backend.injected().discarded_on_close.is_empty());
         assert!(backend.queued("t-0") < 200);
+    }
+
+    /// A max-rate producer whose client holds a batch (a full queue nobody reads) stops as soon
+    /// as the run does; what it had issued stays sent without an outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_waiting_on_its_client_stops_with_the_run() {
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults {
+            capacity: Some(10),
+            ..MemoryFaults::default()
+        }));
+        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let start = clock.now_ns();
+        let ledger = Arc::new(Ledger::new(1, true));
+        let ctx = Arc::new(LoadContext {
+            run_id: 1,
+            backend: backend.clone(),
+            ledger: ledger.clone(),
+            clock,
+            message_size: 64,
+            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
+        });
+        let plan = ProducerPlan {
+            id: 0,
+            dest,
+            schedule: Schedule::max(start),
+            limit: None,
+            end_ns: start + 60_000_000_000,
+            confirm_deadline_ns: start + 70_000_000_000,
+            max_in_flight: 64,
+            confirm_timeout: Duration::from_secs(30),
+            live: None,
+            linger: false,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let rec = Recorder::new();
+        let task = tokio::spawn(run_producer(ctx, plan, rec.clone(), stop));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(backend.queued("t-0"), 10);
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("stopped within 2 s")
+            .expect("producer task");
+        let s = ledger.summary(0, None);
+        assert!(s.consistent, "{}", s.problems);
+        // The first batch (the whole window) never came back from the client: 10 of it queued.
+        assert_eq!((s.sent, s.confirmed, s.unconfirmed), (64, 0, 64));
+        rec.with(|st| assert_eq!(st.sent, s.sent));
     }
 }

@@ -147,10 +147,18 @@ impl Stats {
     }
 
     pub fn reset(&mut self) {
-        self.publish.reset();
-        self.publish_failed.reset();
-        self.e2e.reset();
-        self.send_delay.reset();
+        // Clearing a histogram writes its whole counts array (188 KiB): skip the empty ones (a
+        // producer has no e2e, a consumer no publish), which also leaves their pages untouched.
+        for h in [
+            &mut self.publish,
+            &mut self.publish_failed,
+            &mut self.e2e,
+            &mut self.send_delay,
+        ] {
+            if !h.is_empty() {
+                h.reset();
+            }
+        }
         self.sent = 0;
         self.unsent = 0;
         self.confirmed = 0;

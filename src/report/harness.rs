@@ -93,8 +93,8 @@ pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
         .collect()
 }
 
-/// The report's lines on the harness: its ceiling, then one line per row (flagged ones first
-/// marked by the caller).
+/// The report's lines on the harness: its ceiling, then one line per row, each with whether
+/// it is flagged (the caller marks those).
 pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
     let mut out = vec![(
         false,

@@ -197,9 +197,12 @@ impl Ledger {
 
     /// Record a receipt.
     pub fn on_received(&self, producer: u32, seq: u64) -> Receipt {
-        let mut out = Vec::with_capacity(1);
-        self.on_received_many(&[(producer, seq)], &mut out);
-        out.pop().unwrap_or(Receipt::Unknown)
+        let Some(p) = self.producers.get(producer as usize) else {
+            self.phantom_producer
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Receipt::Unknown;
+        };
+        self.receive(&mut p.lock(), seq)
     }
 
     /// Record receipts of (producer, sequence), appending one `Receipt` per receipt to `out`
