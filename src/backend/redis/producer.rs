@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::resp::{encode_wait, scan, Reply, XaddEncoder};
-use super::{cluster_nodes, is_failed, key_slot, refused_by_the_cluster, FIELD};
+use super::{key_slot, master_of_slot, refused_by_the_cluster, FIELD};
 use crate::backend::{BatchSent, ConfirmFuture, OpError, Producer};
 
 /// Most XADDs in one pipeline.
@@ -474,16 +474,7 @@ impl Writer {
 
     /// The master that owns the stream's slot, from CLUSTER NODES of any node.
     async fn locate(&self) -> Result<String, OpError> {
-        let nodes = cluster_nodes(&self.cluster)
-            .await
-            .map_err(|e| OpError::Unavailable(format!("cannot find the stream's master: {e}")))?;
-        nodes
-            .iter()
-            .find(|n| n.is_master() && !is_failed(n) && n.owns_slot(self.slot))
-            .map(|n| n.address.clone())
-            .ok_or_else(|| {
-                OpError::Unavailable(format!("no master owns slot {} (CLUSTER NODES)", self.slot))
-            })
+        master_of_slot(&self.cluster, self.slot).await
     }
 }
 
@@ -565,7 +556,7 @@ fn xadd_outcome(v: &Value) -> Outcome {
 
 /// The new master named by a MOVED reply (`MOVED <slot> <host>:<port>`; an empty host means the
 /// one already in use, `current`).
-fn moved_to(e: &ServerError, current: Option<&str>) -> Option<String> {
+pub(super) fn moved_to(e: &ServerError, current: Option<&str>) -> Option<String> {
     if e.kind() != Some(ServerErrorKind::Moved) {
         return None;
     }
