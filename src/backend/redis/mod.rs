@@ -17,6 +17,7 @@ mod consumer;
 mod entries;
 mod lag;
 mod node_conn;
+mod outcome;
 mod producer;
 mod resp;
 

@@ -142,7 +142,7 @@ pub(super) fn error_of(frame: &[u8], current: &str) -> Option<Failed> {
         _ => OpError::Broker(text),
     };
     let moved_to = (e.kind() == Some(ServerErrorKind::Moved))
-        .then(|| super::producer::moved_to(&e, Some(current)))
+        .then(|| super::outcome::moved_to(&e, Some(current)))
         .flatten();
     Some(Failed { error, moved_to })
 }
