@@ -14,15 +14,24 @@ import sys
 import time
 
 
+def recv(sock, n):
+    data = sock.recv(n)
+    if not data:
+        raise ConnectionError("the node closed the connection")
+    return data
+
+
 def info(sock, section):
     sock.sendall(f"*2\r\n$4\r\nINFO\r\n${len(section)}\r\n{section}\r\n".encode())
     head = b""
     while not head.endswith(b"\r\n"):
-        head += sock.recv(1)
+        head += recv(sock, 1)
+    if not head.startswith(b"$"):
+        raise ConnectionError(f"unexpected reply {head!r}")
     n = int(head[1:-2])
     body = b""
     while len(body) < n + 2:
-        body += sock.recv(n + 2 - len(body))
+        body += recv(sock, n + 2 - len(body))
     return body[:-2].decode(errors="replace")
 
 
@@ -57,13 +66,16 @@ def main():
                         socks[port] = socket.create_connection(("127.0.0.1", port), timeout=1)
                     s = socks[port]
                     stats, pers = info(s, "commandstats"), info(s, "persistence")
-                except OSError:
-                    socks.pop(port, None)
+                except (OSError, ValueError):
+                    # ConnectionError is an OSError: a node that went away is tried again.
+                    dead = socks.pop(port, None)
+                    if dead is not None:
+                        dead.close()
                     continue
                 print(f"{time.time():.3f},{port},{field(stats, 'cmdstat_xadd', 'calls')},"
                       f"{field(pers, 'aof_rewrite_in_progress')},{field(pers, 'rdb_bgsave_in_progress')},"
                       f"{field(pers, 'aof_delayed_fsync')}", flush=True)
-            time.sleep(a.interval)
+            time.sleep(a.interval if socks else max(a.interval, 0.5))
     except KeyboardInterrupt:
         pass
     return 0
