@@ -324,9 +324,10 @@ def main():
               f" {'met' if ok_rate else 'MISSED'}; rounds {fmt(r['rate_ratios'])}")
         print(f"  Redis CPU ratio {r['cpu_ratio']:.2f} (target <= {TARGET_CPU}):"
               f" {'met' if ok_cpu else 'MISSED'}; rounds {fmt(r['cpu_ratios'])}")
-        print(f"  Redis backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
-              f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
-              f" redis-benchmark's): the rest of brokerbench produce's CPU is the load engine's")
+        if a.floor:
+            print(f"  Redis backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
+                  f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
+                  f" redis-benchmark's): the rest of brokerbench produce's CPU is the load engine's")
         if not (ok_rate and ok_cpu):
             code = 1
     if "rabbitmq" in results:
@@ -336,9 +337,10 @@ def main():
               f" msg/s, {r['bb_cpu_per_million']:.2f} CPU s per million")
         print(f"  RabbitMQ throughput ratio {r['rate_ratio']:.2f}, CPU ratio {r['cpu_ratio']:.2f};"
               f" rounds {fmt(r['rate_ratios'])} / {fmt(r['cpu_ratios'])}")
-        print(f"  RabbitMQ backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
-              f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
-              f" the pika publisher's)")
+        if a.floor:
+            print(f"  RabbitMQ backend alone (--floor): {r['floor_rate']:.0f} msg/s,"
+                  f" {r['floor_cpu_per_million']:.2f} CPU s per million ({r['floor_cpu_ratio']:.2f}x"
+                  f" the pika publisher's)")
     print(f"  (figures in {os.path.join(a.dir, 'results.json')})")
     return code
 

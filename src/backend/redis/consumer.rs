@@ -9,6 +9,12 @@
 //! back, XAUTOCLAIM (Redis 7) names them apart and removes them from the pending entries itself.
 //! The consumer XACKs the former and counts both, for `Consumer::take_trimmed`.
 //!
+//! The consumer talks to the stream's master over its own connection (`node_conn.rs`), found in
+//! CLUSTER NODES and followed on MOVED, so that XREADGROUP replies are scanned in place: each
+//! payload is a slice of the read buffer, each id two numbers (`entries.rs`). A lost connection
+//! is `OpError::Connection` (the harness reopens the consumer, which reads its pending entries
+//! back); a MOVED is a definite refusal, and the next command goes to the new master.
+//!
 //! `ack` does not wait for Redis: the ids go out in one pipeline with the next XREADGROUP (one
 //! round trip per batch instead of two), and `close` sends those still held. XACK is
 //! idempotent, so ids whose pipeline failed are sent again with the next one. Replies are parsed
@@ -21,8 +27,9 @@ use ::redis::{Cmd, Value};
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::entries::{parse_xautoclaim, parse_xreadgroup, push_ids, EntryId};
-use super::{map_err, RedisStreams, GROUP};
+use super::entries::{parse_xautoclaim, parse_xreadgroup_frame, push_ids, EntryId};
+use super::node_conn::{error_of, value_of, NodeConn};
+use super::{key_slot, master_of_slot, RedisStreams, CONNECT_TIMEOUT, GROUP};
 use crate::backend::{AckToken, Consumer, Delivery, Destination, OpError};
 
 /// XREADGROUP's ID for "this consumer's pending entries, from the first".
@@ -41,7 +48,9 @@ impl RedisStreams {
         index: usize,
     ) -> Result<Box<dyn Consumer>, OpError> {
         // Each consumer has its own connection: XREADGROUP BLOCK holds the connection it runs on.
-        let conn = self.client.get_async_connection().await.map_err(map_err)?;
+        let slot = key_slot(&dest.name);
+        let master = master_of_slot(&self.conn, slot).await?;
+        let conn = NodeConn::open(&master, CONNECT_TIMEOUT).await?;
         let s = &self.settings;
         let claim = (s.claim_interval_ms > 0).then(|| {
             let interval = Duration::from_millis(s.claim_interval_ms);
@@ -53,7 +62,13 @@ impl RedisStreams {
             }
         });
         Ok(Box::new(RedisConsumer {
-            conn,
+            cluster: self.conn.clone(),
+            slot,
+            conn: Some(conn),
+            master: None,
+            reply_timeout: Duration::from_millis(s.block_ms + 5_000),
+            frames: Vec::with_capacity(2),
+            packed: Vec::new(),
             key: dest.name.clone(),
             name: format!("c{index}"),
             count: s.read_count,
@@ -69,7 +84,17 @@ impl RedisStreams {
 }
 
 struct RedisConsumer {
-    conn: ClusterConnection,
+    /// Answers CLUSTER NODES when the master is to be found again.
+    cluster: ClusterConnection,
+    slot: u16,
+    conn: Option<NodeConn>,
+    /// Where the next connection goes (a MOVED named it); else CLUSTER NODES says.
+    master: Option<String>,
+    /// A reply slower than this (BLOCK included) is a timeout.
+    reply_timeout: Duration,
+    /// Raw replies of the last exchange, and the commands of the next one (reused).
+    frames: Vec<bytes::Bytes>,
+    packed: Vec<u8>,
     key: String,
     name: String,
     count: usize,
@@ -104,8 +129,58 @@ impl RedisConsumer {
     /// name (or an XACK that did not happen): after an error whose outcome is unknown, the next
     /// polls read back this consumer's pending entries from the first.
     async fn query(&mut self, cmd: &Cmd) -> Result<Value, OpError> {
-        let reply = cmd.query_async(&mut self.conn).await.map_err(map_err);
+        self.packed.clear();
+        cmd.write_packed_command(&mut self.packed);
+        let reply = self.exchange(1).await;
+        let reply = reply.and_then(|()| match self.frames.first() {
+            Some(f) => value_of(f),
+            None => Err(OpError::Protocol("no reply".into())),
+        });
         self.after_reply(reply)
+    }
+
+    /// Send `self.packed` and read `n` raw replies into `self.frames`, (re)connecting first if
+    /// needed. An error reply among them is the error (MOVED: the next connection goes to the
+    /// new master). The connection is dropped after anything that leaves it out of step.
+    async fn exchange(&mut self, n: usize) -> Result<(), OpError> {
+        self.frames.clear();
+        if self.conn.as_ref().is_some_and(NodeConn::is_dirty) {
+            // A cancelled poll left a reply unread: it may have delivered entries to this
+            // consumer, which the read-back from the first pending entry finds.
+            self.conn = None;
+            self.pending_after = Some(PENDING_FROM_START);
+        }
+        if self.conn.is_none() {
+            let master = match self.master.take() {
+                Some(m) => m,
+                None => master_of_slot(&self.cluster, self.slot).await?,
+            };
+            self.conn = Some(NodeConn::open(&master, CONNECT_TIMEOUT).await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(OpError::Unavailable(
+                "no connection to the stream's master".into(),
+            ));
+        };
+        let timeout = self.reply_timeout;
+        if let Err(e) = conn
+            .exchange(&self.packed, n, &mut self.frames, timeout)
+            .await
+        {
+            self.conn = None;
+            return Err(e);
+        }
+        let address = conn.address().to_string();
+        for f in &self.frames {
+            if let Some(failed) = error_of(f, &address) {
+                if let Some(to) = failed.moved_to {
+                    self.master = Some(to);
+                    self.conn = None;
+                }
+                return Err(failed.error);
+            }
+        }
+        Ok(())
     }
 
     fn after_reply<T>(&mut self, reply: Result<T, OpError>) -> Result<T, OpError> {
@@ -145,34 +220,25 @@ impl RedisConsumer {
             Some(id) => cmd.arg(id.to_string()),
             None => cmd.arg(">"),
         };
-        let v = if self.to_ack.is_empty() {
-            self.query(&cmd).await?
-        } else {
-            let ids = std::mem::take(&mut self.to_ack);
-            let mut pipe = ::redis::pipe();
-            pipe.add_command(self.xack(&ids)).add_command(cmd);
-            let replies = pipe
-                .query_async::<Vec<Value>>(&mut self.conn)
-                .await
-                .map_err(map_err);
-            match self.after_reply(replies) {
-                Ok(replies) => {
-                    // `ids` were acked; the read's reply is the second.
-                    let n = replies.len();
-                    replies.into_iter().nth(1).ok_or_else(|| {
-                        OpError::Protocol(format!(
-                            "a pipeline of XACK and XREADGROUP got {n} replies"
-                        ))
-                    })?
-                }
-                Err(e) => {
-                    // Sent again with the next read (XACK is idempotent).
-                    self.to_ack = ids;
-                    return Err(e);
-                }
-            }
+        // The acks held go first, in the same write.
+        let ids = std::mem::take(&mut self.to_ack);
+        self.packed.clear();
+        if !ids.is_empty() {
+            self.xack(&ids).write_packed_command(&mut self.packed);
+        }
+        cmd.write_packed_command(&mut self.packed);
+        let n = if ids.is_empty() { 1 } else { 2 };
+        let exchanged = self.exchange(n).await;
+        if let Err(e) = self.after_reply(exchanged) {
+            // Sent again with the next read (XACK is idempotent).
+            self.to_ack = ids;
+            return Err(e);
+        }
+        let Some(frame) = self.frames.last() else {
+            return Err(OpError::Protocol("no XREADGROUP reply".into()));
         };
-        parse_xreadgroup(v, after.is_some(), out, &mut self.trimmed_pending)
+        let parsed = parse_xreadgroup_frame(frame, after.is_some(), out, &mut self.trimmed_pending);
+        self.after_reply(parsed)
     }
 
     /// While reading back pending entries: the next batch of them. True when there was one (the
@@ -277,7 +343,6 @@ impl Consumer for RedisConsumer {
         }
         let ids = std::mem::take(&mut self.to_ack);
         let cmd = self.xack(&ids);
-        let _ =
-            tokio::time::timeout(CLOSE_ACK_TIMEOUT, cmd.query_async::<Value>(&mut self.conn)).await;
+        let _ = tokio::time::timeout(CLOSE_ACK_TIMEOUT, self.query(&cmd)).await;
     }
 }

@@ -81,8 +81,11 @@ fn bytes_of(v: &Value) -> Option<&[u8]> {
     }
 }
 
-/// Parse an XREADGROUP reply (RESP2: [[key, entries]], RESP3: {key: entries}) into deliveries;
-/// the ids of trimmed entries go to `trimmed`. Returns the id of the last entry, if any.
+/// Parse an XREADGROUP reply (RESP2: [[key, entries]], RESP3: {key: entries}) as redis-rs reads
+/// it into deliveries; the ids of trimmed entries go to `trimmed`. Returns the id of the last
+/// entry, if any. The consumer reads frames in place (`parse_xreadgroup_frame`); this is the
+/// tests' reference for it.
+#[cfg(test)]
 pub(super) fn parse_xreadgroup(
     v: Value,
     redelivered: bool,
@@ -214,6 +217,113 @@ fn parse_entries(
     Ok(last)
 }
 
+/// A cursor over one raw RESP2 reply.
+struct Frame<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Frame<'_> {
+    fn bad(&self, what: &str) -> OpError {
+        OpError::Protocol(format!("XREADGROUP reply: {what} at byte {}", self.at))
+    }
+
+    /// A `<kind><integer>\r\n` line.
+    fn header(&mut self, kind: u8) -> Result<i64, OpError> {
+        if self.b.get(self.at) != Some(&kind) {
+            return Err(self.bad(&format!("expected {:?}", kind as char)));
+        }
+        let rest = &self.b[self.at + 1..];
+        let end = rest
+            .iter()
+            .position(|&c| c == b'\r')
+            .ok_or_else(|| self.bad("a line without CRLF"))?;
+        let n = std::str::from_utf8(&rest[..end])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| self.bad("not a number"))?;
+        self.at += 1 + end + 2;
+        Ok(n)
+    }
+
+    /// An array header: its length, or `None` for a nil array.
+    fn array(&mut self) -> Result<Option<usize>, OpError> {
+        let n = self.header(b'*')?;
+        Ok(usize::try_from(n).ok())
+    }
+
+    /// A bulk string's byte range (`None` for a nil one).
+    fn bulk(&mut self) -> Result<Option<std::ops::Range<usize>>, OpError> {
+        let n = self.header(b'$')?;
+        let Ok(n) = usize::try_from(n) else {
+            return Ok(None);
+        };
+        let range = self.at..self.at + n;
+        if self.b.len() < range.end + 2 {
+            return Err(self.bad("a bulk string cut short"));
+        }
+        self.at = range.end + 2;
+        Ok(Some(range))
+    }
+}
+
+/// Parse an XREADGROUP reply (RESP2, `[[key, [[id, [field, value, ...]], ...]]]` or nil) in
+/// place: each payload is a slice of `frame` (no copy), ids are read as numbers; trimmed entries
+/// (nil fields) go to `trimmed`. Returns the id of the last entry, if any. An error reply must
+/// have been handled before.
+pub(super) fn parse_xreadgroup_frame(
+    frame: &Bytes,
+    redelivered: bool,
+    out: &mut Vec<Delivery>,
+    trimmed: &mut Vec<EntryId>,
+) -> Result<Option<EntryId>, OpError> {
+    let mut f = Frame { b: frame, at: 0 };
+    let mut last = None;
+    let Some(streams) = f.array()? else {
+        return Ok(None);
+    };
+    for _ in 0..streams {
+        if f.array()? != Some(2) {
+            return Err(f.bad("a stream that is not [key, entries]"));
+        }
+        f.bulk()?;
+        let entries = f.array()?.unwrap_or(0);
+        for _ in 0..entries {
+            if f.array()? != Some(2) {
+                return Err(f.bad("an entry that is not [id, fields]"));
+            }
+            let id_range = f.bulk()?.ok_or_else(|| f.bad("an entry without id"))?;
+            let id = EntryId::parse(&frame[id_range.clone()]).ok_or_else(|| {
+                OpError::Protocol(format!(
+                    "stream entry id {:?} is not <ms>-<seq>",
+                    String::from_utf8_lossy(&frame[id_range])
+                ))
+            })?;
+            last = Some(id);
+            let Some(fields) = f.array()? else {
+                trimmed.push(id);
+                continue;
+            };
+            let mut payload = Bytes::new();
+            for _ in 0..fields / 2 {
+                let key = f.bulk()?;
+                let value = f.bulk()?;
+                if let (Some(k), Some(v)) = (key, value) {
+                    if &frame[k] == FIELD.as_bytes() && payload.is_empty() {
+                        payload = frame.slice(v);
+                    }
+                }
+            }
+            out.push(Delivery {
+                payload,
+                redelivered,
+                token: id.token(),
+            });
+        }
+    }
+    Ok(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +444,42 @@ mod tests {
         let empty = Value::Array(vec![Value::Array(vec![bulk(b"{k}"), Value::Array(vec![])])]);
         let last = parse_xreadgroup(empty, true, &mut out, &mut trimmed).expect("empty");
         assert!(out.is_empty() && last.is_none());
+    }
+
+    #[test]
+    fn xreadgroup_frames_are_read_in_place_like_values() {
+        let raw = b"*1\r\n*2\r\n$3\r\n{k}\r\n*3\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\np\r\n$1\r\na\r\n*2\r\n$3\r\n1-1\r\n*-1\r\n*2\r\n$3\r\n1-2\r\n*4\r\n$1\r\nq\r\n$1\r\nz\r\n$1\r\np\r\n$2\r\nbc\r\n";
+        let frame = Bytes::from_static(raw);
+        let (mut out, mut trimmed) = (Vec::new(), Vec::new());
+        let last = parse_xreadgroup_frame(&frame, true, &mut out, &mut trimmed).expect("frame");
+        let (mut out2, mut trimmed2) = (Vec::new(), Vec::new());
+        let value = ::redis::parse_redis_value(raw).expect("value");
+        let last2 = parse_xreadgroup(value, true, &mut out2, &mut trimmed2).expect("value");
+        assert_eq!(last, Some(id(1, 2)));
+        assert_eq!(last, last2);
+        assert_eq!(trimmed, [id(1, 1)]);
+        assert_eq!(trimmed, trimmed2);
+        assert_eq!(out.len(), 2);
+        for (a, b) in out.iter().zip(&out2) {
+            assert_eq!(
+                (&a.payload, &a.token, a.redelivered),
+                (&b.payload, &b.token, b.redelivered)
+            );
+        }
+        assert_eq!(out[1].payload.as_ref(), b"bc");
+        // No entries (BLOCK ran out): a nil array.
+        let nil = Bytes::from_static(b"*-1\r\n");
+        assert_eq!(
+            parse_xreadgroup_frame(&nil, false, &mut out, &mut trimmed).expect("nil"),
+            None
+        );
+        // Cut short or not an XREADGROUP reply: unreadable, not definite.
+        for bad in [&raw[..raw.len() - 4], &b":1\r\n"[..], &b"*1\r\n*3\r\n"[..]] {
+            let e =
+                parse_xreadgroup_frame(&Bytes::copy_from_slice(bad), false, &mut out, &mut trimmed)
+                    .expect_err("bad frame");
+            assert!(!e.is_definite());
+        }
     }
 
     #[test]

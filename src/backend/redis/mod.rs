@@ -1,18 +1,23 @@
 //! Redis Cluster streams: XADD (optionally MAXLEN ~) in pipelines over a direct connection to
 //! the stream's master (see `producer.rs` for why), consumer groups with XREADGROUP (COUNT,
-//! BLOCK) and XACK through redis-rs's cluster client, which follows MOVED/ASK.
+//! BLOCK) and XACK over a direct connection too (`consumer.rs`, `node_conn.rs`); both find the
+//! master in CLUSTER NODES and follow MOVED. redis-rs's cluster client asks the topology
+//! questions (CLUSTER NODES, INFO) and does setup and teardown.
 //!
 //! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
 //! the load spreads over the shards the way the proposal intends.
 //!
 //! Files: this one (the backend, keys and slots), `producer.rs` (the `Producer` impl: XADD
-//! pipelines), `consumer.rs` (the `Consumer` impl and the parsing of its replies), `lag.rs`
+//! pipelines) with `resp.rs` (its wire format), `consumer.rs` (the `Consumer` impl) with
+//! `node_conn.rs` (its connection) and `entries.rs` (the parsing of its replies), `lag.rs`
 //! (replica lag), `backlog.rs` (what the group has yet to read or ack).
 
 mod backlog;
 mod consumer;
 mod entries;
 mod lag;
+mod node_conn;
+mod outcome;
 mod producer;
 mod resp;
 
@@ -37,9 +42,6 @@ const FIELD: &str = "p";
 pub struct RedisStreams {
     label: String,
     settings: RedisSettings,
-    /// The consumers' client: each consumer opens its connection from it, with the scenario's
-    /// `client_retries`.
-    client: ClusterClient,
     /// Questions to any node (CLUSTER NODES, INFO; producers looking for their stream's master):
     /// no retries, so a topology poll during a failover answers (or fails) at once and the fault
     /// runner simply asks again.
@@ -162,6 +164,18 @@ async fn ask_any_node(
     as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
 }
 
+/// The master that owns `slot`, from CLUSTER NODES of any node (over `conn`): `host:port`.
+async fn master_of_slot(conn: &ClusterConnection, slot: u16) -> Result<String, OpError> {
+    let nodes = cluster_nodes(conn)
+        .await
+        .map_err(|e| OpError::Unavailable(format!("cannot find the stream's master: {e}")))?;
+    nodes
+        .iter()
+        .find(|n| n.is_master() && !is_failed(n) && n.owns_slot(slot))
+        .map(|n| n.address.clone())
+        .ok_or_else(|| OpError::Unavailable(format!("no master owns slot {slot} (CLUSTER NODES)")))
+}
+
 /// The cluster's nodes as any node (over `conn`) sees them.
 async fn cluster_nodes(conn: &ClusterConnection) -> Result<Vec<RedisNodeStatus>, OpError> {
     let text = ask_any_node(conn, "CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES")).await?;
@@ -195,12 +209,11 @@ impl RedisStreams {
                 .map_err(|_| "no answer within 10s".to_string())?
                 .map_err(|e| e.to_string())
         };
-        let conn = open(client.clone()).await.map_err(&fail)?;
+        let conn = open(client).await.map_err(&fail)?;
         let admin = open(admin_client).await.map_err(&fail)?;
         Ok(RedisStreams {
             label,
             settings: settings.clone(),
-            client,
             conn,
             admin,
             nodes: lag::NodeConnections::default(),
