@@ -32,6 +32,18 @@ impl OwnedProcess {
         unsafe { libc::kill(self.pid as i32, sig) == 0 }
     }
 
+    /// Stopped by SIGSTOP (state `T` in /proc/<pid>/stat) and still ours.
+    pub fn is_paused(&self) -> bool {
+        self.is_running()
+            && std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .ok()
+                .and_then(|s| {
+                    let (_, rest) = s.rsplit_once(')')?;
+                    rest.split_whitespace().next().map(|st| st == "T")
+                })
+                .unwrap_or(false)
+    }
+
     /// SIGTERM, wait up to `grace` (retrying SIGTERM every second, as Redis may ignore the first
     /// while writing its AOF), then SIGKILL and wait until gone. Blocking; returns true if the
     /// process had to be killed.
@@ -44,6 +56,8 @@ impl OwnedProcess {
         let start = Instant::now();
         let mut last_term = start;
         self.signal(libc::SIGTERM);
+        // A paused node (a `pause` fault) handles the SIGTERM only once it runs again.
+        self.signal(libc::SIGCONT);
         while start.elapsed() < grace {
             if !self.is_running() {
                 self.reap_leftovers(&family, Duration::from_secs(5));

@@ -169,6 +169,9 @@ pub struct FaultRow {
     pub reprocessed: Option<u64>,
     pub redelivery_first_s: Option<f64>,
     pub redelivery_last_s: Option<f64>,
+    /// How the node came back: "restarted", "resumed", or "resumed, then restarted: ..." when
+    /// a paused node's cluster did not heal by itself; empty when it was not brought back.
+    pub recovery: String,
     /// "ok", or what went wrong while injecting or observing the fault.
     pub status: String,
 }
@@ -291,6 +294,7 @@ pub fn row(
             .then(|| rate(&others_received, from, from + outage_slots))
             .flatten(),
         restart_at_s: obs.restart_ns.map(secs),
+        recovery: obs.recovery.clone().unwrap_or_default(),
         rejoin_s: match (obs.restart_ns, obs.rejoined_ns) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
             _ => None,

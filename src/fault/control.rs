@@ -14,6 +14,10 @@ use crate::cluster::ClusterError;
 
 /// How long `heal` waits for a Redis cluster to be healthy again.
 const REDIS_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `heal` waits for every RabbitMQ node to be running and clustered again (a resumed
+/// node may first have to find that its peers gave it up). A restarted node has already been
+/// waited for by `restart`.
+const RABBIT_HEAL_TIMEOUT: Duration = Duration::from_secs(40);
 
 #[async_trait]
 pub trait NodeControl: Send {
@@ -25,6 +29,30 @@ pub trait NodeControl: Send {
     async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError>;
     /// Start a stopped node again and wait until it has rejoined.
     async fn restart(&mut self, node: &str) -> Result<(), ClusterError>;
+    /// SIGSTOP the node: a frozen host. Its sockets stay open, so its peers and clients notice
+    /// only through their own timeouts (`cluster-node-timeout`, `net_ticktime`, a client's
+    /// operation timeout), as with a hung machine or a network that drops packets.
+    async fn pause(&mut self, node: &str) -> Result<(), ClusterError> {
+        self.send(node, libc::SIGSTOP, "pause")
+    }
+    /// SIGCONT a paused node.
+    async fn resume(&mut self, node: &str) -> Result<(), ClusterError> {
+        self.send(node, libc::SIGCONT, "resume")
+    }
+    fn send(&self, node: &str, sig: i32, what: &str) -> Result<(), ClusterError> {
+        match self.process_of(node) {
+            Some(p) if p.signal(sig) => Ok(()),
+            _ => Err(ClusterError::Node {
+                node: node.to_string(),
+                message: format!("cannot {what}: its process is not running"),
+                log_tail: String::new(),
+            }),
+        }
+    }
+    fn is_paused(&self, node: &str) -> bool {
+        self.process_of(node).is_some_and(|p| p.is_paused())
+    }
+
     /// After restarts: wait until the whole cluster is healthy again.
     async fn wait_whole(&mut self) -> Result<(), ClusterError> {
         Ok(())
@@ -34,9 +62,17 @@ pub trait NodeControl: Send {
         self.process_of(node).is_some_and(|p| p.is_running())
     }
 
-    /// Restart every node that is down and wait until the cluster is whole; returns the nodes
-    /// it restarted.
+    /// Resume every paused node, restart every node that is down and wait until the cluster is
+    /// whole; returns the nodes it resumed or restarted.
     async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
+        let paused: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| self.is_paused(n))
+            .collect();
+        for n in &paused {
+            self.resume(n).await?;
+        }
         let down: Vec<String> = self
             .node_names()
             .into_iter()
@@ -45,8 +81,19 @@ pub trait NodeControl: Send {
         for n in &down {
             self.restart(n).await?;
         }
-        self.wait_whole().await?;
-        Ok(down)
+        if let Err(e) = self.wait_whole().await {
+            if paused.is_empty() {
+                return Err(e);
+            }
+            // A resumed node whose peers gave it up may stay apart (RabbitMQ 3.10 can stay
+            // partitioned): restart it, as an operator would.
+            for n in &paused {
+                self.kill(n, false).await?;
+                self.restart(n).await?;
+            }
+            self.wait_whole().await?;
+        }
+        Ok(paused.into_iter().chain(down).collect())
     }
 }
 
@@ -137,5 +184,9 @@ impl NodeControl for LocalRabbitCluster {
     async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
         let i = self.index_of(node)?;
         self.restart_node(i).await
+    }
+
+    async fn wait_whole(&mut self) -> Result<(), ClusterError> {
+        self.wait_healthy(RABBIT_HEAL_TIMEOUT).await
     }
 }

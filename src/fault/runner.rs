@@ -47,6 +47,8 @@ pub struct Observation {
     pub redelivered_first_ns: Option<u64>,
     pub redelivered_last_ns: Option<u64>,
     pub error: Option<String>,
+    /// How the node came back (faults.csv `recovery`).
+    pub recovery: Option<String>,
 }
 
 impl Observation {
@@ -68,6 +70,7 @@ impl Observation {
             redelivered_first_ns: None,
             redelivered_last_ns: None,
             error: None,
+            recovery: None,
         }
     }
 
@@ -165,7 +168,7 @@ impl FaultRunner {
             let mut obs = Observation::new(*index, spec, self.now());
             match spec.action {
                 FaultAction::KillConsumer => self.kill_consumer(&mut obs, next_ns, &mut stop).await,
-                FaultAction::Kill | FaultAction::Stop => match control.as_deref_mut() {
+                FaultAction::Kill | FaultAction::Stop | FaultAction::Pause => match control.as_deref_mut() {
                     Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
                     None => obs.fail(
                         "this cluster was not started by brokerbench: it cannot act on its nodes",
@@ -267,13 +270,17 @@ impl FaultRunner {
         obs.leader_before = watched.and_then(|d| self.leader_of(&topo, d));
         obs.node = Some(node.clone());
         obs.at_ns = self.now();
-        let graceful = spec.action == FaultAction::Stop;
+        let pause = spec.action == FaultAction::Pause;
         self.say(format!(
             "fault {}: {} {node}",
             obs.index,
             spec.action.as_str()
         ));
-        if let Err(e) = control.kill(&node, graceful).await {
+        let done = match spec.action {
+            FaultAction::Pause => control.pause(&node).await,
+            _ => control.kill(&node, spec.action == FaultAction::Stop).await,
+        };
+        if let Err(e) = done {
             return obs.fail(format!("{} {node}: {e}", spec.action.as_str()));
         }
         let restart_ns = spec.restart_after.map(|r| obs.at_ns + r.as_nanos() as u64);
@@ -308,13 +315,47 @@ impl FaultRunner {
         obs.end_ns = Some(self.now());
         let mut cancel = self.cancel.clone();
         if *cancel.borrow() {
+            if pause {
+                // Never leave a frozen node behind: the cleanup's SIGTERM would wait on it.
+                let _ = control.resume(&node).await;
+            }
             return obs.fail(format!("interrupted before restarting {node}"));
         }
         obs.restart_ns = Some(self.now());
-        self.say(format!("fault {}: restarting {node}", obs.index));
+        let verb = if pause { "resuming" } else { "restarting" };
+        self.say(format!("fault {}: {verb} {node}", obs.index));
         let restarted = tokio::select! {
-            r = control.restart(&node) => r,
-            _ = cancel.changed() => return obs.fail(format!("interrupted while restarting {node}")),
+            r = async {
+                if !pause {
+                    obs.recovery = Some("restarted".into());
+                    return control.restart(&node).await;
+                }
+                // Back when the whole cluster is healthy again (for Redis, cluster_state ok on
+                // every node; for RabbitMQ, every node a running member as every node sees it).
+                control.resume(&node).await?;
+                match control.wait_whole().await {
+                    Ok(()) => {
+                        obs.recovery = Some("resumed".into());
+                        Ok(())
+                    }
+                    // What an operator does next (RabbitMQ 3.10 can stay partitioned after a
+                    // frozen node wakes up): restart the node, and say so.
+                    Err(e) => {
+                        let why: String = e.to_string().lines().next().unwrap_or("").chars().take(200).collect();
+                        self.say(format!(
+                            "fault {}: the cluster did not heal after resuming {node}; restarting it",
+                            obs.index
+                        ));
+                        obs.recovery = Some(format!(
+                            "resumed, then restarted: the cluster did not heal by itself ({why})"
+                        ));
+                        control.kill(&node, false).await?;
+                        control.restart(&node).await?;
+                        control.wait_whole().await
+                    }
+                }
+            } => r,
+            _ = cancel.changed() => return obs.fail(format!("interrupted while {verb} {node}")),
         };
         match restarted {
             Ok(()) => {

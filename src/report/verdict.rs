@@ -127,7 +127,7 @@ fn is_rabbit(backend_type: &str) -> bool {
 }
 
 fn is_node_fault(f: &FaultRow) -> bool {
-    f.action == "kill" || f.action == "stop"
+    f.action == "kill" || f.action == "stop" || f.action == "pause"
 }
 
 fn is_leader_kill(f: &FaultRow) -> bool {

@@ -160,7 +160,7 @@ pub async fn run_backend(
     if !(interrupted && own_clusters) {
         meta.topology_after = backend.topology(&dests).await.ok();
         if let Err(e) = backend.teardown(&dests).await {
-            eprintln!("[{label}] teardown: {e}");
+            crate::errln!("[{label}] teardown: {e}");
         }
     }
     meta.status = summary.status.clone();
@@ -424,7 +424,12 @@ pub async fn run_load(
         timeline.close(i, secs(o.end_ns.unwrap_or(o.at_ns)));
         report(each(sinks, |s| s.on_event(&timeline.events[i])));
         if let Some(r) = o.restart_ns {
-            let name = format!("restart {}", o.node.clone().unwrap_or_default());
+            let verb = if o.spec.action == crate::scenario::faults::FaultAction::Pause {
+                "resume"
+            } else {
+                "restart"
+            };
+            let name = format!("{verb} {}", o.node.clone().unwrap_or_default());
             let i = timeline.open(label, EventKind::Fault, &name, secs(r));
             timeline.close(i, secs(o.rejoined_ns.unwrap_or(r)));
             report(each(sinks, |s| s.on_event(&timeline.events[i])));
@@ -565,7 +570,7 @@ fn destination_seconds(
 /// Report-sink errors do not stop a run's load; they are printed.
 fn report(r: Result<(), crate::report::ReportError>) {
     if let Err(e) = r {
-        eprintln!("writing results: {e}");
+        crate::errln!("writing results: {e}");
     }
 }
 

@@ -31,6 +31,9 @@ pub enum FaultAction {
     Kill,
     /// Stop the node gracefully (SIGTERM, SIGKILL after a grace period).
     Stop,
+    /// SIGSTOP the node's process, SIGCONT at `restart_after`: a frozen host. No socket is
+    /// closed, so peers and clients notice only through their timeouts.
+    Pause,
     /// The harness's own consumer task crashes: it drops the batch it holds without acking,
     /// closes its connection and never comes back. Another consumer must pick the messages up.
     KillConsumer,
@@ -41,6 +44,7 @@ impl FaultAction {
         match self {
             FaultAction::Kill => "kill",
             FaultAction::Stop => "stop",
+            FaultAction::Pause => "pause",
             FaultAction::KillConsumer => "kill-consumer",
         }
     }
