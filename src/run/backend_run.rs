@@ -136,7 +136,7 @@ pub async fn run_backend(
     let mut mine: Vec<(usize, FaultSpec)> = faults
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.applies_to(&label, kind))
+        .filter(|(_, f)| f.applies_to(&label, kind, spec.cluster()))
         .map(|(i, f)| (i, f.clone()))
         .collect();
     mine.sort_by_key(|(_, f)| f.at);

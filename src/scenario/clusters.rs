@@ -488,6 +488,37 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_can_be_limited_to_the_backends_of_one_cluster() {
+        let two = "[clusters.redis-7]\nkind = \"redis\"\n\
+             [clusters.redis-8]\nkind = \"redis\"\nmode = \"external\"\nnodes = [\"127.0.0.1:7500\"]\n\
+             [[backends]]\ntype = \"redis-streams\"\nlabel = \"a\"\ncluster = \"redis-7\"\n\
+             [[backends]]\ntype = \"redis-streams\"\nlabel = \"b\"\ncluster = \"redis-8\"\n";
+        let fault = |clusters: &str| {
+            format!("{two}[[faults]]\nat = \"0s\"\naction = \"kill\"\ntarget = \"random\"\nclusters = {clusters}\n")
+        };
+        let s = parsed(&fault("[\"redis-7\"]"));
+        let f = &s.faults[0];
+        let applies: Vec<String> = s
+            .backends
+            .iter()
+            .filter(|b| f.applies_to(&b.label(), b.type_name(), b.cluster()))
+            .map(|b| b.label())
+            .collect();
+        assert_eq!(applies, ["a"]);
+        // On every cluster, the fault would hit the external one too.
+        let e = err(&fault("[]"));
+        assert!(
+            e.contains("`faults[0].action`: b cannot kill nodes of an external cluster (clusters.redis-8.mode"),
+            "{e}"
+        );
+        let e = err(&fault("[\"redis-9\"]"));
+        assert!(
+            e.contains("`faults[0].clusters`: \"redis-9\" is not a cluster of this scenario; use names of its clusters (redis-7, redis-8)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn overlapping_ports_of_two_clusters_are_refused_naming_both() {
         let e = err(
             "[clusters.rabbitmq-3]\nkind = \"rabbitmq\"\n[clusters.rabbitmq-4]\nkind = \"rabbitmq\"\namqp_base_port = 5800\n\

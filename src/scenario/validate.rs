@@ -329,14 +329,24 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
         let applies: Vec<&BackendSpec> = s
             .backends
             .iter()
-            .filter(|b| f.applies_to(&b.label(), b.type_name()))
+            .filter(|b| f.applies_to(&b.label(), b.type_name(), b.cluster()))
             .collect();
+        if let Some(name) = f.clusters.iter().find(|n| s.clusters.get(n).is_none()) {
+            let names: Vec<&str> = s.clusters.iter().map(|(n, _)| n).collect();
+            return err(
+                "clusters",
+                format!(
+                    "\"{name}\" is not a cluster of this scenario; use names of its clusters ({})",
+                    names.join(", ")
+                ),
+            );
+        }
         if applies.is_empty() {
             return err(
                 "backends",
                 format!(
-                    "{:?} names no backend of this scenario; use labels or types of its [[backends]]",
-                    f.backends
+                    "{:?} (on clusters {:?}) names no backend of this scenario; use labels or types of its [[backends]] and the clusters they run on",
+                    f.backends, f.clusters
                 ),
             );
         }
