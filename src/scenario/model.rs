@@ -378,6 +378,13 @@ impl BackendSpec {
             .unwrap_or_else(|| self.type_name().to_string())
     }
 
+    /// The backend a `type` names, with its default settings (None: no such type).
+    pub fn from_type(type_name: &str) -> Option<BackendSpec> {
+        let mut table = toml::Table::new();
+        table.insert("type".into(), toml::Value::String(type_name.to_string()));
+        BackendSpec::deserialize(toml::Value::Table(table)).ok()
+    }
+
     pub fn is_redis(&self) -> bool {
         self.cluster_kind() == ClusterKind::Redis
     }
