@@ -1,9 +1,9 @@
 //! Two clusters of one kind in one scenario (`[clusters.<name>]`), each backend on its own:
 //! each cluster has its own ports, folder and faults, every row and meta.json name the cluster
 //! and the broker version its nodes reported, and nothing is left running.
-//! Ports: Redis 7451-7456 and 7461-7466 (bus +10000); RabbitMQ AMQP 5790-5792 and 5800-5802,
-//! HTTP 15790-15792 and 15800-15802, stream 5793-5795 and 5803-5805, prometheus 15793-15795 and
-//! 15803-15805, distribution 25790-25799 and 25800-25809, epmd 4411 and 4412.
+//! Ports: Redis 7451-7456 and 7461-7466 (bus +10000); RabbitMQ AMQP 5820-5822 and 5830-5832,
+//! HTTP 15820-15822 and 15830-15832, stream 5823-5825 and 5833-5835, prometheus 15823-15825 and
+//! 15833-15835, distribution 25820-25829 and 25830-25839, epmd 4413 and 4414.
 
 mod common;
 
@@ -143,20 +143,20 @@ duration = "2s"
 drain_timeout = "20s"
 [clusters.rabbit-a]
 kind = "rabbitmq"
-amqp_base_port = 5790
-http_base_port = 15790
-stream_base_port = 5793
-prometheus_base_port = 15793
-dist_base_port = 25790
-epmd_port = 4411
+amqp_base_port = 5820
+http_base_port = 15820
+stream_base_port = 5823
+prometheus_base_port = 15823
+dist_base_port = 25820
+epmd_port = 4413
 [clusters.rabbit-b]
 kind = "rabbitmq"
-amqp_base_port = 5800
-http_base_port = 15800
-stream_base_port = 5803
-prometheus_base_port = 15803
-dist_base_port = 25800
-epmd_port = 4412
+amqp_base_port = 5830
+http_base_port = 15830
+stream_base_port = 5833
+prometheus_base_port = 15833
+dist_base_port = 25830
+epmd_port = 4414
 [[backends]]
 type = "rabbitmq-quorum"
 cluster = "rabbit-a"

@@ -175,7 +175,7 @@ impl RunClusters {
                     &progress,
                 );
                 let c = tokio::select! {
-                    r = up => r?,
+                    r = up => r.map_err(|e| in_section(e, name))?,
                     _ = cancel.changed() => return Err(RunError::Interrupted),
                 };
                 self.starting.pop();
@@ -196,7 +196,7 @@ impl RunClusters {
                     &progress,
                 );
                 let c = tokio::select! {
-                    r = up => r?,
+                    r = up => r.map_err(|e| in_section(e, name))?,
                     _ = cancel.changed() => return Err(RunError::Interrupted),
                 };
                 self.starting.pop();
@@ -320,6 +320,33 @@ impl Drop for RunClusters {
     }
 }
 
+/// The launchers name a setting as in `[clusters.redis]` / `[clusters.rabbitmq]`: name the
+/// section the cluster came from.
+fn in_section(e: ClusterError, name: &str) -> ClusterError {
+    let rename = |text: String| {
+        text.replace("clusters.redis.", &format!("clusters.{name}."))
+            .replace("clusters.rabbitmq.", &format!("clusters.{name}."))
+    };
+    match e {
+        ClusterError::PortInUse {
+            port,
+            what,
+            holder,
+            fix,
+        } => ClusterError::PortInUse {
+            port,
+            what,
+            holder,
+            fix: rename(fix),
+        },
+        ClusterError::State { dir, message } => ClusterError::State {
+            dir,
+            message: rename(message),
+        },
+        other => other,
+    }
+}
+
 /// Endpoints of a user's RabbitMQ cluster; node names are read from each management API.
 async fn external_rabbit(
     amqp: &[String],
@@ -350,4 +377,27 @@ async fn external_rabbit(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launcher_messages_name_the_clusters_own_section() {
+        let e = in_section(
+            ClusterError::PortInUse {
+                port: 5800,
+                what: "AMQP of rabbit1@localhost".into(),
+                holder: "pid 1 (x)".into(),
+                fix: "stop what uses it or change clusters.rabbitmq.amqp_base_port".into(),
+            },
+            "rabbitmq-4",
+        );
+        assert!(
+            e.to_string()
+                .ends_with("stop what uses it or change clusters.rabbitmq-4.amqp_base_port"),
+            "{e}"
+        );
+    }
 }
