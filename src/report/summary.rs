@@ -238,7 +238,7 @@ impl SummaryRow {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         format!(
             "{}: {}{} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | send delay p99 {} ms | sent {} unsent {} confirmed {} received {} lost {} undelivered {} dup {} unconfirmed {} failed {} indeterminate {} phantom {} | ledger {}",
-            self.backend,
+            self.display_name(),
             self.status,
             if self.overloaded { " (OVERLOADED: the producers fell behind their schedule)" } else { "" },
             self.received_per_s,
