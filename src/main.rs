@@ -11,7 +11,7 @@ use brokerbench::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use brokerbench::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use brokerbench::run::verdict_status::RunStatus;
 use brokerbench::run::{RunError, RunOptions};
-use brokerbench::scenario::{self, AppendFsync, Clusters};
+use brokerbench::scenario::{self, AppendFsync, ClusterSection};
 use clap::Parser;
 use tokio::sync::watch;
 
@@ -171,7 +171,10 @@ async fn async_main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { scenarios } => {
             for p in &scenarios {
-                match scenario::load(p) {
+                let checked = scenario::load(p).and_then(|s| {
+                    brokerbench::run::versions::check_before_start(&s, p).map(|()| s)
+                });
+                match checked {
                     Ok(s) => brokerbench::outln!(
                         "{}: ok ({} backends: {})",
                         p.display(),
@@ -238,7 +241,9 @@ async fn async_main(cli: Cli) -> ExitCode {
         } => {
             // Validate every file before starting anything.
             for p in &scenarios {
-                if let Err(e) = scenario::load(p) {
+                let checked = scenario::load(p)
+                    .and_then(|s| brokerbench::run::versions::check_before_start(&s, p));
+                if let Err(e) = checked {
                     brokerbench::errln!("error: {e}");
                     return ExitCode::from(2);
                 }
@@ -403,13 +408,26 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
             amqp_base_port,
         } => {
             let dir = at.resolve(kind);
-            let mut sections = match &file {
-                Some(f) => scenario::load(f)?.clusters,
-                None => Clusters::default(),
+            let section_kind = match kind {
+                ClusterKind::Redis => scenario::ClusterKind::Redis,
+                ClusterKind::Rabbitmq => scenario::ClusterKind::Rabbitmq,
             };
-            match kind {
-                ClusterKind::Redis => {
-                    let s = &mut sections.redis;
+            let section = match &file {
+                Some(f) => match scenario::load(f)?.clusters.only_of(section_kind) {
+                    Ok((_, section)) => section,
+                    Err(names) => anyhow::bail!(
+                        "{}: {} {} clusters ({}); `cluster up` starts one: keep only its section in a copy of the file",
+                        f.display(),
+                        names.len(),
+                        section_kind.product(),
+                        names.join(", ")
+                    ),
+                },
+                None => ClusterSection::default_of(section_kind),
+            };
+            match section {
+                ClusterSection::Redis(mut s) => {
+                    let s = &mut s;
                     if let Some(p) = base_port {
                         s.base_port = p;
                     }
@@ -444,8 +462,8 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                     );
                     brokerbench::outln!("{}", LocalRedisCluster::format_status(&c.status().await?));
                 }
-                ClusterKind::Rabbitmq => {
-                    let s = &mut sections.rabbitmq;
+                ClusterSection::Rabbitmq(mut s) => {
+                    let s = &mut s;
                     if let Some(p) = amqp_base_port {
                         s.amqp_base_port = p;
                     }

@@ -25,6 +25,7 @@ use crate::scenario::{RabbitSettings, RedisSettings};
 pub fn settings() -> RedisSettings {
     RedisSettings {
         label: Some("tutorial".into()),
+        cluster: None,
         destinations: None,
         rate: None,
         maxlen: 1_000_000,

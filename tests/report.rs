@@ -374,3 +374,83 @@ fn rows_near_the_harness_ceiling_or_with_a_busy_harness_are_flagged() {
     assert!(row("stream-max-12").contains("64% of the harness's ceiling"));
     assert!(!row("quorum").contains("harness"), "{}", row("quorum"));
 }
+
+/// The fixture was recorded before summary.csv named each row's cluster and broker version:
+/// the version comes from meta.json's backends (and the kind from the backend type) into the
+/// results table and every chart's legend. A row that names its own (a newer run) keeps it.
+#[test]
+fn every_row_and_legend_carries_its_broker_version() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    copy_fixture(dir);
+    let run = brokerbench::report::results::RunResults::load(dir).expect("load the old run");
+    let names: Vec<String> = run.summary.iter().map(|s| s.display_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "redis (Redis 7.0.15)",
+            "quorum (RabbitMQ 3.10.8)",
+            "stream-max (RabbitMQ 3.10.8)",
+            "stream-max-12 (RabbitMQ 3.10.8)"
+        ]
+    );
+    let w = brokerbench::report::document::write_report(dir).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    assert!(
+        md.contains("| backend | broker (cluster) | status |"),
+        "{md}"
+    );
+    assert!(md.contains("| redis | Redis 7.0.15 (redis) |"), "{md}");
+    assert!(
+        md.contains("| quorum | RabbitMQ 3.10.8 (rabbitmq) |"),
+        "{md}"
+    );
+    let svg = |stem: &str| {
+        let c = w
+            .charts
+            .iter()
+            .find(|c| c.stem == stem)
+            .unwrap_or_else(|| panic!("no chart {stem}"));
+        std::fs::read_to_string(&c.svg).expect("svg")
+    };
+    assert!(svg("percentiles").contains("redis (Redis 7.0.15)"));
+    assert!(svg("percentiles").contains("quorum (RabbitMQ 3.10.8)"));
+    assert!(svg("max-throughput").contains("stream-max-12 (RabbitMQ 3.10.8)"));
+    assert!(svg("throughput-redis").contains("redis (Redis 7.0.15): throughput"));
+    assert!(svg("throughput-by-destinations").contains("rabbitmq-stream (RabbitMQ 3.10.8)"));
+    assert!(svg("failover-loss").contains("quorum (RabbitMQ 3.10.8) lost"));
+
+    // A newer run writes the columns itself: they win over meta.json.
+    let path = dir.join("summary.csv");
+    let mut r = csv::Reader::from_path(&path).expect("read");
+    let mut headers: Vec<String> = r
+        .headers()
+        .expect("headers")
+        .iter()
+        .map(String::from)
+        .collect();
+    headers.extend(["cluster", "broker", "broker_version"].map(String::from));
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|rec| {
+            let mut row: Vec<String> = rec.expect("row").iter().map(String::from).collect();
+            let on_4 = row[0] == "quorum";
+            row.extend(if on_4 {
+                ["rabbitmq-4", "rabbitmq", "4.0.5"].map(String::from)
+            } else {
+                ["", "", ""].map(String::from)
+            });
+            row
+        })
+        .collect();
+    let mut out = csv::Writer::from_path(&path).expect("write");
+    out.write_record(&headers).expect("headers");
+    for row in rows {
+        out.write_record(&row).expect("row");
+    }
+    out.flush().expect("flush");
+    let run = brokerbench::report::results::RunResults::load(dir).expect("load");
+    assert_eq!(run.display_name("quorum"), "quorum (RabbitMQ 4.0.5)");
+    assert_eq!(run.summary[1].cluster, "rabbitmq-4");
+    assert_eq!(run.display_name("redis"), "redis (Redis 7.0.15)");
+}

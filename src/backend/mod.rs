@@ -19,6 +19,7 @@ use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use serde::Serialize;
 
+use crate::cluster::version::BrokerVersion;
 use crate::scenario::BackendSpec;
 
 /// A future that resolves when the broker confirms one message.
@@ -372,6 +373,17 @@ pub struct RabbitEndpoint {
     pub amqp_uri: String,
     /// Management API base, e.g. `127.0.0.1:15672`.
     pub http: String,
+}
+
+/// Whether a cluster running broker `version` can run the backend `spec` names: Err(the
+/// reason, and what to use instead).
+pub fn supported_on(spec: &BackendSpec, version: &BrokerVersion) -> Result<(), String> {
+    match spec {
+        BackendSpec::RedisStreams(_) => Ok(()),
+        BackendSpec::RabbitmqQuorum(_) => rabbitmq::QueueKind::Quorum.supported_on(version),
+        BackendSpec::RabbitmqStream(_) => rabbitmq::QueueKind::Stream.supported_on(version),
+        BackendSpec::RabbitmqMirrored(_) => rabbitmq::QueueKind::Mirrored.supported_on(version),
+    }
 }
 
 /// The registry: build the backend a scenario entry names.

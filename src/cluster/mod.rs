@@ -7,6 +7,7 @@ pub mod process;
 pub mod rabbitmq;
 pub mod rabbitmq_http;
 pub mod redis;
+pub mod version;
 
 use std::path::PathBuf;
 

@@ -265,7 +265,7 @@ pub fn throughput_over_time(
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
-        title: format!("{backend}: throughput"),
+        title: format!("{}: throughput", run.display_name(backend)),
         y_label: "msg/s".into(),
         log_y: false,
         lines: vec![
@@ -292,7 +292,7 @@ pub fn latency_over_time(
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
-        title: format!("{backend}: latency per second"),
+        title: format!("{}: latency per second", run.display_name(backend)),
         y_label: "ms (log scale)".into(),
         log_y: true,
         lines: vec![
@@ -336,7 +336,7 @@ pub fn percentile_spectrum(run: &RunResults, out: &Path) -> Result<ChartFile, Ch
             .map(|p| (1.0 / (1.0 - p), h.value_at_quantile(p) as f64 / 1000.0))
             .chain(std::iter::once((1e5 * 1.5, h.max() as f64 / 1000.0)))
             .collect();
-        lines.push((b.to_string(), pts));
+        lines.push((run.display_name(b), pts));
     }
     if lines.is_empty() {
         return Err(ChartError::NoData {
@@ -516,7 +516,7 @@ fn rows_where<'a>(
 /// Bars: received msg/s of every backend that ran at max rate.
 pub fn max_throughput(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
     let items = rows_where(run, |s| s.target_rate.is_none())
-        .map(|s| (s.backend.clone(), s.received_per_s))
+        .map(|s| (s.display_name(), s.received_per_s))
         .collect();
     save_bars(
         out,
@@ -535,7 +535,7 @@ pub fn p99_by_rate(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError
         .map(|s| {
             let rate = s.target_rate.unwrap_or(0.0);
             (
-                format!("{} @ {rate:.0}/s", s.backend),
+                format!("{} @ {rate:.0}/s", s.display_name()),
                 s.e2e_p99_ms.unwrap_or(0.0),
             )
         })
@@ -567,7 +567,10 @@ pub fn failover_unavailability(run: &RunResults, out: &Path) -> Result<ChartFile
                 "yes" => f.publish_unavailable_s?,
                 _ => return None,
             };
-            Some((format!("{} ({})", f.backend, f.target), v))
+            Some((
+                format!("{} ({})", run.display_name(&f.backend), f.target),
+                v,
+            ))
         })
         .collect::<Vec<_>>();
     let left_out: Vec<String> = node_faults()
@@ -605,10 +608,10 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
         .flat_map(|s| {
             [
                 (
-                    format!("{} lost", s.backend),
+                    format!("{} lost", s.display_name()),
                     (s.lost + s.unconfirmed_missing) as f64,
                 ),
-                (format!("{} dup", s.backend), s.duplicates as f64),
+                (format!("{} dup", s.display_name()), s.duplicates as f64),
             ]
         })
         .collect();
@@ -628,11 +631,13 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
 /// Lines: received msg/s at max rate against the number of destinations, per backend type
 /// (claim C3), when the run has a type at two destination counts or more.
 pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError> {
+    // One line per type and broker version: RabbitMQ 3.10 and 4.0 rows are not one line.
     let points = rows_where(run, |s| s.target_rate.is_none() && s.destinations > 0).map(|s| {
-        (
-            s.backend_type.as_str(),
-            (s.destinations as f64, s.received_per_s),
-        )
+        let name = match s.broker_name() {
+            Some(b) => format!("{} ({b})", s.backend_type),
+            None => s.backend_type.clone(),
+        };
+        (name, (s.destinations as f64, s.received_per_s))
     });
     save_lines(
         out,
@@ -657,7 +662,7 @@ pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, 
         .flat_map(|run| {
             rows_where(run, |s| s.target_rate.is_some() && s.e2e_p99_ms.is_some()).map(|s| {
                 (
-                    s.backend.as_str(),
+                    s.display_name(),
                     (s.target_rate.unwrap_or(0.0), s.e2e_p99_ms.unwrap_or(0.0)),
                 )
             })
@@ -678,11 +683,11 @@ pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, 
 
 /// One line per name, through its points in x order; names with fewer than `min_points`
 /// points are left out.
-fn group_lines<'a>(
-    points: impl Iterator<Item = (&'a str, (f64, f64))>,
+fn group_lines<N: Ord + Into<String>>(
+    points: impl Iterator<Item = (N, (f64, f64))>,
     min_points: usize,
 ) -> Vec<(String, Vec<(f64, f64)>)> {
-    let mut by_name: std::collections::BTreeMap<&str, Vec<(f64, f64)>> = Default::default();
+    let mut by_name: std::collections::BTreeMap<N, Vec<(f64, f64)>> = Default::default();
     for (name, p) in points {
         by_name.entry(name).or_default().push(p);
     }
@@ -691,7 +696,7 @@ fn group_lines<'a>(
         .filter(|(_, pts)| pts.len() >= min_points)
         .map(|(name, mut pts)| {
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (name.to_string(), pts)
+            (name.into(), pts)
         })
         .collect()
 }
@@ -808,7 +813,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
         .filter(|(_, pts)| pts.iter().any(|p| p.1 < p.2))
         .collect();
     let chart = TimeChart {
-        title: format!("{backend}: replica lag (bounds)"),
+        title: format!("{}: replica lag (bounds)", run.display_name(backend)),
         y_label: "messages behind the leader, at most".into(),
         log_y: false,
         lines,
@@ -826,7 +831,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
 /// Each node's CPU share over time for one backend (from cpu.csv).
 pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
-        title: format!("{backend}: CPU per node"),
+        title: format!("{}: CPU per node", run.display_name(backend)),
         y_label: "cores".into(),
         log_y: false,
         lines: group_lines(

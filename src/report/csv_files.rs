@@ -170,7 +170,9 @@ mod tests {
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).expect("read");
         let lines: Vec<&str> = summary.lines().collect();
         assert_eq!(lines.len(), 3, "{summary}");
-        assert!(lines[0].starts_with("backend,type,status,guarantee,target_rate"));
+        assert!(lines[0].starts_with(
+            "backend,type,status,guarantee,cluster,broker,broker_version,target_rate"
+        ));
         assert!(lines[2].starts_with("b,rabbitmq-quorum,error: x"));
         let ts = std::fs::read_to_string(dir.path().join("timeseries.csv")).expect("read");
         assert_eq!(ts.lines().count(), 2);

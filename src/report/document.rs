@@ -67,8 +67,9 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
 /// The results table's columns, and one backend's cells. Beside throughput and latency it shows
 /// what tells a harness that fell behind (send delay, unsent) and a consumer that fell behind
 /// (undelivered, drained) from the broker's own figures.
-pub(super) const RESULT_COLUMNS: [&str; 23] = [
+pub(super) const RESULT_COLUMNS: [&str; 24] = [
     "backend",
+    "broker (cluster)",
     "status",
     "a confirm guaranteed",
     "target msg/s",
@@ -124,8 +125,15 @@ pub(super) fn result_cells(s: &SummaryRow, h: &harness::HarnessCheck) -> Vec<Str
     if s.overloaded || h.flagged() {
         status = alarm(status);
     }
+    let broker = match (s.broker_name(), s.cluster.as_str()) {
+        (Some(b), "") => b,
+        (Some(b), c) => format!("{b} ({c})"),
+        (None, "") => "-".into(),
+        (None, c) => format!("version unknown ({c})"),
+    };
     vec![
         s.backend.clone(),
+        broker,
         status,
         if s.guarantee.is_empty() {
             "-".into()
@@ -250,6 +258,23 @@ pub fn blocks(
             ),
         ]),
     ];
+    if let Some(brokers) = m["brokers"].as_array().filter(|b| !b.is_empty()) {
+        b.push(Block::List(
+            brokers
+                .iter()
+                .map(|c| {
+                    format!(
+                        "cluster {}: {} {} ({}, binaries from {})",
+                        meta_str(c, &["name"]),
+                        meta_str(c, &["kind"]),
+                        meta_str(c, &["version"]),
+                        meta_str(c, &["mode"]),
+                        meta_str(c, &["root"])
+                    )
+                })
+                .collect(),
+        ));
+    }
     if let Some(backends) = m["backends"].as_array() {
         b.push(Block::List(
             backends

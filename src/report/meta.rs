@@ -46,6 +46,9 @@ pub struct BackendMeta {
     #[serde(rename = "type")]
     pub backend_type: String,
     pub status: String,
+    /// The `[clusters.<name>]` it ran on.
+    pub cluster: Option<String>,
+    /// The broker version of that cluster (as its nodes reported it).
     pub broker_version: Option<String>,
     pub settings: serde_json::Value,
     /// Destinations with their leader/master, replicas and (Redis) hash slot, read at setup.
@@ -68,6 +71,8 @@ pub struct RunMeta {
     pub host: HostInfo,
     pub workload: serde_json::Value,
     pub clusters: serde_json::Value,
+    /// Each cluster the run used: name, kind, broker version, where its binaries came from.
+    pub brokers: Vec<crate::run::clusters::ClusterMeta>,
     pub backends: Vec<BackendMeta>,
     /// The harness's own ceiling on this host with this binary (`brokerbench calibrate`):
     /// rows near it measured the harness, not the broker. None: not measured.

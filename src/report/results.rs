@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::{FaultRow, ReportError, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
+use crate::scenario::BackendSpec;
 
 /// One row of timeline.csv.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -76,6 +77,33 @@ fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>,
         .map_err(csv_err)
 }
 
+/// Runs recorded before summary.csv named the cluster and broker version of each row: take
+/// the version from meta.json's backends and the kind from the backend type. Each backend then
+/// ran on the one cluster of its kind, which has the kind's name.
+fn fill_clusters(summary: &mut [SummaryRow], meta: &serde_json::Value) {
+    let backends = meta["backends"].as_array();
+    for row in summary.iter_mut() {
+        if row.broker.is_none() {
+            row.broker = BackendSpec::from_type(&row.backend_type).map(|b| b.cluster_kind());
+        }
+        if row.cluster.is_empty() {
+            if let Some(kind) = row.broker {
+                row.cluster = kind.as_str().to_string();
+            }
+        }
+        if row.broker_version.is_empty() {
+            let version = backends
+                .into_iter()
+                .flatten()
+                .find(|b| b["label"].as_str() == Some(row.backend.as_str()))
+                .and_then(|b| b["broker_version"].as_str());
+            if let Some(v) = version {
+                row.broker_version = v.to_string();
+            }
+        }
+    }
+}
+
 impl RunResults {
     /// Read a results folder; summary.csv and meta.json must be there.
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
@@ -88,6 +116,8 @@ impl RunResults {
             path: meta_path,
             message: format!("not valid JSON: {e}"),
         })?;
+        let mut summary = read_rows(&dir.join("summary.csv"), true)?;
+        fill_clusters(&mut summary, &meta);
         Ok(RunResults {
             dir: dir.to_path_buf(),
             name: dir
@@ -95,13 +125,23 @@ impl RunResults {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             meta,
-            summary: read_rows(&dir.join("summary.csv"), true)?,
+            summary,
             timeseries: read_rows(&dir.join("timeseries.csv"), false)?,
             timeline: read_rows(&dir.join("timeline.csv"), false)?,
             faults: read_rows(&dir.join("faults.csv"), false)?,
             replica_lag: read_rows(&dir.join("replica_lag.csv"), false)?,
             cpu: read_rows(&dir.join("cpu.csv"), false)?,
         })
+    }
+
+    /// A backend's name in legends and titles: its label and broker version, e.g.
+    /// "redis-streams (Redis 7.0.15)".
+    pub fn display_name(&self, backend: &str) -> String {
+        self.summary
+            .iter()
+            .find(|s| s.backend == backend)
+            .map(|s| s.display_name())
+            .unwrap_or_else(|| backend.to_string())
     }
 
     /// Backend labels in the order they ran.

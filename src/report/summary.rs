@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::metrics::aggregator::{max_ms, quantile_ms, Aggregator};
 use crate::metrics::ledger::LedgerSummary;
 use crate::metrics::stats::Latency;
-use crate::scenario::Workload;
+use crate::scenario::{ClusterKind, Workload};
 
 /// Read back with defaults for columns an older brokerbench did not write.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
@@ -19,6 +19,14 @@ pub struct SummaryRow {
     /// What a confirm guaranteed under the settings this backend ran with (`Guarantee`):
     /// throughput and latency compare only between rows whose guarantees are alike.
     pub guarantee: String,
+    /// The `[clusters.<name>]` this backend ran on (empty in runs recorded before clusters had
+    /// names).
+    pub cluster: String,
+    /// What that cluster runs (empty in runs recorded before).
+    pub broker: Option<ClusterKind>,
+    /// The broker version of that cluster, e.g. "7.0.15" (empty: unknown, or a run recorded
+    /// before versions were).
+    pub broker_version: String,
     /// Target rate over all producers in msg/s ("max" in the scenario: empty).
     pub target_rate: Option<f64>,
     /// Queues or streams this backend ran on.
@@ -134,8 +142,11 @@ impl SummaryRow {
             backend: backend.to_string(),
             backend_type: backend_type.to_string(),
             status,
-            // Set by the backend's run, which knows the settings.
+            // Set by the backend's run, which knows the settings and the cluster.
             guarantee: String::new(),
+            cluster: String::new(),
+            broker: None,
+            broker_version: String::new(),
             target_rate,
             destinations: w.destinations,
             measured_s: secs,
@@ -200,6 +211,22 @@ impl SummaryRow {
         }
     }
 
+    /// The broker and its version, e.g. "Redis 7.0.15" (None: not recorded).
+    pub fn broker_name(&self) -> Option<String> {
+        let kind = self.broker?;
+        (!self.broker_version.is_empty())
+            .then(|| format!("{} {}", kind.product(), self.broker_version))
+    }
+
+    /// The row's name in legends and tables: its label and, when recorded, the broker version,
+    /// e.g. "redis-streams (Redis 7.0.15)".
+    pub fn display_name(&self) -> String {
+        match self.broker_name() {
+            Some(b) => format!("{} ({b})", self.backend),
+            None => self.backend.clone(),
+        }
+    }
+
     /// Whether the system under test did something the harness never asked for (a delivery of
     /// a message never sent): reported as an anomaly, with its own exit status.
     pub fn has_anomaly(&self) -> bool {
@@ -211,7 +238,7 @@ impl SummaryRow {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         format!(
             "{}: {}{} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | send delay p99 {} ms | sent {} unsent {} confirmed {} received {} lost {} undelivered {} dup {} unconfirmed {} failed {} indeterminate {} phantom {} | ledger {}",
-            self.backend,
+            self.display_name(),
             self.status,
             if self.overloaded { " (OVERLOADED: the producers fell behind their schedule)" } else { "" },
             self.received_per_s,

@@ -28,7 +28,7 @@ use crate::report::{
     each, BackendStart, DestinationSecond, LostFate, LostMessage, Sink, SummaryRow,
 };
 use crate::scenario::timeline::{EventKind, Timeline};
-use crate::scenario::{BackendSpec, FaultSpec, Guarantee, Workload};
+use crate::scenario::{BackendSpec, ClusterKind, FaultSpec, Guarantee, Workload};
 
 /// A random 64-bit run id (std's RandomState is seeded from the OS).
 pub fn random_id() -> u64 {
@@ -50,12 +50,37 @@ pub const NO_CONFIRMS: &str = "cannot be measured (no confirms)";
 /// lost.csv lists at most this many lost messages per backend (the count is in summary.csv).
 const MAX_LOST_LISTED: usize = 100_000;
 
+/// The cluster a backend runs on, as its summary row and metadata name it.
+#[derive(Debug, Clone, Default)]
+pub struct OnCluster {
+    pub name: String,
+    pub kind: Option<ClusterKind>,
+    /// As the cluster's nodes reported it (None: unknown; the backend's own reading is used).
+    pub version: Option<String>,
+}
+
+impl OnCluster {
+    /// Name the cluster and its broker version in `summary`; `backend_version` is what the
+    /// backend read itself, used when the cluster's is unknown.
+    fn tag(&self, summary: &mut SummaryRow, backend_version: Option<&String>) {
+        summary.cluster = self.name.clone();
+        summary.broker = self.kind;
+        summary.broker_version = self
+            .version
+            .as_ref()
+            .or(backend_version)
+            .cloned()
+            .unwrap_or_default();
+    }
+}
+
 /// Run one backend with the workload. Broker faults are data: a backend that cannot even be
 /// set up yields a summary row with status "error: ...".
 #[allow(clippy::too_many_arguments)]
 pub async fn run_backend(
     index: usize,
     spec: &BackendSpec,
+    cluster: &OnCluster,
     guarantee: Guarantee,
     scenario_workload: &Workload,
     faults: &[FaultSpec],
@@ -71,7 +96,8 @@ pub async fn run_backend(
         label: label.clone(),
         backend_type: kind.to_string(),
         status: String::new(),
-        broker_version: None,
+        cluster: Some(cluster.name.clone()).filter(|n| !n.is_empty()),
+        broker_version: cluster.version.clone(),
         settings: serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
         topology: None,
         topology_after: None,
@@ -88,7 +114,7 @@ pub async fn run_backend(
     };
     let (backend, dests) = match prepared.await {
         Ok((backend, version, dests)) => {
-            meta.broker_version = version;
+            meta.broker_version = meta.broker_version.take().or(version);
             (backend, dests)
         }
         Err(e) => {
@@ -97,6 +123,7 @@ pub async fn run_backend(
             meta.ended_utc = Some(utc_now());
             let mut summary = SummaryRow::failed(&label, kind, status);
             summary.guarantee = guarantee.label();
+            cluster.tag(&mut summary, None);
             let _ = each(sinks, |s| s.on_backend_end(&summary));
             return BackendOutcome {
                 summary,
@@ -109,7 +136,7 @@ pub async fn run_backend(
     let mut mine: Vec<(usize, FaultSpec)> = faults
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.applies_to(&label, kind))
+        .filter(|(_, f)| f.applies_to(&label, kind, spec.cluster()))
         .map(|(i, f)| (i, f.clone()))
         .collect();
     mine.sort_by_key(|(_, f)| f.at);
@@ -134,6 +161,7 @@ pub async fn run_backend(
     )
     .await;
     summary.guarantee = guarantee.label();
+    cluster.tag(&mut summary, meta.broker_version.as_ref());
     // Bring back every node a fault left down, so the next backend finds the cluster whole.
     // (Not after Ctrl-C: the clusters are about to be stopped.)
     if let Some(c) = control.filter(|_| node_faults && !interrupted) {

@@ -1,9 +1,10 @@
-//! The clusters a run needs: started as local processes (and stopped at the end, on error, on
-//! Ctrl-C and on panic; if this process dies without stopping them, its watchdog does), or the
-//! user's external clusters.
+//! The clusters a run needs, by name: started as local processes (and stopped at the end, on
+//! error, on Ctrl-C and on panic; if this process dies without stopping them, its watchdog does),
+//! or the user's external clusters. Each cluster's broker version is read from its running nodes.
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use tokio::sync::watch;
 
 use super::watchdog::Watchdog;
@@ -13,18 +14,61 @@ use crate::cluster::leftovers::{known_cluster, RunOwner};
 use crate::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
 use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
+use crate::cluster::version::{running_version, BrokerVersion};
 use crate::cluster::ClusterError;
 use crate::fault::NodeControl;
-use crate::scenario::{BackendSpec, ClusterMode, Scenario};
+use crate::scenario::{BackendSpec, ClusterKind, ClusterMode, ClusterSection, Scenario};
+
+/// A cluster brokerbench started for the run.
+enum Local {
+    Redis(LocalRedisCluster),
+    Rabbitmq(LocalRabbitCluster),
+}
+
+impl Local {
+    fn down_blocking(self) {
+        match self {
+            Local::Redis(c) => c.down_blocking(),
+            Local::Rabbitmq(c) => c.down_blocking(),
+        }
+    }
+}
+
+/// One cluster of the run.
+pub struct RunCluster {
+    pub name: String,
+    pub kind: ClusterKind,
+    pub mode: ClusterMode,
+    /// Its addresses (only the field of its kind is filled).
+    pub endpoints: Endpoints,
+    /// What its running nodes reported (None: `version_error` says why).
+    pub version: Option<BrokerVersion>,
+    pub version_error: Option<String>,
+    local: Option<Local>,
+}
+
+/// A cluster as meta.json records it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterMeta {
+    pub name: String,
+    pub kind: ClusterKind,
+    pub mode: ClusterMode,
+    /// The broker version its running nodes reported (null: unknown, see `version_error`).
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_error: Option<String>,
+    /// Where the broker binaries came from: "host", or the root they ran in.
+    pub root: String,
+    /// The cluster's folder in the run folder (local clusters).
+    pub dir: Option<String>,
+}
 
 /// Clusters started for one run. Dropping it stops whatever is still running.
 #[derive(Default)]
 pub struct RunClusters {
-    pub redis: Option<LocalRedisCluster>,
-    pub rabbitmq: Option<LocalRabbitCluster>,
-    pub endpoints: Endpoints,
+    clusters: Vec<RunCluster>,
     /// Folders of clusters being started, so an interrupted start can still be cleaned up.
-    starting: Vec<(&'static str, PathBuf)>,
+    starting: Vec<(ClusterKind, PathBuf)>,
     /// Folders of every local cluster of the run.
     dirs: Vec<PathBuf>,
     /// Kills the local clusters if this process dies without stopping them; disarmed once
@@ -40,83 +84,127 @@ fn say(quiet: bool) -> impl Fn(&str) + Send + Sync {
     }
 }
 
+/// Names of the clusters the scenario's backends run on, in the order they are first needed.
+pub fn used_clusters(s: &Scenario) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in s.backends.iter().filter_map(|b| b.cluster()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 impl RunClusters {
-    /// Start (or locate) every cluster the scenario's backends need.
+    /// Start (or locate) every cluster the scenario's backends run on, and read their versions.
     pub async fn start(
         s: &Scenario,
         run_dir: &Path,
         opts: &RunOptions,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<Self, RunError> {
-        let quiet = opts.quiet;
         let mut me = RunClusters::default();
-        let progress = say(quiet);
-        let local_redis =
-            s.backends.iter().any(|b| b.is_redis()) && s.clusters.redis.mode == ClusterMode::Local;
-        let local_rabbit = s.backends.iter().any(|b| !b.is_redis())
-            && s.clusters.rabbitmq.mode == ClusterMode::Local;
-        if let (true, Some(exe)) = (local_redis || local_rabbit, &opts.watchdog_exe) {
+        let used: Vec<(&str, &ClusterSection)> = used_clusters(s)
+            .into_iter()
+            .filter_map(|n| s.clusters.get(n).map(|c| (n, c)))
+            .collect();
+        let any_local = used.iter().any(|(_, c)| c.mode() == ClusterMode::Local);
+        if let (true, Some(exe)) = (any_local, &opts.watchdog_exe) {
             me.watchdog = Some(Watchdog::spawn(exe, run_dir)?);
         }
-        if s.backends.iter().any(|b| b.is_redis()) {
-            let sec = &s.clusters.redis;
-            match sec.mode {
-                ClusterMode::External => me.endpoints.redis = sec.nodes.clone(),
-                ClusterMode::Local => {
-                    let dir = run_dir.join("clusters").join("redis");
-                    if !quiet {
-                        crate::errln!(
-                            "starting a local Redis Cluster (3 masters + 3 replicas) in {}",
-                            dir.display()
-                        );
-                    }
-                    me.own(&dir, run_dir)?;
-                    me.starting.push(("redis", dir.clone()));
-                    let up = LocalRedisCluster::up(
-                        RedisClusterConfig::from_section(dir, sec),
-                        &progress,
-                    );
-                    let cluster = tokio::select! {
-                        r = up => r?,
-                        _ = cancel.changed() => return Err(RunError::Interrupted),
-                    };
-                    me.starting.pop();
-                    me.endpoints.redis = cluster.seeds();
-                    me.redis = Some(cluster);
-                }
+        for (name, section) in used {
+            let mut cluster = me.bring_up(name, section, run_dir, opts, cancel).await?;
+            match running_version(cluster.kind, &cluster.endpoints).await {
+                Ok(v) => cluster.version = Some(v),
+                Err(e) => cluster.version_error = Some(e.to_string()),
             }
-        }
-        if s.backends.iter().any(|b| !b.is_redis()) {
-            let sec = &s.clusters.rabbitmq;
-            match sec.mode {
-                ClusterMode::External => {
-                    me.endpoints.rabbitmq = external_rabbit(&sec.amqp_uris, &sec.http).await?
-                }
-                ClusterMode::Local => {
-                    let dir = run_dir.join("clusters").join("rabbitmq");
-                    if !quiet {
-                        crate::errln!(
-                            "starting a local 3-node RabbitMQ cluster in {} (about 30 s)",
-                            dir.display()
-                        );
-                    }
-                    me.own(&dir, run_dir)?;
-                    me.starting.push(("rabbitmq", dir.clone()));
-                    let up = LocalRabbitCluster::up(
-                        RabbitClusterConfig::from_section(dir, sec),
-                        &progress,
-                    );
-                    let cluster = tokio::select! {
-                        r = up => r?,
-                        _ = cancel.changed() => return Err(RunError::Interrupted),
-                    };
-                    me.starting.pop();
-                    me.endpoints.rabbitmq = cluster.endpoints();
-                    me.rabbitmq = Some(cluster);
-                }
+            if !opts.quiet {
+                crate::errln!(
+                    "cluster \"{name}\": {} {}",
+                    cluster.kind.product(),
+                    cluster
+                        .version
+                        .as_ref()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "(version unknown)".to_string())
+                );
             }
+            me.clusters.push(cluster);
         }
         Ok(me)
+    }
+
+    /// Start the local cluster `name`, or take the addresses of an external one.
+    async fn bring_up(
+        &mut self,
+        name: &str,
+        section: &ClusterSection,
+        run_dir: &Path,
+        opts: &RunOptions,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<RunCluster, RunError> {
+        let mut cluster = RunCluster {
+            name: name.to_string(),
+            kind: section.kind(),
+            mode: section.mode(),
+            endpoints: Endpoints::default(),
+            version: None,
+            version_error: None,
+            local: None,
+        };
+        let progress = say(opts.quiet);
+        let dir = run_dir.join("clusters").join(name);
+        match section {
+            ClusterSection::Redis(sec) if sec.mode == ClusterMode::External => {
+                cluster.endpoints.redis = sec.nodes.clone()
+            }
+            ClusterSection::Rabbitmq(sec) if sec.mode == ClusterMode::External => {
+                cluster.endpoints.rabbitmq = external_rabbit(&sec.amqp_uris, &sec.http).await?
+            }
+            ClusterSection::Redis(sec) => {
+                if !opts.quiet {
+                    crate::errln!(
+                        "starting local Redis Cluster \"{name}\" (3 masters + 3 replicas) in {}",
+                        dir.display()
+                    );
+                }
+                self.own(&dir, run_dir)?;
+                self.starting.push((ClusterKind::Redis, dir.clone()));
+                let up = LocalRedisCluster::up(
+                    RedisClusterConfig::from_section(dir.clone(), sec),
+                    &progress,
+                );
+                let c = tokio::select! {
+                    r = up => r.map_err(|e| in_section(e, name))?,
+                    _ = cancel.changed() => return Err(RunError::Interrupted),
+                };
+                self.starting.pop();
+                cluster.endpoints.redis = c.seeds();
+                cluster.local = Some(Local::Redis(c));
+            }
+            ClusterSection::Rabbitmq(sec) => {
+                if !opts.quiet {
+                    crate::errln!(
+                        "starting local RabbitMQ cluster \"{name}\" (3 nodes, about 30 s) in {}",
+                        dir.display()
+                    );
+                }
+                self.own(&dir, run_dir)?;
+                self.starting.push((ClusterKind::Rabbitmq, dir.clone()));
+                let up = LocalRabbitCluster::up(
+                    RabbitClusterConfig::from_section(dir.clone(), sec),
+                    &progress,
+                );
+                let c = tokio::select! {
+                    r = up => r.map_err(|e| in_section(e, name))?,
+                    _ = cancel.changed() => return Err(RunError::Interrupted),
+                };
+                self.starting.pop();
+                cluster.endpoints.rabbitmq = c.endpoints();
+                cluster.local = Some(Local::Rabbitmq(c));
+            }
+        }
+        Ok(cluster)
     }
 
     /// Mark the cluster folder `dir` as this run's (its owner file), before anything is started
@@ -131,36 +219,69 @@ impl RunClusters {
         Ok(())
     }
 
+    /// The cluster a backend runs on.
+    pub fn cluster_of(&self, spec: &BackendSpec) -> Option<&RunCluster> {
+        let name = spec.cluster()?;
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The clusters of the run, in the order they were started.
+    pub fn clusters(&self) -> &[RunCluster] {
+        &self.clusters
+    }
+
+    /// Addresses of the cluster a backend runs on.
+    pub fn endpoints_for(&self, spec: &BackendSpec) -> Endpoints {
+        self.cluster_of(spec)
+            .map(|c| c.endpoints.clone())
+            .unwrap_or_default()
+    }
+
     /// What the fault runner may do to the cluster a backend runs on (None: not ours).
     pub fn control_for(&mut self, spec: &BackendSpec) -> Option<&mut (dyn NodeControl + 'static)> {
-        if spec.is_redis() {
-            self.redis
-                .as_mut()
-                .map(|c| c as &mut (dyn NodeControl + 'static))
-        } else {
-            self.rabbitmq
-                .as_mut()
-                .map(|c| c as &mut (dyn NodeControl + 'static))
+        let name = spec.cluster()?;
+        let cluster = self.clusters.iter_mut().find(|c| c.name == name)?;
+        match cluster.local.as_mut()? {
+            Local::Redis(c) => Some(c as &mut (dyn NodeControl + 'static)),
+            Local::Rabbitmq(c) => Some(c as &mut (dyn NodeControl + 'static)),
         }
+    }
+
+    /// What meta.json records of each cluster.
+    pub fn meta(&self, run_dir: &Path) -> Vec<ClusterMeta> {
+        self.clusters
+            .iter()
+            .map(|c| ClusterMeta {
+                name: c.name.clone(),
+                kind: c.kind,
+                mode: c.mode,
+                version: c.version.as_ref().map(|v| v.to_string()),
+                version_error: c.version_error.clone(),
+                root: "host".to_string(),
+                dir: c
+                    .local
+                    .as_ref()
+                    .map(|_| run_dir.join("clusters").join(&c.name).display().to_string()),
+            })
+            .collect()
     }
 
     /// Stop every local cluster (blocking; also used by Drop).
     pub fn stop_blocking(&mut self) {
-        if let Some(c) = self.redis.take() {
-            c.down_blocking();
-        }
-        if let Some(c) = self.rabbitmq.take() {
-            c.down_blocking();
+        for c in self.clusters.iter_mut() {
+            if let Some(local) = c.local.take() {
+                local.down_blocking();
+            }
         }
         // A start that was interrupted recorded its processes in its folder's state file.
         for (kind, dir) in self.starting.drain(..) {
             match kind {
-                "redis" => {
+                ClusterKind::Redis => {
                     if let Ok(c) = LocalRedisCluster::attach(&dir) {
                         c.down_blocking();
                     }
                 }
-                _ => {
+                ClusterKind::Rabbitmq => {
                     if let Ok(c) = LocalRabbitCluster::attach(&dir) {
                         c.down_blocking();
                     }
@@ -199,6 +320,33 @@ impl Drop for RunClusters {
     }
 }
 
+/// The launchers name a setting as in `[clusters.redis]` / `[clusters.rabbitmq]`: name the
+/// section the cluster came from.
+fn in_section(e: ClusterError, name: &str) -> ClusterError {
+    let rename = |text: String| {
+        text.replace("clusters.redis.", &format!("clusters.{name}."))
+            .replace("clusters.rabbitmq.", &format!("clusters.{name}."))
+    };
+    match e {
+        ClusterError::PortInUse {
+            port,
+            what,
+            holder,
+            fix,
+        } => ClusterError::PortInUse {
+            port,
+            what,
+            holder,
+            fix: rename(fix),
+        },
+        ClusterError::State { dir, message } => ClusterError::State {
+            dir,
+            message: rename(message),
+        },
+        other => other,
+    }
+}
+
 /// Endpoints of a user's RabbitMQ cluster; node names are read from each management API.
 async fn external_rabbit(
     amqp: &[String],
@@ -229,4 +377,27 @@ async fn external_rabbit(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launcher_messages_name_the_clusters_own_section() {
+        let e = in_section(
+            ClusterError::PortInUse {
+                port: 5800,
+                what: "AMQP of rabbit1@localhost".into(),
+                holder: "pid 1 (x)".into(),
+                fix: "stop what uses it or change clusters.rabbitmq.amqp_base_port".into(),
+            },
+            "rabbitmq-4",
+        );
+        assert!(
+            e.to_string()
+                .ends_with("stop what uses it or change clusters.rabbitmq-4.amqp_base_port"),
+            "{e}"
+        );
+    }
 }

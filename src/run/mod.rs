@@ -3,6 +3,7 @@
 pub mod backend_run;
 pub mod clusters;
 pub mod verdict_status;
+pub mod versions;
 pub mod watchdog;
 
 use std::path::{Path, PathBuf};
@@ -100,6 +101,7 @@ pub async fn run_scenario(
     mut cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
     let mut scenario = scenario::load(path)?;
+    versions::check_before_start(&scenario, path)?;
     if let Some(d) = opts.duration {
         scenario.workload.duration = d;
     }
@@ -132,6 +134,7 @@ pub async fn run_scenario(
         host: HostInfo::read(),
         workload: serde_json::to_value(&scenario.workload).unwrap_or_default(),
         clusters: serde_json::to_value(&scenario.clusters).unwrap_or_default(),
+        brokers: Vec::new(),
         backends: Vec::new(),
         harness_ceiling: opts.harness_ceiling.clone(),
         caveat: CAVEAT.to_string(),
@@ -153,16 +156,34 @@ pub async fn run_scenario(
             return Err(e);
         }
     };
+    meta.brokers = clusters.meta(&dir);
+    write_meta(&dir, &meta)?;
+    // A cluster whose version could not be read before it started (or an external one).
+    if let Err(e) = versions::check_running(&scenario, path, &clusters) {
+        std::mem::take(&mut clusters).stop().await;
+        meta.ended_utc = Some(utc_now());
+        write_meta(&dir, &meta)?;
+        return Err(e.into());
+    }
     let mut summaries = Vec::new();
     let mut interrupted = false;
     for (i, spec) in scenario.backends.iter().enumerate() {
-        let endpoints = clusters.endpoints.clone();
+        let endpoints = clusters.endpoints_for(spec);
+        let on = clusters
+            .cluster_of(spec)
+            .map(|c| backend_run::OnCluster {
+                name: c.name.clone(),
+                kind: Some(c.kind),
+                version: c.version.as_ref().map(|v| v.to_string()),
+            })
+            .unwrap_or_default();
         let control = clusters.control_for(spec);
         let spec = &scenario.effective_spec(spec);
         let guarantee = scenario.guarantee(spec);
         let out = backend_run::run_backend(
             i,
             spec,
+            &on,
             guarantee,
             &scenario.workload,
             &scenario.faults,

@@ -22,6 +22,10 @@ pub struct FaultSpec {
     /// Only for these backends (labels or types); empty: every backend of the scenario.
     #[serde(default)]
     pub backends: Vec<String>,
+    /// Only for the backends that run on these clusters (`[clusters.<name>]` names); empty:
+    /// on every cluster. With `backends`, a backend must match both.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -117,9 +121,14 @@ impl<'de> Deserialize<'de> for Target {
 }
 
 impl FaultSpec {
-    /// Whether this fault applies to the backend with `label` and `type_name`.
-    pub fn applies_to(&self, label: &str, type_name: &str) -> bool {
-        self.backends.is_empty() || self.backends.iter().any(|b| b == label || b == type_name)
+    /// Whether this fault applies to the backend with `label` and `type_name` that runs on the
+    /// cluster `cluster`.
+    pub fn applies_to(&self, label: &str, type_name: &str, cluster: Option<&str>) -> bool {
+        let backend =
+            self.backends.is_empty() || self.backends.iter().any(|b| b == label || b == type_name);
+        let on = self.clusters.is_empty()
+            || cluster.is_some_and(|c| self.clusters.iter().any(|n| n == c));
+        backend && on
     }
 
     /// One line for logs and the timeline, e.g. "kill leader-of:0".

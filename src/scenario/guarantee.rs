@@ -2,7 +2,8 @@
 //! figure that makes throughput and latency of two rows comparable (or not).
 
 use super::model::{
-    AppendFsync, BackendSpec, ClusterMode, RabbitSettings, RedisSettings, Scenario,
+    AppendFsync, BackendSpec, ClusterMode, RabbitSettings, RedisClusterSection, RedisSettings,
+    Scenario,
 };
 
 /// What one confirmed message was, at the moment its confirm arrived.
@@ -55,7 +56,7 @@ impl Scenario {
     /// What a confirm of `spec` guaranteed: its own settings over the cluster's defaults.
     pub fn guarantee(&self, spec: &BackendSpec) -> Guarantee {
         match spec {
-            BackendSpec::RedisStreams(s) => redis_guarantee(self, s),
+            BackendSpec::RedisStreams(s) => redis_guarantee(&self.redis_section(spec), s),
             BackendSpec::RabbitmqQuorum(s) => rabbit(s, Guarantee::MajorityFsync),
             BackendSpec::RabbitmqStream(s) => rabbit(s, Guarantee::MajorityWritten),
             BackendSpec::RabbitmqMirrored(s) => rabbit(
@@ -84,7 +85,7 @@ impl Scenario {
     /// what an earlier backend of the scenario set.
     pub fn effective_spec(&self, spec: &BackendSpec) -> BackendSpec {
         let mut spec = spec.clone();
-        let cluster = &self.clusters.redis;
+        let cluster = self.redis_section(&spec);
         if let BackendSpec::RedisStreams(s) = &mut spec {
             if cluster.mode == ClusterMode::Local && s.appendfsync.is_none() {
                 s.appendfsync = Some(cluster.appendfsync);
@@ -92,10 +93,17 @@ impl Scenario {
         }
         spec
     }
+
+    /// The section of the Redis cluster `spec` runs on (its defaults if it names none).
+    fn redis_section(&self, spec: &BackendSpec) -> RedisClusterSection {
+        spec.cluster()
+            .and_then(|name| self.clusters.redis(name))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
-fn redis_guarantee(scenario: &Scenario, s: &RedisSettings) -> Guarantee {
-    let cluster = &scenario.clusters.redis;
+fn redis_guarantee(cluster: &RedisClusterSection, s: &RedisSettings) -> Guarantee {
     if cluster.mode == ClusterMode::External && s.appendfsync.is_none() {
         return Guarantee::AsConfigured;
     }

@@ -1,11 +1,13 @@
 //! Scenario files: loading, validation with precise messages, and the run's timeline.
 
+pub mod clusters;
 pub mod faults;
 mod guarantee;
 mod model;
 pub mod timeline;
 mod validate;
 
+pub use clusters::{ClusterKind, ClusterSection, Clusters};
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::Guarantee;
 pub use model::*;
@@ -43,10 +45,20 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 /// Parse and validate scenario text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let de = toml::Deserializer::new(text);
-    let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
         let mut field = e.path().to_string();
         let inner = e.into_inner();
-        let message = crate::text::shorten_quoted(&one_line(inner.message()), 80);
+        let mut message = crate::text::shorten_quoted(&one_line(inner.message()), 80);
+        // A cluster section is read in two steps (its kind first): the inner field comes as
+        // "`field`: message".
+        if let Some((inner_field, rest)) = message
+            .strip_prefix('`')
+            .and_then(|m| m.split_once("`: "))
+            .filter(|_| field.starts_with("clusters."))
+        {
+            field = format!("{field}.{inner_field}");
+            message = rest.to_string();
+        }
         // Inside an internally tagged enum (a backend entry) the path stops at the entry: add
         // the unknown field's name so the message names it.
         if let Some(name) = message
@@ -74,11 +86,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             }
         }
     })?;
-    validate(&scenario).map_err(|(field, message)| ScenarioError::Field {
+    let field_error = |(field, message): (String, String)| ScenarioError::Field {
         file: path.to_path_buf(),
         field,
         message: crate::text::shorten_quoted(&message, 80),
-    })?;
+    };
+    clusters::resolve(&mut scenario.clusters, &mut scenario.backends).map_err(field_error)?;
+    validate(&scenario).map_err(field_error)?;
     Ok(scenario)
 }
 
@@ -191,7 +205,8 @@ mod tests {
         assert_eq!(s.workload.destinations, 1);
         assert_eq!(s.workload.rate, Rate::PerSecond(10.0));
         assert_eq!(s.backends[0].label(), "redis-streams");
-        assert_eq!(s.clusters.redis.base_port, 7001);
+        assert_eq!(s.clusters.redis("redis").map(|r| r.base_port), Some(7001));
+        assert_eq!(s.backends[0].cluster(), Some("redis"));
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::clusters::ClusterKind;
+
 /// A whole scenario file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -14,8 +16,10 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     pub workload: Workload,
+    /// `[clusters.<name>]` sections; after parsing, also the default cluster of each kind a
+    /// backend needs that the file does not declare.
     #[serde(default)]
-    pub clusters: Clusters,
+    pub clusters: super::clusters::Clusters,
     /// Backends, run one after another with the same workload.
     pub backends: Vec<BackendSpec>,
     /// Faults injected during each backend's measured phase.
@@ -186,16 +190,6 @@ pub(crate) mod humantime_option {
         struct Wrap(#[serde(with = "super::humantime_serde_compat")] Duration);
         Ok(Some(Wrap::deserialize(d)?.0))
     }
-}
-
-/// Where the clusters come from.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Clusters {
-    #[serde(default)]
-    pub redis: RedisClusterSection,
-    #[serde(default)]
-    pub rabbitmq: RabbitClusterSection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -384,8 +378,45 @@ impl BackendSpec {
             .unwrap_or_else(|| self.type_name().to_string())
     }
 
+    /// The backend a `type` names, with its default settings (None: no such type).
+    pub fn from_type(type_name: &str) -> Option<BackendSpec> {
+        let mut table = toml::Table::new();
+        table.insert("type".into(), toml::Value::String(type_name.to_string()));
+        BackendSpec::deserialize(toml::Value::Table(table)).ok()
+    }
+
     pub fn is_redis(&self) -> bool {
-        matches!(self, BackendSpec::RedisStreams(_))
+        self.cluster_kind() == ClusterKind::Redis
+    }
+
+    /// The kind of cluster this backend runs on.
+    pub fn cluster_kind(&self) -> ClusterKind {
+        match self {
+            BackendSpec::RedisStreams(_) => ClusterKind::Redis,
+            BackendSpec::RabbitmqQuorum(_)
+            | BackendSpec::RabbitmqStream(_)
+            | BackendSpec::RabbitmqMirrored(_) => ClusterKind::Rabbitmq,
+        }
+    }
+
+    /// The cluster this backend runs on (`[clusters.<name>]`); always set once the scenario is
+    /// parsed (`clusters::resolve`).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            BackendSpec::RedisStreams(s) => s.cluster.as_deref(),
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => s.cluster.as_deref(),
+        }
+    }
+
+    pub fn set_cluster(&mut self, name: String) {
+        match self {
+            BackendSpec::RedisStreams(s) => s.cluster = Some(name),
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => s.cluster = Some(name),
+        }
     }
 
     /// The workload this backend runs: the scenario's, with its own number of destinations and
@@ -418,6 +449,9 @@ pub const BACKEND_TYPES: &[&str] = &[
 pub struct RedisSettings {
     #[serde(default)]
     pub label: Option<String>,
+    /// The `[clusters.<name>]` this backend runs on (default: the one cluster of its kind).
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// This backend's number of queues or streams, instead of `workload.destinations` (for
     /// runs that scale the number of destinations, claim C3).
     #[serde(default)]
@@ -532,6 +566,9 @@ impl Placement {
 pub struct RabbitSettings {
     #[serde(default)]
     pub label: Option<String>,
+    /// The `[clusters.<name>]` this backend runs on (default: the one cluster of its kind).
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// This backend's number of queues or streams, instead of `workload.destinations` (for
     /// runs that scale the number of destinations, claim C3).
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! Checks that serde cannot express: ranges and combinations of fields.
 
+use super::clusters::ClusterSection;
 use super::faults::{FaultAction, Target};
 use super::model::*;
 
@@ -82,43 +83,7 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             ),
         );
     }
-    let r = &s.clusters.redis;
-    if r.mode == ClusterMode::Local
-        && (r.base_port < 1024 || r.base_port as u32 + 6 + 10000 > 65535)
-    {
-        return err(
-            "clusters.redis.base_port",
-            format!(
-                "{} leaves no room for 6 nodes and their bus ports (+10000); use 1024 to 55529",
-                r.base_port
-            ),
-        );
-    }
-    if r.mode == ClusterMode::External
-        && r.nodes.is_empty()
-        && s.backends.iter().any(|b| b.is_redis())
-    {
-        return err(
-            "clusters.redis.nodes",
-            "external mode needs at least one seed address \"host:port\"".to_string(),
-        );
-    }
-    if r.node_timeout_ms < 100 {
-        return err(
-            "clusters.redis.node_timeout_ms",
-            format!("{} is too short; use at least 100", r.node_timeout_ms),
-        );
-    }
-    let q = &s.clusters.rabbitmq;
-    if q.mode == ClusterMode::External
-        && q.amqp_uris.is_empty()
-        && s.backends.iter().any(|b| !b.is_redis())
-    {
-        return err(
-            "clusters.rabbitmq.amqp_uris",
-            "external mode needs one AMQP URI per node".to_string(),
-        );
-    }
+    validate_clusters(s)?;
     let mut labels = std::collections::HashSet::new();
     for (i, b) in s.backends.iter().enumerate() {
         let at = |f: &str| format!("backends[{i}].{f}");
@@ -291,6 +256,51 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
     validate_faults(s)
 }
 
+/// The sections of the clusters that backends run on: ports, seeds, timeouts, and no port
+/// shared between two local clusters.
+fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
+    let used: Vec<&str> = s.backends.iter().filter_map(|b| b.cluster()).collect();
+    for (name, section) in s.clusters.iter().filter(|(n, _)| used.contains(n)) {
+        let field = |f: &str| format!("clusters.{name}.{f}");
+        match section {
+            ClusterSection::Redis(r) => {
+                if r.mode == ClusterMode::Local
+                    && (r.base_port < 1024 || r.base_port as u32 + 6 + 10000 > 65535)
+                {
+                    return Err((
+                        field("base_port"),
+                        format!(
+                            "{} leaves no room for 6 nodes and their bus ports (+10000); use 1024 to 55529",
+                            r.base_port
+                        ),
+                    ));
+                }
+                if r.mode == ClusterMode::External && r.nodes.is_empty() {
+                    return Err((
+                        field("nodes"),
+                        "external mode needs at least one seed address \"host:port\"".to_string(),
+                    ));
+                }
+                if r.node_timeout_ms < 100 {
+                    return Err((
+                        field("node_timeout_ms"),
+                        format!("{} is too short; use at least 100", r.node_timeout_ms),
+                    ));
+                }
+            }
+            ClusterSection::Rabbitmq(q) => {
+                if q.mode == ClusterMode::External && q.amqp_uris.is_empty() {
+                    return Err((
+                        field("amqp_uris"),
+                        "external mode needs one AMQP URI per node".to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    super::clusters::check_ports(&s.clusters, &used)
+}
+
 /// Faults: in the measured phase, on a destination and consumer that exist, on clusters that
 /// brokerbench started itself (it cannot kill a user's nodes).
 fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
@@ -319,14 +329,24 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
         let applies: Vec<&BackendSpec> = s
             .backends
             .iter()
-            .filter(|b| f.applies_to(&b.label(), b.type_name()))
+            .filter(|b| f.applies_to(&b.label(), b.type_name(), b.cluster()))
             .collect();
+        if let Some(name) = f.clusters.iter().find(|n| s.clusters.get(n).is_none()) {
+            let names: Vec<&str> = s.clusters.iter().map(|(n, _)| n).collect();
+            return err(
+                "clusters",
+                format!(
+                    "\"{name}\" is not a cluster of this scenario; use names of its clusters ({})",
+                    names.join(", ")
+                ),
+            );
+        }
         if applies.is_empty() {
             return err(
                 "backends",
                 format!(
-                    "{:?} names no backend of this scenario; use labels or types of its [[backends]]",
-                    f.backends
+                    "{:?} (on clusters {:?}) names no backend of this scenario; use labels or types of its [[backends]] and the clusters they run on",
+                    f.backends, f.clusters
                 ),
             );
         }
@@ -387,12 +407,10 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
                     }
                 }
                 for b in applies {
-                    let (mode, section) = if b.is_redis() {
-                        (s.clusters.redis.mode, "clusters.redis.mode")
-                    } else {
-                        (s.clusters.rabbitmq.mode, "clusters.rabbitmq.mode")
-                    };
-                    if mode == ClusterMode::External {
+                    let name = b.cluster().unwrap_or_default();
+                    let section = format!("clusters.{name}.mode");
+                    let mode = s.clusters.get(name).map(|c| c.mode());
+                    if mode == Some(ClusterMode::External) {
                         return err("action", format!("{} cannot {} nodes of an external cluster ({section} = \"external\"); run it with mode = \"local\", or limit the fault with `backends`", b.label(), f.action.as_str()));
                     }
                 }

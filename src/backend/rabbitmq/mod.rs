@@ -47,6 +47,7 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::cluster::rabbitmq_http::MgmtClient;
+use crate::cluster::version::BrokerVersion;
 use crate::scenario::RabbitSettings;
 use backlog::ConsumerGauges;
 use connection::{close_connection, redact, DEFAULT_HEARTBEAT_S};
@@ -67,6 +68,21 @@ impl QueueKind {
             QueueKind::Quorum => "rabbitmq-quorum",
             QueueKind::Stream => "rabbitmq-stream",
             QueueKind::Mirrored => "rabbitmq-mirrored",
+        }
+    }
+
+    /// Whether RabbitMQ `version` has this kind of queue: Err(why not, and what to do).
+    pub fn supported_on(&self, version: &BrokerVersion) -> Result<(), String> {
+        match self {
+            // Mirroring by `ha-*` policies was deprecated in 3.9 and removed in 4.0: a classic
+            // queue of 4.x has a single copy.
+            QueueKind::Mirrored if version.major >= 4 => Err(format!(
+                "RabbitMQ {version} has no classic mirrored queues (RabbitMQ 4.0 removed \
+                 mirroring by ha-* policies); run {} on a RabbitMQ 3.x cluster, or use \
+                 rabbitmq-quorum, the replicated queue of 4.x",
+                self.type_name()
+            )),
+            QueueKind::Quorum | QueueKind::Stream | QueueKind::Mirrored => Ok(()),
         }
     }
 
