@@ -341,11 +341,23 @@ mod tests {
         let mut batch = Vec::new();
         w.write_batch(256, |i| h(i as u64), &mut batch);
         let all: Vec<u8> = batch.iter().flat_map(|p| p.iter().copied()).collect();
-        assert!(deflated(&all) > 0.95, "a batch deflates to {:.2}", deflated(&all));
+        assert!(
+            deflated(&all) > 0.95,
+            "a batch deflates to {:.2}",
+            deflated(&all)
+        );
         let small: Vec<u8> = (0..64).flat_map(|s| w.write(&h(s)).to_vec()).collect();
-        assert!(deflated(&small) > 0.95, "small writes deflate to {:.2}", deflated(&small));
+        assert!(
+            deflated(&small) > 0.95,
+            "small writes deflate to {:.2}",
+            deflated(&small)
+        );
         let one = h(5).encode(1024);
-        assert!(deflated(&one) > 0.95, "encode deflates to {:.2}", deflated(&one));
+        assert!(
+            deflated(&one) > 0.95,
+            "encode deflates to {:.2}",
+            deflated(&one)
+        );
         assert_ne!(batch[0][HEADER_LEN..], batch[1][HEADER_LEN..]);
     }
 

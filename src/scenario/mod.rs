@@ -1,11 +1,13 @@
 //! Scenario files: loading, validation with precise messages, and the run's timeline.
 
+mod broker_root;
 pub mod faults;
 mod guarantee;
 mod model;
 pub mod timeline;
 mod validate;
 
+pub use broker_root::{BrokerRoot, KnownRoot};
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::Guarantee;
 pub use model::*;
@@ -74,6 +76,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             }
         }
     })?;
+    let mut scenario = scenario;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for root in [
+        &mut scenario.clusters.redis.broker_root,
+        &mut scenario.clusters.rabbitmq.broker_root,
+    ] {
+        *root = root.take().map(|r| r.relative_to(base));
+    }
     validate(&scenario).map_err(|(field, message)| ScenarioError::Field {
         file: path.to_path_buf(),
         field,

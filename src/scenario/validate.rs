@@ -2,6 +2,40 @@
 
 use super::faults::{FaultAction, Target};
 use super::model::*;
+use super::BrokerRoot;
+
+/// What a broker root must hold for a local Redis cluster, and for a RabbitMQ one.
+const REDIS_BINARIES: [&str; 2] = ["redis-server", "redis-cli"];
+const RABBIT_BINARIES: [&str; 4] = [
+    "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    "/usr/lib/rabbitmq/bin/rabbitmqctl",
+    "erl",
+    "epmd",
+];
+
+/// A section's `broker_root`: only for local clusters; when a backend uses the cluster, the root
+/// must be built and hold the brokers.
+fn check_broker_root(
+    section: &str,
+    mode: ClusterMode,
+    root: &Option<BrokerRoot>,
+    used: bool,
+    binaries: &[&str],
+) -> Result<(), (String, String)> {
+    let Some(root) = root else { return Ok(()) };
+    let field = format!("{section}.broker_root");
+    if mode == ClusterMode::External {
+        return Err((
+            field,
+            "only local clusters run from a broker root; remove it or set mode = \"local\""
+                .to_string(),
+        ));
+    }
+    if used {
+        crate::cluster::broker_root::check_root(root, binaries).map_err(|m| (field, m))?;
+    }
+    Ok(())
+}
 
 /// `Err((field, message))` for the first problem found.
 pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
@@ -119,6 +153,22 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             "external mode needs one AMQP URI per node".to_string(),
         );
     }
+    let uses_redis = s.backends.iter().any(|b| b.is_redis());
+    let uses_rabbit = s.backends.iter().any(|b| !b.is_redis());
+    check_broker_root(
+        "clusters.redis",
+        r.mode,
+        &r.broker_root,
+        uses_redis,
+        &REDIS_BINARIES,
+    )?;
+    check_broker_root(
+        "clusters.rabbitmq",
+        q.mode,
+        &q.broker_root,
+        uses_rabbit,
+        &RABBIT_BINARIES,
+    )?;
     let mut labels = std::collections::HashSet::new();
     for (i, b) in s.backends.iter().enumerate() {
         let at = |f: &str| format!("backends[{i}].{f}");
