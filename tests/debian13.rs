@@ -144,7 +144,7 @@ fn assert_nothing_left(root: &Path, run_dir: &Path, limit: Duration) {
 
 /// The checks of a run whose destination 0 lost its leader (killed, restarted after 3 s):
 /// completed, consistent ledger, nothing lost, the node rejoined.
-fn check_failover_run(out: &brokerbench::run::RunOutcome, backend: &str) {
+fn check_failover_run(out: &brokerbench::run::RunOutcome, backend: &str, nodes: usize) {
     let summary = read_csv(&out.dir.join("summary.csv"));
     assert_eq!(summary.len(), 1);
     let s = &summary[0];
@@ -165,6 +165,14 @@ fn check_failover_run(out: &brokerbench::run::RunOutcome, backend: &str) {
     );
     assert_eq!(kill["publish_recovered"], "yes", "{kill:?}");
     assert!(num(kill, "rejoin_s") > 0.0, "{kill:?}");
+    // CPU sampling in /proc/<pid> sees the nodes in the root like host processes.
+    let cpu = read_csv(&out.dir.join("cpu.csv"));
+    let busy: std::collections::BTreeSet<&str> = cpu
+        .iter()
+        .filter(|r| r["node"] != "harness" && num(r, "cpu") > 0.0)
+        .map(|r| r["node"].as_str())
+        .collect();
+    assert!(busy.len() >= nodes, "CPU sampled for {busy:?} only");
     eprintln!(
         "{backend}: confirmed {} lost {} duplicates {}; {} killed, leader change {} s, \
          unavailable {} s, rejoin {} s",
@@ -234,7 +242,7 @@ wait_timeout_ms = 2000
             node.display()
         );
     }
-    check_failover_run(&out, "redis-8");
+    check_failover_run(&out, "redis-8", 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +289,7 @@ persistent = true
             logs.display()
         );
     }
-    check_failover_run(&out, "quorum-4");
+    check_failover_run(&out, "quorum-4", 3);
 }
 
 /// Poll until the run in `results` has written load intervals; returns its folder.
