@@ -77,14 +77,14 @@ pub async fn produce_floor(
         }
     }
     let elapsed_s = start.elapsed().as_secs_f64();
-    println!(
+    crate::outln!(
         "total: sent {sent} confirmed {confirmed} failed {failed} unconfirmed {in_flight} in {elapsed_s:.3} s: {:.0} msg/s confirmed",
         confirmed as f64 / elapsed_s.max(1e-9)
     );
     producer.close().await;
     if delete_after {
         if let Err(e) = backend.teardown(&[dest]).await {
-            eprintln!("warning: {e}");
+            crate::errln!("warning: {e}");
         }
     }
     Ok(())

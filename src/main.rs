@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            brokerbench::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -52,12 +52,14 @@ async fn harness_ceiling(
     mut cancel: watch::Receiver<bool>,
 ) -> Option<brokerbench::calibrate::Ceiling> {
     if !quiet {
-        eprintln!("harness ceiling: looking it up (measured once per binary and host, about 3 s)");
+        brokerbench::errln!(
+            "harness ceiling: looking it up (measured once per binary and host, about 3 s)"
+        );
     }
     match brokerbench::calibrate::cache::ceiling(exe, results, &mut cancel).await {
         Ok((c, measured)) => {
             if !quiet {
-                eprintln!(
+                brokerbench::errln!(
                     "harness ceiling: {:.0} msg/s, {:.2} s CPU per million messages ({})",
                     c.msgs_per_s,
                     c.cpu_s_per_million,
@@ -67,7 +69,7 @@ async fn harness_ceiling(
             Some(c)
         }
         Err(e) => {
-            eprintln!("warning: {e}; the results will not record the harness's ceiling");
+            brokerbench::errln!("warning: {e}; the results will not record the harness's ceiling");
             None
         }
     }
@@ -77,7 +79,7 @@ async fn harness_ceiling(
 async fn calibrate(a: brokerbench::cli::CalibrateArgs) -> ExitCode {
     use brokerbench::calibrate::{cache, measure, CalibrateOptions};
     if a.size < brokerbench::payload::HEADER_LEN || a.destinations == 0 || a.max_in_flight == 0 {
-        eprintln!(
+        brokerbench::errln!(
             "error: --size must be at least {} and --destinations and --max-in-flight at least 1",
             brokerbench::payload::HEADER_LEN
         );
@@ -110,21 +112,21 @@ async fn calibrate(a: brokerbench::cli::CalibrateArgs) -> ExitCode {
         Ok(c) => c,
         Err(brokerbench::calibrate::CalibrateError::Interrupted) => return ExitCode::from(130),
         Err(e) => {
-            eprintln!("error: {e}");
+            brokerbench::errln!("error: {e}");
             return ExitCode::from(1);
         }
     };
     if a.json {
         match serde_json::to_string_pretty(&c) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => brokerbench::outln!("{text}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                brokerbench::errln!("error: {e}");
                 return ExitCode::from(1);
             }
         }
     } else {
         for line in c.lines() {
-            println!("{line}");
+            brokerbench::outln!("{line}");
         }
     }
     // The default calibration is what `run` records: keep it for this binary.
@@ -137,7 +139,7 @@ async fn calibrate(a: brokerbench::cli::CalibrateArgs) -> ExitCode {
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = stored {
-            eprintln!("warning: the ceiling was not cached: {e}");
+            brokerbench::errln!("warning: the ceiling was not cached: {e}");
         }
     }
     ExitCode::SUCCESS
@@ -161,7 +163,7 @@ fn cancellation() -> watch::Receiver<bool> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term => {}
         }
-        eprintln!("\nstopping: cleaning up what was started");
+        brokerbench::errln!("\nstopping: cleaning up what was started");
         let _ = tx.send(true);
     });
     rx
@@ -172,7 +174,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         Command::Validate { scenarios } => {
             for p in &scenarios {
                 match scenario::load(p) {
-                    Ok(s) => println!(
+                    Ok(s) => brokerbench::outln!(
                         "{}: ok ({} backends: {})",
                         p.display(),
                         s.backends.len(),
@@ -183,7 +185,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                             .join(", ")
                     ),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        brokerbench::errln!("error: {e}");
                         return ExitCode::from(2);
                     }
                 }
@@ -220,11 +222,11 @@ async fn async_main(cli: Cli) -> ExitCode {
             });
             match brokerbench::report::document::write_comparison(&a, &b, &out) {
                 Ok(w) => {
-                    println!("comparison: {}", w.html.display());
+                    brokerbench::outln!("comparison: {}", w.html.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: compare {} {}: {e}", a.display(), b.display());
+                    brokerbench::errln!("error: compare {} {}: {e}", a.display(), b.display());
                     ExitCode::from(2)
                 }
             }
@@ -239,7 +241,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             // Validate every file before starting anything.
             for p in &scenarios {
                 if let Err(e) = scenario::load(p) {
-                    eprintln!("error: {e}");
+                    brokerbench::errln!("error: {e}");
                     return ExitCode::from(2);
                 }
             }
@@ -247,7 +249,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             let exe = match std::env::current_exe() {
                 Ok(exe) => exe,
                 Err(e) => {
-                    eprintln!(
+                    brokerbench::errln!(
                         "error: cannot find this program's path to start the run's watchdog: {e}"
                     );
                     return ExitCode::from(1);
@@ -272,9 +274,9 @@ async fn async_main(cli: Cli) -> ExitCode {
             for p in &scenarios {
                 match brokerbench::run::run_scenario(p, &opts, cancel.clone()).await {
                     Ok(out) => {
-                        println!("{}: results in {}", p.display(), out.dir.display());
+                        brokerbench::outln!("{}: results in {}", p.display(), out.dir.display());
                         for s in &out.summaries {
-                            println!("  {}", s.one_line());
+                            brokerbench::outln!("  {}", s.one_line());
                         }
                         // A report that cannot be written is said, and the run's result stands.
                         write_report(&out.dir);
@@ -286,7 +288,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                         let status = RunStatus::of(&out.summaries);
                         if status == RunStatus::Anomaly {
                             for s in out.summaries.iter().filter(|s| s.has_anomaly()) {
-                                eprintln!(
+                                brokerbench::errln!(
                                     "anomaly: {} delivered {} messages this run never sent (see the report's Anomalies section)",
                                     s.backend, s.phantom
                                 );
@@ -299,11 +301,11 @@ async fn async_main(cli: Cli) -> ExitCode {
                         break;
                     }
                     Err(e @ RunError::Scenario(_)) => {
-                        eprintln!("error: {e}");
+                        brokerbench::errln!("error: {e}");
                         return ExitCode::from(2);
                     }
                     Err(e) => {
-                        eprintln!("error: {}: {e}", p.display());
+                        brokerbench::errln!("error: {}: {e}", p.display());
                         code = ExitCode::from(1);
                         break;
                     }
@@ -320,7 +322,7 @@ async fn async_main(cli: Cli) -> ExitCode {
         Command::Cluster { action } => match cluster(action).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                brokerbench::errln!("error: {e:#}");
                 ExitCode::from(1)
             }
         },
@@ -360,13 +362,13 @@ async fn async_main(cli: Cli) -> ExitCode {
             match done {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
+                    brokerbench::errln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
                     ExitCode::from(1)
                 }
             }
         }
         Command::Watchdog { .. } => {
-            eprintln!(
+            brokerbench::errln!(
                 "error: {} runs only as `brokerbench run`'s helper",
                 brokerbench::run::watchdog::SUBCOMMAND
             );
@@ -377,7 +379,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             match brokerbench::tutorial::consume(&a.seed, &a.stream, a.duration, stop).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
+                    brokerbench::errln!("error: {e}\n(is the cluster up? `make redis-cluster` starts one on 127.0.0.1:7001-7006)");
                     ExitCode::from(1)
                 }
             }
@@ -386,7 +388,7 @@ async fn async_main(cli: Cli) -> ExitCode {
 }
 
 fn progress(line: &str) {
-    eprintln!("  {line}");
+    brokerbench::errln!("  {line}");
 }
 
 async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
@@ -437,12 +439,12 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                         &progress,
                     )
                     .await?;
-                    println!(
+                    brokerbench::outln!(
                         "Redis Cluster up in {} (stop it with `brokerbench cluster down redis{}`)",
                         dir.display(),
                         dir_flag(&at.dir)
                     );
-                    println!("{}", LocalRedisCluster::format_status(&c.status().await?));
+                    brokerbench::outln!("{}", LocalRedisCluster::format_status(&c.status().await?));
                 }
                 ClusterKind::Rabbitmq => {
                     let s = &mut sections.rabbitmq;
@@ -454,9 +456,14 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                         &progress,
                     )
                     .await?;
-                    println!("RabbitMQ cluster up in {} (stop it with `brokerbench cluster down rabbitmq{}`)", dir.display(), dir_flag(&at.dir));
+                    brokerbench::outln!("RabbitMQ cluster up in {} (stop it with `brokerbench cluster down rabbitmq{}`)", dir.display(), dir_flag(&at.dir));
                     for e in c.endpoints() {
-                        println!("  {}  {}  management http://{}", e.node, e.amqp_uri, e.http);
+                        brokerbench::outln!(
+                            "  {}  {}  management http://{}",
+                            e.node,
+                            e.amqp_uri,
+                            e.http
+                        );
                     }
                 }
             }
@@ -478,7 +485,7 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                         .await?
                 }
             }
-            println!("stopped the cluster in {}", dir.display());
+            brokerbench::outln!("stopped the cluster in {}", dir.display());
             Ok(())
         }
         ClusterAction::Status { kind, at } => {
@@ -486,11 +493,14 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
             match kind {
                 ClusterKind::Redis => {
                     let c = LocalRedisCluster::attach(&dir).with_context(|| no_cluster(&dir))?;
-                    println!("{}", LocalRedisCluster::format_status(&c.status().await?));
+                    brokerbench::outln!("{}", LocalRedisCluster::format_status(&c.status().await?));
                 }
                 ClusterKind::Rabbitmq => {
                     let c = LocalRabbitCluster::attach(&dir).with_context(|| no_cluster(&dir))?;
-                    println!("{}", LocalRabbitCluster::format_status(&c.status().await?));
+                    brokerbench::outln!(
+                        "{}",
+                        LocalRabbitCluster::format_status(&c.status().await?)
+                    );
                 }
             }
             Ok(())
@@ -516,10 +526,10 @@ fn no_cluster(dir: &Path) -> String {
 fn write_overview(root: &std::path::Path) -> bool {
     match brokerbench::report::overview::write_overview(root) {
         Ok(w) => {
-            println!("overview of {} runs in {}:", w.runs.len(), root.display());
+            brokerbench::outln!("overview of {} runs in {}:", w.runs.len(), root.display());
             for c in &w.claims {
                 let from: Vec<&str> = c.from.iter().map(|(r, _)| r.as_str()).collect();
-                println!(
+                brokerbench::outln!(
                     "  {}: {}{}",
                     c.claim,
                     c.outcome.as_str(),
@@ -530,11 +540,11 @@ fn write_overview(root: &std::path::Path) -> bool {
                     }
                 );
             }
-            println!("overview: {}", w.html.display());
+            brokerbench::outln!("overview: {}", w.html.display());
             true
         }
         Err(e) => {
-            eprintln!("error: overview of {}: {e}", root.display());
+            brokerbench::errln!("error: overview of {}: {e}", root.display());
             false
         }
     }
@@ -546,16 +556,16 @@ fn write_report(dir: &std::path::Path) -> bool {
     match brokerbench::report::document::write_report(dir) {
         Ok(w) => {
             for e in &w.skipped {
-                eprintln!("  chart skipped: {e}");
+                brokerbench::errln!("  chart skipped: {e}");
             }
             for v in &w.verdicts {
-                println!("  {}: {}", v.claim, v.outcome.as_str());
+                brokerbench::outln!("  {}: {}", v.claim, v.outcome.as_str());
             }
-            println!("report: {}", w.html.display());
+            brokerbench::outln!("report: {}", w.html.display());
             true
         }
         Err(e) => {
-            eprintln!("error: report for {}: {e}", dir.display());
+            brokerbench::errln!("error: report for {}: {e}", dir.display());
             false
         }
     }

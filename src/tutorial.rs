@@ -140,7 +140,7 @@ pub async fn produce(
         (None, true) => format!("{} msg/s", o.rate),
         (None, false) => "max rate".to_string(),
     };
-    eprintln!(
+    crate::errln!(
         "producing to {name} ({}) {rate}, {} in flight (run id {run_id:016x}); Ctrl-C to stop",
         backend.label(),
         o.max_in_flight
@@ -155,7 +155,7 @@ pub async fn produce(
         }
         let (row, _) = agg.tick(clock.now_ns(), "measure");
         let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
-        println!(
+        crate::outln!(
             "{:>5.0}s sent {:>6}/s confirmed {:>6}/s failed {} | publish p50 {} p99 {} ms | send delay p99 {} ms",
             row.t_end_s, row.sent, row.confirmed, row.failed, ms(row.publish_p50_ms), ms(row.publish_p99_ms), ms(row.send_delay_p99_ms)
         );
@@ -163,7 +163,7 @@ pub async fn produce(
     // The producer is done: the elapsed time ends with its last confirm.
     let elapsed_s = clock.now_ns().saturating_sub(start) as f64 / 1e9;
     let s = ledger.summary(0, None);
-    println!(
+    crate::outln!(
         "total: sent {} confirmed {} failed {} unconfirmed {} in {elapsed_s:.3} s: {:.0} msg/s confirmed",
         s.sent,
         s.confirmed,
@@ -173,7 +173,7 @@ pub async fn produce(
     );
     if delete_after {
         if let Err(e) = backend.teardown(&[kept]).await {
-            eprintln!("warning: {e}");
+            crate::errln!("warning: {e}");
         }
     }
     Ok(())
@@ -212,7 +212,7 @@ pub async fn consume(
     let mut t = 0u64;
     // Entries the stream trimmed (MAXLEN) before this consumer read them, this second.
     let mut trimmed = 0u64;
-    eprintln!(
+    crate::errln!(
         "consuming {stream} via {seed} in group {}; Ctrl-C to stop",
         crate::backend::redis::GROUP
     );
@@ -263,7 +263,7 @@ pub async fn consume(
             let gaps: u64 = seen.values().map(|s| s.gaps).sum();
             let late: u64 = seen.values().map(|s| s.late).sum();
             let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
-            println!(
+            crate::outln!(
                 "{t:>5}s received {:>6}/s | e2e p50 {} p99 {} ms | producers seen {} | gaps {gaps} late {late} | trimmed {trimmed} foreign {} errors {}",
                 interval.received,
                 ms(quantile_ms(&interval.e2e, 0.5)),

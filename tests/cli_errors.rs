@@ -122,3 +122,23 @@ fn cluster_down_without_a_cluster_says_so() {
     assert_eq!(code, 1);
     assert!(stderr.contains("nothing-here"), "{stderr}");
 }
+
+/// Output that cannot be written (a full disk under a redirect, a closed pipe) must not make
+/// brokerbench panic: a run owns brokers and results that it still has to stop and write.
+#[test]
+fn unwritable_output_does_not_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full (a device every Linux has)");
+    let out = Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["validate", "scenarios/throughput.toml"])
+        .current_dir(root)
+        .stdout(full)
+        .output()
+        .expect("run brokerbench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -3,7 +3,7 @@
 //! leader is SIGKILLed and restarted, with no message lost; and a run whose harness is SIGKILLed
 //! leaves no process and no mount behind. The root is built (`tools/broker-root.sh`) when
 //! missing; a test fails, never skips, when it cannot be built.
-//! Ports: Redis 7601-7606 (bus 17601-17606); RabbitMQ AMQP 5780-5782, HTTP 15780-15782,
+//! Ports: Redis 7631-7636 (bus 17631-17636); RabbitMQ AMQP 5780-5782, HTTP 15780-15782,
 //! stream 5783-5785, prometheus 15783-15785, distribution 25780-25789, epmd 4410. The tests take
 //! turns (`TURN`): each uses all of them.
 
@@ -25,7 +25,7 @@ const CLEANUP_LIMIT: Duration = Duration::from_secs(15);
 
 const REDIS_SECTION: &str = r#"
 [clusters.redis]
-base_port = 7601
+base_port = 7631
 node_timeout_ms = 1000
 broker_root = "debian13"
 "#;
@@ -169,7 +169,7 @@ fn check_failover_run(out: &brokerbench::run::RunOutcome, backend: &str, nodes: 
     let cpu = read_csv(&out.dir.join("cpu.csv"));
     let busy: std::collections::BTreeSet<&str> = cpu
         .iter()
-        .filter(|r| r["node"] != "harness" && num(r, "cpu") > 0.0)
+        .filter(|r| !["harness", "host"].contains(&r["node"].as_str()) && num(r, "cpu") > 0.0)
         .map(|r| r["node"].as_str())
         .collect();
     assert!(busy.len() >= nodes, "CPU sampled for {busy:?} only");
@@ -234,7 +234,7 @@ wait_timeout_ms = 2000
     let cluster_dir = out.dir.join("clusters").join("redis");
     assert_nothing_left(&root, &out.dir, Duration::from_secs(10));
     // The nodes were Redis 8.0 (the host's is 7.0).
-    for port in 7601..=7606 {
+    for port in 7631..=7636 {
         let node = cluster_dir.join(format!("node-{port}"));
         assert!(
             some_log_says(&node, "Redis version=8.0."),
@@ -358,7 +358,7 @@ type = "rabbitmq-quorum"
         "a mount of the root in the harness's namespace:\n{here}"
     );
     let redis_dir = run_dir.join("clusters").join("redis");
-    let node = redis_servers_on(7601..=7601);
+    let node = redis_servers_on(7631..=7631);
     assert_eq!(node.len(), 1, "{}", describe(&node));
     let theirs = std::fs::read_to_string(format!("/proc/{}/mountinfo", node[0])).expect("theirs");
     assert!(

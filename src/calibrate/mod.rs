@@ -230,7 +230,7 @@ pub struct IntervalLines;
 
 impl Sink for IntervalLines {
     fn on_interval(&mut self, row: &IntervalRow, _: &Stats) -> Result<(), ReportError> {
-        eprintln!("{}", progress_text(&row.backend, row, row.t_end_s));
+        crate::errln!("{}", progress_text(&row.backend, row, row.t_end_s));
         Ok(())
     }
 }

@@ -158,7 +158,7 @@ pub async fn free_port(port: u16, what: String, fix: String) -> Result<(), Clust
             if !pids.contains(pid) {
                 pids.push(*pid);
             }
-            eprintln!(
+            crate::errln!(
                 "brokerbench: port {port} is held by the {} cluster in {}, left behind by the run \
                  in {} (its brokerbench, pid {}, ended without stopping it); stopping pids {}",
                 cluster.kind,

@@ -13,7 +13,8 @@ pub struct CpuRow {
     pub backend: String,
     /// Seconds since the backend's load started.
     pub t_s: f64,
-    /// A broker node (as the backend's topology names it), or "harness".
+    /// A broker node (as the backend's topology names it), "harness", or "host" (the whole
+    /// host's busy cores, other work included).
     pub node: String,
     /// Cores busy on average: 1.0 is one core all the time.
     pub cpu: f64,
@@ -24,6 +25,22 @@ pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5
 
 /// The node name used for the harness's own process.
 pub const HARNESS: &str = "harness";
+/// The node name of the whole host's busy cores (every process, brokerbench's or not).
+pub const HOST: &str = "host";
+
+/// Busy clock ticks of the whole host (every core; idle and iowait left out), from /proc/stat.
+pub fn host_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal
+    let total: u64 = v.iter().sum();
+    Some(total - v.get(3)? - v.get(4)?)
+}
 
 /// User + system CPU time of a process in clock ticks (all its threads), from /proc/<pid>/stat.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
@@ -81,7 +98,10 @@ impl CpuSampler {
         {
             return Vec::new();
         }
-        let mut current: Vec<(String, u32)> = vec![(HARNESS.to_string(), std::process::id())];
+        let mut current: Vec<(String, u32)> = vec![
+            (HARNESS.to_string(), std::process::id()),
+            (HOST.to_string(), 0),
+        ];
         for (name, proc) in &mut self.nodes {
             if !proc.is_running() {
                 // Killed, maybe restarted under a new pid.
@@ -95,7 +115,13 @@ impl CpuSampler {
         let mut rows = Vec::new();
         let mut next = HashMap::new();
         for (node, pid) in current {
-            let Some(ticks) = cpu_ticks(pid) else {
+            // The host is read from /proc/stat, under pid 0 (no process has it).
+            let ticks = if node == HOST {
+                host_busy_ticks()
+            } else {
+                cpu_ticks(pid)
+            };
+            let Some(ticks) = ticks else {
                 continue;
             };
             if let Some((last_pid, last_ticks, at)) = self.last.get(&node) {
@@ -157,6 +183,13 @@ mod tests {
         // loaded host (an idle process shows 0.00).
         assert!(cpu > 0.1 && cpu < 1.2, "cpu {cpu}");
         assert!(rows.iter().any(|r| r.node == HARNESS && r.backend == "b"));
+        // The host runs the busy shell at least, and never more than its cores.
+        let host = rows.iter().find(|r| r.node == HOST).map(|r| r.cpu);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert!(
+            host.is_some_and(|h| h >= cpu * 0.8 && h <= cores * 1.05),
+            "host {host:?}, busy {cpu}"
+        );
         assert!(s.sample(1.1).is_empty(), "too soon after the last sample");
         let _ = busy.kill();
         let _ = busy.wait();

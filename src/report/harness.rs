@@ -1,7 +1,8 @@
 //! The harness's own limits in a report. The harness and the brokers share the host: a row whose
 //! throughput came within half of the harness's ceiling (`brokerbench calibrate`, recorded in
 //! meta.json), or whose harness used more than 30% of the host's CPU, may have measured the
-//! harness rather than the broker, and says so.
+//! harness rather than the broker, and says so; a row during which the host's cores were 90%
+//! busy or more (other work included) may have measured the host, and says so too.
 
 use super::results::{CpuSample, RunResults};
 use super::SummaryRow;
@@ -10,6 +11,8 @@ use super::SummaryRow;
 pub const CEILING_SHARE: f64 = 0.5;
 /// A row whose harness used more than this share of the host's cores on average is flagged.
 pub const CPU_SHARE: f64 = 0.3;
+/// A row during which the host's cores were at least this busy on average is flagged.
+pub const HOST_SHARE: f64 = 0.9;
 
 /// The ceiling a results folder recorded (meta.json `harness_ceiling`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +37,11 @@ pub struct HarnessCheck {
     pub ceiling_share: Option<f64>,
     /// The harness's mean CPU while this backend ran, as a share of the host's cores.
     pub cpu_share: Option<f64>,
+    /// The whole host's mean busy cores while this backend ran (every process), as a share of
+    /// its cores.
+    pub host_share: Option<f64>,
+    /// The harness's share of the CPU that the brokers' nodes and the harness used together.
+    pub of_used: Option<f64>,
 }
 
 impl HarnessCheck {
@@ -43,8 +51,11 @@ impl HarnessCheck {
     pub fn busy(&self) -> bool {
         self.cpu_share.is_some_and(|s| s > CPU_SHARE)
     }
+    pub fn host_saturated(&self) -> bool {
+        self.host_share.is_some_and(|s| s >= HOST_SHARE)
+    }
     pub fn flagged(&self) -> bool {
-        self.near_ceiling() || self.busy()
+        self.near_ceiling() || self.busy() || self.host_saturated()
     }
 
     /// Why the row is flagged, in words ("" when it is not).
@@ -59,20 +70,41 @@ impl HarnessCheck {
         if let Some(s) = self.cpu_share.filter(|_| self.busy()) {
             why.push(format!("harness used {:.0}% of the host's CPU", s * 100.0));
         }
+        if let Some(s) = self.host_share.filter(|_| self.host_saturated()) {
+            why.push(format!("host's cores {:.0}% busy", s * 100.0));
+        }
         why.join("; ")
     }
 }
 
-/// Mean harness CPU (in cores) of one backend, leaving out the first and last samples (partial
-/// intervals at the load's edges) when there are enough.
-fn harness_cores(cpu: &[CpuSample], backend: &str) -> Option<f64> {
+/// Mean CPU (in cores) of one node of one backend ("harness", "host" or a broker node), leaving
+/// out the first and last samples (partial intervals at the load's edges) when there are enough.
+fn node_cores(cpu: &[CpuSample], backend: &str, node: &str) -> Option<f64> {
     let v: Vec<f64> = cpu
         .iter()
-        .filter(|s| s.backend == backend && s.node == crate::metrics::cpu::HARNESS)
+        .filter(|s| s.backend == backend && s.node == node)
         .map(|s| s.cpu)
         .collect();
     let core = if v.len() > 4 { &v[1..v.len() - 1] } else { &v };
     (!core.is_empty()).then(|| core.iter().sum::<f64>() / core.len() as f64)
+}
+
+/// The harness's share of what the brokers' nodes and the harness used together.
+fn harness_of_used(cpu: &[CpuSample], backend: &str) -> Option<f64> {
+    use crate::metrics::cpu::{HARNESS, HOST};
+    let harness = node_cores(cpu, backend, HARNESS)?;
+    let mut nodes: Vec<&str> = cpu
+        .iter()
+        .filter(|s| s.backend == backend && s.node != HARNESS && s.node != HOST)
+        .map(|s| s.node.as_str())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let brokers: f64 = nodes
+        .iter()
+        .filter_map(|n| node_cores(cpu, backend, n))
+        .sum();
+    (harness + brokers > 0.0).then(|| harness / (harness + brokers))
 }
 
 fn row_rate(s: &SummaryRow) -> f64 {
@@ -88,7 +120,13 @@ pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
         .map(|s| HarnessCheck {
             backend: s.backend.clone(),
             ceiling_share: ceiling.map(|c| row_rate(s) / c.msgs_per_s),
-            cpu_share: cores.and_then(|n| harness_cores(&run.cpu, &s.backend).map(|c| c / n)),
+            cpu_share: cores.and_then(|n| {
+                node_cores(&run.cpu, &s.backend, crate::metrics::cpu::HARNESS).map(|c| c / n)
+            }),
+            host_share: cores.and_then(|n| {
+                node_cores(&run.cpu, &s.backend, crate::metrics::cpu::HOST).map(|c| c / n)
+            }),
+            of_used: harness_of_used(&run.cpu, &s.backend),
         })
         .collect()
 }
@@ -113,11 +151,16 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
             v.map(|s| format!("{:.0}%", s * 100.0))
                 .unwrap_or_else(|| "-".into())
         };
-        let text = if c.flagged() {
+        let mut text = if c.flagged() {
             format!(
-                "{}: {}: its figures may be the harness's, not the broker's",
+                "{}: {}: its figures may be the {}'s, not the broker's",
                 c.backend,
-                c.warning()
+                c.warning(),
+                if c.near_ceiling() || c.busy() {
+                    "harness"
+                } else {
+                    "host"
+                }
             )
         } else {
             format!(
@@ -127,6 +170,15 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
                 share(c.cpu_share)
             )
         };
+        if let Some(h) = c.host_share {
+            text += &format!("; host's cores {} busy", share(Some(h)));
+        }
+        if let Some(u) = c.of_used {
+            text += &format!(
+                "; harness {} of the CPU the brokers and the harness used",
+                share(Some(u))
+            );
+        }
         out.push((c.flagged(), text));
     }
     out
@@ -136,7 +188,7 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
 mod tests {
     use super::*;
 
-    fn run(meta: serde_json::Value, rows: &[(&str, f64)], cpu: &[(&str, f64)]) -> RunResults {
+    fn run(meta: serde_json::Value, rows: &[(&str, f64)], cpu: &[(&str, &str, f64)]) -> RunResults {
         RunResults {
             dir: "x".into(),
             name: "x".into(),
@@ -156,11 +208,11 @@ mod tests {
             replica_lag: vec![],
             cpu: cpu
                 .iter()
-                .flat_map(|(b, c)| {
+                .flat_map(|(b, node, c)| {
                     (0..6).map(|t| CpuSample {
                         backend: b.to_string(),
                         t_s: t as f64,
-                        node: "harness".into(),
+                        node: node.to_string(),
                         // The edges are partial intervals, left out of the mean.
                         cpu: if t == 0 || t == 5 { 0.0 } else { *c },
                     })
@@ -177,14 +229,31 @@ mod tests {
         });
         let r = run(
             meta,
-            &[("fast", 60_000.0), ("slow", 10_000.0), ("busy", 10_000.0)],
-            &[("fast", 0.2), ("slow", 0.2), ("busy", 0.7)],
+            &[
+                ("fast", 60_000.0),
+                ("slow", 10_000.0),
+                ("busy", 10_000.0),
+                ("full", 10_000.0),
+            ],
+            &[
+                ("fast", "harness", 0.2),
+                ("slow", "harness", 0.2),
+                ("slow", "n1", 0.6),
+                ("slow", "host", 1.0),
+                ("busy", "harness", 0.7),
+                ("full", "harness", 0.1),
+                ("full", "n1", 0.9),
+                ("full", "host", 1.9),
+            ],
         );
         let c = checks(&r);
         assert_eq!(
             c.iter().map(|c| c.flagged()).collect::<Vec<_>>(),
-            [true, false, true]
+            [true, false, true, true]
         );
+        assert!(c[3].host_saturated() && !c[3].busy() && !c[3].near_ceiling());
+        assert_eq!(c[3].warning(), "host's cores 95% busy");
+        assert!((c[3].of_used.unwrap_or(0.0) - 0.1).abs() < 1e-9);
         assert!(c[0].near_ceiling() && !c[0].busy());
         assert!((c[0].ceiling_share.unwrap_or(0.0) - 0.6).abs() < 1e-9);
         assert!((c[2].cpu_share.unwrap_or(0.0) - 0.35).abs() < 1e-9);
@@ -196,9 +265,12 @@ mod tests {
             l[2],
             (
                 false,
-                "slow: 10% of the ceiling, harness 10% of the host's CPU".into()
+                "slow: 10% of the ceiling, harness 10% of the host's CPU; host's cores 50% busy; \
+                 harness 25% of the CPU the brokers and the harness used"
+                    .into()
             )
         );
+        assert!(l[4].0 && l[4].1.contains("may be the host's"), "{}", l[4].1);
     }
 
     #[test]

@@ -62,9 +62,11 @@ impl Sink for ProgressSink {
             bar.set_message(format!("[{}] starting", self.label));
             self.bar = Some(bar);
         } else {
-            eprintln!(
+            crate::errln!(
                 "[{}] load started ({} s warm-up, {} s measured)",
-                self.label, start.warmup_s, start.duration_s
+                self.label,
+                start.warmup_s,
+                start.duration_s
             );
         }
         Ok(())
@@ -78,7 +80,7 @@ impl Sink for ProgressSink {
                 bar.set_message(text);
                 bar.tick();
             }
-            None if self.intervals.is_multiple_of(5) => eprintln!("{text}"),
+            None if self.intervals.is_multiple_of(5) => crate::errln!("{text}"),
             None => {}
         }
         Ok(())
@@ -88,7 +90,7 @@ impl Sink for ProgressSink {
         let text = format!("[{}] {line}", self.label);
         match &self.bar {
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => crate::errln!("{text}"),
         }
         Ok(())
     }
@@ -97,7 +99,7 @@ impl Sink for ProgressSink {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
-        eprintln!("{}", summary.one_line());
+        crate::errln!("{}", summary.one_line());
         Ok(())
     }
 }

@@ -35,7 +35,7 @@ pub struct RunClusters {
 fn say(quiet: bool) -> impl Fn(&str) + Send + Sync {
     move |line: &str| {
         if !quiet {
-            eprintln!("  {line}");
+            crate::errln!("  {line}");
         }
     }
 }
@@ -65,7 +65,7 @@ impl RunClusters {
                 ClusterMode::Local => {
                     let dir = run_dir.join("clusters").join("redis");
                     if !quiet {
-                        eprintln!(
+                        crate::errln!(
                             "starting a local Redis Cluster (3 masters + 3 replicas) in {}",
                             dir.display()
                         );
@@ -95,7 +95,7 @@ impl RunClusters {
                 ClusterMode::Local => {
                     let dir = run_dir.join("clusters").join("rabbitmq");
                     if !quiet {
-                        eprintln!(
+                        crate::errln!(
                             "starting a local 3-node RabbitMQ cluster in {} (about 30 s)",
                             dir.display()
                         );
@@ -180,7 +180,7 @@ impl RunClusters {
             watchdog.disarm();
         } else {
             // Closing the pipe makes the watchdog kill what is left.
-            eprintln!(
+            crate::errln!(
                 "brokerbench: processes of {} are still running; the watchdog (pid {}) kills them",
                 left.join(", "),
                 watchdog.pid()

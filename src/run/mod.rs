@@ -116,7 +116,7 @@ pub async fn run_scenario(
         source,
     })?;
     if !opts.quiet {
-        eprintln!("results: {}", dir.display());
+        crate::errln!("results: {}", dir.display());
     }
     let mut meta = RunMeta {
         brokerbench_version: env!("CARGO_PKG_VERSION").to_string(),

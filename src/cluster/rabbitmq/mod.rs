@@ -350,7 +350,7 @@ impl LocalRabbitCluster {
     /// Blocking `down` (for Drop guards and signal handlers); reports a failure on stderr.
     pub fn down_blocking(&self) {
         if let Err(e) = self.stop_all_blocking() {
-            eprintln!(
+            crate::errln!(
                 "brokerbench: stopping the RabbitMQ cluster in {}: {e}",
                 self.cfg.dir.display()
             );
