@@ -1,4 +1,4 @@
-# brokerbench: make bench | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make brokers-debian13 | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -13,13 +13,16 @@ BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
 	scenarios/failover-consumer.toml
 
+# Broker roots the scenarios ask for (`broker_root = "debian13"`): built before the run.
+roots_for = $(if $(shell grep -ls '^[[:space:]]*broker_root[[:space:]]*=[[:space:]]*"debian13"' $(1) 2>/dev/null),brokers-debian13)
+
 ifeq ($(PROFILE),full)
 RUN_FLAGS := --warmup 30s --duration 120s
 else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps build bench bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps brokers-debian13 build bench bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -29,7 +32,16 @@ deps:
 build:
 	$(CARGO) build --release
 
-bench: deps build
+# The Debian 13 broker root (RabbitMQ 4.0, Redis 8.0) in .cache/roots/debian13, for cluster
+# sections with `broker_root = "debian13"`: about 1.5 min the first time, a no-op afterwards
+# (docs/broker-roots.md). Installs debootstrap when missing.
+brokers-debian13:
+	@command -v debootstrap >/dev/null 2>&1 || { echo "installing debootstrap with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap; }; }
+	@./tools/broker-root.sh build debian13
+
+bench: deps build $(call roots_for,$(BENCH_SCENARIOS))
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
 
 # The harness's own ceiling on this host: the load engine against the in-memory backend at max
@@ -42,7 +54,7 @@ calibrate-memory: build
 	$(BIN) calibrate --messages 1000000
 	$(BIN) calibrate --messages 10000000
 
-failover-test: deps build
+failover-test: deps build $(call roots_for,$(FAILOVER_SCENARIOS))
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)
 
 # brokerbench's client side against redis-benchmark and a perf-test-like pika publisher, side by
@@ -66,7 +78,7 @@ report: build
 overview: build
 	$(BIN) overview --results $(RESULTS)
 
-test: deps
+test: deps brokers-debian13
 	$(CARGO) test --all-targets
 
 # The proposal's tutorial: a local cluster on 127.0.0.1:7001-7006, a producer, a consumer.

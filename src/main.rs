@@ -52,7 +52,9 @@ async fn harness_ceiling(
     mut cancel: watch::Receiver<bool>,
 ) -> Option<brokerbench::calibrate::Ceiling> {
     if !quiet {
-        brokerbench::errln!("harness ceiling: looking it up (measured once per binary and host, about 3 s)");
+        brokerbench::errln!(
+            "harness ceiling: looking it up (measured once per binary and host, about 3 s)"
+        );
     }
     match brokerbench::calibrate::cache::ceiling(exe, results, &mut cancel).await {
         Ok((c, measured)) => {
@@ -474,7 +476,12 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                     .await?;
                     brokerbench::outln!("RabbitMQ cluster up in {} (stop it with `brokerbench cluster down rabbitmq{}`)", dir.display(), dir_flag(&at.dir));
                     for e in c.endpoints() {
-                        brokerbench::outln!("  {}  {}  management http://{}", e.node, e.amqp_uri, e.http);
+                        brokerbench::outln!(
+                            "  {}  {}  management http://{}",
+                            e.node,
+                            e.amqp_uri,
+                            e.http
+                        );
                     }
                 }
             }
@@ -508,7 +515,10 @@ async fn cluster(action: ClusterAction) -> anyhow::Result<()> {
                 }
                 ClusterKind::Rabbitmq => {
                     let c = LocalRabbitCluster::attach(&dir).with_context(|| no_cluster(&dir))?;
-                    brokerbench::outln!("{}", LocalRabbitCluster::format_status(&c.status().await?));
+                    brokerbench::outln!(
+                        "{}",
+                        LocalRabbitCluster::format_status(&c.status().await?)
+                    );
                 }
             }
             Ok(())

@@ -33,6 +33,7 @@ fn config(dir: &Path) -> RabbitClusterConfig {
         epmd_port: 4400,
         bin_dir: PathBuf::from("/usr/lib/rabbitmq/bin"),
         net_ticktime_s: 10,
+        root: None,
     }
 }
 

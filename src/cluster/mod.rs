@@ -1,6 +1,7 @@
 //! Cluster launchers: start brokers as local processes (default), stop exactly what they
 //! started, kill and restart single nodes for fault runs. Broker clients live in `backend`.
 
+pub mod broker_root;
 pub mod leftovers;
 pub mod port_holder;
 pub mod process;

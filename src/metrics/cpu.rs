@@ -186,7 +186,10 @@ mod tests {
         // The host runs the busy shell at least, and never more than its cores.
         let host = rows.iter().find(|r| r.node == HOST).map(|r| r.cpu);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        assert!(host.is_some_and(|h| h >= cpu * 0.8 && h <= cores * 1.05), "host {host:?}, busy {cpu}");
+        assert!(
+            host.is_some_and(|h| h >= cpu * 0.8 && h <= cores * 1.05),
+            "host {host:?}, busy {cpu}"
+        );
         assert!(s.sample(1.1).is_empty(), "too soon after the last sample");
         let _ = busy.kill();
         let _ = busy.wait();

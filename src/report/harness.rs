@@ -156,7 +156,11 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
                 "{}: {}: its figures may be the {}'s, not the broker's",
                 c.backend,
                 c.warning(),
-                if c.near_ceiling() || c.busy() { "harness" } else { "host" }
+                if c.near_ceiling() || c.busy() {
+                    "harness"
+                } else {
+                    "host"
+                }
             )
         } else {
             format!(
@@ -225,7 +229,12 @@ mod tests {
         });
         let r = run(
             meta,
-            &[("fast", 60_000.0), ("slow", 10_000.0), ("busy", 10_000.0), ("full", 10_000.0)],
+            &[
+                ("fast", 60_000.0),
+                ("slow", 10_000.0),
+                ("busy", 10_000.0),
+                ("full", 10_000.0),
+            ],
             &[
                 ("fast", "harness", 0.2),
                 ("slow", "harness", 0.2),

@@ -64,7 +64,9 @@ impl Sink for ProgressSink {
         } else {
             crate::errln!(
                 "[{}] load started ({} s warm-up, {} s measured)",
-                self.label, start.warmup_s, start.duration_s
+                self.label,
+                start.warmup_s,
+                start.duration_s
             );
         }
         Ok(())

@@ -90,7 +90,11 @@ impl<'a> Evidence<'a> {
     fn cpu_use(&self, backend: &str) -> Option<(f64, String, f64)> {
         let mut by_node: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let host = crate::metrics::cpu::HOST;
-        for s in self.cpu.iter().filter(|s| s.backend == backend && s.node != host) {
+        for s in self
+            .cpu
+            .iter()
+            .filter(|s| s.backend == backend && s.node != host)
+        {
             by_node.entry(s.node.as_str()).or_default().push(s.cpu);
         }
         let means: Vec<(&str, f64)> = by_node

@@ -44,6 +44,8 @@ pub struct RunCluster {
     /// What its running nodes reported (None: `version_error` says why).
     pub version: Option<BrokerVersion>,
     pub version_error: Option<String>,
+    /// "host", or the broker root its binaries came from.
+    pub root: String,
     local: Option<Local>,
 }
 
@@ -150,6 +152,10 @@ impl RunClusters {
             endpoints: Endpoints::default(),
             version: None,
             version_error: None,
+            root: section
+                .broker_root()
+                .map(|r| String::from(r.clone()))
+                .unwrap_or_else(|| "host".to_string()),
             local: None,
         };
         let progress = say(opts.quiet);
@@ -257,7 +263,7 @@ impl RunClusters {
                 mode: c.mode,
                 version: c.version.as_ref().map(|v| v.to_string()),
                 version_error: c.version_error.clone(),
-                root: "host".to_string(),
+                root: c.root.clone(),
                 dir: c
                     .local
                     .as_ref()

@@ -20,10 +20,12 @@ pub fn check_before_start(s: &Scenario, path: &Path) -> Result<(), ScenarioError
         if section.mode() != ClusterMode::Local {
             return None;
         }
-        // The binaries of a local cluster come from the host.
-        installed_version(section.kind(), Path::new("/"))
-            .ok()
-            .flatten()
+        // The binaries of a local cluster come from the host, or from its broker root.
+        let root = section
+            .broker_root()
+            .map(crate::cluster::broker_root::root_dir)
+            .unwrap_or_else(|| std::path::PathBuf::from("/"));
+        installed_version(section.kind(), &root).ok().flatten()
     })
 }
 

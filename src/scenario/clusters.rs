@@ -83,6 +83,14 @@ impl ClusterSection {
         }
     }
 
+    /// Where a local cluster's binaries come from (None: the host).
+    pub fn broker_root(&self) -> Option<&super::BrokerRoot> {
+        match self {
+            ClusterSection::Redis(s) => s.broker_root.as_ref(),
+            ClusterSection::Rabbitmq(s) => s.broker_root.as_ref(),
+        }
+    }
+
     pub fn mode(&self) -> ClusterMode {
         match self {
             ClusterSection::Redis(s) => s.mode,
@@ -130,6 +138,10 @@ pub struct Clusters(BTreeMap<String, ClusterSection>);
 impl Clusters {
     pub fn get(&self, name: &str) -> Option<&ClusterSection> {
         self.0.get(name)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut ClusterSection)> {
+        self.0.iter_mut().map(|(n, s)| (n.as_str(), s))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ClusterSection)> {

@@ -1,5 +1,6 @@
 //! Scenario files: loading, validation with precise messages, and the run's timeline.
 
+mod broker_root;
 pub mod clusters;
 pub mod faults;
 mod guarantee;
@@ -7,6 +8,7 @@ mod model;
 pub mod timeline;
 mod validate;
 
+pub use broker_root::{BrokerRoot, KnownRoot};
 pub use clusters::{ClusterKind, ClusterSection, Clusters};
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::Guarantee;
@@ -86,6 +88,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
             }
         }
     })?;
+    // A relative broker_root is the scenario file's folder's.
+    let base = path.parent().unwrap_or(Path::new("."));
+    for (_, section) in scenario.clusters.iter_mut() {
+        let root = match section {
+            ClusterSection::Redis(r) => &mut r.broker_root,
+            ClusterSection::Rabbitmq(q) => &mut q.broker_root,
+        };
+        *root = root.take().map(|r| r.relative_to(base));
+    }
     let field_error = |(field, message): (String, String)| ScenarioError::Field {
         file: path.to_path_buf(),
         field,
@@ -207,6 +218,59 @@ mod tests {
         assert_eq!(s.backends[0].label(), "redis-streams");
         assert_eq!(s.clusters.redis("redis").map(|r| r.base_port), Some(7001));
         assert_eq!(s.backends[0].cluster(), Some("redis"));
+    }
+
+    #[test]
+    fn broker_root_errors_name_the_field_and_the_fix() {
+        let with = |section: &str, line: &str| {
+            format!("{GOOD}[clusters.{section}]\n{line}\n").replace(
+                "redis-streams",
+                if section == "redis" {
+                    "redis-streams"
+                } else {
+                    "rabbitmq-quorum"
+                },
+            )
+        };
+        let e = err(&with("redis", "broker_root = \"debian14\""));
+        assert!(
+            e.starts_with("s.toml: field `clusters.redis.broker_root`: unknown broker root \"debian14\"; use \"debian13\""),
+            "{e}"
+        );
+        let e = err(&with("rabbitmq", "broker_root = \"/nonexistent/root\""));
+        assert!(
+            e.starts_with("s.toml: field `clusters.rabbitmq.broker_root`: ")
+                && e.contains("point broker_root at a root with the brokers installed"),
+            "{e}"
+        );
+        // A root without the brokers: the missing binaries are named.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(tmp.path().join("proc")).expect("mkdir");
+        let root = tmp.path().display().to_string();
+        let e = err(&with("redis", &format!("broker_root = \"{root}\"")));
+        assert!(e.contains("has no redis-server, redis-cli;"), "{e}");
+        // Relative paths are taken from the scenario file's folder.
+        let file = tmp.path().join("s.toml");
+        let e = parse(&file, &with("redis", "broker_root = \"./sub/root\"")).expect_err("no root");
+        assert!(
+            e.to_string().contains(&format!("{root}/./sub/root"))
+                || e.to_string().contains(&format!("{root}/sub/root")),
+            "{e}"
+        );
+        let e = err(&with(
+            "redis",
+            "mode = \"external\"\nnodes = [\"h:1\"]\nbroker_root = \"debian13\"",
+        ));
+        assert!(
+            e.contains("only local clusters run from a broker root"),
+            "{e}"
+        );
+        // Not checked when no backend uses the cluster.
+        assert!(parse(
+            Path::new("s.toml"),
+            &format!("{GOOD}[clusters.rabbitmq]\nbroker_root = \"/nonexistent\"\n")
+        )
+        .is_ok());
     }
 
     #[test]

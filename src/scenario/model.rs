@@ -240,6 +240,10 @@ pub struct RedisClusterSection {
     /// External mode: seed addresses `host:port`.
     #[serde(default)]
     pub nodes: Vec<String>,
+    /// Where the local nodes' binaries come from: the host's (absent), "debian13" (the project's
+    /// Debian 13 root, `make brokers-debian13`) or a path to a root folder (`broker_root.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_root: Option<super::BrokerRoot>,
 }
 
 fn redis_base_port() -> u16 {
@@ -265,6 +269,7 @@ impl Default for RedisClusterSection {
             appendfsync: AppendFsync::Everysec,
             save: String::new(),
             nodes: Vec::new(),
+            broker_root: None,
         }
     }
 }
@@ -304,6 +309,9 @@ pub struct RabbitClusterSection {
     /// External mode: management `host:port`, one per node.
     #[serde(default)]
     pub http: Vec<String>,
+    /// Where the local nodes' binaries come from, as for Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_root: Option<super::BrokerRoot>,
 }
 
 fn amqp_base() -> u16 {
@@ -341,6 +349,7 @@ impl Default for RabbitClusterSection {
             net_ticktime_s: net_ticktime(),
             amqp_uris: Vec::new(),
             http: Vec::new(),
+            broker_root: None,
         }
     }
 }

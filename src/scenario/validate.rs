@@ -3,6 +3,40 @@
 use super::clusters::ClusterSection;
 use super::faults::{FaultAction, Target};
 use super::model::*;
+use super::BrokerRoot;
+
+/// What a broker root must hold for a local Redis cluster, and for a RabbitMQ one.
+const REDIS_BINARIES: [&str; 2] = ["redis-server", "redis-cli"];
+const RABBIT_BINARIES: [&str; 4] = [
+    "/usr/lib/rabbitmq/bin/rabbitmq-server",
+    "/usr/lib/rabbitmq/bin/rabbitmqctl",
+    "erl",
+    "epmd",
+];
+
+/// A section's `broker_root`: only for local clusters; when a backend uses the cluster, the root
+/// must be built and hold the brokers.
+fn check_broker_root(
+    section: &str,
+    mode: ClusterMode,
+    root: &Option<BrokerRoot>,
+    used: bool,
+    binaries: &[&str],
+) -> Result<(), (String, String)> {
+    let Some(root) = root else { return Ok(()) };
+    let field = format!("{section}.broker_root");
+    if mode == ClusterMode::External {
+        return Err((
+            field,
+            "only local clusters run from a broker root; remove it or set mode = \"local\""
+                .to_string(),
+        ));
+    }
+    if used {
+        crate::cluster::broker_root::check_root(root, binaries).map_err(|m| (field, m))?;
+    }
+    Ok(())
+}
 
 /// `Err((field, message))` for the first problem found.
 pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
@@ -287,6 +321,13 @@ fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
                         format!("{} is too short; use at least 100", r.node_timeout_ms),
                     ));
                 }
+                check_broker_root(
+                    &format!("clusters.{name}"),
+                    r.mode,
+                    &r.broker_root,
+                    true,
+                    &REDIS_BINARIES,
+                )?;
             }
             ClusterSection::Rabbitmq(q) => {
                 if q.mode == ClusterMode::External && q.amqp_uris.is_empty() {
@@ -295,6 +336,13 @@ fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
                         "external mode needs one AMQP URI per node".to_string(),
                     ));
                 }
+                check_broker_root(
+                    &format!("clusters.{name}"),
+                    q.mode,
+                    &q.broker_root,
+                    true,
+                    &RABBIT_BINARIES,
+                )?;
             }
         }
     }

@@ -36,6 +36,10 @@ pub struct RabbitClusterConfig {
     /// Erlang's net_ticktime (s): failure detection of a node that stops answering.
     #[serde(default = "default_net_ticktime")]
     pub net_ticktime_s: u32,
+    /// A broker root to run RabbitMQ, Erlang and epmd from (through chroot; `bin_dir` is then a
+    /// folder inside the root), or None for the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
 /// brokerbench's clusters detect a frozen node within about 12 s (RabbitMQ's default is 60).
@@ -59,6 +63,10 @@ impl RabbitClusterConfig {
             epmd_port: s.epmd_port,
             bin_dir: PathBuf::from(DEFAULT_BIN_DIR),
             net_ticktime_s: s.net_ticktime_s,
+            root: s
+                .broker_root
+                .as_ref()
+                .map(crate::cluster::broker_root::root_dir),
         }
     }
 

@@ -8,14 +8,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::launch::spawn_detached;
 use super::{io_err, LocalRabbitCluster, INSTALL_FIX, LOG_LINES};
+use crate::cluster::broker_root::{missing_in_root, BrokerRootDir};
 use crate::cluster::process::find_binary;
 use crate::cluster::{log_tail, ClusterError};
 
 /// The variable naming the cluster folder in the environment of the cluster's epmd.
 const EPMD_VAR: &str = "BROKERBENCH_RABBIT_EPMD";
 
-/// `epmd` on PATH, else next to Erlang's `erl`.
-pub(super) fn find_epmd() -> Result<PathBuf, ClusterError> {
+/// `epmd` on PATH, else next to Erlang's `erl` (in the broker root if there is one: the path
+/// inside it).
+pub(super) fn find_epmd(root: Option<&BrokerRootDir>) -> Result<PathBuf, ClusterError> {
+    if let Some(root) = root {
+        return root
+            .find_binary("epmd")
+            .or_else(|| root.find_binary("/usr/lib/erlang/bin/epmd"))
+            .ok_or_else(|| missing_in_root(root, "epmd"));
+    }
     find_binary("epmd")
         .or_else(|| find_binary("/usr/lib/erlang/bin/epmd"))
         .ok_or_else(|| ClusterError::MissingBinary {
@@ -30,7 +38,11 @@ pub(super) fn epmd_marker(dir: &Path) -> String {
 }
 
 impl LocalRabbitCluster {
-    pub(super) async fn start_epmd(&mut self, epmd_bin: &Path) -> Result<(), ClusterError> {
+    pub(super) async fn start_epmd(
+        &mut self,
+        epmd_bin: &Path,
+        root: Option<&BrokerRootDir>,
+    ) -> Result<(), ClusterError> {
         let log_path = self.cfg.dir.join("epmd.log");
         let log = std::fs::File::create(&log_path).map_err(|e| io_err(&log_path, e))?;
         let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
@@ -49,6 +61,9 @@ impl LocalRabbitCluster {
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);
+        if let Some(root) = root {
+            root.confine(&mut cmd, &[self.cfg.dir.as_path()], &self.cfg.dir)?;
+        }
         let proc = spawn_detached(cmd, marker, &epmd_bin.display().to_string())?;
         self.epmd = Some(proc.clone());
         self.write_state()?;

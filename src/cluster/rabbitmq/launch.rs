@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::files::remove_if_exists;
 use super::{io_err, node_env, LocalRabbitCluster, RabbitNode, STATE_FILE};
+use crate::cluster::broker_root::BrokerRootDir;
 use crate::cluster::process::OwnedProcess;
 use crate::cluster::ClusterError;
 
@@ -45,7 +46,12 @@ impl LocalRabbitCluster {
 
     /// Start node `index`'s `rabbitmq-server` in its own session; its pid becomes the beam's (the
     /// scripts `exec` down to beam.smp).
-    pub(super) fn spawn_node(&mut self, index: usize) -> Result<(), ClusterError> {
+    /// In a broker root, the cluster folder is mounted at its own path inside it.
+    pub(super) fn spawn_node(
+        &mut self,
+        index: usize,
+        root: Option<&BrokerRootDir>,
+    ) -> Result<(), ClusterError> {
         let node = self.node(index)?.clone();
         let console_path = node.console_file();
         let console = std::fs::OpenOptions::new()
@@ -66,6 +72,9 @@ impl LocalRabbitCluster {
             .stdin(std::process::Stdio::null())
             .stdout(console)
             .stderr(console2);
+        if let Some(root) = root {
+            root.confine(&mut cmd, &[self.cfg.dir.as_path()], &node.dir)?;
+        }
         let proc = spawn_detached(cmd, node.marker(), &server.display().to_string())?;
         self.nodes[index].process = Some(proc);
         Ok(())
@@ -118,6 +127,9 @@ impl LocalRabbitCluster {
             .stdin(std::process::Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(root) = self.root()? {
+            root.confine_tokio(&mut cmd, &[self.cfg.dir.as_path()], &node.dir)?;
+        }
         // If this call times out or is abandoned (a failed `up`), the CLI's whole process group
         // is killed and waited for, so no CLI process outlives the cluster it talked to.
         let mut reaper = CtlReaper(None);

@@ -40,6 +40,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::RabbitEndpoint;
+use crate::cluster::broker_root::{missing_in_root, open_root, BrokerRootDir};
 use crate::cluster::leftovers::free_port;
 use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
@@ -84,21 +85,38 @@ impl LocalRabbitCluster {
         let started = Instant::now();
         let mut cfg = cfg;
         // --- checks: nothing is started or removed before they all pass ---
+        let root = open_root(cfg.root.as_deref())?;
         for bin in ["rabbitmq-server", "rabbitmqctl"] {
             let path = cfg.bin_dir.join(bin);
-            if !path.is_file() {
-                return Err(ClusterError::MissingBinary {
-                    binary: path.display().to_string(),
-                    fix: INSTALL_FIX.to_string(),
-                });
+            match &root {
+                Some(r) if r.find_binary(&path.display().to_string()).is_none() => {
+                    return Err(missing_in_root(r, &path.display().to_string()))
+                }
+                None if !path.is_file() => {
+                    return Err(ClusterError::MissingBinary {
+                        binary: path.display().to_string(),
+                        fix: INSTALL_FIX.to_string(),
+                    })
+                }
+                _ => {}
             }
         }
-        let epmd_bin = find_epmd()?;
-        if find_binary("erl").is_none() {
-            return Err(ClusterError::MissingBinary {
-                binary: "erl".to_string(),
-                fix: INSTALL_FIX.to_string(),
-            });
+        let epmd_bin = find_epmd(root.as_ref())?;
+        match &root {
+            Some(r) if r.find_binary("erl").is_none() => return Err(missing_in_root(r, "erl")),
+            None if find_binary("erl").is_none() => {
+                return Err(ClusterError::MissingBinary {
+                    binary: "erl".to_string(),
+                    fix: INSTALL_FIX.to_string(),
+                })
+            }
+            _ => {}
+        }
+        if let Some(r) = &root {
+            progress(&format!(
+                "running RabbitMQ, Erlang and epmd from the broker root {}",
+                r.dir().display()
+            ));
         }
         if cfg.nodes == 0 {
             return Err(ClusterError::State {
@@ -150,7 +168,7 @@ impl LocalRabbitCluster {
             nodes,
             epmd: None,
         };
-        if let Err(e) = cluster.start_epmd(&epmd_bin).await {
+        if let Err(e) = cluster.start_epmd(&epmd_bin, root.as_ref()).await {
             cluster.down().await.ok();
             return Err(e);
         }
@@ -161,7 +179,10 @@ impl LocalRabbitCluster {
         ));
         for i in 0..cluster.nodes.len() {
             // Record the pid in the state file before the next node starts.
-            if let Err(e) = cluster.spawn_node(i).and_then(|_| cluster.write_state()) {
+            if let Err(e) = cluster
+                .spawn_node(i, root.as_ref())
+                .and_then(|_| cluster.write_state())
+            {
                 cluster.down().await.ok();
                 return Err(e);
             }
@@ -303,7 +324,8 @@ impl LocalRabbitCluster {
             free_port(port, format!("{what} of {}", node.name), fix).await?;
         }
         remove_if_exists(&node.pid_file())?;
-        self.spawn_node(index)?;
+        let root = open_root(self.cfg.root.as_deref())?;
+        self.spawn_node(index, root.as_ref())?;
         self.write_state()?;
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let quiet = |_: &str| {};
@@ -337,6 +359,11 @@ impl LocalRabbitCluster {
 
     // ------------------------------------------------------------------------------------------
 
+    /// The broker root the cluster runs from, opened (None: the host).
+    fn root(&self) -> Result<Option<BrokerRootDir>, ClusterError> {
+        open_root(self.cfg.root.as_deref())
+    }
+
     fn node(&self, index: usize) -> Result<&RabbitNode, ClusterError> {
         self.nodes.get(index).ok_or_else(|| ClusterError::State {
             dir: self.cfg.dir.clone(),
@@ -369,5 +396,6 @@ fn test_config() -> RabbitClusterConfig {
         epmd_port: 4400,
         bin_dir: std::path::PathBuf::from(DEFAULT_BIN_DIR),
         net_ticktime_s: 10,
+        root: None,
     }
 }

@@ -28,6 +28,10 @@ pub struct RedisClusterConfig {
     pub redis_server: String,
     /// Binary name (looked up on PATH) or path; default "redis-cli".
     pub redis_cli: String,
+    /// A broker root to run `redis_server` and `redis_cli` from (through chroot; names are
+    /// looked up in the root's bin folders), or None for the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
 impl RedisClusterConfig {
@@ -44,6 +48,10 @@ impl RedisClusterConfig {
             save: s.save.clone(),
             redis_server: "redis-server".into(),
             redis_cli: "redis-cli".into(),
+            root: s
+                .broker_root
+                .as_ref()
+                .map(crate::cluster::broker_root::root_dir),
         }
     }
 

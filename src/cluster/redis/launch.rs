@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::config::render_conf;
 use super::{LocalRedisCluster, RedisNode};
+use crate::cluster::broker_root::{missing_in_root, BrokerRootDir};
 use crate::cluster::leftovers::free_port;
 use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
@@ -45,11 +46,12 @@ impl LocalRedisCluster {
         &mut self,
         server_bin: &Path,
         cli_bin: &Path,
+        root: Option<&BrokerRootDir>,
         progress: Progress<'_>,
     ) -> Result<(), ClusterError> {
         let t0 = Instant::now();
         for idx in 0..self.nodes.len() {
-            let process = spawn_node(server_bin, &self.nodes[idx])?;
+            let process = spawn_node(server_bin, &self.nodes[idx], root, &self.config.dir)?;
             progress(&format!(
                 "redis: started node {} (pid {})",
                 self.nodes[idx].address(),
@@ -69,7 +71,7 @@ impl LocalRedisCluster {
             "redis: creating the cluster ({} masters, {} replica(s) each)",
             self.config.masters, self.config.replicas_per_master
         ));
-        self.create_cluster(cli_bin).await?;
+        self.create_cluster(cli_bin, root).await?;
         progress(&format!(
             "redis: redis-cli --cluster create done ({:.1} s)",
             t0.elapsed().as_secs_f64()
@@ -83,7 +85,11 @@ impl LocalRedisCluster {
         Ok(())
     }
 
-    async fn create_cluster(&self, cli_bin: &Path) -> Result<(), ClusterError> {
+    async fn create_cluster(
+        &self,
+        cli_bin: &Path,
+        root: Option<&BrokerRootDir>,
+    ) -> Result<(), ClusterError> {
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
         args.extend(self.seeds());
         args.extend([
@@ -92,11 +98,14 @@ impl LocalRedisCluster {
             "--cluster-yes".into(),
         ]);
         let command = format!("{} {}", cli_bin.display(), args.join(" "));
-        let child = tokio::process::Command::new(cli_bin)
-            .args(&args)
+        let mut cmd = tokio::process::Command::new(cli_bin);
+        cmd.args(&args)
             .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output();
+            .kill_on_drop(true);
+        if let Some(root) = root {
+            root.confine_tokio(&mut cmd, &[], Path::new("/"))?;
+        }
+        let child = cmd.output();
         let output = match tokio::time::timeout(CREATE_TIMEOUT, child).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
@@ -139,8 +148,17 @@ impl LocalRedisCluster {
     }
 }
 
-/// Find a binary on PATH, or take a path (absolute, or relative with a `/`).
-pub(super) fn resolve_binary(name: &str) -> Result<PathBuf, ClusterError> {
+/// Find a binary on PATH, or take a path (absolute, or relative with a `/`). In a broker root:
+/// the path inside the root of a name found in its bin folders, or of an absolute path.
+pub(super) fn resolve_binary(
+    root: Option<&BrokerRootDir>,
+    name: &str,
+) -> Result<PathBuf, ClusterError> {
+    if let Some(root) = root {
+        return root
+            .find_binary(name)
+            .ok_or_else(|| missing_in_root(root, name));
+    }
     let found = if name.contains('/') {
         std::path::absolute(name).ok().filter(|p| p.is_file())
     } else {
@@ -174,10 +192,13 @@ pub(super) async fn check_ports(node: &RedisNode) -> Result<(), ClusterError> {
 }
 
 /// Start `redis-server <conf>` in its own process group (so it outlives us and ignores our
-/// terminal's Ctrl-C). A thread reaps it when it exits.
+/// terminal's Ctrl-C), in `root` if given (with the cluster folder `cluster_dir` mounted at its
+/// own path there). A thread reaps it when it exits.
 pub(super) fn spawn_node(
     server_bin: &Path,
     node: &RedisNode,
+    root: Option<&BrokerRootDir>,
+    cluster_dir: &Path,
 ) -> Result<OwnedProcess, ClusterError> {
     use std::os::unix::process::CommandExt;
     let err_path = node.stderr_path();
@@ -194,13 +215,17 @@ pub(super) fn spawn_node(
         source,
     })?;
     let marker = node.marker();
-    let mut child = std::process::Command::new(server_bin)
-        .arg(node.conf_path())
+    let mut cmd = std::process::Command::new(server_bin);
+    cmd.arg(node.conf_path())
         .current_dir(&node.dir)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
-        .process_group(0)
+        .process_group(0);
+    if let Some(root) = root {
+        root.confine(&mut cmd, &[cluster_dir], &node.dir)?;
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| node.error(format!("cannot start {}: {e}", server_bin.display())))?;
     let process = OwnedProcess {

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::broker_root::open_root;
 use super::process::OwnedProcess;
 use super::{ClusterError, Progress};
 
@@ -73,8 +74,15 @@ impl LocalRedisCluster {
             path: cfg.dir.clone(),
             source,
         })?;
-        let server_bin = resolve_binary(&cfg.redis_server)?;
-        let cli_bin = resolve_binary(&cfg.redis_cli)?;
+        let root = open_root(cfg.root.as_deref())?;
+        let server_bin = resolve_binary(root.as_ref(), &cfg.redis_server)?;
+        let cli_bin = resolve_binary(root.as_ref(), &cfg.redis_cli)?;
+        if let Some(r) = &root {
+            progress(&format!(
+                "redis: running redis-server and redis-cli from the broker root {}",
+                r.dir().display()
+            ));
+        }
         let nodes = plan_nodes(&cfg)?;
         let mut cluster = LocalRedisCluster {
             kind: KIND.into(),
@@ -98,7 +106,7 @@ impl LocalRedisCluster {
         cluster.save_state()?;
 
         match cluster
-            .start_and_form(&server_bin, &cli_bin, progress)
+            .start_and_form(&server_bin, &cli_bin, root.as_ref(), progress)
             .await
         {
             Ok(()) => {
@@ -278,9 +286,10 @@ impl LocalRedisCluster {
                 return Err(node.error(format!("is still running (pid {}); kill it first", p.pid)));
             }
         }
-        let server_bin = resolve_binary(&self.config.redis_server)?;
+        let root = open_root(self.config.root.as_deref())?;
+        let server_bin = resolve_binary(root.as_ref(), &self.config.redis_server)?;
         check_ports(node).await?;
-        let process = spawn_node(&server_bin, node)?;
+        let process = spawn_node(&server_bin, node, root.as_ref(), &self.config.dir)?;
         self.nodes[idx].process = Some(process);
         self.save_state()?;
         let node = &self.nodes[idx];
