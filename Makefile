@@ -1,4 +1,4 @@
-# brokerbench: make bench | make brokers-debian13 | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make bench-versions | make brokers-debian13 | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -22,7 +22,7 @@ else ifneq ($(PROFILE),quick)
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
-.PHONY: all deps brokers-debian13 build bench bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps brokers-debian13 build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -53,6 +53,11 @@ calibrate: build
 calibrate-memory: build
 	$(BIN) calibrate --messages 1000000
 	$(BIN) calibrate --messages 10000000
+
+# Debian 12's brokers beside Debian 13's (RabbitMQ 3.10 vs 4.0, Redis 7.0 vs 8.0), same workload:
+# scenarios/versions.toml, about 8 minutes (the root is built first when missing).
+bench-versions: deps build brokers-debian13
+	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) scenarios/versions.toml
 
 failover-test: deps build $(call roots_for,$(FAILOVER_SCENARIOS))
 	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(FAILOVER_SCENARIOS)
