@@ -170,7 +170,7 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
                 share(c.cpu_share)
             )
         };
-        if let Some(h) = c.host_share {
+        if let Some(h) = c.host_share.filter(|_| !c.host_saturated()) {
             text += &format!("; host's cores {} busy", share(Some(h)));
         }
         if let Some(u) = c.of_used {
@@ -271,6 +271,7 @@ mod tests {
             )
         );
         assert!(l[4].0 && l[4].1.contains("may be the host's"), "{}", l[4].1);
+        assert_eq!(l[4].1.matches("95% busy").count(), 1, "{}", l[4].1);
     }
 
     #[test]
