@@ -409,7 +409,10 @@ fn mirrored_queues_on_the_roots_rabbitmq_4_are_refused_before_anything_starts() 
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("backends[0].type"), "{stderr}");
     assert!(stderr.contains("4.0"), "names the version: {stderr}");
-    assert!(stderr.to_lowercase().contains("mirror"), "says why: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("mirror"),
+        "says why: {stderr}"
+    );
     let host = validate("on-host.toml", text(""));
     assert_eq!(
         host.status.code(),

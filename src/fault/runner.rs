@@ -168,7 +168,9 @@ impl FaultRunner {
             let mut obs = Observation::new(*index, spec, self.now());
             match spec.action {
                 FaultAction::KillConsumer => self.kill_consumer(&mut obs, next_ns, &mut stop).await,
-                FaultAction::Kill | FaultAction::Stop | FaultAction::Pause => match control.as_deref_mut() {
+                FaultAction::Kill | FaultAction::Stop | FaultAction::Pause => match control
+                    .as_deref_mut()
+                {
                     Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
                     None => obs.fail(
                         "this cluster was not started by brokerbench: it cannot act on its nodes",
