@@ -127,6 +127,7 @@ ha_params = 2
             nodes,
             [
                 "harness",
+                "host",
                 "rabbit1@localhost",
                 "rabbit2@localhost",
                 "rabbit3@localhost"
