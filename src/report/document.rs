@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, ChartError, ChartFile};
+use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
 use super::harness;
 use super::results::RunResults;
-use super::verdict::{verdicts, Evidence, Verdict};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.

@@ -2,6 +2,7 @@
 //! the hooks it needs; the others default to doing nothing.
 
 pub mod charts;
+pub mod claims;
 pub mod compare;
 pub mod csv_files;
 pub mod document;
@@ -13,7 +14,6 @@ pub mod overview;
 pub mod progress;
 pub mod results;
 pub mod summary;
-pub mod verdict;
 
 use std::path::PathBuf;
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, ChartError, ChartFile};
+use super::claims::{verdicts, Evidence, Outcome, Verdict};
 use super::document::{rel, to_html, to_markdown, write, Block};
 use super::results::RunResults;
-use super::verdict::{verdicts, Evidence, Outcome, Verdict};
 use super::ReportError;
 
 /// One claim over several runs.

@@ -1,0 +1,312 @@
+//! C4: leader death costs downtime on RabbitMQ; Redis fails over fast and only its shard is hit.
+
+use super::*;
+
+/// C4 (b): during a Redis master's outage the other shards keep at least this share of the
+/// throughput they had before.
+pub const C4_OTHERS_MIN_SHARE: f64 = 0.9;
+
+/// Publish unavailability after one fault in seconds: 0 when unaffected, infinite when never
+/// recovered, None when the row does not say.
+fn publish_unavailable(f: &FaultRow) -> Option<f64> {
+    match f.publish_recovered.as_str() {
+        "unaffected" => Some(0.0),
+        "no" => Some(f64::INFINITY),
+        "yes" => f.publish_unavailable_s,
+        _ => None,
+    }
+}
+
+/// One backend's worst publish unavailability over its leader kills, with the numbers lines.
+fn worst_unavailable(
+    r: &SummaryRow,
+    faults: &[&FaultRow],
+    numbers: &mut Vec<String>,
+) -> Option<f64> {
+    let known: Vec<f64> = faults
+        .iter()
+        .filter_map(|f| publish_unavailable(f))
+        .collect();
+    let unknown = faults.len() - known.len();
+    if unknown > 0 {
+        numbers.push(format!(
+            "{}: {unknown} leader kill(s) without a publish unavailability",
+            name(r)
+        ));
+    }
+    let worst = known.into_iter().reduce(f64::max)?;
+    numbers.push(format!(
+        "{}: publish unavailable {} (worst of {} leader kill(s))",
+        name(r),
+        seconds(worst),
+        faults.len() - unknown
+    ));
+    Some(worst)
+}
+
+/// The smallest of some backends' unavailabilities, with its label.
+fn smallest<'a>(v: &[(&'a str, f64)]) -> Option<(&'a str, f64)> {
+    v.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// C4: after a leader kill Redis publishes again no later than RabbitMQ's replicated queues (a),
+/// and Redis's other shards keep their throughput (b).
+pub(super) fn c4(e: &Evidence) -> Verdict {
+    const TITLE: &str = "leader death costs downtime on RabbitMQ; Redis fails over fast and only \
+        the dead master's shard is hit";
+    let rule = format!(
+        "Leader kills (kill leader-of:*). Per backend, publish unavailability is the worst over \
+         its leader kills (unaffected = 0 s; not recovered = until the end, worse than any \
+         number). (a) the best Redis backend's unavailability ≤ the smallest of the RabbitMQ \
+         quorum and mirrored backends with publisher confirms (without confirms a publish \
+         cannot be seen to fail); (b) on every Redis leader kill with figures for the \
+         other destinations, their received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × \
+         before. Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis \
+         row; inconclusive otherwise."
+    );
+    let mut numbers = Vec::new();
+    let redis = e.with_faults(&[REDIS], is_leader_kill);
+    let mut rabbit = e.with_faults(&[QUORUM, MIRRORED], is_leader_kill);
+    rabbit.retain(|(r, _)| r.confirmed > 0);
+    let mut redis_outage = Vec::new();
+    for (r, fs) in &redis {
+        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+            redis_outage.push((r.backend.as_str(), s));
+        }
+    }
+    let mut rabbit_outage = Vec::new();
+    for (r, fs) in &rabbit {
+        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+            rabbit_outage.push((r.backend.as_str(), s));
+        }
+    }
+    let (Some(best_redis), Some(best_rabbit)) = (smallest(&redis_outage), smallest(&rabbit_outage))
+    else {
+        if redis_outage.is_empty() {
+            numbers
+                .push("missing: a redis-streams leader kill with a publish unavailability".into());
+        }
+        if rabbit_outage.is_empty() {
+            numbers.push(
+                "missing: a rabbitmq-quorum or rabbitmq-mirrored leader kill with a publish \
+                 unavailability"
+                    .into(),
+            );
+        }
+        return verdict("C4", TITLE, Outcome::NotMeasured, rule, numbers);
+    };
+    let a_holds = best_redis.1 <= best_rabbit.1;
+    numbers.push(format!(
+        "(a) {}: best Redis {} ({}, best of {} Redis backend(s)) {} smallest RabbitMQ {} ({})",
+        if a_holds { "holds" } else { "fails" },
+        seconds(best_redis.1),
+        best_redis.0,
+        redis_outage.len(),
+        if a_holds { "≤" } else { ">" },
+        seconds(best_rabbit.1),
+        best_rabbit.0,
+    ));
+    // (b): every Redis leader kill with a non-zero baseline on the other destinations.
+    let mut held = 0;
+    let mut failed = Vec::new();
+    for (r, fs) in &redis {
+        for f in fs {
+            let (Some(before), Some(during)) = (f.others_baseline_per_s, f.others_during_per_s)
+            else {
+                continue;
+            };
+            if before <= 0.0 {
+                continue;
+            }
+            let ok = during >= C4_OTHERS_MIN_SHARE * before;
+            numbers.push(format!(
+                "{} fault {}: other destinations {before:.0} → {during:.0} msg/s ({:.0} %)",
+                r.backend,
+                f.fault,
+                100.0 * during / before
+            ));
+            if ok {
+                held += 1;
+            } else {
+                failed.push(format!("{} fault {}", r.backend, f.fault));
+            }
+        }
+    }
+    let b_rows = held + failed.len();
+    numbers.push(if b_rows == 0 {
+        "(b) not measured: no Redis leader kill with the other destinations' throughput".into()
+    } else if failed.is_empty() {
+        format!("(b) holds on all {b_rows} Redis row(s)")
+    } else {
+        format!(
+            "(b) fails on {} of {b_rows} Redis row(s): {}",
+            failed.len(),
+            failed.join(", ")
+        )
+    });
+    let outcome = if !a_holds || (b_rows > 0 && held == 0) {
+        Outcome::Refuted
+    } else if b_rows > 0 && failed.is_empty() {
+        Outcome::Supported
+    } else {
+        Outcome::Inconclusive
+    };
+    verdict("C4", TITLE, outcome, rule, numbers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::claims::tests::*;
+
+    // ---- C4 ----
+
+    fn leader_kill(label: &str, unavailable: Option<f64>, recovered: &str) -> FaultRow {
+        FaultRow {
+            publish_unavailable_s: unavailable,
+            publish_recovered: recovered.into(),
+            ..fault(label, "kill", "leader-of:0")
+        }
+    }
+
+    fn others(f: FaultRow, before: f64, during: f64) -> FaultRow {
+        FaultRow {
+            others_baseline_per_s: Some(before),
+            others_during_per_s: Some(during),
+            ..f
+        }
+    }
+
+    fn c4_backends() -> Vec<SummaryRow> {
+        [
+            backend("redis", REDIS),
+            backend("redis-wait1", REDIS),
+            backend("quorum", QUORUM),
+            backend("mirrored", MIRRORED),
+            backend("stream", STREAM),
+        ]
+        .into_iter()
+        .map(|r| SummaryRow {
+            confirmed: 1000,
+            ..r
+        })
+        .collect()
+    }
+
+    #[test]
+    fn c4_leaves_out_rabbitmq_backends_without_confirms() {
+        let mut s = c4_backends();
+        s.push(backend("mirrored-noconfirm", MIRRORED));
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            // No confirms: nothing can be seen to fail, "unaffected" says nothing.
+            leader_kill("mirrored-noconfirm", None, "unaffected"),
+        ];
+        let v = &run(&s, &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
+    }
+
+    #[test]
+    fn c4_supported_when_redis_fails_over_first_and_other_shards_keep_going() {
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            others(leader_kill("redis-wait1", Some(9.0), "yes"), 2000.0, 1800.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            leader_kill("mirrored", None, "no"),
+            // Stream queues are not compared in (a).
+            leader_kill("stream", None, "unaffected"),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
+        assert!(v.numbers.iter().any(|n| n
+            .starts_with("(a) holds: best Redis 2.00 s (redis, best of 2")
+            && n.contains("smallest RabbitMQ 3.00 s (quorum)")));
+        assert!(v.numbers.iter().any(|n| n.contains("never recovered")));
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n == "(b) holds on all 2 Redis row(s)"));
+    }
+
+    #[test]
+    fn c4_refuted_when_redis_is_slower_than_a_replicated_queue() {
+        let f = [
+            others(leader_kill("redis", Some(5.0), "yes"), 2000.0, 2000.0),
+            leader_kill("quorum", None, "unaffected"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+        // Never recovered is worse than any number.
+        let f = [
+            others(leader_kill("redis", None, "no"), 2000.0, 2000.0),
+            leader_kill("mirrored", Some(60.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+    }
+
+    #[test]
+    fn c4_refuted_when_every_redis_row_hits_the_other_shards() {
+        let f = [
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 0.0),
+            others(leader_kill("redis-wait1", Some(1.0), "yes"), 2000.0, 1000.0),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+    }
+
+    #[test]
+    fn c4_inconclusive_when_some_redis_settings_hit_the_other_shards() {
+        let f = [
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 1950.0),
+            others(leader_kill("redis-wait1", Some(1.0), "yes"), 2000.0, 100.0),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n == "(b) fails on 1 of 2 Redis row(s): redis-wait1 fault 0"));
+        // No figures for the other destinations at all: (b) cannot be decided.
+        let f = [
+            leader_kill("redis", Some(1.0), "yes"),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn c4_not_measured_without_both_sides() {
+        assert_eq!(outcome(4, &[], &[]), Outcome::NotMeasured);
+        let f = [leader_kill("redis", Some(1.0), "yes")];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::NotMeasured);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.contains("missing: a rabbitmq-quorum")));
+        // A replica kill or a stop is not a leader kill; a stream queue is not compared.
+        let f = [
+            leader_kill("redis", Some(1.0), "yes"),
+            fault("quorum", "kill", "replica-of:0"),
+            fault("mirrored", "stop", "leader-of:0"),
+            leader_kill("stream", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::NotMeasured);
+    }
+
+    #[test]
+    fn c4_ignores_rows_that_are_not_ok() {
+        let mut f = vec![
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 2000.0),
+            leader_kill("quorum", Some(0.5), "yes"),
+            leader_kill("mirrored", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+        f[1].status = "error: leader not found".into();
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Supported);
+        let mut s = c4_backends();
+        s[3].status = "interrupted".into();
+        assert_eq!(outcome(4, &s, &f), Outcome::NotMeasured);
+    }
+}
