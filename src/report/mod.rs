@@ -1,6 +1,7 @@
 //! Result sinks: CSV files, HdrHistogram logs, the live progress line. Each sink implements
 //! the hooks it needs; the others default to doing nothing.
 
+pub mod aggregate;
 pub mod charts;
 pub mod claims;
 pub mod compare;

@@ -124,6 +124,7 @@ mod tests {
             faults: &[],
             replica_lag: &samples,
             cpu: &[],
+            cores: None,
         })
     }
 

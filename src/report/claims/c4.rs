@@ -1,21 +1,11 @@
 //! C4: leader death costs downtime on RabbitMQ; Redis fails over fast and only its shard is hit.
 
 use super::*;
+use crate::report::aggregate::publish_unavailable;
 
 /// C4 (b): during a Redis master's outage the other shards keep at least this share of the
 /// throughput they had before.
 pub const C4_OTHERS_MIN_SHARE: f64 = 0.9;
-
-/// Publish unavailability after one fault in seconds: 0 when unaffected, infinite when never
-/// recovered, None when the row does not say.
-fn publish_unavailable(f: &FaultRow) -> Option<f64> {
-    match f.publish_recovered.as_str() {
-        "unaffected" => Some(0.0),
-        "no" => Some(f64::INFINITY),
-        "yes" => f.publish_unavailable_s,
-        _ => None,
-    }
-}
 
 /// One backend's worst publish unavailability over its leader kills, with the numbers lines.
 fn worst_unavailable(
@@ -61,8 +51,13 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
          quorum and mirrored backends with publisher confirms (without confirms a publish \
          cannot be seen to fail); (b) on every Redis leader kill with figures for the \
          other destinations, their received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × \
-         before. Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis \
-         row; inconclusive otherwise."
+         before; a row where (b) fails while the host's cores were {:.0}% busy or more (or the \
+         harness used more than {:.0}% of them) is host-bound and counts for neither side. \
+         Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis row; \
+         host-bound if (a) holds and (b) failed only on host-bound rows; inconclusive \
+         otherwise.",
+        HOST_SHARE * 100.0,
+        CPU_SHARE * 100.0,
     );
     let mut numbers = Vec::new();
     let redis = e.with_faults(&[REDIS], is_leader_kill);
@@ -109,7 +104,9 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
     // (b): every Redis leader kill with a non-zero baseline on the other destinations.
     let mut held = 0;
     let mut failed = Vec::new();
+    let mut host_bound = Vec::new();
     for (r, fs) in &redis {
+        let (bound, lines) = e.host_bound(&[r]);
         for f in fs {
             let (Some(before), Some(during)) = (f.others_baseline_per_s, f.others_during_per_s)
             else {
@@ -127,6 +124,9 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
             ));
             if ok {
                 held += 1;
+            } else if bound {
+                host_bound.push(format!("{} fault {}", r.backend, f.fault));
+                numbers.extend(lines.iter().cloned());
             } else {
                 failed.push(format!("{} fault {}", r.backend, f.fault));
             }
@@ -144,14 +144,40 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
             failed.join(", ")
         )
     });
-    let outcome = if !a_holds || (b_rows > 0 && held == 0) {
-        Outcome::Refuted
+    if !host_bound.is_empty() {
+        numbers.push(format!(
+            "(b) host-bound on {} Redis row(s): {}",
+            host_bound.len(),
+            host_bound.join(", ")
+        ));
+    }
+    let (outcome, reason) = if !a_holds {
+        (
+            Outcome::Refuted,
+            "Redis published again later than a replicated RabbitMQ queue after a leader kill",
+        )
+    } else if b_rows > 0 && held == 0 {
+        (
+            Outcome::Refuted,
+            "every Redis leader kill cut the other shards' throughput",
+        )
     } else if b_rows > 0 && failed.is_empty() {
-        Outcome::Supported
+        (
+            Outcome::Supported,
+            "Redis published again no later than the replicated RabbitMQ queues, and its other shards kept their throughput",
+        )
+    } else if failed.is_empty() && !host_bound.is_empty() {
+        (
+            Outcome::HostBound,
+            "Redis published again first, but the other shards' throughput fell only while the host's cores (or the harness) were saturated",
+        )
     } else {
-        Outcome::Inconclusive
+        (
+            Outcome::Inconclusive,
+            "Redis published again first, but the other shards' throughput is missing or held on some kills only",
+        )
     };
-    verdict("C4", TITLE, outcome, rule, numbers)
+    verdict("C4", TITLE, outcome, rule, numbers).because(reason)
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use super::harness::{cpu_shares, CPU_SHARE, HOST_SHARE};
 use super::results::{CpuSample, LagSample, RunResults};
 use super::SummaryRow;
 use crate::fault::FaultRow;
+use crate::scenario::GuaranteeClass;
 
 mod c1;
 mod c2;
@@ -18,6 +20,10 @@ mod c3;
 mod c4;
 mod c5;
 mod c6;
+mod spread;
+
+use spread::runs_note;
+pub use spread::Spread;
 
 pub use c3::{C3_DESTINATION_COUNTS, C3_RABBIT_FLAT, C3_REDIS_GROWTH};
 pub use c4::C4_OTHERS_MIN_SHARE;
@@ -33,16 +39,43 @@ const STREAM: &str = "rabbitmq-stream";
 pub enum Outcome {
     Supported,
     Refuted,
+    /// The data cannot decide (its reason says why).
     Inconclusive,
+    /// The rows that decide it ran on a host whose cores were busy (or whose harness was):
+    /// their figures may be the host's, not the brokers'.
+    HostBound,
+    /// The difference lies inside the spread of the repetitions.
+    WithinNoise,
+    /// The rows the rule needs differ in something it must hold equal (e.g. the number of
+    /// producers, or what a confirm guaranteed).
+    NotComparable,
+    /// Runs of the same scenario came to different verdicts (the overview, `verdicts`).
+    RunsDisagree,
     NotMeasured,
 }
 
 impl Outcome {
+    /// Inconclusive, for whatever reason.
+    pub fn is_inconclusive(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Inconclusive
+                | Outcome::HostBound
+                | Outcome::WithinNoise
+                | Outcome::NotComparable
+                | Outcome::RunsDisagree
+        )
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Outcome::Supported => "supported",
             Outcome::Refuted => "refuted",
             Outcome::Inconclusive => "inconclusive",
+            Outcome::HostBound => "inconclusive (host-bound)",
+            Outcome::WithinNoise => "inconclusive (within noise)",
+            Outcome::NotComparable => "inconclusive (not comparable)",
+            Outcome::RunsDisagree => "inconclusive (runs disagree)",
             Outcome::NotMeasured => "not measured",
         }
     }
@@ -59,6 +92,16 @@ pub struct Verdict {
     pub rule: String,
     /// The figures the rule used (or what was missing), one short line each.
     pub numbers: Vec<String>,
+    /// Why this outcome, in one sentence.
+    pub reason: String,
+}
+
+impl Verdict {
+    /// The same verdict with `reason` as its one-sentence reason.
+    fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
 }
 
 /// What one results folder holds (a run may hold only some of it).
@@ -67,8 +110,11 @@ pub struct Evidence<'a> {
     pub faults: &'a [FaultRow],
     /// replica_lag.csv (Redis backends only).
     pub replica_lag: &'a [LagSample],
-    /// cpu.csv: figures a verdict shows beside its rule, never part of it.
+    /// cpu.csv: whether the host or the harness was busy while a row ran (a throughput or
+    /// latency verdict decided by such rows is host-bound).
     pub cpu: &'a [CpuSample],
+    /// The host's cores (meta.json `host.cores`); None: host-bound cannot be judged.
+    pub cores: Option<f64>,
 }
 
 impl<'a> Evidence<'a> {
@@ -79,7 +125,38 @@ impl<'a> Evidence<'a> {
             faults: &run.faults,
             replica_lag: &run.replica_lag,
             cpu: &run.cpu,
+            cores: run.meta["host"]["cores"].as_f64().filter(|c| *c > 0.0),
         }
+    }
+
+    /// How busy the host's cores (`host` rows of cpu.csv) and the harness were while `row`
+    /// ran, as shares of the host's cores.
+    fn host_load(&self, row: &SummaryRow) -> HostLoad {
+        let (harness, host) = self
+            .cores
+            .map_or((None, None), |n| cpu_shares(self.cpu, n, &row.backend));
+        HostLoad { harness, host }
+    }
+
+    /// Whether any of the rows that decide a throughput or latency verdict ran on a saturated
+    /// host (or with a busy harness), with one line of figures per row ("-" where cpu.csv has
+    /// no sample).
+    fn host_bound(&self, rows: &[&SummaryRow]) -> (bool, Vec<String>) {
+        let mut any = false;
+        let mut lines = Vec::new();
+        for r in rows {
+            let l = self.host_load(r);
+            any |= l.saturated();
+            let pct = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.0}%", s * 100.0));
+            lines.push(format!(
+                "{}: host's cores {} busy, harness {} of the host's CPU{}",
+                r.backend,
+                pct(l.host),
+                pct(l.harness),
+                if l.saturated() { " (host-bound)" } else { "" }
+            ));
+        }
+        (any, lines)
     }
 
     /// For one backend with CPU samples: the mean cores used by all its nodes and the harness
@@ -112,6 +189,23 @@ impl<'a> Evidence<'a> {
             .filter(|(n, _)| *n != "harness")
             .max_by(|a, b| a.1.total_cmp(&b.1))?;
         Some((total, node.to_string(), *busiest))
+    }
+}
+
+/// How busy the host was while one row ran.
+#[derive(Debug, Clone, Copy)]
+struct HostLoad {
+    /// The harness's mean CPU as a share of the host's cores.
+    harness: Option<f64>,
+    /// The whole host's mean busy cores (every process) as a share of its cores.
+    host: Option<f64>,
+}
+
+impl HostLoad {
+    /// The host's cores were at least `HOST_SHARE` busy, or the harness used more than
+    /// `CPU_SHARE` of them (the thresholds of the report's Harness lines).
+    fn saturated(&self) -> bool {
+        self.host.is_some_and(|s| s >= HOST_SHARE) || self.harness.is_some_and(|s| s > CPU_SHARE)
     }
 }
 
@@ -186,13 +280,34 @@ fn verdict(
     rule: String,
     numbers: Vec<String>,
 ) -> Verdict {
+    // Until a rule says more: what was missing, or the outcome's own words.
+    let reason = match outcome {
+        Outcome::NotMeasured => numbers
+            .iter()
+            .find(|n| n.starts_with("missing") || n.starts_with("no ") || n.starts_with("needs"))
+            .cloned()
+            .unwrap_or_else(|| "no run here measured it".into()),
+        _ => String::new(),
+    };
     Verdict {
         claim,
         title,
         outcome,
         rule,
         numbers,
+        reason,
     }
+}
+
+/// Whether two rows' confirms guaranteed comparable things (`GuaranteeClass`): throughput and
+/// latency compare only between such rows. A row without a guarantee (a folder written before
+/// summary.csv had the column) compares with nothing.
+fn comparable(a: &SummaryRow, b: &SummaryRow) -> bool {
+    GuaranteeClass::comparable(class(a), class(b))
+}
+
+fn class(r: &SummaryRow) -> Option<GuaranteeClass> {
+    GuaranteeClass::of_label(&r.guarantee)
 }
 
 /// A row's name in a verdict's figures, with what its confirm guaranteed (older folders have
@@ -202,8 +317,11 @@ fn name(r: &SummaryRow) -> String {
         format!("{} ({})", r.backend, r.backend_type)
     } else {
         format!(
-            "{} ({}; confirm: {})",
-            r.backend, r.backend_type, r.guarantee
+            "{} ({}; confirm: {}{})",
+            r.backend,
+            r.backend_type,
+            r.guarantee,
+            class(r).map_or(String::new(), |c| format!(", {}", c.as_str()))
         )
     }
 }
@@ -214,10 +332,6 @@ fn seconds(s: f64) -> String {
     } else {
         "never recovered".to_string()
     }
-}
-
-fn ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "no sample".to_string(), |x| format!("{x:.2} ms"))
 }
 
 #[cfg(test)]
@@ -249,6 +363,7 @@ mod tests {
             faults,
             replica_lag: &[],
             cpu: &[],
+            cores: None,
         })
     }
 
@@ -278,10 +393,38 @@ mod tests {
         );
     }
 
-    pub(super) fn max_rate(label: &str, ty: &str, per_s: f64) -> SummaryRow {
-        SummaryRow {
-            received_per_s: per_s,
-            ..backend(label, ty)
+    /// A results folder of tests/fixtures (a real run, trimmed).
+    pub(super) fn fixture(name: &str) -> RunResults {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        RunResults::load(&dir).unwrap_or_else(|e| panic!("fixture {}: {e}", dir.display()))
+    }
+
+    /// The summary rows of `run` but those whose backend label is in `drop`.
+    pub(super) fn rows_but(run: &RunResults, drop: &[&str]) -> Vec<SummaryRow> {
+        let rows: Vec<SummaryRow> = run
+            .summary
+            .iter()
+            .filter(|r| !drop.contains(&r.backend.as_str()))
+            .cloned()
+            .collect();
+        assert_eq!(rows.len() + drop.len(), run.summary.len(), "{drop:?}");
+        rows
+    }
+
+    /// Evidence of `rows` from `run`, with its cpu.csv and cores or without them.
+    pub(super) fn evidence<'a>(
+        run: &'a RunResults,
+        rows: &'a [SummaryRow],
+        with_cpu: bool,
+    ) -> Evidence<'a> {
+        let all = Evidence::of(run);
+        Evidence {
+            summary: rows,
+            cpu: if with_cpu { all.cpu } else { &[] },
+            cores: all.cores.filter(|_| with_cpu),
+            ..all
         }
     }
 }
