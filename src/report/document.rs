@@ -348,6 +348,9 @@ pub fn blocks(
             3,
             format!("{} — {}: {}", v.claim, v.title, v.outcome.as_str()),
         ));
+        if !v.reason.is_empty() {
+            b.push(Block::Para(format!("Why: {}.", v.reason)));
+        }
         b.push(Block::Para(format!("Rule: {}", v.rule)));
         if !v.numbers.is_empty() {
             b.push(Block::List(v.numbers.clone()));

@@ -70,7 +70,17 @@ pub(super) fn c1(e: &Evidence) -> Verdict {
     } else {
         Outcome::Inconclusive
     };
-    verdict("C1", TITLE, outcome, rule, numbers)
+    let reason = match outcome {
+        Outcome::Supported => format!(
+            "after a node fault {} lost messages while {} (with confirms) lost none",
+            list(&lossy),
+            list(&safe)
+        ),
+        Outcome::Refuted => "no RabbitMQ setting lost anything after a node fault".to_string(),
+        _ => "every faulted setting lost messages, or none with confirms came through clean"
+            .to_string(),
+    };
+    verdict("C1", TITLE, outcome, rule, numbers).because(reason)
 }
 
 #[cfg(test)]

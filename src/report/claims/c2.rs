@@ -64,7 +64,12 @@ pub(super) fn c2(e: &Evidence) -> Verdict {
     } else {
         Outcome::Inconclusive
     };
-    verdict("C2", TITLE, outcome, rule, numbers)
+    let reason = match outcome {
+        Outcome::Supported => "every quorum/mirrored backend's p99 replica lag (lower bound) is above every Redis backend's (upper bound)",
+        Outcome::Refuted => "every Redis backend's p99 replica lag (lower bound) is at least every quorum/mirrored backend's (upper bound)",
+        _ => "the bounds of the two sides' p99 replica lag overlap",
+    };
+    verdict("C2", TITLE, outcome, rule, numbers).because(reason)
 }
 
 /// The 99th percentile (nearest rank) of `values`, None when there are none.

@@ -65,7 +65,14 @@ pub(super) fn c5(e: &Evidence) -> Verdict {
     } else {
         Outcome::Inconclusive
     };
-    verdict("C5", TITLE, outcome, rule, numbers)
+    let reason = match outcome {
+        Outcome::Supported => {
+            "on every Redis consumer kill all the messages it held were processed again"
+        }
+        Outcome::Refuted => "some messages a killed Redis consumer held were never processed again",
+        _ => "some Redis consumer kills held nothing, or their counts are missing",
+    };
+    verdict("C5", TITLE, outcome, rule, numbers).because(reason)
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl Group<'_> {
         let show = |s: Option<Spread>, d, unit| s.map_or("-".to_string(), |s| s.show(d, unit));
         format!(
             "{} at {}, {} destination(s): received {}, e2e p99 {}",
-            name(r),
+            series_name(r),
             r.target_rate
                 .map_or("max rate".to_string(), |t| format!("{t:.0} msg/s offered")),
             r.destinations,
@@ -63,6 +63,19 @@ enum Part {
     /// Max rates at p99 latencies outside the band.
     Unmatched,
     Open,
+}
+
+impl Part {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Part::Supports => "Redis Streams faster",
+            Part::Refutes => "the stream at least as fast",
+            Part::Noise => "within noise",
+            Part::HostBound => "host-bound",
+            Part::Unmatched => "not at matched latency",
+            Part::Open => "between the thresholds",
+        }
+    }
 }
 
 /// C6: Redis Streams against RabbitMQ streams at matched conditions.
@@ -145,8 +158,8 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         for s in of(STREAM).filter(|s| key(s) == key(r) && matched(r, s)) {
             let what = format!(
                 "(a) {} vs {} at {:.0} msg/s",
-                r.rows[0].backend,
-                s.rows[0].backend,
+                r.rows[0].series(),
+                s.rows[0].series(),
                 r.rows[0].target_rate.unwrap_or_default()
             );
             if !(r.sustained() && s.sustained()) {
@@ -181,7 +194,8 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
     if let Some((r, s)) = best {
         let what = format!(
             "(b) {} vs {} at max rate",
-            r.rows[0].backend, s.rows[0].backend
+            r.rows[0].series(),
+            s.rows[0].series()
         );
         if let (Some(rr), Some(sr), Some(rp), Some(sp)) = (r.rate(), s.rate(), r.p99(), s.p99()) {
             let band = rp.median.max(sp.median) / rp.median.min(sp.median).max(1e-9);
@@ -205,7 +219,7 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
     }
     numbers.extend(host_lines);
     for (what, part) in &parts {
-        numbers.push(format!("{what}: {part:?}"));
+        numbers.push(format!("{what}: {}", part.as_str()));
     }
     let runs = if runs == usize::MAX { 1 } else { runs };
     let has = |p: Part| parts.iter().any(|(_, q)| *q == p);
@@ -286,7 +300,7 @@ mod tests {
         assert_eq!(v.outcome, Outcome::HostBound, "{:#?}", v.numbers);
         assert!(v
             .numbers
-            .contains(&"(a) redis-wait1-1k#1 vs stream-1k#1 at 1000 msg/s: HostBound".to_string()));
+            .contains(&"(a) redis-wait1-1k vs stream-1k at 1000 msg/s: host-bound".to_string()));
         // Without cpu.csv, the fixed rate decides: Redis's p99 range (3.3–5.4 ms) lies below
         // the stream's (1402–1676 ms).
         let v = c6(&evidence(&run, &rows, false));
@@ -336,7 +350,7 @@ mod tests {
         assert_eq!(v.outcome, Outcome::NotComparable, "{:#?}", v.numbers);
         assert!(v.reason.contains("comparable guarantees"), "{}", v.reason);
         assert!(v.numbers.iter().any(|n| n.starts_with(
-            "redis-1k#1 (redis-streams; confirm: aof-everysec, one node, no fsync) at 1000 msg/s offered"
+            "redis-1k (redis-streams; confirm: aof-everysec, one node, no fsync) at 1000 msg/s offered"
         )), "{:#?}", v.numbers);
     }
 

@@ -326,6 +326,14 @@ fn name(r: &SummaryRow) -> String {
     }
 }
 
+/// A backend over its repetitions (its own label, not a repetition's) with its guarantee.
+fn series_name(r: &SummaryRow) -> String {
+    name(&SummaryRow {
+        backend: r.series().to_string(),
+        ..r.clone()
+    })
+}
+
 fn seconds(s: f64) -> String {
     if s.is_finite() {
         format!("{s:.2} s")
