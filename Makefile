@@ -5,9 +5,11 @@ BIN := target/release/brokerbench
 RESULTS ?= results
 
 # The scenarios `make bench` runs, in order. The claim scenarios (throughput, latency-*, scaling:
-# C3 and C6) set `repeat = 3`: 87 backend runs of 2 s warm-up + 5 s measured with PROFILE=quick,
-# about 11 s each with setup, drain and teardown, plus redis-default and persistence (8 runs)
-# and 7 cluster starts of about 25 s: about 20 minutes on 2 cores.
+# C3 and C6) set `repeat = 3`: 99 backend runs (6 + 3 x 6 + 9 backends, 3 times each) of 1 s
+# warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown
+# (a real run of tests/fixtures/verdicts-run.toml took 12.3 s per backend run with 8 s of load),
+# plus redis-default and persistence (8 runs, about 75 s) and 7 cluster starts (about 215 s):
+# about 1200 s, 20 minutes, on 2 cores.
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
@@ -22,7 +24,7 @@ ifeq ($(PROFILE),full)
 RUN_FLAGS := --warmup 30s --duration 120s
 BENCH_FLAGS := $(RUN_FLAGS)
 else ifeq ($(PROFILE),quick)
-BENCH_FLAGS := --warmup 2s --duration 5s
+BENCH_FLAGS := --warmup 1s --duration 4s
 else
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
