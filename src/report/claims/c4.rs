@@ -378,4 +378,47 @@ mod tests {
         s[3].status = "interrupted".into();
         assert_eq!(outcome(4, &s, &f), Outcome::NotMeasured);
     }
+
+    // tests/fixtures/verdicts-failover: a leader kill on Redis and on a quorum queue, twice
+    // each. Redis published again after 3.97 and 4.05 s, the quorum queue after 1.81 and 5.72
+    // s; during each Redis outage its other shards fell to 75% of their rate, while the host's
+    // cores were 93% and 94% busy.
+
+    fn failover(drop: &[&str], with_cpu: bool) -> Verdict {
+        let run = fixture("verdicts-failover");
+        let rows = rows_but(&run, drop);
+        c4(&evidence(&run, &rows, with_cpu))
+    }
+
+    #[test]
+    fn c4_is_within_noise_when_the_unavailability_ranges_overlap() {
+        let v = failover(&[], true);
+        assert_eq!(v.outcome, Outcome::WithinNoise, "{:#?}", v.numbers);
+        assert!(v.numbers.contains(&"(a) within noise: best Redis 4.01 s (median; 3.97 s–4.05 s over 2 runs) (redis, best of 1 Redis backend(s)) overlaps smallest RabbitMQ 3.76 s (median; 1.81 s–5.72 s over 2 runs) (quorum)".to_string()), "{:#?}", v.numbers);
+        // One repetition each: 3.97 s against 1.81 s decides.
+        let v = failover(&["redis#2", "quorum#2"], true);
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+    }
+
+    #[test]
+    fn c4_other_shards_falling_on_a_saturated_host_decide_nothing() {
+        let v = failover(&[], true);
+        assert!(v.numbers.contains(
+            &"(b) host-bound on 2 Redis row(s): redis#1 fault 0, redis#2 fault 0".to_string()
+        ));
+        assert!(v.numbers.contains(
+            &"redis#1: host's cores 93% busy, harness 8% of the host's CPU (host-bound)"
+                .to_string()
+        ));
+        // Redis first on every range (3.97–4.05 s against 5.72 s): only (b) is left, host-bound.
+        let v = failover(&["quorum#1"], true);
+        assert_eq!(v.outcome, Outcome::HostBound, "{:#?}", v.numbers);
+        // Without cpu.csv the same falls refute (b) on every Redis row.
+        let v = failover(&["quorum#1"], false);
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        assert_eq!(
+            v.reason,
+            "every Redis leader kill cut the other shards' throughput"
+        );
+    }
 }
