@@ -4,7 +4,12 @@ CARGO ?= cargo
 BIN := target/release/brokerbench
 RESULTS ?= results
 
-# The scenarios `make bench` runs, in order (about 15 minutes on 2 cores with PROFILE=quick).
+# The scenarios `make bench` runs, in order. The claim scenarios (throughput, latency-*, scaling:
+# C3 and C6) set `repeat = 3`: 99 backend runs (6 + 3 x 6 + 9 backends, 3 times each) of 1 s
+# warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown
+# (a real run of tests/fixtures/verdicts-run.toml took 12.3 s per backend run with 8 s of load),
+# plus redis-default and persistence (8 runs, about 75 s) and 7 cluster starts (about 215 s):
+# about 1200 s, 20 minutes, on 2 cores.
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
@@ -16,9 +21,14 @@ FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.
 # Broker roots the scenarios ask for (`broker_root = "debian13"`): built before the run.
 roots_for = $(if $(shell grep -ls '^[[:space:]]*broker_root[[:space:]]*=[[:space:]]*"debian13"' $(1) 2>/dev/null),brokers-debian13)
 
+# PROFILE=quick shortens each repetition of `make bench` rather than drop repetitions; the
+# failover scenarios keep their own durations (their faults are timed inside them).
 ifeq ($(PROFILE),full)
 RUN_FLAGS := --warmup 30s --duration 120s
-else ifneq ($(PROFILE),quick)
+BENCH_FLAGS := $(RUN_FLAGS)
+else ifeq ($(PROFILE),quick)
+BENCH_FLAGS := --warmup 1s --duration 4s
+else
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
 endif
 
@@ -42,7 +52,7 @@ brokers-debian13:
 	@./tools/broker-root.sh build debian13
 
 bench: deps build $(call roots_for,$(BENCH_SCENARIOS))
-	$(BIN) run $(RUN_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
+	$(BIN) run $(BENCH_FLAGS) --results $(RESULTS) $(BENCH_SCENARIOS)
 
 # The harness's own ceiling on this host: the load engine against the in-memory backend at max
 # rate (no broker), about 3 s. `run` records it in every results folder (cached per binary and host).

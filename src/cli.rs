@@ -34,6 +34,10 @@ pub enum Command {
         /// Override every scenario's warm-up, e.g. "30s".
         #[arg(long, value_parser = humantime::parse_duration)]
         warmup: Option<std::time::Duration>,
+        /// Run every backend N times, interleaved (A B C, A B C, …); overrides the scenario's
+        /// `repeat`.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
+        repeat: Option<u16>,
     },
     /// Measure the harness's own ceiling: the whole load engine against the in-memory backend
     /// at max rate (no broker). Prints the end-to-end rate it sustains, the harness CPU per
@@ -59,6 +63,12 @@ pub enum Command {
         /// The results root.
         #[arg(long, default_value = "results")]
         results: PathBuf,
+    },
+    /// Per claim, the verdict of every run under a results root that measured it, with its
+    /// reason, and the claim's verdict over them ("runs disagree" when runs of one scenario do).
+    Verdicts {
+        /// The results root, e.g. results.
+        root: PathBuf,
     },
     /// Put two results folders side by side (same charts, both runs) in a new folder.
     Compare {

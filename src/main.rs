@@ -203,6 +203,20 @@ async fn async_main(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         }
+        Command::Verdicts { root } => {
+            match brokerbench::report::overview::verdict_lines(&root) {
+                Ok(lines) => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: verdicts of {}: {e}", root.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Report { dirs } => {
             if dirs.iter().all(|d| write_report(d)) {
                 ExitCode::SUCCESS
@@ -240,6 +254,7 @@ async fn async_main(cli: Cli) -> ExitCode {
             quiet,
             duration,
             warmup,
+            repeat,
         } => {
             // Validate every file before starting anything.
             for p in &scenarios {
@@ -270,6 +285,7 @@ async fn async_main(cli: Cli) -> ExitCode {
                 quiet,
                 duration,
                 warmup,
+                repeat: repeat.map(usize::from),
                 watchdog_exe: Some(exe),
                 harness_ceiling,
             };

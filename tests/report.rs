@@ -454,3 +454,68 @@ fn every_row_and_legend_carries_its_broker_version() {
     assert_eq!(run.summary[1].cluster, "rabbitmq-4");
     assert_eq!(run.display_name("redis"), "redis (Redis 7.0.15)");
 }
+
+/// The report of a repeated run (tests/fixtures/verdicts-run: two repetitions of each backend,
+/// on a host whose cores were 100% busy) shows per claim the rows compared with their
+/// guarantees, medians and ranges, and why, in one sentence.
+#[test]
+fn a_repeated_runs_report_shows_ranges_guarantees_and_reasons() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("20261202T024049Z-verdicts-fixture");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verdicts-run"),
+        &dir,
+    );
+    let w = brokerbench::report::document::write_report(&dir).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    let section = |c: &str| {
+        let start = md
+            .find(&format!("### {c} — "))
+            .unwrap_or_else(|| panic!("no {c}"));
+        let rest = &md[start..];
+        let end = rest[4..].find("\n### ").map_or(rest.len(), |e| e + 4);
+        rest[..end].to_string()
+    };
+    let c3 = section("C3");
+    assert!(
+        c3.lines()
+            .next()
+            .is_some_and(|l| l.ends_with(": inconclusive (host-bound)")),
+        "{c3}"
+    );
+    assert!(
+        c3.contains("Why: the host's cores (or the harness) were saturated"),
+        "{c3}"
+    );
+    assert!(
+        c3.contains(
+            "redis-streams (confirm: aof-always): 1 → 19040 msg/s (median; 16180–21900 over 2 runs), 3 → 24596 msg/s (median; 22186–27007 over 2 runs)"
+        ),
+        "{c3}"
+    );
+    let c6 = section("C6");
+    assert!(c6.contains(": inconclusive (host-bound)"), "{c6}");
+    assert!(
+        c6.contains("redis-wait1-1k (redis-streams; confirm: replica-ack (WAIT 1) + aof-everysec, replicated, no fsync) at 1000 msg/s offered, 6 destination(s): received 1000 msg/s (median; 1000–1000 over 2 runs), e2e p99 4.37 ms (median; 3.31–5.42 over 2 runs)"),
+        "{c6}"
+    );
+    // `brokerbench verdicts` over a root holding it and a copy says the same per run.
+    let copy = tmp.path().join("20261202T030000Z-verdicts-fixture");
+    copy_dir(&dir, &copy);
+    let lines = brokerbench::report::overview::verdict_lines(tmp.path()).expect("verdicts");
+    let i = lines.iter().position(|l| l.starts_with("C3 ")).expect("C3");
+    assert!(
+        lines[i].ends_with(": inconclusive (host-bound)"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[i + 1].starts_with(
+            "  20261202T024049Z-verdicts-fixture: inconclusive (host-bound) — the host's cores"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[i + 2].starts_with("  20261202T030000Z-verdicts-fixture: "),
+        "{lines:#?}"
+    );
+}

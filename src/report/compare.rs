@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use super::charts;
+use super::claims::{verdicts, Evidence, Verdict};
 use super::document::{rel, result_cells, write, Block, Written, RESULT_COLUMNS};
 use super::document::{to_html, to_markdown};
 use super::harness;
 use super::results::RunResults;
-use super::verdict::{verdicts, Evidence, Verdict};
 use super::ReportError;
 
 /// Two runs side by side: both runs' results and verdicts in one table each, and every chart

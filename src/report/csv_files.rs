@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use super::aggregate::{aggregate, AggregateRow};
 use super::{DestinationSecond, FaultRow, LostMessage, ReportError, Sink, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
 use crate::metrics::cpu::CpuRow;
@@ -27,6 +28,8 @@ pub struct CsvSink {
     /// Created with the first replica lag sample.
     replica_lag: Option<csv::Writer<File>>,
     summaries: Vec<SummaryRow>,
+    /// Every fault row so far (aggregate.csv's unavailability).
+    fault_rows: Vec<FaultRow>,
 }
 
 #[derive(serde::Serialize)]
@@ -57,6 +60,7 @@ impl CsvSink {
             cpu: None,
             replica_lag: None,
             summaries: Vec::new(),
+            fault_rows: Vec::new(),
         })
     }
 
@@ -87,14 +91,31 @@ impl CsvSink {
         Self::write_rows(w, path, rows)
     }
 
+    /// summary.csv (one row per backend and repetition) and aggregate.csv (one row per
+    /// backend over its repetitions), rewritten whole.
     fn write_summary(&self) -> Result<(), ReportError> {
         let path = self.dir.join("summary.csv");
-        Self::write_rows(&mut open(&path)?, path, &self.summaries)
+        Self::write_rows(&mut open(&path)?, path, &self.summaries)?;
+        let path = self.dir.join("aggregate.csv");
+        let csv_err = |source| ReportError::Csv {
+            path: path.clone(),
+            source,
+        };
+        let mut w = open(&path)?;
+        w.write_record(AggregateRow::header()).map_err(csv_err)?;
+        for row in aggregate(&self.summaries, &self.fault_rows) {
+            w.write_record(row.record()).map_err(csv_err)?;
+        }
+        w.flush().map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })
     }
 }
 
 impl Sink for CsvSink {
     fn on_faults(&mut self, rows: &[FaultRow]) -> Result<(), ReportError> {
+        self.fault_rows.extend_from_slice(rows);
         Self::write_created(&mut self.faults, self.dir.join("faults.csv"), rows)
     }
 
@@ -170,10 +191,19 @@ mod tests {
         let summary = std::fs::read_to_string(dir.path().join("summary.csv")).expect("read");
         let lines: Vec<&str> = summary.lines().collect();
         assert_eq!(lines.len(), 3, "{summary}");
+        assert!(lines[0].starts_with("backend,series,repetition,type,status,guarantee,cluster,broker,broker_version,target_rate"));
+        assert!(lines[2].starts_with("b,,0,rabbitmq-quorum,error: x"));
+        // aggregate.csv: one row per backend with an ok row, over its repetitions.
+        let agg = std::fs::read_to_string(dir.path().join("aggregate.csv")).expect("read");
+        let lines: Vec<&str> = agg.lines().collect();
+        assert_eq!(lines.len(), 2, "{agg}");
         assert!(lines[0].starts_with(
-            "backend,type,status,guarantee,cluster,broker,broker_version,target_rate"
+            "series,type,guarantee,target_rate,destinations,runs,received_per_s_median"
         ));
-        assert!(lines[2].starts_with("b,rabbitmq-quorum,error: x"));
+        assert!(
+            lines[1].starts_with("a,redis-streams,,,0,1,0,0,0,"),
+            "{agg}"
+        );
         let ts = std::fs::read_to_string(dir.path().join("timeseries.csv")).expect("read");
         assert_eq!(ts.lines().count(), 2);
         assert!(

@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, ChartError, ChartFile};
+use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
 use super::harness;
 use super::results::RunResults;
-use super::verdict::{verdicts, Evidence, Verdict};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
@@ -373,6 +373,9 @@ pub fn blocks(
             3,
             format!("{} — {}: {}", v.claim, v.title, v.outcome.as_str()),
         ));
+        if !v.reason.is_empty() {
+            b.push(Block::Para(format!("Why: {}.", v.reason)));
+        }
         b.push(Block::Para(format!("Rule: {}", v.rule)));
         if !v.numbers.is_empty() {
             b.push(Block::List(v.numbers.clone()));

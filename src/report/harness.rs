@@ -107,6 +107,14 @@ fn harness_of_used(cpu: &[CpuSample], backend: &str) -> Option<f64> {
     (harness + brokers > 0.0).then(|| harness / (harness + brokers))
 }
 
+/// The harness's and the whole host's mean CPU while `backend` ran, each as a share of the
+/// host's `cores` (None without samples).
+pub fn cpu_shares(cpu: &[CpuSample], cores: f64, backend: &str) -> (Option<f64>, Option<f64>) {
+    use crate::metrics::cpu::{HARNESS, HOST};
+    let share = |node| node_cores(cpu, backend, node).map(|c| c / cores);
+    (share(HARNESS), share(HOST))
+}
+
 fn row_rate(s: &SummaryRow) -> f64 {
     s.sent_per_s.max(s.confirmed_per_s).max(s.received_per_s)
 }
@@ -120,12 +128,8 @@ pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
         .map(|s| HarnessCheck {
             backend: s.backend.clone(),
             ceiling_share: ceiling.map(|c| row_rate(s) / c.msgs_per_s),
-            cpu_share: cores.and_then(|n| {
-                node_cores(&run.cpu, &s.backend, crate::metrics::cpu::HARNESS).map(|c| c / n)
-            }),
-            host_share: cores.and_then(|n| {
-                node_cores(&run.cpu, &s.backend, crate::metrics::cpu::HOST).map(|c| c / n)
-            }),
+            cpu_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).0),
+            host_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).1),
             of_used: harness_of_used(&run.cpu, &s.backend),
         })
         .collect()

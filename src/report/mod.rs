@@ -1,7 +1,9 @@
 //! Result sinks: CSV files, HdrHistogram logs, the live progress line. Each sink implements
 //! the hooks it needs; the others default to doing nothing.
 
+pub mod aggregate;
 pub mod charts;
+pub mod claims;
 pub mod compare;
 pub mod csv_files;
 pub mod document;
@@ -13,7 +15,6 @@ pub mod overview;
 pub mod progress;
 pub mod results;
 pub mod summary;
-pub mod verdict;
 
 use std::path::PathBuf;
 

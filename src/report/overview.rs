@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::charts::{self, ChartError, ChartFile};
+use super::claims::{verdicts, Evidence, Outcome, Verdict};
 use super::document::{rel, to_html, to_markdown, write, Block};
 use super::results::RunResults;
-use super::verdict::{verdicts, Evidence, Outcome, Verdict};
 use super::ReportError;
 
 /// One claim over several runs.
@@ -26,41 +26,122 @@ pub struct Combined {
 /// other runs (other faults, other settings) show. C1: "RabbitMQ can lose messages".
 pub const SHOWN_BY_ONE_RUN: [&str; 1] = ["C1"];
 
+/// One run's verdicts.
+#[derive(Debug, Clone)]
+pub struct RunVerdicts {
+    /// The folder's name.
+    pub run: String,
+    /// The scenario it ran (the folder name's part after the time).
+    pub scenario: String,
+    pub verdicts: Vec<Verdict>,
+}
+
 /// Per claim: not measured when no run measured it; for a claim in `SHOWN_BY_ONE_RUN`,
-/// supported when one run supports it; otherwise the runs' outcome when they agree, and
-/// inconclusive when they do not.
-pub fn combine(per_run: &[(String, Vec<Verdict>)]) -> Vec<Combined> {
-    let Some((_, first)) = per_run.first() else {
+/// supported when one run supports it; otherwise, per scenario, its runs' outcome when they
+/// agree and "runs disagree" when they do not, then over the scenarios their outcome when they
+/// agree, "runs disagree" when one scenario's runs disagree, and inconclusive otherwise.
+pub fn combine(per_run: &[RunVerdicts]) -> Vec<Combined> {
+    let Some(first) = per_run.first() else {
         return Vec::new();
     };
     first
+        .verdicts
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let from: Vec<(String, Verdict)> = per_run
+            let measured: Vec<(&RunVerdicts, &Verdict)> = per_run
                 .iter()
-                .filter_map(|(name, vs)| vs.get(i).map(|v| (name.clone(), v.clone())))
+                .filter_map(|r| r.verdicts.get(i).map(|v| (r, v)))
                 .filter(|(_, v)| v.outcome != Outcome::NotMeasured)
                 .collect();
-            let outcome = match from.first() {
+            let mut by_scenario: BTreeMap<&str, Vec<Outcome>> = BTreeMap::new();
+            for (r, v) in &measured {
+                by_scenario.entry(&r.scenario).or_default().push(v.outcome);
+            }
+            let per_scenario: Vec<Outcome> = by_scenario
+                .values()
+                .map(|o| {
+                    if o.iter().all(|x| *x == o[0]) {
+                        o[0]
+                    } else {
+                        Outcome::RunsDisagree
+                    }
+                })
+                .collect();
+            let outcome = match per_scenario.first() {
                 None => Outcome::NotMeasured,
                 Some(_)
                     if SHOWN_BY_ONE_RUN.contains(&v.claim)
-                        && from.iter().any(|(_, v)| v.outcome == Outcome::Supported) =>
+                        && measured
+                            .iter()
+                            .any(|(_, v)| v.outcome == Outcome::Supported) =>
                 {
                     Outcome::Supported
                 }
-                Some((_, f)) if from.iter().all(|(_, v)| v.outcome == f.outcome) => f.outcome,
+                Some(f) if per_scenario.iter().all(|o| o == f) => *f,
+                Some(_) if per_scenario.contains(&Outcome::RunsDisagree) => Outcome::RunsDisagree,
                 Some(_) => Outcome::Inconclusive,
             };
             Combined {
                 claim: v.claim,
                 title: v.title,
                 outcome,
-                from,
+                from: measured
+                    .into_iter()
+                    .map(|(r, v)| (r.run.clone(), v.clone()))
+                    .collect(),
             }
         })
         .collect()
+}
+
+/// Every run under `root` that has at least one backend with an ok status, read, in
+/// folder-name order (oldest first). Folders that cannot be read are skipped.
+pub fn all_runs(root: &Path) -> Result<Vec<RunResults>, ReportError> {
+    let entries = std::fs::read_dir(root).map_err(|source| ReportError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| scenario_of(n).is_some() && root.join(n).join("summary.csv").is_file())
+        .collect();
+    // The UTC time sorts as text: oldest first.
+    names.sort();
+    Ok(names
+        .iter()
+        .filter_map(|n| RunResults::load(&root.join(n)).ok())
+        .filter(|r| r.summary.iter().any(|s| s.status.starts_with("ok")))
+        .collect())
+}
+
+/// Every run's verdicts, in folder-name order.
+pub fn run_verdicts(runs: &[RunResults]) -> Vec<RunVerdicts> {
+    runs.iter()
+        .map(|r| RunVerdicts {
+            run: r.name.clone(),
+            scenario: scenario_of(&r.name).unwrap_or(&r.name).to_string(),
+            verdicts: verdicts(&Evidence::of(r)),
+        })
+        .collect()
+}
+
+/// `brokerbench verdicts`: per claim, its combined verdict, then each run that measured it with
+/// its verdict and the reason, one line each.
+pub fn verdict_lines(root: &Path) -> Result<Vec<String>, ReportError> {
+    let per_run = run_verdicts(&all_runs(root)?);
+    let mut out = Vec::new();
+    for c in combine(&per_run) {
+        out.push(format!("{} {}: {}", c.claim, c.title, c.outcome.as_str()));
+        if c.from.is_empty() {
+            out.push("  no run measured it".into());
+        }
+        for (run, v) in &c.from {
+            out.push(format!("  {run}: {} — {}", v.outcome.as_str(), v.reason));
+        }
+    }
+    Ok(out)
 }
 
 /// The scenario part of a run folder's name (`<UTC time>-<scenario>`), if it is one.
@@ -116,11 +197,8 @@ pub struct OverviewWritten {
 /// run of each scenario there.
 pub fn write_overview(root: &Path) -> Result<OverviewWritten, ReportError> {
     let runs = newest_runs(root)?;
-    let per_run: Vec<(String, Vec<Verdict>)> = runs
-        .iter()
-        .map(|r| (r.name.clone(), verdicts(&Evidence::of(r))))
-        .collect();
-    let claims = combine(&per_run);
+    // Verdicts from every run, so that runs of one scenario that disagree say so.
+    let claims = combine(&run_verdicts(&all_runs(root)?));
     let chart_dir = root.join("overview-charts");
     std::fs::create_dir_all(&chart_dir).map_err(|source| ReportError::Io {
         path: chart_dir.clone(),
@@ -156,7 +234,7 @@ fn blocks(
     let mut b = vec![
         Block::Heading(1, "brokerbench overview".into()),
         Block::Para(format!(
-            "The newest run of each scenario in {} (a run counts if at least one backend ended ok); each run's own report is in its folder. A claim's verdict here is the verdict of the runs that measured it when they agree, and inconclusive when they do not; a claim that something can happen ({}) is supported by one run that shows it.",
+            "The newest run of each scenario in {} (a run counts if at least one backend ended ok); each run's own report is in its folder. A claim's verdict here comes from every run that measured it: their verdict when they agree, \"inconclusive (runs disagree)\" when runs of one scenario disagree, and inconclusive when different scenarios do; a claim that something can happen ({}) is supported by one run that shows it. `brokerbench verdicts` lists them.",
             root.display(),
             SHOWN_BY_ONE_RUN.join(", ")
         )),
@@ -209,8 +287,9 @@ fn blocks(
         }
         for (run, v) in &c.from {
             b.push(Block::Para(format!(
-                "{run}: {}. Rule: {}",
+                "{run}: {} — {}. Rule: {}",
                 v.outcome.as_str(),
+                v.reason,
                 v.rule
             )));
             if !v.numbers.is_empty() {
@@ -245,14 +324,39 @@ mod tests {
             outcome,
             rule: "r".into(),
             numbers: Vec::new(),
+            reason: String::new(),
         }
     }
 
-    fn run(name: &str, outcomes: [Outcome; 2]) -> (String, Vec<Verdict>) {
-        (
-            name.to_string(),
-            vec![verdict("C1", outcomes[0]), verdict("C2", outcomes[1])],
-        )
+    fn run(name: &str, outcomes: [Outcome; 2]) -> RunVerdicts {
+        RunVerdicts {
+            run: name.to_string(),
+            scenario: name.to_string(),
+            verdicts: vec![verdict("C1", outcomes[0]), verdict("C2", outcomes[1])],
+        }
+    }
+
+    #[test]
+    fn runs_of_one_scenario_that_disagree_say_so() {
+        use Outcome::*;
+        let again = |name: &str, outcomes| RunVerdicts {
+            scenario: "scaling".into(),
+            ..run(name, outcomes)
+        };
+        let c = combine(&[
+            again("20261201T080000Z-scaling", [NotMeasured, Refuted]),
+            again("20261201T090000Z-scaling", [NotMeasured, Supported]),
+            run("20261201T100000Z-throughput", [NotMeasured, Supported]),
+        ]);
+        // Not the newest run's verdict: the two scaling runs disagree.
+        assert_eq!(c[1].outcome, RunsDisagree);
+        assert_eq!(c[1].outcome.as_str(), "inconclusive (runs disagree)");
+        assert_eq!(c[1].from.len(), 3);
+        let c = combine(&[
+            again("20261201T080000Z-scaling", [NotMeasured, Supported]),
+            again("20261201T090000Z-scaling", [NotMeasured, Supported]),
+        ]);
+        assert_eq!(c[1].outcome, Supported);
     }
 
     #[test]

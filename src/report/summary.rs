@@ -11,7 +11,13 @@ use crate::scenario::{ClusterKind, Workload};
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct SummaryRow {
+    /// The backend's label; `<label>#<n>` for repetition n of a repeated backend.
     pub backend: String,
+    /// The backend's own label, the same over its repetitions (empty in folders written before
+    /// repetitions: the same as `backend`).
+    pub series: String,
+    /// 1-based repetition (0 in folders written before repetitions: run once).
+    pub repetition: usize,
     #[serde(rename = "type")]
     pub backend_type: String,
     /// "ok", "interrupted", or "error: ..." (the backend could not run).
@@ -31,6 +37,10 @@ pub struct SummaryRow {
     pub target_rate: Option<f64>,
     /// Queues or streams this backend ran on.
     pub destinations: usize,
+    /// Producers and consumers over all destinations (0 in folders written before they were
+    /// recorded: unknown).
+    pub producers: usize,
+    pub consumers: usize,
     pub measured_s: f64,
     pub sent_per_s: f64,
     pub confirmed_per_s: f64,
@@ -112,6 +122,15 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
+    /// The backend's own label over its repetitions.
+    pub fn series(&self) -> &str {
+        if self.series.is_empty() {
+            &self.backend
+        } else {
+            &self.series
+        }
+    }
+
     /// A row for a backend that could not run.
     pub fn failed(backend: &str, backend_type: &str, status: String) -> Self {
         SummaryRow {
@@ -140,6 +159,9 @@ impl SummaryRow {
         let load = Load::of(w, m, ledger);
         SummaryRow {
             backend: backend.to_string(),
+            // Set by the backend's run, which knows its repetition.
+            series: String::new(),
+            repetition: 0,
             backend_type: backend_type.to_string(),
             status,
             // Set by the backend's run, which knows the settings and the cluster.
@@ -149,6 +171,8 @@ impl SummaryRow {
             broker_version: String::new(),
             target_rate,
             destinations: w.destinations,
+            producers: w.producers(),
+            consumers: w.consumers(),
             measured_s: secs,
             sent_per_s: per_s(m.sent),
             confirmed_per_s: per_s(m.confirmed),

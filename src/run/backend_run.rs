@@ -79,6 +79,7 @@ impl OnCluster {
 #[allow(clippy::too_many_arguments)]
 pub async fn run_backend(
     index: usize,
+    repetition: Repetition,
     spec: &BackendSpec,
     cluster: &OnCluster,
     guarantee: Guarantee,
@@ -89,7 +90,9 @@ pub async fn run_backend(
     sinks: &mut [Box<dyn Sink>],
     cancel: &mut watch::Receiver<bool>,
 ) -> BackendOutcome {
-    let label = spec.label();
+    // Faults name the backend's own label; its rows carry the repetition's.
+    let series = spec.label();
+    let label = repetition.label(&series);
     let kind = spec.type_name();
     let workload = &spec.workload(scenario_workload);
     let mut meta = BackendMeta {
@@ -124,6 +127,7 @@ pub async fn run_backend(
             let mut summary = SummaryRow::failed(&label, kind, status);
             summary.guarantee = guarantee.label();
             cluster.tag(&mut summary, None);
+            repetition.mark(&mut summary, &series);
             let _ = each(sinks, |s| s.on_backend_end(&summary));
             return BackendOutcome {
                 summary,
@@ -136,7 +140,7 @@ pub async fn run_backend(
     let mut mine: Vec<(usize, FaultSpec)> = faults
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.applies_to(&label, kind, spec.cluster()))
+        .filter(|(_, f)| f.applies_to(&series, kind, spec.cluster()))
         .map(|(i, f)| (i, f.clone()))
         .collect();
     mine.sort_by_key(|(_, f)| f.at);
@@ -162,6 +166,7 @@ pub async fn run_backend(
     .await;
     summary.guarantee = guarantee.label();
     cluster.tag(&mut summary, meta.broker_version.as_ref());
+    repetition.mark(&mut summary, &series);
     // Bring back every node a fault left down, so the next backend finds the cluster whole.
     // (Not after Ctrl-C: the clusters are about to be stopped.)
     if let Some(c) = control.filter(|_| node_faults && !interrupted) {
@@ -198,6 +203,33 @@ pub async fn run_backend(
         summary,
         meta,
         interrupted,
+    }
+}
+
+/// Which repetition of a backend this is (`workload.repeat`, `run --repeat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repetition {
+    /// 1-based.
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Repetition {
+    pub const ONCE: Repetition = Repetition { index: 1, of: 1 };
+
+    /// The label a repetition's rows carry in every results file: the backend's own when it
+    /// runs once, `<label>#<n>` when it is repeated.
+    pub fn label(&self, series: &str) -> String {
+        if self.of <= 1 {
+            series.to_string()
+        } else {
+            format!("{series}#{}", self.index)
+        }
+    }
+
+    fn mark(&self, summary: &mut SummaryRow, series: &str) {
+        summary.series = series.to_string();
+        summary.repetition = self.index;
     }
 }
 
@@ -614,6 +646,9 @@ mod tests {
             destinations: 2,
             producers_per_destination: 2,
             consumers_per_destination: 1,
+            producers_total: None,
+            consumers_total: None,
+            repeat: 1,
             rate: Rate::PerSecond(rate),
             max_in_flight: 64,
             warmup: Duration::from_millis(500),

@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub duration: Option<std::time::Duration>,
     /// Override the scenario's warm-up.
     pub warmup: Option<std::time::Duration>,
+    /// Override the scenario's `repeat`.
+    pub repeat: Option<usize>,
     /// The brokerbench executable to start as the run's watchdog (`run::watchdog`), which
     /// kills the run's local clusters if this process dies without stopping them. None: no
     /// watchdog (a library caller that stops the clusters itself).
@@ -107,6 +109,9 @@ pub async fn run_scenario(
     }
     if let Some(w) = opts.warmup {
         scenario.workload.warmup = w;
+    }
+    if let Some(n) = opts.repeat {
+        scenario.workload.repeat = n;
     }
     let dir = create_run_dir(&opts.results_root, &scenario.name)?;
     let text = std::fs::read_to_string(path).map_err(|source| RunError::Results {
@@ -167,7 +172,16 @@ pub async fn run_scenario(
     }
     let mut summaries = Vec::new();
     let mut interrupted = false;
-    for (i, spec) in scenario.backends.iter().enumerate() {
+    let repeat = scenario.workload.repeat.max(1);
+    let backends = scenario.backends.len();
+    // Repetitions interleave the backends: A B C, A B C, …
+    let order = (1..=repeat).flat_map(|index| {
+        scenario.backends.iter().enumerate().map(move |(i, spec)| {
+            let rep = backend_run::Repetition { index, of: repeat };
+            ((index - 1) * backends + i, rep, spec)
+        })
+    });
+    for (i, rep, spec) in order {
         let endpoints = clusters.endpoints_for(spec);
         let on = clusters
             .cluster_of(spec)
@@ -182,6 +196,7 @@ pub async fn run_scenario(
         let guarantee = scenario.guarantee(spec);
         let out = backend_run::run_backend(
             i,
+            rep,
             spec,
             &on,
             guarantee,

@@ -52,6 +52,69 @@ impl Guarantee {
     }
 }
 
+/// Guarantees whose throughput and latency may be compared: a confirm that costs a fsync on a
+/// majority is not weighed against one that costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GuaranteeClass {
+    /// No confirms: the producer learns nothing.
+    Unconfirmed,
+    /// One node's memory, at most its page cache (memory, aof-everysec).
+    OneNode,
+    /// Several nodes' memory or page cache, no fsync (majority-written, WAIT n with
+    /// aof-everysec or no, all-mirrors transient).
+    Replicated,
+    /// Fsynced before the confirm (majority-fsync, aof-always, WAIT n with aof-always,
+    /// all-mirrors persistent).
+    Durable,
+    /// Unknown (an external cluster as configured).
+    Unknown,
+}
+
+impl GuaranteeClass {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GuaranteeClass::Unconfirmed => "unconfirmed",
+            GuaranteeClass::OneNode => "one node, no fsync",
+            GuaranteeClass::Replicated => "replicated, no fsync",
+            GuaranteeClass::Durable => "fsynced",
+            GuaranteeClass::Unknown => "unknown",
+        }
+    }
+
+    /// The class of a guarantee as summary.csv names it (`Guarantee::label`); None for a label
+    /// this version does not know (or an older folder's empty column).
+    pub fn of_label(label: &str) -> Option<GuaranteeClass> {
+        Some(match label {
+            "none" => GuaranteeClass::Unconfirmed,
+            "memory" | "aof-everysec" => GuaranteeClass::OneNode,
+            "aof-always" | "majority-fsync" | "all-mirrors (persistent)" => GuaranteeClass::Durable,
+            "majority-written (no fsync)" | "all-mirrors (transient, memory)" => {
+                GuaranteeClass::Replicated
+            }
+            "as the external cluster is configured" => GuaranteeClass::Unknown,
+            l if l.starts_with("replica-ack ") => {
+                if l.ends_with("aof-always") {
+                    GuaranteeClass::Durable
+                } else {
+                    GuaranteeClass::Replicated
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    /// Rows of these classes may be compared (an unknown guarantee compares with nothing).
+    pub fn comparable(a: Option<GuaranteeClass>, b: Option<GuaranteeClass>) -> bool {
+        matches!((a, b), (Some(a), Some(b)) if a == b && a != GuaranteeClass::Unknown)
+    }
+}
+
+impl Guarantee {
+    pub fn class(&self) -> GuaranteeClass {
+        GuaranteeClass::of_label(&self.label()).unwrap_or(GuaranteeClass::Unknown)
+    }
+}
+
 impl Scenario {
     /// What a confirm of `spec` guaranteed: its own settings over the cluster's defaults.
     pub fn guarantee(&self, spec: &BackendSpec) -> Guarantee {
@@ -149,6 +212,29 @@ mod tests {
              [[backends]]\ntype = \"rabbitmq-quorum\"\nlabel = \"nc\"\nconfirms = false\n\
              [[backends]]\ntype = \"rabbitmq-stream\"\n\
              [[backends]]\ntype = \"rabbitmq-mirrored\"\npersistent = false\n",
+        );
+        let classes: Vec<GuaranteeClass> =
+            s.backends.iter().map(|b| s.guarantee(b).class()).collect();
+        use GuaranteeClass::*;
+        assert_eq!(
+            classes,
+            [
+                OneNode,
+                Replicated,
+                Durable,
+                Durable,
+                Unconfirmed,
+                Replicated,
+                Replicated
+            ]
+        );
+        assert!(GuaranteeClass::comparable(Some(Durable), Some(Durable)));
+        assert!(!GuaranteeClass::comparable(Some(OneNode), Some(Durable)));
+        assert!(!GuaranteeClass::comparable(None, None));
+        assert!(!GuaranteeClass::comparable(Some(Unknown), Some(Unknown)));
+        assert_eq!(
+            GuaranteeClass::of_label("replica-ack (WAIT 1) + aof-always"),
+            Some(Durable)
         );
         assert_eq!(
             labels(&s),

@@ -11,7 +11,7 @@ mod validate;
 pub use broker_root::{BrokerRoot, KnownRoot};
 pub use clusters::{ClusterKind, ClusterSection, Clusters};
 pub use faults::{FaultAction, FaultSpec, Target};
-pub use guarantee::Guarantee;
+pub use guarantee::{Guarantee, GuaranteeClass};
 pub use model::*;
 pub use validate::validate;
 
@@ -206,6 +206,36 @@ mod tests {
         ));
         assert!(
             e.contains("faults[0].action") && e.contains("external"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn producer_and_consumer_totals_spread_over_each_backends_destinations() {
+        let text = GOOD
+            .replace(
+                "rate = 10",
+                "rate = 10\nproducers_total = 12\nconsumers_total = 6",
+            )
+            .replace(
+                "type = \"redis-streams\"\n",
+                "type = \"redis-streams\"\ndestinations = 3\n",
+            );
+        let s = parse(Path::new("s.toml"), &text).expect("valid");
+        let w = s.backends[0].workload(&s.workload);
+        assert_eq!(
+            (w.producers(), w.consumers(), w.producers_per_destination),
+            (12, 6, 4)
+        );
+        assert_eq!(s.workload.repeat, 1);
+        let e = err(&text.replace("destinations = 3", "destinations = 5"));
+        assert!(
+            e.contains("field `workload.producers_total`: 12 cannot be spread evenly over the 5 destinations"),
+            "{e}"
+        );
+        let e = err(&text.replace("rate = 10", "rate = 10\nrepeat = 0"));
+        assert!(
+            e.contains("field `workload.repeat`: 0 is out of range"),
             "{e}"
         );
     }

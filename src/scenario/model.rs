@@ -40,6 +40,14 @@ pub struct Workload {
     pub producers_per_destination: usize,
     #[serde(default = "one")]
     pub consumers_per_destination: usize,
+    /// Producers over all destinations, spread evenly (instead of `producers_per_destination`):
+    /// keeps the total the same when backends run different numbers of destinations (claim C3).
+    /// Must be a multiple of every backend's number of destinations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producers_total: Option<usize>,
+    /// Consumers over all destinations, spread evenly (instead of `consumers_per_destination`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers_total: Option<usize>,
     /// Target rate over all producers, in msg/s, or "max".
     pub rate: Rate,
     /// Unconfirmed messages a producer may have open at once.
@@ -60,6 +68,10 @@ pub struct Workload {
     /// batch before it is acked: makes consumers slower than producers on purpose. 0: none.
     #[serde(default = "zero_duration", with = "humantime_serde_compat")]
     pub consumer_delay: Duration,
+    /// Run every backend this many times, interleaved (A B C, A B C, …) so that drift on the
+    /// host hits all of them; each repetition is a row of summary.csv (`run --repeat` wins).
+    #[serde(default = "one")]
+    pub repeat: usize,
     /// Stop producing after this many messages over all producers (shared evenly), and end the
     /// run once they are all received, instead of at the end of the duration (which still
     /// bounds it): `brokerbench calibrate --messages`. Not a scenario setting.
@@ -437,9 +449,15 @@ impl BackendSpec {
             | BackendSpec::RabbitmqStream(s)
             | BackendSpec::RabbitmqMirrored(s) => (s.destinations, s.rate),
         };
+        let destinations = destinations.unwrap_or(w.destinations);
+        let per = |total: Option<usize>, each: usize| {
+            total.map_or(each, |t| (t / destinations.max(1)).max(1))
+        };
         Workload {
-            destinations: destinations.unwrap_or(w.destinations),
+            destinations,
             rate: rate.unwrap_or(w.rate),
+            producers_per_destination: per(w.producers_total, w.producers_per_destination),
+            consumers_per_destination: per(w.consumers_total, w.consumers_per_destination),
             ..w.clone()
         }
     }

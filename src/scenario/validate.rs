@@ -83,6 +83,7 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             w.consumers_per_destination,
         ),
         ("workload.max_in_flight", w.max_in_flight),
+        ("workload.repeat", w.repeat),
     ] {
         if v == 0 || v > 10_000 {
             return err(field, format!("{v} is out of range; use 1 to 10000"));
@@ -136,6 +137,22 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                 &at("destinations"),
                 format!("{d} is out of range; use 1 to 10000"),
             );
+        }
+        for (field, total) in [
+            ("workload.producers_total", w.producers_total),
+            ("workload.consumers_total", w.consumers_total),
+        ] {
+            if let Some(t) = total.filter(|t| *t == 0 || *t > 10_000 || t % d != 0) {
+                return err(
+                    field,
+                    format!(
+                        "{t} cannot be spread evenly over the {d} destinations of backends[{i}] \
+                         ({}); use a multiple of every backend's number of destinations (1 to \
+                         10000), e.g. 12 for 1, 3, 6 and 12",
+                        b.label()
+                    ),
+                );
+            }
         }
         if let Rate::PerSecond(r) = b.workload(w).rate {
             if r > 10_000_000.0 {
@@ -193,7 +210,8 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             | BackendSpec::RabbitmqMirrored(q) => {
                 let stream = matches!(b, BackendSpec::RabbitmqStream(_));
                 let mirrored = matches!(b, BackendSpec::RabbitmqMirrored(_));
-                if stream && w.consumers_per_destination > 1 {
+                let consumers = b.workload(w).consumers_per_destination;
+                if stream && consumers > 1 {
                     return err(
                         "workload.consumers_per_destination",
                         format!(
@@ -204,7 +222,7 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
                              = 1, or run the {} backend in a scenario of its own",
                             b.type_name(),
                             b.type_name(),
-                            n = w.consumers_per_destination,
+                            n = consumers,
                         ),
                     );
                 }

@@ -140,6 +140,7 @@ pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunO
         quiet: true,
         duration: None,
         warmup: None,
+        repeat: None,
         watchdog_exe: Some(env!("CARGO_BIN_EXE_brokerbench").into()),
         harness_ceiling: None,
     };

@@ -1,0 +1,424 @@
+//! C4: leader death costs downtime on RabbitMQ; Redis fails over fast and only its shard is hit.
+
+use super::*;
+use crate::report::aggregate::publish_unavailable;
+
+/// C4 (b): during a Redis master's outage the other shards keep at least this share of the
+/// throughput they had before.
+pub const C4_OTHERS_MIN_SHARE: f64 = 0.9;
+
+/// One backend's worst publish unavailability over its leader kills, with the numbers lines.
+fn worst_unavailable(
+    r: &SummaryRow,
+    faults: &[&FaultRow],
+    numbers: &mut Vec<String>,
+) -> Option<f64> {
+    let known: Vec<f64> = faults
+        .iter()
+        .filter_map(|f| publish_unavailable(f))
+        .collect();
+    let unknown = faults.len() - known.len();
+    if unknown > 0 {
+        numbers.push(format!(
+            "{}: {unknown} leader kill(s) without a publish unavailability",
+            name(r)
+        ));
+    }
+    let worst = known.into_iter().reduce(f64::max)?;
+    numbers.push(format!(
+        "{}: publish unavailable {} (worst of {} leader kill(s))",
+        name(r),
+        seconds(worst),
+        faults.len() - unknown
+    ));
+    Some(worst)
+}
+
+/// Per backend (over its repetitions) the range of its worst unavailability; the backend with
+/// the smallest median, with its label and the number of backends.
+fn smallest<'a>(v: &[(&'a str, f64)]) -> Option<(&'a str, Spread, usize)> {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (series, s) in v {
+        by.entry(series).or_default().push(*s);
+    }
+    let n = by.len();
+    by.into_iter()
+        .filter_map(|(series, v)| Some((series, Spread::of(v)?)))
+        .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
+        .map(|(s, spread)| (s, spread, n))
+}
+
+fn show(s: &Spread) -> String {
+    if s.n <= 1 {
+        seconds(s.median)
+    } else {
+        format!(
+            "{} (median; {}–{} over {} runs)",
+            seconds(s.median),
+            seconds(s.min),
+            seconds(s.max),
+            s.n
+        )
+    }
+}
+
+/// C4: after a leader kill Redis publishes again no later than RabbitMQ's replicated queues (a),
+/// and Redis's other shards keep their throughput (b).
+pub(super) fn c4(e: &Evidence) -> Verdict {
+    const TITLE: &str = "leader death costs downtime on RabbitMQ; Redis fails over fast and only \
+        the dead master's shard is hit";
+    let rule = format!(
+        "Leader kills (kill leader-of:*). Per backend, publish unavailability is the worst over \
+         its leader kills (unaffected = 0 s; not recovered = until the end, worse than any \
+         number). (a) the best Redis backend's unavailability ≤ the smallest of the RabbitMQ \
+         quorum and mirrored backends with publisher confirms (without confirms a publish \
+         cannot be seen to fail); (b) on every Redis leader kill with figures for the \
+         other destinations, their received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × \
+         before; a row where (b) fails while the host's cores were {:.0}% busy or more (or the \
+         harness used more than {:.0}% of them) is host-bound and counts for neither side. \
+         Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis row; \
+         host-bound if (a) holds and (b) failed only on host-bound rows; inconclusive \
+         otherwise.",
+        HOST_SHARE * 100.0,
+        CPU_SHARE * 100.0,
+    );
+    let mut numbers = Vec::new();
+    let redis = e.with_faults(&[REDIS], is_leader_kill);
+    let mut rabbit = e.with_faults(&[QUORUM, MIRRORED], is_leader_kill);
+    rabbit.retain(|(r, _)| r.confirmed > 0);
+    let mut redis_outage = Vec::new();
+    for (r, fs) in &redis {
+        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+            redis_outage.push((r.series(), s));
+        }
+    }
+    let mut rabbit_outage = Vec::new();
+    for (r, fs) in &rabbit {
+        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+            rabbit_outage.push((r.series(), s));
+        }
+    }
+    let (Some(best_redis), Some(best_rabbit)) = (smallest(&redis_outage), smallest(&rabbit_outage))
+    else {
+        if redis_outage.is_empty() {
+            numbers
+                .push("missing: a redis-streams leader kill with a publish unavailability".into());
+        }
+        if rabbit_outage.is_empty() {
+            numbers.push(
+                "missing: a rabbitmq-quorum or rabbitmq-mirrored leader kill with a publish \
+                 unavailability"
+                    .into(),
+            );
+        }
+        return verdict("C4", TITLE, Outcome::NotMeasured, rule, numbers);
+    };
+    // Over repetitions (a) decides only when the ranges do; the medians alone: within noise.
+    let (r, q) = (best_redis.1, best_rabbit.1);
+    let a_holds = r.max <= q.min;
+    let a_fails = r.min > q.max;
+    numbers.push(format!(
+        "(a) {}: best Redis {} ({}, best of {} Redis backend(s)) {} smallest RabbitMQ {} ({})",
+        if a_holds {
+            "holds"
+        } else if a_fails {
+            "fails"
+        } else {
+            "within noise"
+        },
+        show(&r),
+        best_redis.0,
+        best_redis.2,
+        if a_holds {
+            "≤"
+        } else if a_fails {
+            ">"
+        } else {
+            "overlaps"
+        },
+        show(&q),
+        best_rabbit.0,
+    ));
+    // (b): every Redis leader kill with a non-zero baseline on the other destinations.
+    let mut held = 0;
+    let mut failed = Vec::new();
+    let mut host_bound = Vec::new();
+    for (r, fs) in &redis {
+        let (bound, lines) = e.host_bound(&[r]);
+        for f in fs {
+            let (Some(before), Some(during)) = (f.others_baseline_per_s, f.others_during_per_s)
+            else {
+                continue;
+            };
+            if before <= 0.0 {
+                continue;
+            }
+            let ok = during >= C4_OTHERS_MIN_SHARE * before;
+            numbers.push(format!(
+                "{} fault {}: other destinations {before:.0} → {during:.0} msg/s ({:.0} %)",
+                r.backend,
+                f.fault,
+                100.0 * during / before
+            ));
+            if ok {
+                held += 1;
+            } else if bound {
+                host_bound.push(format!("{} fault {}", r.backend, f.fault));
+                numbers.extend(lines.iter().cloned());
+            } else {
+                failed.push(format!("{} fault {}", r.backend, f.fault));
+            }
+        }
+    }
+    let b_rows = held + failed.len();
+    numbers.push(if b_rows == 0 {
+        "(b) not measured: no Redis leader kill with the other destinations' throughput".into()
+    } else if failed.is_empty() {
+        format!("(b) holds on all {b_rows} Redis row(s)")
+    } else {
+        format!(
+            "(b) fails on {} of {b_rows} Redis row(s): {}",
+            failed.len(),
+            failed.join(", ")
+        )
+    });
+    if !host_bound.is_empty() {
+        numbers.push(format!(
+            "(b) host-bound on {} Redis row(s): {}",
+            host_bound.len(),
+            host_bound.join(", ")
+        ));
+    }
+    let (outcome, reason) = if a_fails {
+        (
+            Outcome::Refuted,
+            "Redis published again later than a replicated RabbitMQ queue after a leader kill",
+        )
+    } else if b_rows > 0 && held == 0 {
+        (
+            Outcome::Refuted,
+            "every Redis leader kill cut the other shards' throughput",
+        )
+    } else if !a_holds {
+        (
+            Outcome::WithinNoise,
+            "the ranges of Redis's and RabbitMQ's publish unavailability over the repetitions overlap",
+        )
+    } else if b_rows > 0 && failed.is_empty() {
+        (
+            Outcome::Supported,
+            "Redis published again no later than the replicated RabbitMQ queues, and its other shards kept their throughput",
+        )
+    } else if failed.is_empty() && !host_bound.is_empty() {
+        (
+            Outcome::HostBound,
+            "Redis published again first, but the other shards' throughput fell only while the host's cores (or the harness) were saturated",
+        )
+    } else {
+        (
+            Outcome::Inconclusive,
+            "Redis published again first, but the other shards' throughput is missing or held on some kills only",
+        )
+    };
+    verdict("C4", TITLE, outcome, rule, numbers).because(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::claims::tests::*;
+
+    // ---- C4 ----
+
+    fn leader_kill(label: &str, unavailable: Option<f64>, recovered: &str) -> FaultRow {
+        FaultRow {
+            publish_unavailable_s: unavailable,
+            publish_recovered: recovered.into(),
+            ..fault(label, "kill", "leader-of:0")
+        }
+    }
+
+    fn others(f: FaultRow, before: f64, during: f64) -> FaultRow {
+        FaultRow {
+            others_baseline_per_s: Some(before),
+            others_during_per_s: Some(during),
+            ..f
+        }
+    }
+
+    fn c4_backends() -> Vec<SummaryRow> {
+        [
+            backend("redis", REDIS),
+            backend("redis-wait1", REDIS),
+            backend("quorum", QUORUM),
+            backend("mirrored", MIRRORED),
+            backend("stream", STREAM),
+        ]
+        .into_iter()
+        .map(|r| SummaryRow {
+            confirmed: 1000,
+            ..r
+        })
+        .collect()
+    }
+
+    #[test]
+    fn c4_leaves_out_rabbitmq_backends_without_confirms() {
+        let mut s = c4_backends();
+        s.push(backend("mirrored-noconfirm", MIRRORED));
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            // No confirms: nothing can be seen to fail, "unaffected" says nothing.
+            leader_kill("mirrored-noconfirm", None, "unaffected"),
+        ];
+        let v = &run(&s, &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
+    }
+
+    #[test]
+    fn c4_supported_when_redis_fails_over_first_and_other_shards_keep_going() {
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            others(leader_kill("redis-wait1", Some(9.0), "yes"), 2000.0, 1800.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            leader_kill("mirrored", None, "no"),
+            // Stream queues are not compared in (a).
+            leader_kill("stream", None, "unaffected"),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
+        assert!(v.numbers.iter().any(|n| n
+            .starts_with("(a) holds: best Redis 2.00 s (redis, best of 2")
+            && n.contains("smallest RabbitMQ 3.00 s (quorum)")));
+        assert!(v.numbers.iter().any(|n| n.contains("never recovered")));
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n == "(b) holds on all 2 Redis row(s)"));
+    }
+
+    #[test]
+    fn c4_refuted_when_redis_is_slower_than_a_replicated_queue() {
+        let f = [
+            others(leader_kill("redis", Some(5.0), "yes"), 2000.0, 2000.0),
+            leader_kill("quorum", None, "unaffected"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+        // Never recovered is worse than any number.
+        let f = [
+            others(leader_kill("redis", None, "no"), 2000.0, 2000.0),
+            leader_kill("mirrored", Some(60.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+    }
+
+    #[test]
+    fn c4_refuted_when_every_redis_row_hits_the_other_shards() {
+        let f = [
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 0.0),
+            others(leader_kill("redis-wait1", Some(1.0), "yes"), 2000.0, 1000.0),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+    }
+
+    #[test]
+    fn c4_inconclusive_when_some_redis_settings_hit_the_other_shards() {
+        let f = [
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 1950.0),
+            others(leader_kill("redis-wait1", Some(1.0), "yes"), 2000.0, 100.0),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Inconclusive);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n == "(b) fails on 1 of 2 Redis row(s): redis-wait1 fault 0"));
+        // No figures for the other destinations at all: (b) cannot be decided.
+        let f = [
+            leader_kill("redis", Some(1.0), "yes"),
+            leader_kill("quorum", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn c4_not_measured_without_both_sides() {
+        assert_eq!(outcome(4, &[], &[]), Outcome::NotMeasured);
+        let f = [leader_kill("redis", Some(1.0), "yes")];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::NotMeasured);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.contains("missing: a rabbitmq-quorum")));
+        // A replica kill or a stop is not a leader kill; a stream queue is not compared.
+        let f = [
+            leader_kill("redis", Some(1.0), "yes"),
+            fault("quorum", "kill", "replica-of:0"),
+            fault("mirrored", "stop", "leader-of:0"),
+            leader_kill("stream", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::NotMeasured);
+    }
+
+    #[test]
+    fn c4_ignores_rows_that_are_not_ok() {
+        let mut f = vec![
+            others(leader_kill("redis", Some(1.0), "yes"), 2000.0, 2000.0),
+            leader_kill("quorum", Some(0.5), "yes"),
+            leader_kill("mirrored", Some(4.0), "yes"),
+        ];
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Refuted);
+        f[1].status = "error: leader not found".into();
+        assert_eq!(outcome(4, &c4_backends(), &f), Outcome::Supported);
+        let mut s = c4_backends();
+        s[3].status = "interrupted".into();
+        assert_eq!(outcome(4, &s, &f), Outcome::NotMeasured);
+    }
+
+    // tests/fixtures/verdicts-failover: a leader kill on Redis and on a quorum queue, twice
+    // each. Redis published again after 3.97 and 4.05 s, the quorum queue after 1.81 and 5.72
+    // s; during each Redis outage its other shards fell to 75% of their rate, while the host's
+    // cores were 93% and 94% busy.
+
+    fn failover(drop: &[&str], with_cpu: bool) -> Verdict {
+        let run = fixture("verdicts-failover");
+        let rows = rows_but(&run, drop);
+        c4(&evidence(&run, &rows, with_cpu))
+    }
+
+    #[test]
+    fn c4_is_within_noise_when_the_unavailability_ranges_overlap() {
+        let v = failover(&[], true);
+        assert_eq!(v.outcome, Outcome::WithinNoise, "{:#?}", v.numbers);
+        assert!(v.numbers.contains(&"(a) within noise: best Redis 4.01 s (median; 3.97 s–4.05 s over 2 runs) (redis, best of 1 Redis backend(s)) overlaps smallest RabbitMQ 3.76 s (median; 1.81 s–5.72 s over 2 runs) (quorum)".to_string()), "{:#?}", v.numbers);
+        // One repetition each: 3.97 s against 1.81 s decides.
+        let v = failover(&["redis#2", "quorum#2"], true);
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+    }
+
+    #[test]
+    fn c4_other_shards_falling_on_a_saturated_host_decide_nothing() {
+        let v = failover(&[], true);
+        assert!(v.numbers.contains(
+            &"(b) host-bound on 2 Redis row(s): redis#1 fault 0, redis#2 fault 0".to_string()
+        ));
+        assert!(v.numbers.contains(
+            &"redis#1: host's cores 93% busy, harness 8% of the host's CPU (host-bound)"
+                .to_string()
+        ));
+        // Redis first on every range (3.97–4.05 s against 5.72 s): only (b) is left, host-bound.
+        let v = failover(&["quorum#1"], true);
+        assert_eq!(v.outcome, Outcome::HostBound, "{:#?}", v.numbers);
+        // Without cpu.csv the same falls refute (b) on every Redis row.
+        let v = failover(&["quorum#1"], false);
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        assert_eq!(
+            v.reason,
+            "every Redis leader kill cut the other shards' throughput"
+        );
+    }
+}
