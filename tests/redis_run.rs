@@ -110,13 +110,14 @@ type = "redis-streams"
     let hlog =
         std::fs::read_to_string(out.dir.join("hdr").join("redis-streams.hlog")).expect("hlog");
     assert!(hlog.lines().any(|l| l.starts_with("Tag=e2e,")));
-    // CPU per second of each of the six nodes and of the harness, while the load ran.
+    // CPU per second of each of the six nodes, of the harness and of the whole host, while the
+    // load ran.
     let cpu = read_csv(&out.dir.join("cpu.csv"));
     let mut nodes: Vec<&str> = cpu.iter().map(|r| r["node"].as_str()).collect();
     nodes.sort();
     nodes.dedup();
-    assert_eq!(nodes.len(), 7, "{nodes:?}");
-    assert!(nodes.contains(&"harness"));
+    assert_eq!(nodes.len(), 8, "{nodes:?}");
+    assert!(nodes.contains(&"harness") && nodes.contains(&"host"));
     assert!(cpu
         .iter()
         .all(|r| num(r, "cpu") >= 0.0 && num(r, "cpu") <= 2.5));
