@@ -112,7 +112,7 @@ ha_params = 2
             );
         }
     }
-    // CPU of the three nodes and the harness for each backend; no replica lag (RabbitMQ does
+    // CPU of the three nodes, the harness and the whole host for each backend; no replica lag (RabbitMQ does
     // not publish it to the second).
     let cpu = read_csv(&out.dir.join("cpu.csv"));
     for b in ["rabbitmq-quorum", "rabbitmq-stream", "rabbitmq-mirrored"] {
