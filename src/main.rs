@@ -203,20 +203,18 @@ async fn async_main(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         }
-        Command::Verdicts { root } => {
-            match brokerbench::report::overview::verdict_lines(&root) {
-                Ok(lines) => {
-                    for l in lines {
-                        println!("{l}");
-                    }
-                    ExitCode::SUCCESS
+        Command::Verdicts { root } => match brokerbench::report::overview::verdict_lines(&root) {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
                 }
-                Err(e) => {
-                    eprintln!("error: verdicts of {}: {e}", root.display());
-                    ExitCode::from(2)
-                }
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: verdicts of {}: {e}", root.display());
+                ExitCode::from(2)
+            }
+        },
         Command::Report { dirs } => {
             if dirs.iter().all(|d| write_report(d)) {
                 ExitCode::SUCCESS

@@ -489,7 +489,7 @@ fn a_repeated_runs_report_shows_ranges_guarantees_and_reasons() {
     );
     assert!(
         c3.contains(
-            "redis-streams (confirm: aof-always): 1 → 19040 msg/s (median; 16180–21900 over 2 runs), 3 → 24596 msg/s (median; 22186–27007 over 2 runs)"
+            "redis-streams 7.0.15 (confirm: aof-always): 1 → 19040 msg/s (median; 16180–21900 over 2 runs), 3 → 24596 msg/s (median; 22186–27007 over 2 runs)"
         ),
         "{c3}"
     );

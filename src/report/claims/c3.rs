@@ -14,6 +14,9 @@ pub const C3_REDIS_GROWTH: f64 = 1.5;
 struct Series<'a> {
     ty: &'a str,
     guarantee: &'a str,
+    /// The broker version of its rows ("" when the results do not say): RabbitMQ 3.10 and 4.0
+    /// rows are two series.
+    version: &'a str,
     by_count: BTreeMap<usize, Vec<&'a SummaryRow>>,
 }
 
@@ -32,10 +35,15 @@ impl<'a> Series<'a> {
         Self::spread(last)?.ratio(&Self::spread(first)?)
     }
     fn name(&self) -> String {
-        if self.guarantee.is_empty() {
+        let ty = if self.version.is_empty() {
             self.ty.to_string()
         } else {
-            format!("{} (confirm: {})", self.ty, self.guarantee)
+            format!("{} {}", self.ty, self.version)
+        };
+        if self.guarantee.is_empty() {
+            ty
+        } else {
+            format!("{ty} (confirm: {})", self.guarantee)
         }
     }
     fn line(&self) -> String {
@@ -106,10 +114,15 @@ pub(super) fn c3(e: &Evidence) -> Verdict {
         .backends()
         .filter(|r| r.target_rate.is_none() && r.destinations > 0)
         .collect();
-    let mut grouped: BTreeMap<(&str, &str), BTreeMap<usize, Vec<&SummaryRow>>> = BTreeMap::new();
+    let mut grouped: BTreeMap<(&str, &str, &str), BTreeMap<usize, Vec<&SummaryRow>>> =
+        BTreeMap::new();
     for r in &max_rate {
         grouped
-            .entry((r.backend_type.as_str(), r.guarantee.as_str()))
+            .entry((
+                r.backend_type.as_str(),
+                r.guarantee.as_str(),
+                r.broker_version.as_str(),
+            ))
             .or_default()
             .entry(r.destinations)
             .or_default()
@@ -118,9 +131,10 @@ pub(super) fn c3(e: &Evidence) -> Verdict {
     let series: Vec<Series> = grouped
         .into_iter()
         .filter(|(_, by_count)| by_count.len() >= 2)
-        .map(|((ty, guarantee), by_count)| Series {
+        .map(|((ty, guarantee, version), by_count)| Series {
             ty,
             guarantee,
+            version,
             by_count,
         })
         .collect();
@@ -291,11 +305,11 @@ mod tests {
         let v = c3(&evidence(&run, &rows, false));
         assert_eq!(v.outcome, Outcome::Inconclusive, "{:#?}", v.numbers);
         assert!(v.numbers.contains(
-            &"growth: redis-streams (confirm: aof-always) 1.29× (median; 1.01–1.67 over 2 runs)"
+            &"growth: redis-streams 7.0.15 (confirm: aof-always) 1.29× (median; 1.01–1.67 over 2 runs)"
                 .to_string()
         ));
         assert!(v.numbers.contains(
-            &"growth: rabbitmq-quorum (confirm: majority-fsync) 0.80× (median; 0.67–0.93 over 2 runs)"
+            &"growth: rabbitmq-quorum 3.10.8 (confirm: majority-fsync) 0.80× (median; 0.67–0.93 over 2 runs)"
                 .to_string()
         ));
     }
@@ -319,6 +333,43 @@ mod tests {
             v.reason.contains("one run each, so no spread"),
             "{}",
             v.reason
+        );
+    }
+
+    /// Rows of one type on two broker versions are two series, never pooled: with the quorum
+    /// queue's 1-destination rows said to be from another version, neither version has two
+    /// destination counts, so no quorum series is left to judge.
+    #[test]
+    fn c3_keeps_broker_versions_apart() {
+        let run = fixture("verdicts-run");
+        let mut rows = rows_but(&run, &[]);
+        // The versions come from the fixture's meta.json (Redis 7.0.15, RabbitMQ 3.10.8).
+        let v = c3(&evidence(&run, &rows, false));
+        assert!(
+            v.numbers
+                .iter()
+                .any(|n| n.starts_with("growth: redis-streams 7.0.15 (confirm: aof-always)")),
+            "{:#?}",
+            v.numbers
+        );
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("growth: rabbitmq-quorum")));
+        for r in rows
+            .iter_mut()
+            .filter(|r| r.backend_type == "rabbitmq-quorum" && r.destinations == 1)
+        {
+            r.broker_version = "4.0.5".into();
+        }
+        let v = c3(&evidence(&run, &rows, false));
+        assert_eq!(v.outcome, Outcome::NotMeasured, "{:#?}", v.numbers);
+        assert!(
+            !v.numbers
+                .iter()
+                .any(|n| n.starts_with("growth: rabbitmq-quorum")),
+            "{:#?}",
+            v.numbers
         );
     }
 

@@ -100,7 +100,9 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         HOST_SHARE * 100.0,
         CPU_SHARE * 100.0,
     );
-    let mut groups: BTreeMap<(&str, &str, String, usize), Vec<&SummaryRow>> = BTreeMap::new();
+    // One group per type, guarantee, broker version, offered rate and destinations: rows of
+    // RabbitMQ 3.10 and 4.0 are never pooled.
+    let mut groups: BTreeMap<(&str, &str, &str, String, usize), Vec<&SummaryRow>> = BTreeMap::new();
     for r in e
         .backends()
         .filter(|r| r.backend_type == REDIS || r.backend_type == STREAM)
@@ -111,6 +113,7 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
             .entry((
                 r.backend_type.as_str(),
                 r.guarantee.as_str(),
+                r.broker_version.as_str(),
                 rate,
                 r.destinations,
             ))
