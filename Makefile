@@ -5,16 +5,18 @@ BIN := target/release/brokerbench
 RESULTS ?= results
 
 # The scenarios `make bench` runs, in order. The claim scenarios (throughput, latency-*, scaling:
-# C3 and C6) set `repeat = 3`: 99 backend runs (6 + 3 x 6 + 9 backends, 3 times each) of 1 s
+# C3 and C6) set `repeat = 3`: 117 backend runs (9 + 3 x 6 + 12 backends, 3 times each) of 1 s
 # warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown
 # (a real run of tests/fixtures/verdicts-run.toml took 12.3 s per backend run with 8 s of load),
-# plus redis-default and persistence (8 runs, about 75 s) and 7 cluster starts (about 215 s):
-# about 1200 s, 20 minutes, on 2 cores.
+# plus redis-default and persistence (8 runs, about 75 s) and 10 cluster starts (3 of them from
+# the Debian 13 root: RabbitMQ 4.0 and Redis 8.0 rows in throughput and scaling; about 300 s):
+# about 1430 s, 24 minutes, on 2 cores (an estimate: not yet timed end to end).
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
 
-# The scenarios `make failover-test` runs (about 10 minutes with PROFILE=quick).
+# The scenarios `make failover-test` runs (about 14 minutes with PROFILE=quick: failover-leader
+# has Redis 8.0 and RabbitMQ 4.0 rows from the Debian 13 root).
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
 	scenarios/failover-consumer.toml
 
