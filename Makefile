@@ -10,7 +10,8 @@ RESULTS ?= results
 # (a real run of tests/fixtures/verdicts-run.toml took 12.3 s per backend run with 8 s of load),
 # plus redis-default and persistence (8 runs, about 75 s) and 10 cluster starts (3 of them from
 # the Debian 13 root: RabbitMQ 4.0 and Redis 8.0 rows in throughput and scaling; about 300 s):
-# about 1430 s, 24 minutes, on 2 cores (an estimate: not yet timed end to end).
+# about 1430 s, 24 minutes, on 2 cores by the estimate; timed once at 29 minutes with the build,
+# because some RabbitMQ runs wait out their 30 s drain timeout after everything has arrived.
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
