@@ -249,12 +249,7 @@ impl BrokerRootDir {
         binds: &[&Path],
         workdir: &Path,
     ) -> Result<(), ClusterError> {
-        let setup = self.setup(binds, workdir)?;
-        // SAFETY: as in `confine`.
-        unsafe {
-            cmd.pre_exec(move || setup.enter());
-        }
-        Ok(())
+        self.confine(cmd.as_std_mut(), binds, workdir)
     }
 
     /// Create the mount point of every bind inside the root and prepare the C strings.
