@@ -32,6 +32,13 @@ impl OwnedProcess {
         unsafe { libc::kill(self.pid as i32, sig) == 0 }
     }
 
+    /// SIGTERM, then SIGCONT: a paused process (a `pause` fault) handles the SIGTERM only once
+    /// it runs again.
+    pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+        self.signal(libc::SIGCONT);
+    }
+
     /// Stopped by SIGSTOP (state `T` in /proc/<pid>/stat) and still ours.
     pub fn is_paused(&self) -> bool {
         self.is_running()
@@ -55,9 +62,7 @@ impl OwnedProcess {
         }
         let start = Instant::now();
         let mut last_term = start;
-        self.signal(libc::SIGTERM);
-        // A paused node (a `pause` fault) handles the SIGTERM only once it runs again.
-        self.signal(libc::SIGCONT);
+        self.terminate();
         while start.elapsed() < grace {
             if !self.is_running() {
                 self.reap_leftovers(&family, Duration::from_secs(5));

@@ -19,6 +19,15 @@ const REDIS_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// waited for by `restart`.
 const RABBIT_HEAL_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// How a paused node came back (`NodeControl::resume_whole`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resumed {
+    /// The cluster healed once the node ran again.
+    ByItself,
+    /// It did not (the reason, one line): the node was restarted.
+    Restarted(String),
+}
+
 #[async_trait]
 pub trait NodeControl: Send {
     /// Every node, named as the backend's topology names them.
@@ -49,6 +58,30 @@ pub trait NodeControl: Send {
             }),
         }
     }
+    /// Resume a paused node and wait until the whole cluster is healthy; if it does not heal by
+    /// itself (RabbitMQ 3.10 can stay partitioned after a frozen node wakes up), restart the
+    /// node, as an operator would. Says how the node came back.
+    async fn resume_whole(&mut self, node: &str) -> Result<Resumed, ClusterError> {
+        self.resume(node).await?;
+        match self.wait_whole().await {
+            Ok(()) => Ok(Resumed::ByItself),
+            Err(e) => {
+                let why: String = e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect();
+                self.kill(node, false).await?;
+                self.restart(node).await?;
+                self.wait_whole().await?;
+                Ok(Resumed::Restarted(why))
+            }
+        }
+    }
+
     fn is_paused(&self, node: &str) -> bool {
         self.process_of(node).is_some_and(|p| p.is_paused())
     }
@@ -71,7 +104,7 @@ pub trait NodeControl: Send {
             .filter(|n| self.is_paused(n))
             .collect();
         for n in &paused {
-            self.resume(n).await?;
+            self.resume_whole(n).await?;
         }
         let down: Vec<String> = self
             .node_names()
@@ -81,18 +114,7 @@ pub trait NodeControl: Send {
         for n in &down {
             self.restart(n).await?;
         }
-        if let Err(e) = self.wait_whole().await {
-            if paused.is_empty() {
-                return Err(e);
-            }
-            // A resumed node whose peers gave it up may stay apart (RabbitMQ 3.10 can stay
-            // partitioned): restart it, as an operator would.
-            for n in &paused {
-                self.kill(n, false).await?;
-                self.restart(n).await?;
-            }
-            self.wait_whole().await?;
-        }
+        self.wait_whole().await?;
         Ok(paused.into_iter().chain(down).collect())
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::control::NodeControl;
+use super::control::{NodeControl, Resumed};
 use crate::backend::{Backend, Destination, DestinationPlacement, Topology};
 use crate::clock::Clock;
 use crate::load::consumer::{Abandoned, KillSwitch};
@@ -317,10 +317,7 @@ impl FaultRunner {
         obs.end_ns = Some(self.now());
         let mut cancel = self.cancel.clone();
         if *cancel.borrow() {
-            if pause {
-                // Never leave a frozen node behind: the cleanup's SIGTERM would wait on it.
-                let _ = control.resume(&node).await;
-            }
+            // A paused node is left to the cleanup, whose stop resumes it (OwnedProcess).
             return obs.fail(format!("interrupted before restarting {node}"));
         }
         obs.restart_ns = Some(self.now());
@@ -332,30 +329,20 @@ impl FaultRunner {
                     obs.recovery = Some("restarted".into());
                     return control.restart(&node).await;
                 }
-                // Back when the whole cluster is healthy again (for Redis, cluster_state ok on
-                // every node; for RabbitMQ, every node a running member as every node sees it).
-                control.resume(&node).await?;
-                match control.wait_whole().await {
-                    Ok(()) => {
-                        obs.recovery = Some("resumed".into());
-                        Ok(())
-                    }
-                    // What an operator does next (RabbitMQ 3.10 can stay partitioned after a
-                    // frozen node wakes up): restart the node, and say so.
-                    Err(e) => {
-                        let why: String = e.to_string().lines().next().unwrap_or("").chars().take(200).collect();
+                // Back when the whole cluster is healthy again, restarted if it does not heal.
+                match control.resume_whole(&node).await? {
+                    Resumed::ByItself => obs.recovery = Some("resumed".into()),
+                    Resumed::Restarted(why) => {
                         self.say(format!(
-                            "fault {}: the cluster did not heal after resuming {node}; restarting it",
+                            "fault {}: the cluster did not heal after resuming {node}; restarted it",
                             obs.index
                         ));
                         obs.recovery = Some(format!(
                             "resumed, then restarted: the cluster did not heal by itself ({why})"
                         ));
-                        control.kill(&node, false).await?;
-                        control.restart(&node).await?;
-                        control.wait_whole().await
                     }
                 }
+                Ok(())
             } => r,
             _ = cancel.changed() => return obs.fail(format!("interrupted while {verb} {node}")),
         };

@@ -209,7 +209,7 @@ fn stop_group_blocking(procs: &[OwnedProcess], grace: Duration) {
     let families: Vec<Vec<u32>> = procs.iter().map(|p| p.descendants()).collect();
     let live: Vec<&OwnedProcess> = procs.iter().filter(|p| p.is_running()).collect();
     for p in &live {
-        p.signal(libc::SIGTERM);
+        p.terminate();
     }
     let start = Instant::now();
     while start.elapsed() < grace && live.iter().any(|p| p.is_running()) {
