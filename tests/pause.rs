@@ -13,6 +13,14 @@ use common::*;
 
 type Row = HashMap<String, String>;
 
+/// The run's timeline shows the node paused, then resumed.
+fn pause_on_the_timeline(out: &brokerbench::run::RunOutcome, node: &str) {
+    let timeline = std::fs::read_to_string(out.dir.join("timeline.csv")).expect("timeline");
+    for what in [format!("pause {node}"), format!("resume {node}")] {
+        assert!(timeline.contains(&what), "{what} in {timeline}");
+    }
+}
+
 /// The faults.csv rows of a kill then a pause, both recovered; returns (kill, pause).
 fn kill_and_pause(out: &brokerbench::run::RunOutcome, backend: &str) -> (Row, Row) {
     let summary = read_csv(&out.dir.join("summary.csv"));
@@ -42,13 +50,7 @@ fn kill_and_pause(out: &brokerbench::run::RunOutcome, backend: &str) -> (Row, Ro
     }
     assert_eq!(kill["recovery"], "restarted", "{kill:?}");
     assert!(pause["recovery"].starts_with("resumed"), "{pause:?}");
-    let timeline = std::fs::read_to_string(out.dir.join("timeline.csv")).expect("timeline");
-    for what in [
-        format!("pause {}", pause["node"]),
-        format!("resume {}", pause["node"]),
-    ] {
-        assert!(timeline.contains(&what), "{what} in {timeline}");
-    }
+    pause_on_the_timeline(out, &pause["node"]);
     eprintln!(
         "{backend}: kill unavailable {} s (new leader after {} s), pause unavailable {} s (new leader after {} s), {}",
         kill["publish_unavailable_s"],
@@ -181,13 +183,7 @@ persistent = true
         stalled >= 4.0,
         "publishing stopped for {stalled} s: {pause:?}"
     );
-    let timeline = std::fs::read_to_string(out.dir.join("timeline.csv")).expect("timeline");
-    for what in [
-        format!("pause {}", pause["node"]),
-        format!("resume {}", pause["node"]),
-    ] {
-        assert!(timeline.contains(&what), "{what} in {timeline}");
-    }
+    pause_on_the_timeline(&out, &pause["node"]);
     eprintln!(
         "quorum pause: unavailable {} s, new leader {:?} after {:?} s, {}",
         pause["publish_unavailable_s"],
