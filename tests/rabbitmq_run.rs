@@ -76,6 +76,19 @@ ha_params = 2
         assert!(p50 > 0.0 && p50 <= p99, "{b}: p50 {p50} p99 {p99}");
     }
 
+    // Everything was confirmed and received: each drain ends as soon as the last producer is
+    // done, far from its 20 s timeout (it used to wait out the timeout when a producer's last
+    // confirms came in just as the load ended).
+    let drains: Vec<(String, f64)> = read_csv(&out.dir.join("timeline.csv"))
+        .iter()
+        .filter(|r| r["kind"] == "phase" && r["name"] == "drain")
+        .map(|r| (r["backend"].clone(), num(r, "end_s") - num(r, "start_s")))
+        .collect();
+    assert_eq!(drains.len(), 3, "{drains:?}");
+    for (b, secs) in &drains {
+        assert!(*secs < 5.0, "{b}: the drain lasted {secs:.1} s: {drains:?}");
+    }
+
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.dir.join("meta.json")).expect("meta"))
             .expect("json");

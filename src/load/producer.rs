@@ -258,6 +258,12 @@ impl ProducerTask {
         self.settle(now);
     }
 
+    /// Nothing more to send and no outcome to wait for, or past the confirm deadline.
+    fn finished(&self, now: u64) -> bool {
+        (!self.plan.producing(self.index, now) && self.in_flight.is_empty())
+            || now >= self.plan.confirm_deadline_ns
+    }
+
     /// When to wake up if nothing else happens: the next message due, the next batch deadline,
     /// the confirm deadline.
     fn wake_ns(&self, now: u64) -> u64 {
@@ -310,10 +316,10 @@ pub async fn run_producer(
             break;
         }
         let now = clock.now_ns();
-        let producing = t.plan.producing(t.index, now);
-        if (!producing && t.in_flight.is_empty()) || now >= t.plan.confirm_deadline_ns {
+        if t.finished(now) {
             break;
         }
+        let producing = t.plan.producing(t.index, now);
         if producing && t.producer.is_none() {
             match t.ctx.backend.producer(&t.plan.dest, t.plan.id).await {
                 Ok(p) => {
@@ -337,6 +343,11 @@ pub async fn run_producer(
         };
         t.settle_ready(clock.now_ns());
         let now = clock.now_ns();
+        // The last outcomes may have come in, and the load ended, since the top of the loop:
+        // then there is nothing left to wait for (the run's drain waits for every producer).
+        if t.finished(now) {
+            break;
+        }
         let wake_ns = t.wake_ns(now);
         // More to do at once (or a producer to reopen after an error): let the other tasks
         // run first, once per batch.
@@ -493,6 +504,54 @@ mod tests {
         let backend = send_200(false).await;
         assert!(!backend.injected().discarded_on_close.is_empty());
         assert!(backend.queued("t-0") < 200);
+    }
+
+    /// A producer whose last confirms come in while it hands over its last batch ends at once:
+    /// it does not sleep until the confirm deadline with nothing left to wait for (the run's
+    /// drain waits for every producer to end).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_ends_as_soon_as_its_last_confirm_is_in() {
+        let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let start = clock.now_ns();
+        let ledger = Arc::new(Ledger::new(1, true));
+        let ctx = Arc::new(LoadContext {
+            run_id: 1,
+            backend: backend.clone(),
+            ledger: ledger.clone(),
+            clock: clock.clone(),
+            message_size: 64,
+            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
+        });
+        let live = Arc::new(AtomicUsize::new(1));
+        // A budget of one batch: the producer hands it over and its confirms are in before it
+        // decides how long to wait.
+        let plan = ProducerPlan {
+            id: 0,
+            dest,
+            schedule: Schedule::max(start),
+            limit: Some(100),
+            end_ns: start + 60_000_000_000,
+            confirm_deadline_ns: start + 60_000_000_000,
+            max_in_flight: 256,
+            confirm_timeout: Duration::from_secs(30),
+            live: Some(live.clone()),
+            linger: true,
+        };
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run_producer(ctx, plan, Recorder::new(), stop));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while live.load(Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the producer still runs 5 s after its last confirm"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(ledger.summary(0, None).confirmed, 100);
+        let _ = stop_tx.send(true);
+        assert_eq!(task.await.expect("producer task"), 0);
     }
 
     /// A max-rate producer whose client holds a batch (a full queue nobody reads) stops as soon
