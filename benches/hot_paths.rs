@@ -172,7 +172,11 @@ fn tick(c: &mut Criterion, name: &str, tasks: usize) {
                 });
             }
             now += 1_000_000_000;
-            black_box(agg.tick(now, "measure").0.sent);
+            black_box(
+                agg.tick(now, brokerbench::scenario::timeline::Phase::Measure)
+                    .0
+                    .sent,
+            );
         })
     });
 }

@@ -29,6 +29,15 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// A random 64-bit id (std's RandomState is seeded from the OS): run ids, random picks.
+pub fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(monotonic_ns());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
 /// A clock that only moves when told to, for tests.
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::atomic::AtomicU64);

@@ -102,7 +102,7 @@ pub async fn produce(
     let name = dest.name.clone();
     let kept = dest.clone();
     let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-    let run_id = crate::run::backend_run::random_id();
+    let run_id = crate::clock::random_id();
     let ledger = Arc::new(Ledger::new(1, true));
     let ctx = Arc::new(LoadContext {
         run_id,
@@ -154,7 +154,7 @@ pub async fn produce(
             _ = &mut task => break,
             _ = tick.tick() => {}
         }
-        let (row, _) = agg.tick(clock.now_ns(), "measure");
+        let (row, _) = agg.tick(clock.now_ns(), crate::scenario::timeline::Phase::Measure);
         let ms = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
         crate::outln!(
             "{:>5.0}s sent {:>6}/s confirmed {:>6}/s failed {} | publish p50 {} p99 {} ms | send delay p99 {} ms",

@@ -15,12 +15,13 @@ use tokio::sync::watch;
 
 use crate::backend::memory::{MemoryBackend, MemoryFaults};
 use crate::backend::{Backend, BackendError};
+use crate::clock::random_id;
 use crate::metrics::aggregator::IntervalRow;
 use crate::metrics::stats::Stats;
 use crate::report::meta::{utc_now, HostInfo};
 use crate::report::progress::progress_text;
 use crate::report::{ReportError, Sink};
-use crate::run::backend_run::{random_id, run_load};
+use crate::run::load::{run_load, LoadSpec};
 use crate::scenario::{Rate, Workload};
 
 /// A queue of the in-memory backend holds at most this many producer windows.
@@ -156,13 +157,15 @@ pub async fn measure(
     let cpu_before = process::cpu_seconds().ok_or(CalibrateError::Process)?;
     let started = Instant::now();
     let out = run_load(
-        random_id(),
-        "calibrate",
-        "memory",
-        backend.clone(),
-        &dests,
-        &w,
-        Vec::new(),
+        LoadSpec {
+            run_id: random_id(),
+            label: "calibrate",
+            kind: "memory",
+            backend: backend.clone(),
+            dests: &dests,
+            workload: &w,
+            faults: Vec::new(),
+        },
         None,
         sinks,
         cancel,

@@ -237,7 +237,7 @@ impl FaultRunner {
                 if running.is_empty() {
                     return Err("no node is running".into());
                 }
-                let pick = crate::run::backend_run::random_id() as usize % running.len();
+                let pick = crate::clock::random_id() as usize % running.len();
                 Ok(running[pick].clone())
             }
             Target::Consumer(_) => Err("a consumer is not a node".into()),

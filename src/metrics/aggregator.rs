@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::stats::{Recorder, Stats};
+use crate::scenario::timeline::Phase;
 
 /// One row of timeseries.csv: one interval of one backend. Read back with defaults for columns
 /// an older brokerbench did not write.
@@ -16,7 +17,7 @@ pub struct IntervalRow {
     pub t_start_s: f64,
     pub t_end_s: f64,
     /// warmup, measure or drain.
-    pub phase: String,
+    pub phase: Phase,
     pub sent: u64,
     /// Due but never handed to the client (counted when the run stopped the producer).
     pub unsent: u64,
@@ -93,7 +94,7 @@ impl Aggregator {
 
     /// Close the interval that ends at `now_ns`, which belonged to `phase`.
     /// Returns the row and the interval's merged stats (for histogram logs).
-    pub fn tick(&mut self, now_ns: u64, phase: &str) -> (&IntervalRow, &Stats) {
+    pub fn tick(&mut self, now_ns: u64, phase: Phase) -> (&IntervalRow, &Stats) {
         self.interval.reset();
         for r in &self.recorders {
             r.take_into(&mut self.spare);
@@ -103,18 +104,18 @@ impl Aggregator {
         let secs = now_ns.saturating_sub(self.last_ns) as f64 / 1e9;
         self.all.merge(&self.interval);
         match phase {
-            "measure" => {
+            Phase::Measure => {
                 self.measured.merge(&self.interval);
                 self.measured_s += secs;
             }
-            "drain" => {
+            Phase::Drain => {
                 // Latencies of messages still arriving after the load stopped belong to the run;
                 // its throughput does not.
                 // Unsent messages are counted when the run stops the producers, in the drain.
                 self.measured.merge_latencies(&self.interval);
                 self.measured.unsent += self.interval.unsent;
             }
-            _ => {}
+            Phase::Warmup => {}
         }
         let i = &self.interval;
         let rate = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
@@ -122,7 +123,7 @@ impl Aggregator {
             backend: self.backend.clone(),
             t_start_s: self.last_ns.saturating_sub(self.origin_ns) as f64 / 1e9,
             t_end_s: now_ns.saturating_sub(self.origin_ns) as f64 / 1e9,
-            phase: phase.to_string(),
+            phase,
             sent: i.sent,
             unsent: i.unsent,
             confirmed: i.confirmed,
@@ -191,7 +192,7 @@ mod tests {
         let mut agg = Aggregator::new("x", 1_000_000_000, vec![a.clone(), b.clone()]);
         a.with(|s| s.sent += 10);
         b.with(|s| s.sent += 5);
-        let (row, _) = agg.tick(2_000_000_000, "warmup");
+        let (row, _) = agg.tick(2_000_000_000, Phase::Warmup);
         assert_eq!(
             (row.sent, row.sent_per_s, row.t_start_s, row.t_end_s),
             (15, 15.0, 0.0, 1.0)
@@ -201,13 +202,13 @@ mod tests {
             record_ns(&mut s.e2e, 3_000_000);
         });
         b.with(|s| record_ns(&mut s.e2e, 5_000_000));
-        let (row, interval) = agg.tick(2_500_000_000, "measure");
+        let (row, interval) = agg.tick(2_500_000_000, Phase::Measure);
         assert_eq!(row.received_per_s, 40.0);
         assert_eq!(interval.e2e.len(), 2);
         assert_eq!(row.e2e_max_ms.map(|v| v.round()), Some(5.0));
         b.with(|s| record_ns(&mut s.e2e, 9_000_000));
         b.with(|s| s.received += 1);
-        agg.tick(3_500_000_000, "drain");
+        agg.tick(3_500_000_000, Phase::Drain);
         assert_eq!(agg.measured().sent, 0);
         assert_eq!(agg.measured().received, 20);
         assert_eq!(agg.measured().e2e.len(), 3);

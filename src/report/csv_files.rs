@@ -177,7 +177,7 @@ mod tests {
         let r = Recorder::new();
         let mut agg = Aggregator::new("a", 0, vec![r.clone()]);
         r.with(|s| s.sent = 7);
-        let (row, stats) = agg.tick(1_000_000_000, "measure");
+        let (row, stats) = agg.tick(1_000_000_000, crate::scenario::timeline::Phase::Measure);
         let (row, stats) = (row.clone(), stats.clone());
         sink.on_interval(&row, &stats).expect("row");
         sink.on_backend_end(&SummaryRow::failed("a", "redis-streams", "ok".into()))

@@ -114,7 +114,7 @@ impl Sink for HlogSink {
         let Some((path, w)) = self.current.as_mut() else {
             return Ok(());
         };
-        if row.phase == "measure" || row.phase == "drain" {
+        if row.phase.counts_latency() {
             self.measured.merge_latencies(interval);
         }
         for l in Latency::ALL {
@@ -218,7 +218,7 @@ mod tests {
                 record_ns(&mut s.e2e, v * 1_000_000);
             }
         });
-        let (row, stats) = agg.tick(1_000_000_000, "measure");
+        let (row, stats) = agg.tick(1_000_000_000, crate::scenario::timeline::Phase::Measure);
         let (row, stats) = (row.clone(), stats.clone());
         sink.on_interval(&row, &stats).expect("interval");
         let text = std::fs::read(dir.path().join("hdr").join("redis_x.hlog")).expect("read");

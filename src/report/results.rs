@@ -162,7 +162,11 @@ impl RunResults {
     pub fn measure_start_s(&self, backend: &str) -> f64 {
         self.timeline
             .iter()
-            .find(|e| e.backend == backend && e.kind == "phase" && e.name == "measure")
+            .find(|e| {
+                e.backend == backend
+                    && e.kind == "phase"
+                    && e.name == crate::scenario::timeline::Phase::Measure.as_str()
+            })
             .map(|e| e.start_s)
             .unwrap_or(0.0)
     }

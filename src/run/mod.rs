@@ -2,6 +2,7 @@
 
 pub mod backend_run;
 pub mod clusters;
+pub mod load;
 pub mod verdict_status;
 pub mod versions;
 pub mod watchdog;

@@ -1,7 +1,51 @@
 //! One timeline per backend run: every load phase and every fault, on the harness's clock, so
 //! charts can shade a kill window and CSV rows line up with it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// The load phases of one backend run, in order: warm-up (not counted), measure (counted),
+/// drain (the load has stopped; latencies of what still arrives count, throughput does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    #[default]
+    Warmup,
+    Measure,
+    Drain,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Warmup => "warmup",
+            Phase::Measure => "measure",
+            Phase::Drain => "drain",
+        }
+    }
+
+    /// The phase at `now_ns` of a load whose warm-up ends at `warm_end_ns` and whose
+    /// measurement ends at `end_ns`.
+    pub fn at(now_ns: u64, warm_end_ns: u64, end_ns: u64) -> Phase {
+        if now_ns >= end_ns {
+            Phase::Drain
+        } else if now_ns >= warm_end_ns {
+            Phase::Measure
+        } else {
+            Phase::Warmup
+        }
+    }
+
+    /// Whether latencies of this phase belong to the run's figures (measure and drain).
+    pub fn counts_latency(self) -> bool {
+        matches!(self, Phase::Measure | Phase::Drain)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +104,17 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phase_follows_the_load_bounds() {
+        assert_eq!(Phase::at(0, 10, 20), Phase::Warmup);
+        assert_eq!(Phase::at(10, 10, 20), Phase::Measure);
+        assert_eq!(Phase::at(20, 10, 20), Phase::Drain);
+        // No warm-up: measuring from the start.
+        assert_eq!(Phase::at(0, 0, 20), Phase::Measure);
+        assert_eq!(format!("[{:>7}]", Phase::Drain), "[  drain]");
+        assert!(Phase::Drain.counts_latency() && !Phase::Warmup.counts_latency());
+    }
 
     #[test]
     fn phase_at_follows_open_and_closed_events() {
