@@ -26,6 +26,7 @@ pub mod cli;
 pub mod client_floor;
 pub mod clock;
 pub mod cluster;
+pub mod commands;
 pub mod fault;
 pub mod load;
 pub mod metrics;

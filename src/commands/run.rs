@@ -1,0 +1,157 @@
+//! `brokerbench validate` and `brokerbench run`: check scenario files, then run them one after
+//! another with the harness's ceiling recorded, a report per run and the overview at the end.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{cancellation, results, Failure};
+use crate::run::verdict_status::RunStatus;
+use crate::run::{RunError, RunOptions};
+use crate::scenario;
+
+/// `run`'s flags beside the scenario files.
+pub struct RunFlags {
+    pub results: PathBuf,
+    pub quiet: bool,
+    pub duration: Option<Duration>,
+    pub warmup: Option<Duration>,
+    pub repeat: Option<u16>,
+}
+
+/// Load and check every file (without starting anything); the first error is bad input.
+fn check_all(scenarios: &[PathBuf]) -> Result<Vec<scenario::Scenario>, Failure> {
+    scenarios
+        .iter()
+        .map(|p| {
+            scenario::load(p)
+                .and_then(|s| crate::run::versions::check_before_start(&s, p).map(|()| s))
+                .map_err(|e| Failure::Input(e.to_string()))
+        })
+        .collect()
+}
+
+pub fn validate(scenarios: &[PathBuf]) -> Result<(), Failure> {
+    for (p, s) in scenarios.iter().zip(check_all(scenarios)?) {
+        crate::outln!(
+            "{}: ok ({} backends: {})",
+            p.display(),
+            s.backends.len(),
+            s.backends
+                .iter()
+                .map(|b| b.label())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(scenarios: &[PathBuf], flags: RunFlags) -> Result<(), Failure> {
+    // Validate every file before starting anything.
+    check_all(scenarios)?;
+    // The run's watchdog is this same program (`brokerbench __watchdog`).
+    let exe = std::env::current_exe().map_err(|e| {
+        Failure::Failed(format!(
+            "cannot find this program's path to start the run's watchdog: {e}"
+        ))
+    })?;
+    let cancel = cancellation();
+    let harness_ceiling = harness_ceiling(&exe, &flags.results, flags.quiet, cancel.clone()).await;
+    if *cancel.borrow() {
+        return Err(Failure::Interrupted);
+    }
+    let opts = RunOptions {
+        results_root: flags.results,
+        quiet: flags.quiet,
+        duration: flags.duration,
+        warmup: flags.warmup,
+        repeat: flags.repeat.map(usize::from),
+        watchdog_exe: Some(exe),
+        harness_ceiling,
+    };
+    let mut failure = None;
+    let mut worst = RunStatus::Ok;
+    let mut ran = false;
+    for p in scenarios {
+        match crate::run::run_scenario(p, &opts, cancel.clone()).await {
+            Ok(out) => {
+                crate::outln!("{}: results in {}", p.display(), out.dir.display());
+                for s in &out.summaries {
+                    crate::outln!("  {}", s.one_line());
+                }
+                // A report that cannot be written is said, and the run's result stands.
+                if let Err(e) = results::report(&out.dir) {
+                    crate::errln!("error: {e}");
+                }
+                ran = true;
+                if out.interrupted {
+                    failure = Some(Failure::Interrupted);
+                    break;
+                }
+                let status = RunStatus::of(&out.summaries);
+                if status == RunStatus::Anomaly {
+                    for s in out.summaries.iter().filter(|s| s.has_anomaly()) {
+                        crate::errln!(
+                            "anomaly: {} delivered {} messages this run never sent (see the report's Anomalies section)",
+                            s.backend, s.phantom
+                        );
+                    }
+                }
+                worst = worst.max(status);
+            }
+            Err(RunError::Interrupted) => {
+                failure = Some(Failure::Interrupted);
+                break;
+            }
+            Err(e @ RunError::Scenario(_)) => return Err(Failure::Input(e.to_string())),
+            Err(e) => {
+                failure = Some(Failure::Failed(format!("{}: {e}", p.display())));
+                break;
+            }
+        }
+    }
+    if ran {
+        if let Err(e) = results::overview(&opts.results_root) {
+            crate::errln!("error: {e}");
+        }
+    }
+    match failure {
+        Some(f) => Err(f),
+        None if worst.exit_code() != 0 => Err(Failure::Status(worst.exit_code())),
+        None => Ok(()),
+    }
+}
+
+/// The harness's ceiling for this binary on this host, from the cache or measured now (before
+/// any cluster starts). A failure is said and the run goes on without it.
+async fn harness_ceiling(
+    exe: &Path,
+    results: &Path,
+    quiet: bool,
+    mut cancel: watch::Receiver<bool>,
+) -> Option<crate::calibrate::Ceiling> {
+    if !quiet {
+        crate::errln!(
+            "harness ceiling: looking it up (measured once per binary and host, about 3 s)"
+        );
+    }
+    match crate::calibrate::cache::ceiling(exe, results, &mut cancel).await {
+        Ok((c, measured)) => {
+            if !quiet {
+                crate::errln!(
+                    "harness ceiling: {:.0} msg/s, {:.2} s CPU per million messages ({})",
+                    c.msgs_per_s,
+                    c.cpu_s_per_million,
+                    if measured { "measured now" } else { "cached" }
+                );
+            }
+            Some(c)
+        }
+        Err(e) => {
+            crate::errln!("warning: {e}; the results will not record the harness's ceiling");
+            None
+        }
+    }
+}
