@@ -8,6 +8,7 @@
 pub mod memory;
 pub mod rabbitmq;
 pub mod redis;
+pub mod registry;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use futures::FutureExt;
 use serde::Serialize;
 
 use crate::cluster::version::BrokerVersion;
-use crate::scenario::BackendSpec;
+pub use registry::{BackendSpec, BackendType, Family, FieldError};
 
 /// A future that resolves when the broker confirms one message.
 pub type ConfirmFuture = BoxFuture<'static, Result<(), OpError>>;
@@ -378,36 +379,15 @@ pub struct RabbitEndpoint {
 /// Whether a cluster running broker `version` can run the backend `spec` names: Err(the
 /// reason, and what to use instead).
 pub fn supported_on(spec: &BackendSpec, version: &BrokerVersion) -> Result<(), String> {
-    match spec {
-        BackendSpec::RedisStreams(_) => Ok(()),
-        BackendSpec::RabbitmqQuorum(_) => rabbitmq::QueueKind::Quorum.supported_on(version),
-        BackendSpec::RabbitmqStream(_) => rabbitmq::QueueKind::Stream.supported_on(version),
-        BackendSpec::RabbitmqMirrored(_) => rabbitmq::QueueKind::Mirrored.supported_on(version),
-    }
+    spec.backend_type().supported_on(version)
 }
 
-/// The registry: build the backend a scenario entry names.
+/// Build the backend a scenario entry names, connected to `endpoints`.
 pub async fn build(
     spec: &BackendSpec,
     endpoints: &Endpoints,
 ) -> Result<Arc<dyn Backend>, BackendError> {
-    match spec {
-        BackendSpec::RedisStreams(s) => Ok(Arc::new(
-            redis::RedisStreams::connect(s, &endpoints.redis).await?,
-        )),
-        BackendSpec::RabbitmqQuorum(s) => Ok(Arc::new(
-            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Quorum, s, &endpoints.rabbitmq)
-                .await?,
-        )),
-        BackendSpec::RabbitmqStream(s) => Ok(Arc::new(
-            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Stream, s, &endpoints.rabbitmq)
-                .await?,
-        )),
-        BackendSpec::RabbitmqMirrored(s) => Ok(Arc::new(
-            rabbitmq::RabbitBackend::connect(rabbitmq::QueueKind::Mirrored, s, &endpoints.rabbitmq)
-                .await?,
-        )),
-    }
+    spec.backend_type().build(endpoints).await
 }
 
 #[cfg(test)]

@@ -1,23 +1,13 @@
 //! What the fault runner may do to a cluster's nodes, by the names the backends' topology
 //! uses: a Redis node's `host:port`, a RabbitMQ node's Erlang name. Implemented by the local
-//! launchers; a cluster brokerbench did not start has no control (faults are refused for it
-//! when the scenario is validated).
-
-use std::time::Duration;
+//! launchers, each in its own folder (`cluster/redis/control.rs`, `cluster/rabbitmq/control.rs`);
+//! a cluster brokerbench did not start has no control (faults are refused for it when the
+//! scenario is validated).
 
 use async_trait::async_trait;
 
 use crate::cluster::process::OwnedProcess;
-use crate::cluster::rabbitmq::LocalRabbitCluster;
-use crate::cluster::redis::LocalRedisCluster;
 use crate::cluster::ClusterError;
-
-/// How long `heal` waits for a Redis cluster to be healthy again.
-const REDIS_HEAL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `heal` waits for every RabbitMQ node to be running and clustered again (a resumed
-/// node may first have to find that its peers gave it up). A restarted node has already been
-/// waited for by `restart`.
-const RABBIT_HEAL_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// How a paused node came back (`NodeControl::resume_whole`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +109,8 @@ pub trait NodeControl: Send {
     }
 }
 
-fn no_such_node(node: &str, names: &[String]) -> ClusterError {
+/// The error for a node name the cluster does not have.
+pub(crate) fn no_such_node(node: &str, names: &[String]) -> ClusterError {
     ClusterError::Node {
         node: node.to_string(),
         message: format!(
@@ -127,88 +118,5 @@ fn no_such_node(node: &str, names: &[String]) -> ClusterError {
             names.join(", ")
         ),
         log_tail: String::new(),
-    }
-}
-
-impl LocalRedisCluster {
-    fn port_of(&self, node: &str) -> Result<u16, ClusterError> {
-        self.nodes()
-            .iter()
-            .find(|n| n.address() == node)
-            .map(|n| n.port)
-            .ok_or_else(|| no_such_node(node, &self.node_names()))
-    }
-}
-
-#[async_trait]
-impl NodeControl for LocalRedisCluster {
-    fn node_names(&self) -> Vec<String> {
-        self.nodes().iter().map(|n| n.address()).collect()
-    }
-
-    fn process_of(&self, node: &str) -> Option<&OwnedProcess> {
-        self.nodes()
-            .iter()
-            .find(|n| n.address() == node)
-            .and_then(|n| n.process.as_ref())
-    }
-
-    async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
-        let port = self.port_of(node)?;
-        if graceful {
-            self.stop_node(port).await
-        } else {
-            self.kill_node(port).await
-        }
-    }
-
-    async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
-        let port = self.port_of(node)?;
-        self.restart_node(port).await
-    }
-
-    async fn wait_whole(&mut self) -> Result<(), ClusterError> {
-        self.wait_healthy(REDIS_HEAL_TIMEOUT).await
-    }
-}
-
-impl LocalRabbitCluster {
-    fn index_of(&self, node: &str) -> Result<usize, ClusterError> {
-        self.nodes()
-            .iter()
-            .position(|n| n.name == node)
-            .ok_or_else(|| no_such_node(node, &self.node_names()))
-    }
-}
-
-#[async_trait]
-impl NodeControl for LocalRabbitCluster {
-    fn node_names(&self) -> Vec<String> {
-        self.nodes().iter().map(|n| n.name.clone()).collect()
-    }
-
-    fn process_of(&self, node: &str) -> Option<&OwnedProcess> {
-        self.nodes()
-            .iter()
-            .find(|n| n.name == node)
-            .and_then(|n| n.process.as_ref())
-    }
-
-    async fn kill(&mut self, node: &str, graceful: bool) -> Result<(), ClusterError> {
-        let i = self.index_of(node)?;
-        if graceful {
-            self.stop_node(i).await
-        } else {
-            self.kill_node(i).await
-        }
-    }
-
-    async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
-        let i = self.index_of(node)?;
-        self.restart_node(i).await
-    }
-
-    async fn wait_whole(&mut self) -> Result<(), ClusterError> {
-        self.wait_healthy(RABBIT_HEAL_TIMEOUT).await
     }
 }

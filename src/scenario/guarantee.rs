@@ -1,10 +1,7 @@
 //! What a broker's confirm guaranteed under the settings a backend actually ran with: the
 //! figure that makes throughput and latency of two rows comparable (or not).
 
-use super::model::{
-    AppendFsync, BackendSpec, ClusterMode, RabbitSettings, RedisClusterSection, RedisSettings,
-    Scenario,
-};
+use super::model::{AppendFsync, BackendSpec, Scenario};
 
 /// What one confirmed message was, at the moment its confirm arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,71 +115,16 @@ impl Guarantee {
 impl Scenario {
     /// What a confirm of `spec` guaranteed: its own settings over the cluster's defaults.
     pub fn guarantee(&self, spec: &BackendSpec) -> Guarantee {
-        match spec {
-            BackendSpec::RedisStreams(s) => redis_guarantee(&self.redis_section(spec), s),
-            BackendSpec::RabbitmqQuorum(s) => rabbit(s, Guarantee::MajorityFsync),
-            BackendSpec::RabbitmqStream(s) => rabbit(s, Guarantee::MajorityWritten),
-            BackendSpec::RabbitmqMirrored(s) => rabbit(
-                s,
-                if s.persistent {
-                    Guarantee::AllMirrorsDisk
-                } else {
-                    Guarantee::AllMirrorsMemory
-                },
-            ),
-        }
+        spec.backend_type().guarantee(self.section_of(spec))
     }
-}
 
-fn rabbit(s: &RabbitSettings, confirmed: Guarantee) -> Guarantee {
-    if s.confirms {
-        confirmed
-    } else {
-        Guarantee::None
-    }
-}
-
-impl Scenario {
-    /// `spec` as it must run: a Redis backend on a cluster of our own without its own
-    /// `appendfsync` gets the cluster's, set again before it runs, so that it never inherits
-    /// what an earlier backend of the scenario set.
+    /// `spec` as it must run on its cluster (`BackendSpec::with_cluster_defaults`).
     pub fn effective_spec(&self, spec: &BackendSpec) -> BackendSpec {
-        let mut spec = spec.clone();
-        let cluster = self.redis_section(&spec);
-        if let BackendSpec::RedisStreams(s) = &mut spec {
-            if cluster.mode == ClusterMode::Local && s.appendfsync.is_none() {
-                s.appendfsync = Some(cluster.appendfsync);
-            }
-        }
-        spec
+        spec.with_cluster_defaults(self.section_of(spec))
     }
 
-    /// The section of the Redis cluster `spec` runs on (its defaults if it names none).
-    fn redis_section(&self, spec: &BackendSpec) -> RedisClusterSection {
-        spec.cluster()
-            .and_then(|name| self.clusters.redis(name))
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-fn redis_guarantee(cluster: &RedisClusterSection, s: &RedisSettings) -> Guarantee {
-    if cluster.mode == ClusterMode::External && s.appendfsync.is_none() {
-        return Guarantee::AsConfigured;
-    }
-    // Without AOF, appendfsync does not matter: nothing is logged.
-    let fsync = if cluster.appendonly {
-        s.appendfsync.unwrap_or(cluster.appendfsync)
-    } else {
-        AppendFsync::No
-    };
-    if s.wait_replicas > 0 {
-        return Guarantee::ReplicaAck(s.wait_replicas, fsync);
-    }
-    match fsync {
-        AppendFsync::No => Guarantee::Memory,
-        AppendFsync::Everysec => Guarantee::AofEverysec,
-        AppendFsync::Always => Guarantee::AofAlways,
+    fn section_of(&self, spec: &BackendSpec) -> Option<&crate::scenario::ClusterSection> {
+        spec.cluster().and_then(|name| self.clusters.get(name))
     }
 }
 

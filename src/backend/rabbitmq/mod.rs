@@ -30,6 +30,7 @@ mod declare;
 mod management;
 mod offsets;
 mod producer;
+pub mod settings;
 mod stream_ends;
 
 pub use connection::uri_address;

@@ -20,6 +20,7 @@ mod node_conn;
 mod outcome;
 mod producer;
 mod resp;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -24,6 +24,7 @@
 //!   `down`).
 
 mod config;
+mod control;
 mod epmd;
 mod files;
 mod launch;

@@ -21,6 +21,7 @@
 mod client;
 mod cluster_nodes;
 mod config;
+mod control;
 mod health;
 mod launch;
 mod node;

@@ -225,8 +225,9 @@ fn is_ok(status: &str) -> bool {
     status.starts_with("ok")
 }
 
+/// A RabbitMQ backend type, by the registry's family (not by its name).
 fn is_rabbit(backend_type: &str) -> bool {
-    backend_type.starts_with("rabbitmq-")
+    crate::backend::Family::of_type(backend_type) == Some(crate::backend::Family::Rabbitmq)
 }
 
 fn is_node_fault(f: &FaultRow) -> bool {

@@ -1,0 +1,232 @@
+//! The registry: every backend type a scenario can name, one line each in `BackendSpec`, and
+//! one arm in `BackendSpec::backend_type` that hands out its behaviour. Everything else about a
+//! backend (its settings, their checks, the guarantee of a confirm, the broker versions it runs
+//! on, how it connects) lives in its own folder, behind `BackendType`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::rabbitmq::settings::{RabbitSettings, RabbitType};
+use super::rabbitmq::QueueKind;
+use super::redis::settings::RedisSettings;
+use super::{Backend, BackendError, Endpoints};
+use crate::cluster::version::BrokerVersion;
+use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
+
+/// One `[[backends]]` entry: `type` selects the backend type, the other fields are its settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BackendSpec {
+    RedisStreams(RedisSettings),
+    RabbitmqQuorum(RabbitSettings),
+    RabbitmqStream(RabbitSettings),
+    RabbitmqMirrored(RabbitSettings),
+}
+
+impl BackendSpec {
+    /// The one place an entry becomes its type's behaviour.
+    pub fn backend_type(&self) -> Box<dyn BackendType + '_> {
+        match self {
+            BackendSpec::RedisStreams(s) => Box::new(s.clone()),
+            BackendSpec::RabbitmqQuorum(s) => Box::new(RabbitType {
+                kind: QueueKind::Quorum,
+                settings: s,
+            }),
+            BackendSpec::RabbitmqStream(s) => Box::new(RabbitType {
+                kind: QueueKind::Stream,
+                settings: s,
+            }),
+            BackendSpec::RabbitmqMirrored(s) => Box::new(RabbitType {
+                kind: QueueKind::Mirrored,
+                settings: s,
+            }),
+        }
+    }
+
+    /// Name the cluster this backend runs on (`clusters::resolve`).
+    pub fn set_cluster(&mut self, name: String) {
+        match self {
+            BackendSpec::RedisStreams(s) => s.cluster = Some(name),
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => s.cluster = Some(name),
+        }
+    }
+
+    /// The entry as it must run on `cluster`: a Redis backend on a cluster of our own without
+    /// its own `appendfsync` gets the cluster's, set again before it runs, so that it never
+    /// inherits what an earlier backend of the scenario set.
+    pub fn with_cluster_defaults(&self, cluster: Option<&ClusterSection>) -> BackendSpec {
+        let mut spec = self.clone();
+        if let (BackendSpec::RedisStreams(s), Some(ClusterSection::Redis(c))) = (&mut spec, cluster)
+        {
+            if c.mode == crate::scenario::ClusterMode::Local && s.appendfsync.is_none() {
+                s.appendfsync = Some(c.appendfsync);
+            }
+        }
+        spec
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.backend_type().name()
+    }
+
+    /// The label under which results are reported.
+    pub fn label(&self) -> String {
+        let t = self.backend_type();
+        t.label().unwrap_or(t.name()).to_string()
+    }
+
+    /// The backend a `type` names, with its default settings (None: no such type).
+    pub fn from_type(type_name: &str) -> Option<BackendSpec> {
+        let mut table = toml::Table::new();
+        table.insert("type".into(), toml::Value::String(type_name.to_string()));
+        BackendSpec::deserialize(toml::Value::Table(table)).ok()
+    }
+
+    /// The kind of cluster this backend runs on.
+    pub fn cluster_kind(&self) -> ClusterKind {
+        self.backend_type().cluster_kind()
+    }
+
+    pub fn is_redis(&self) -> bool {
+        self.cluster_kind() == ClusterKind::Redis
+    }
+
+    /// The cluster this backend runs on (`[clusters.<name>]`); always set once the scenario is
+    /// parsed (`clusters::resolve`).
+    pub fn cluster(&self) -> Option<&str> {
+        match self {
+            BackendSpec::RedisStreams(s) => s.cluster.as_deref(),
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => s.cluster.as_deref(),
+        }
+    }
+
+    /// The workload this backend runs: the scenario's, with its own number of destinations and
+    /// rate when it sets them.
+    pub fn workload(&self, w: &Workload) -> Workload {
+        self.backend_type().workload(w)
+    }
+}
+
+/// Every backend type's name, for messages.
+pub const BACKEND_TYPES: &[&str] = &[
+    "redis-streams",
+    "rabbitmq-quorum",
+    "rabbitmq-stream",
+    "rabbitmq-mirrored",
+];
+
+/// The broker a backend type belongs to, for the claims that compare brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Redis,
+    Rabbitmq,
+}
+
+impl Family {
+    /// The family of a backend type named in a results file (None: unknown type).
+    pub fn of_type(type_name: &str) -> Option<Family> {
+        BackendSpec::from_type(type_name).map(|s| s.backend_type().family())
+    }
+}
+
+/// A setting that fails a check: the field (under `backends[i].`, or under `workload.`) and
+/// the message with its fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    /// The field is the workload's, not the backend entry's.
+    pub in_workload: bool,
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field of the backend entry.
+    pub fn at(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            in_workload: false,
+            message: message.into(),
+        }
+    }
+
+    /// A field of `[workload]` that this backend cannot run with.
+    pub fn workload(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            in_workload: true,
+            message: message.into(),
+        }
+    }
+
+    /// The field's full path in the scenario file, for backend entry `index`.
+    pub fn path(&self, index: usize) -> String {
+        if self.in_workload {
+            format!("workload.{}", self.field)
+        } else {
+            format!("backends[{index}].{}", self.field)
+        }
+    }
+}
+
+/// What a backend type is, beyond the driver contract (`Backend`): implemented by each backend
+/// folder's settings.
+#[async_trait::async_trait]
+pub trait BackendType: Send + Sync {
+    /// The `type` of scenario files and results rows.
+    fn name(&self) -> &'static str;
+    fn family(&self) -> Family;
+    /// The kind of cluster (and launcher) it needs.
+    fn cluster_kind(&self) -> ClusterKind;
+    /// The common settings every entry has.
+    fn label(&self) -> Option<&str>;
+    fn cluster(&self) -> Option<&str>;
+    fn destinations(&self) -> Option<usize>;
+    fn rate(&self) -> Option<Rate>;
+    /// Checks of its settings that serde cannot express (`index`: its place in the file).
+    fn validate(&self, workload: &Workload, index: usize) -> Result<(), FieldError>;
+    /// What a confirm guarantees with these settings on `cluster` (its section, if known).
+    fn guarantee(&self, cluster: Option<&ClusterSection>) -> Guarantee;
+    /// Whether a cluster running broker `version` can run it: Err(why not, and what to use).
+    fn supported_on(&self, version: &BrokerVersion) -> Result<(), String>;
+    /// Connect to the cluster at `endpoints`.
+    async fn build(&self, endpoints: &Endpoints) -> Result<Arc<dyn Backend>, BackendError>;
+
+    /// The workload it runs: the scenario's, with its own number of destinations and rate
+    /// when it sets them, and totals of producers and consumers spread over its destinations.
+    fn workload(&self, w: &Workload) -> Workload {
+        let destinations = self.destinations().unwrap_or(w.destinations);
+        let per = |total: Option<usize>, each: usize| {
+            total.map_or(each, |t| (t / destinations.max(1)).max(1))
+        };
+        Workload {
+            destinations,
+            rate: self.rate().unwrap_or(w.rate),
+            producers_per_destination: per(w.producers_total, w.producers_per_destination),
+            consumers_per_destination: per(w.consumers_total, w.consumers_per_destination),
+            ..w.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_type_is_registered_with_its_own_name() {
+        for name in BACKEND_TYPES {
+            let spec = BackendSpec::from_type(name).expect("registered");
+            assert_eq!(spec.type_name(), *name);
+            assert_eq!(spec.label(), *name);
+        }
+        assert!(BackendSpec::from_type("kafka").is_none());
+        assert_eq!(Family::of_type("rabbitmq-stream"), Some(Family::Rabbitmq));
+        assert_eq!(Family::of_type("redis-streams"), Some(Family::Redis));
+        assert_eq!(Family::of_type("memory"), None);
+    }
+}
