@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use brokerbench::backend::{
     self, AckToken, Backend, Destination, Endpoints, Producer, RabbitEndpoint,
 };
+use brokerbench::cluster::rabbitmq::http::MgmtClient;
 use brokerbench::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
-use brokerbench::cluster::rabbitmq_http::MgmtClient;
 use brokerbench::payload::Header;
 use brokerbench::scenario::{
     AckMode, BackendSpec, Placement, PlacementName, RabbitClusterSection, RabbitSettings,
@@ -352,7 +352,7 @@ async fn run_check(check: Check, endpoints: &[RabbitEndpoint]) {
         backend.topology(&dests).await.is_err(),
         "{name}: queues still exist after teardown"
     );
-    let mgmt = MgmtClient::new(&endpoints[0].http);
+    let mgmt = MgmtClient::new(&endpoints[0].http, &endpoints[0].credentials());
     let policies = mgmt
         .get_json("/api/policies/%2F")
         .await

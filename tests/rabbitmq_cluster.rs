@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use brokerbench::cluster::process::{port_in_use, OwnedProcess};
+use brokerbench::cluster::rabbitmq::http::{Credentials, MgmtClient};
 use brokerbench::cluster::rabbitmq::{
     epmd_names, LocalRabbitCluster, RabbitClusterConfig, STATE_FILE,
 };
@@ -34,6 +35,9 @@ fn config(dir: &Path) -> RabbitClusterConfig {
         bin_dir: PathBuf::from("/usr/lib/rabbitmq/bin"),
         net_ticktime_s: 10,
         root: None,
+        // Not RabbitMQ's default user: every client of the cluster must use the configured one.
+        username: "bench".into(),
+        password: "bench-pw.1".into(),
     }
 }
 
@@ -144,7 +148,26 @@ async fn lifecycle_up_kill_restart_down() {
     }
     let eps = cluster.endpoints();
     assert_eq!(eps.len(), 3);
-    assert_eq!(eps[0].amqp_uri, "amqp://guest:guest@127.0.0.1:5700/%2f");
+    assert_eq!(
+        eps[0].amqp_uri,
+        "amqp://bench:bench-pw.1@127.0.0.1:5700/%2f"
+    );
+    // The nodes created the configured user, not guest: the management API answers to it only.
+    let as_bench = MgmtClient::new(&eps[0].http, &eps[0].credentials());
+    assert_eq!(
+        as_bench.running_nodes().await.expect("as bench").len(),
+        3,
+        "running nodes as bench"
+    );
+    let guest = Credentials {
+        user: "guest".into(),
+        password: "guest".into(),
+    };
+    let refused = MgmtClient::new(&eps[0].http, &guest).running_nodes().await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("401")),
+        "guest should be refused: {refused:?}"
+    );
     assert_eq!(eps[1].http, "127.0.0.1:15701");
     for port in [5700, 5701, 5702, 5710, 5711, 5712, 15710, 15711, 15712] {
         assert!(

@@ -358,23 +358,7 @@ pub struct ReplicaLag {
 
 /// Addresses of the clusters a run can use, filled by the launcher (or from a scenario's
 /// `external` cluster section).
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    /// Redis Cluster seed nodes, `host:port`.
-    pub redis: Vec<String>,
-    /// RabbitMQ nodes, in node order.
-    pub rabbitmq: Vec<RabbitEndpoint>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RabbitEndpoint {
-    /// Erlang node name, e.g. `rabbit1@localhost`.
-    pub node: String,
-    /// `amqp://guest:guest@127.0.0.1:5672/%2f`
-    pub amqp_uri: String,
-    /// Management API base, e.g. `127.0.0.1:15672`.
-    pub http: String,
-}
+pub use crate::cluster::endpoints::{Endpoints, RabbitEndpoint};
 
 /// Whether a cluster running broker `version` can run the backend `spec` names: Err(the
 /// reason, and what to use instead).

@@ -2,11 +2,11 @@
 //! started, kill and restart single nodes for fault runs. Broker clients live in `backend`.
 
 pub mod broker_root;
+pub mod endpoints;
 pub mod leftovers;
 pub mod port_holder;
 pub mod process;
 pub mod rabbitmq;
-pub mod rabbitmq_http;
 pub mod redis;
 pub mod version;
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::rabbitmq_http::MgmtClient;
+use super::rabbitmq::http::MgmtClient;
 use super::ClusterError;
-use crate::backend::Endpoints;
+use crate::cluster::endpoints::Endpoints;
 use crate::scenario::ClusterKind;
 
 /// Limit for asking one node its version.
@@ -126,7 +126,7 @@ pub async fn running_version(
         }
         ClusterKind::Rabbitmq => {
             for e in endpoints.rabbitmq.iter().filter(|e| !e.http.is_empty()) {
-                let client = MgmtClient::new(&e.http);
+                let client = MgmtClient::new(&e.http, &e.credentials());
                 match tokio::time::timeout(ASK_TIMEOUT, client.version()).await {
                     Ok(Ok(text)) => match BrokerVersion::parse(&text) {
                         Some(v) => return Ok(v),

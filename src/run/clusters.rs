@@ -11,8 +11,8 @@ use super::watchdog::Watchdog;
 use super::{RunError, RunOptions};
 use crate::backend::{Endpoints, RabbitEndpoint};
 use crate::cluster::leftovers::{known_cluster, RunOwner};
+use crate::cluster::rabbitmq::http::{Credentials, MgmtClient};
 use crate::cluster::rabbitmq::{LocalRabbitCluster, RabbitClusterConfig};
-use crate::cluster::rabbitmq_http::MgmtClient;
 use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use crate::cluster::version::{running_version, BrokerVersion};
 use crate::cluster::ClusterError;
@@ -363,7 +363,13 @@ async fn external_rabbit(
         let http = http.get(i).cloned().unwrap_or_default();
         let mut node = format!("node{}", i + 1);
         if !http.is_empty() {
-            let v = MgmtClient::new(&http)
+            let credentials = Credentials::of_amqp_uri(uri).map_err(|e| {
+                RunError::Cluster(ClusterError::Command {
+                    command: format!("amqp_uris[{i}]"),
+                    message: format!("\"{uri}\" is not an AMQP URI: {e}"),
+                })
+            })?;
+            let v = MgmtClient::new(&http, &credentials)
                 .get_json("/api/overview")
                 .await
                 .map_err(|e| {

@@ -322,6 +322,17 @@ pub struct RabbitClusterSection {
     /// Where the local nodes' binaries come from, as for Redis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_root: Option<super::BrokerRoot>,
+    /// Local mode: the user the nodes create at first boot and every client (AMQP, stream,
+    /// management API) connects as (RabbitMQ's own default, guest, may only connect from
+    /// loopback). External mode: the credentials are those of `amqp_uris`.
+    #[serde(default = "guest")]
+    pub username: String,
+    #[serde(default = "guest", skip_serializing)]
+    pub password: String,
+}
+
+fn guest() -> String {
+    "guest".to_string()
 }
 
 fn amqp_base() -> u16 {
@@ -360,6 +371,8 @@ impl Default for RabbitClusterSection {
             amqp_uris: Vec::new(),
             http: Vec::new(),
             broker_root: None,
+            username: guest(),
+            password: guest(),
         }
     }
 }

@@ -215,6 +215,16 @@ fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
                         "external mode needs one AMQP URI per node".to_string(),
                     ));
                 }
+                // Written into rabbitmq.conf and the AMQP URIs as they are.
+                for (f, v) in [("username", &q.username), ("password", &q.password)] {
+                    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+                    if v.is_empty() || v.len() > 64 || !v.chars().all(plain) {
+                        return Err((
+                            field(f),
+                            "use 1 to 64 letters, digits, '-', '_' or '.'".to_string(),
+                        ));
+                    }
+                }
                 check_broker_root(
                     &format!("clusters.{name}"),
                     q.mode,

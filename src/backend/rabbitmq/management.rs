@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::RabbitBackend;
 use crate::backend::{BackendError, Destination};
-use crate::cluster::rabbitmq_http::{HttpError, MgmtClient, QueuePlacement};
+use crate::cluster::rabbitmq::http::{HttpError, MgmtClient, QueuePlacement};
 use crate::scenario::{Placement, PlacementName};
 
 /// How long one management API call may take before the next node is asked.

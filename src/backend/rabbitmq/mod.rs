@@ -47,7 +47,7 @@ use lapin::{Channel, Connection};
 use parking_lot::Mutex;
 
 use super::*;
-use crate::cluster::rabbitmq_http::MgmtClient;
+use crate::cluster::rabbitmq::http::MgmtClient;
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::RabbitSettings;
 use backlog::ConsumerGauges;
@@ -163,7 +163,7 @@ impl RabbitBackend {
                 name: ep.node.clone(),
                 uri,
                 address,
-                mgmt: MgmtClient::new(&ep.http),
+                mgmt: MgmtClient::new(&ep.http, &ep.credentials()),
             });
         }
         if matches!(kind, QueueKind::Mirrored) {

@@ -40,6 +40,15 @@ pub struct RabbitClusterConfig {
     /// folder inside the root), or None for the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// The user the nodes create at first boot (`default_user`) and the clients connect as.
+    #[serde(default = "guest")]
+    pub username: String,
+    #[serde(default = "guest")]
+    pub password: String,
+}
+
+fn guest() -> String {
+    "guest".to_string()
 }
 
 /// brokerbench's clusters detect a frozen node within about 12 s (RabbitMQ's default is 60).
@@ -67,6 +76,16 @@ impl RabbitClusterConfig {
                 .broker_root
                 .as_ref()
                 .map(crate::cluster::broker_root::root_dir),
+            username: s.username.clone(),
+            password: s.password.clone(),
+        }
+    }
+
+    /// Who the clients and the management API client connect as.
+    pub fn credentials(&self) -> crate::cluster::rabbitmq::http::Credentials {
+        crate::cluster::rabbitmq::http::Credentials {
+            user: self.username.clone(),
+            password: self.password.clone(),
         }
     }
 

@@ -75,6 +75,10 @@ pub fn render_rabbitmq_conf(cfg: &RabbitClusterConfig, n: &RabbitNode) -> String
         "listeners.tcp.default = 127.0.0.1:{}\n",
         n.amqp_port
     ));
+    // The user the clients connect as, created at first boot (guest may only connect from
+    // loopback, which is where brokerbench's clients are).
+    s.push_str(&format!("default_user = {}\n", cfg.username));
+    s.push_str(&format!("default_pass = {}\n", cfg.password));
     s.push_str("management.tcp.ip = 127.0.0.1\n");
     s.push_str(&format!("management.tcp.port = {}\n", n.http_port));
     s.push_str(&format!(

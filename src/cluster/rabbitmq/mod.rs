@@ -27,6 +27,7 @@ mod config;
 mod control;
 mod epmd;
 mod files;
+pub mod http;
 mod launch;
 mod state;
 mod status;
@@ -40,8 +41,8 @@ pub use status::RabbitStatus;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::backend::RabbitEndpoint;
 use crate::cluster::broker_root::{missing_in_root, open_root, BrokerRootDir};
+use crate::cluster::endpoints::RabbitEndpoint;
 use crate::cluster::leftovers::free_port;
 use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
@@ -227,7 +228,10 @@ impl LocalRabbitCluster {
             .iter()
             .map(|n| RabbitEndpoint {
                 node: n.name.clone(),
-                amqp_uri: format!("amqp://guest:guest@127.0.0.1:{}/%2f", n.amqp_port),
+                amqp_uri: format!(
+                    "amqp://{}:{}@127.0.0.1:{}/%2f",
+                    self.cfg.username, self.cfg.password, n.amqp_port
+                ),
                 http: format!("127.0.0.1:{}", n.http_port),
             })
             .collect()
@@ -398,5 +402,7 @@ fn test_config() -> RabbitClusterConfig {
         bin_dir: std::path::PathBuf::from(DEFAULT_BIN_DIR),
         net_ticktime_s: 10,
         root: None,
+        username: "guest".into(),
+        password: "guest".into(),
     }
 }

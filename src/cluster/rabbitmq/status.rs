@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::{epmd_names, LocalRabbitCluster, RabbitNode};
-use crate::cluster::rabbitmq_http::{MgmtClient, QueuePlacement};
+use crate::cluster::rabbitmq::http::{MgmtClient, QueuePlacement};
 use crate::cluster::{ClusterError, Progress};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -26,7 +26,10 @@ impl LocalRabbitCluster {
     pub async fn status(&self) -> Result<RabbitStatus, ClusterError> {
         let mut errors = Vec::new();
         for n in self.nodes.iter().filter(|n| n.is_running()) {
-            let client = MgmtClient::new(&format!("127.0.0.1:{}", n.http_port));
+            let client = MgmtClient::new(
+                &format!("127.0.0.1:{}", n.http_port),
+                &self.cfg.credentials(),
+            );
             let running = match client.running_nodes().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -244,8 +247,10 @@ impl LocalRabbitCluster {
             let live: Vec<&RabbitNode> = self.nodes.iter().filter(|n| n.is_running()).collect();
             let mut all_ok = !live.is_empty();
             last_view = Vec::new();
+            let credentials = self.cfg.credentials();
+            let credentials = &credentials;
             let views = futures::future::join_all(live.iter().map(|n| async move {
-                let client = MgmtClient::new(&format!("127.0.0.1:{}", n.http_port));
+                let client = MgmtClient::new(&format!("127.0.0.1:{}", n.http_port), credentials);
                 (n, client.running_nodes().await)
             }))
             .await;

@@ -1,13 +1,9 @@
-//! A small client for RabbitMQ's management HTTP API (GET/PUT/DELETE with basic auth, JSON).
-//!
-//! It speaks HTTP/1.0 with `Connection: close`, so responses are never chunked and end at EOF:
-//! enough for the handful of calls brokerbench makes, without an HTTP stack in the build.
+//! A client for RabbitMQ's management HTTP API (GET/PUT/DELETE with basic auth, JSON) on
+//! reqwest, asking as the cluster's user (`Credentials`, from its AMQP URIs).
 
 use std::time::Duration;
 
-use base64::Engine;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -46,11 +42,31 @@ pub struct QueuePlacement {
     pub queue_type: String,
 }
 
+/// Who the management API is asked as: the user of the cluster's AMQP URIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl Credentials {
+    /// The user and password of an AMQP URI (the URI's defaults when it names none).
+    pub fn of_amqp_uri(uri: &str) -> Result<Credentials, String> {
+        let parsed: lapin::uri::AMQPUri = uri.parse()?;
+        let info = parsed.authority.userinfo;
+        Ok(Credentials {
+            user: info.username,
+            password: info.password,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct MgmtClient {
     /// `host:port`
     addr: String,
-    auth: String,
+    credentials: Credentials,
+    http: reqwest::Client,
     timeout: Duration,
 }
 
@@ -68,17 +84,19 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 impl MgmtClient {
-    /// A client for `host:port` as guest/guest (allowed from loopback).
-    pub fn new(addr: &str) -> Self {
-        Self::with_credentials(addr, "guest", "guest")
-    }
-
-    pub fn with_credentials(addr: &str, user: &str, password: &str) -> Self {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    /// A client for the management API at `host:port`, asking as `credentials`.
+    pub fn new(addr: &str, credentials: &Credentials) -> Self {
+        let timeout = Duration::from_secs(10);
         MgmtClient {
             addr: addr.to_string(),
-            auth,
-            timeout: Duration::from_secs(10),
+            credentials: credentials.clone(),
+            // One connection pool per client; a client that cannot be configured falls back to
+            // reqwest's defaults (the timeout is also applied per request).
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
+            timeout,
         }
     }
 
@@ -97,54 +115,33 @@ impl MgmtClient {
             addr: self.addr.clone(),
             message,
         };
-        let body_text = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut req = format!(
-            "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {}\r\nAccept: application/json\r\nConnection: close\r\n",
-            self.addr, self.auth
-        );
-        if body.is_some() {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body_text.len()
-            ));
+        let method_value = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| io(format!("{method}: {e}")))?;
+        let mut req = self
+            .http
+            .request(method_value, format!("http://{}{path}", self.addr))
+            .basic_auth(&self.credentials.user, Some(&self.credentials.password))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.timeout);
+        if let Some(b) = body {
+            req = req.json(b);
         }
-        req.push_str("\r\n");
-        req.push_str(&body_text);
-        let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect(&self.addr)
-                .await
-                .map_err(|e| io(format!("connect: {e}")))?;
-            stream
-                .write_all(req.as_bytes())
-                .await
-                .map_err(|e| io(format!("write: {e}")))?;
-            let mut buf = Vec::new();
-            stream
-                .read_to_end(&mut buf)
-                .await
-                .map_err(|e| io(format!("read: {e}")))?;
-            Ok::<Vec<u8>, HttpError>(buf)
-        };
-        let buf = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| {
+        let response = req.send().await.map_err(|e| {
+            if e.is_timeout() {
                 io(format!(
                     "{method} {path}: no answer within {:?}",
                     self.timeout
                 ))
-            })??;
-        let text = String::from_utf8_lossy(&buf);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| HttpError::Parse {
-                addr: self.addr.clone(),
-                path: path.to_string(),
-                message: format!("no status line in {head:?}"),
-            })?;
-        Ok((status, body.to_string()))
+            } else {
+                io(format!("{method} {path}: {e}"))
+            }
+        })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| io(format!("{method} {path}: reading the answer: {e}")))?;
+        Ok((status, text))
     }
 
     async fn expect_ok(
@@ -308,6 +305,16 @@ pub fn placement_from_json(q: &serde_json::Value) -> QueuePlacement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_come_from_the_amqp_uri() {
+        let c = Credentials::of_amqp_uri("amqp://bench:s3cret@127.0.0.1:5672/%2f").expect("uri");
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("bench", "s3cret"));
+        // Without user info, the AMQP URI defaults (guest/guest).
+        let c = Credentials::of_amqp_uri("amqp://127.0.0.1:5672").expect("uri");
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("guest", "guest"));
+        assert!(Credentials::of_amqp_uri("http://x").is_err());
+    }
 
     #[test]
     fn encodes_default_vhost() {
