@@ -445,6 +445,26 @@ mod tests {
     use crate::metrics::activity::Activity;
     use crate::metrics::ledger::Ledger;
 
+    /// One destination on `backend`, and a load context over it on the monotonic clock:
+    /// (context, destination, now).
+    async fn context(
+        backend: &Arc<MemoryBackend>,
+        ledger: Arc<Ledger>,
+    ) -> (Arc<LoadContext>, crate::backend::Destination, u64) {
+        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
+        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
+        let start = clock.now_ns();
+        let ctx = Arc::new(LoadContext {
+            run_id: 1,
+            backend: backend.clone(),
+            ledger,
+            clock,
+            message_size: 64,
+            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
+        });
+        (ctx, dest, start)
+    }
+
     /// One no-confirm producer sends 200 messages within 100 ms to a backend that queues each
     /// message 300 ms after it was sent, unless the producer has closed by then. Returns the
     /// backend once every message was queued or discarded.
@@ -454,17 +474,7 @@ mod tests {
             enqueue_delay: Some(Duration::from_millis(300)),
             ..MemoryFaults::default()
         }));
-        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
-        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-        let start = clock.now_ns();
-        let ctx = Arc::new(LoadContext {
-            run_id: 1,
-            backend: backend.clone(),
-            ledger: Arc::new(Ledger::new(1, false)),
-            clock: clock.clone(),
-            message_size: 64,
-            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
-        });
+        let (ctx, dest, start) = context(&backend, Arc::new(Ledger::new(1, false))).await;
         let live = Arc::new(AtomicUsize::new(1));
         let plan = ProducerPlan {
             id: 0,
@@ -512,18 +522,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_producer_ends_as_soon_as_its_last_confirm_is_in() {
         let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
-        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
-        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-        let start = clock.now_ns();
         let ledger = Arc::new(Ledger::new(1, true));
-        let ctx = Arc::new(LoadContext {
-            run_id: 1,
-            backend: backend.clone(),
-            ledger: ledger.clone(),
-            clock: clock.clone(),
-            message_size: 64,
-            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
-        });
+        let (ctx, dest, start) = context(&backend, ledger.clone()).await;
         let live = Arc::new(AtomicUsize::new(1));
         // A budget of one batch: the producer hands it over and its confirms are in before it
         // decides how long to wait.
@@ -562,18 +562,8 @@ mod tests {
             capacity: Some(10),
             ..MemoryFaults::default()
         }));
-        let dest = backend.setup("t", 1).await.expect("setup")[0].clone();
-        let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
-        let start = clock.now_ns();
         let ledger = Arc::new(Ledger::new(1, true));
-        let ctx = Arc::new(LoadContext {
-            run_id: 1,
-            backend: backend.clone(),
-            ledger: ledger.clone(),
-            clock,
-            message_size: 64,
-            activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
-        });
+        let (ctx, dest, start) = context(&backend, ledger.clone()).await;
         let plan = ProducerPlan {
             id: 0,
             dest,
