@@ -29,6 +29,14 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Sleep until the harness clock reads `target_ns` (returns at once if it already does).
+pub async fn sleep_until_ns(clock: &dyn Clock, target_ns: u64) {
+    let now = clock.now_ns();
+    if target_ns > now {
+        tokio::time::sleep(std::time::Duration::from_nanos(target_ns - now)).await;
+    }
+}
+
 /// A random 64-bit id (std's RandomState is seeded from the OS): run ids, random picks.
 pub fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};

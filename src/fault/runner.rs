@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::control::{NodeControl, Resumed};
 use crate::backend::{Backend, Destination, DestinationPlacement, Topology};
+use crate::clock::sleep_until_ns;
 use crate::clock::Clock;
 use crate::load::consumer::{Abandoned, KillSwitch};
-use crate::load::sleep_until_ns;
 use crate::metrics::ledger::Ledger;
 use crate::scenario::{FaultAction, FaultSpec, Target};
 

@@ -25,14 +25,6 @@ pub struct LoadContext {
     pub activity: Arc<Activity>,
 }
 
-/// Sleep until the harness clock reads `target_ns` (returns at once if it already does).
-pub async fn sleep_until_ns(clock: &dyn Clock, target_ns: u64) {
-    let now = clock.now_ns();
-    if target_ns > now {
-        tokio::time::sleep(Duration::from_nanos(target_ns - now)).await;
-    }
-}
-
 /// Exponential backoff for reopening producers and consumers after a broker fault.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use super::cpu::{CpuRow, CpuSampler};
 use super::replica_lag::{per_node, LagRow};
 use crate::backend::{Backend, Destination};
+use crate::clock::sleep_until_ns;
 use crate::clock::Clock;
-use crate::load::sleep_until_ns;
 
 /// How long one round of replica lag questions may take before it is given up.
 const LAG_ROUND_TIMEOUT: Duration = Duration::from_secs(2);

@@ -15,13 +15,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::{Backend, Destination};
+use crate::clock::sleep_until_ns;
 use crate::clock::{Clock, MonotonicClock};
 use crate::cluster::process::OwnedProcess;
 use crate::fault::{FaultRunner, NodeControl};
 use crate::load::consumer::{run_consumer, ConsumerPlan, KillSwitch};
 use crate::load::producer::{run_producer, ProducerPlan};
 use crate::load::rate::Schedule;
-use crate::load::{sleep_until_ns, LoadContext};
+use crate::load::LoadContext;
 use crate::metrics::activity::Activity;
 use crate::metrics::aggregator::Aggregator;
 use crate::metrics::cpu::CpuSampler;
