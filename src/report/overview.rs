@@ -63,6 +63,10 @@ pub fn combine(per_run: &[RunVerdicts]) -> Vec<Combined> {
                 .map(|o| {
                     if o.iter().all(|x| *x == o[0]) {
                         o[0]
+                    } else if o.iter().all(Outcome::is_inconclusive) {
+                        // Undecided every time, for different reasons (one run host-bound,
+                        // another not comparable): no run decided otherwise.
+                        Outcome::Inconclusive
                     } else {
                         Outcome::RunsDisagree
                     }
@@ -357,6 +361,18 @@ mod tests {
             again("20261201T090000Z-scaling", [NotMeasured, Supported]),
         ]);
         assert_eq!(c[1].outcome, Supported);
+        // Two runs that both could not decide, for different reasons, do not disagree.
+        let c = combine(&[
+            again("20261201T080000Z-scaling", [NotMeasured, HostBound]),
+            again("20261201T090000Z-scaling", [NotMeasured, NotComparable]),
+        ]);
+        assert_eq!(c[1].outcome, Inconclusive);
+        // A run that decided beside one that could not does.
+        let c = combine(&[
+            again("20261201T080000Z-scaling", [NotMeasured, Supported]),
+            again("20261201T090000Z-scaling", [NotMeasured, HostBound]),
+        ]);
+        assert_eq!(c[1].outcome, RunsDisagree);
     }
 
     #[test]
