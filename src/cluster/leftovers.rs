@@ -28,6 +28,10 @@ const STATE_FILE: &str = "cluster.json";
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How long a freed port may take to become free.
 const PORT_WAIT: Duration = Duration::from_secs(5);
+/// How long a port held by anyone else may take to be released before it is an error: a
+/// process that was just killed (by this run's watchdog, or a test) may still hold it for a
+/// moment, and its sockets may then be out of sight (`PortHolder::Unseen`).
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// The harness process of a run that started a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +183,16 @@ pub async fn free_port(port: u16, what: String, fix: String) -> Result<(), Clust
             holder = blocking(move || holder_of(port), PortHolder::Unseen).await;
         }
     }
+    if !matches!(holder, PortHolder::Ours { .. }) {
+        let start = Instant::now();
+        while port_in_use(port) && start.elapsed() < RELEASE_WAIT {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !port_in_use(port) {
+            return Ok(());
+        }
+        holder = blocking(move || holder_of(port), PortHolder::Unseen).await;
+    }
     let fix = match &holder {
         PortHolder::Ours { cluster, .. } if cluster.owner.is_none() => format!(
             "`brokerbench cluster down {} --dir {}` stops it; or {fix}",
@@ -255,5 +269,24 @@ mod tests {
             other => panic!("expected PortInUse, got {other:?}"),
         }
         drop(listener);
+    }
+
+    /// A port released within a moment (a process that was just killed) is waited for.
+    #[tokio::test]
+    async fn a_port_released_within_a_moment_is_waited_for() {
+        let (listener, port) = (22_500u16..23_000)
+            .find_map(|p| {
+                std::net::TcpListener::bind(("127.0.0.1", p))
+                    .ok()
+                    .map(|l| (l, p))
+            })
+            .expect("a free port in 22500-22999");
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(listener);
+        });
+        let freed = free_port(port, "a test".into(), "choose another".into()).await;
+        assert!(freed.is_ok(), "{freed:?}");
+        holder.join().expect("holder thread");
     }
 }
