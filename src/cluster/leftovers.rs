@@ -245,15 +245,21 @@ mod tests {
         assert_eq!(known_cluster(&cluster_dir), None);
     }
 
-    #[tokio::test]
-    async fn a_foreign_listener_is_an_error_naming_it() {
-        let (listener, port) = (22_000u16..22_500)
+    /// A listener on the first free port of `ports`.
+    fn listen_in(ports: std::ops::Range<u16>) -> (std::net::TcpListener, u16) {
+        ports
+            .clone()
             .find_map(|p| {
                 std::net::TcpListener::bind(("127.0.0.1", p))
                     .ok()
                     .map(|l| (l, p))
             })
-            .expect("a free port in 22000-22499");
+            .unwrap_or_else(|| panic!("no free port in {ports:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_foreign_listener_is_an_error_naming_it() {
+        let (listener, port) = listen_in(22_000..22_500);
         let err = free_port(port, "a test".into(), "choose another".into()).await;
         match err {
             Err(ClusterError::PortInUse {
@@ -274,13 +280,7 @@ mod tests {
     /// A port released within a moment (a process that was just killed) is waited for.
     #[tokio::test]
     async fn a_port_released_within_a_moment_is_waited_for() {
-        let (listener, port) = (22_500u16..23_000)
-            .find_map(|p| {
-                std::net::TcpListener::bind(("127.0.0.1", p))
-                    .ok()
-                    .map(|l| (l, p))
-            })
-            .expect("a free port in 22500-22999");
+        let (listener, port) = listen_in(22_500..23_000);
         let holder = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             drop(listener);
