@@ -28,7 +28,7 @@ impl BackendSpec {
     /// The one place an entry becomes its type's behaviour.
     pub fn backend_type(&self) -> Box<dyn BackendType + '_> {
         match self {
-            BackendSpec::RedisStreams(s) => Box::new(s.clone()),
+            BackendSpec::RedisStreams(s) => Box::new(s),
             BackendSpec::RabbitmqQuorum(s) => Box::new(RabbitType {
                 kind: QueueKind::Quorum,
                 settings: s,
@@ -88,10 +88,6 @@ impl BackendSpec {
     /// The kind of cluster this backend runs on.
     pub fn cluster_kind(&self) -> ClusterKind {
         self.backend_type().cluster_kind()
-    }
-
-    pub fn is_redis(&self) -> bool {
-        self.cluster_kind() == ClusterKind::Redis
     }
 
     /// The cluster this backend runs on (`[clusters.<name>]`); always set once the scenario is

@@ -173,22 +173,14 @@ pub async fn free_port(port: u16, what: String, fix: String) -> Result<(), Clust
             );
             let c = cluster.clone();
             blocking(move || kill_cluster(&c, holding), Vec::new()).await;
-            let start = Instant::now();
-            while port_in_use(port) && start.elapsed() < PORT_WAIT {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if !port_in_use(port) {
+            if released_within(port, PORT_WAIT).await {
                 return Ok(());
             }
             holder = blocking(move || holder_of(port), PortHolder::Unseen).await;
         }
     }
     if !matches!(holder, PortHolder::Ours { .. }) {
-        let start = Instant::now();
-        while port_in_use(port) && start.elapsed() < RELEASE_WAIT {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if !port_in_use(port) {
+        if released_within(port, RELEASE_WAIT).await {
             return Ok(());
         }
         holder = blocking(move || holder_of(port), PortHolder::Unseen).await;
@@ -208,6 +200,15 @@ pub async fn free_port(port: u16, what: String, fix: String) -> Result<(), Clust
         holder: holder.describe(),
         fix,
     })
+}
+
+/// Poll until 127.0.0.1:`port` can be listened on, for at most `limit`; whether it can.
+async fn released_within(port: u16, limit: Duration) -> bool {
+    let start = Instant::now();
+    while port_in_use(port) && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    !port_in_use(port)
 }
 
 /// Run `f` on a blocking thread (it scans /proc or waits for processes to die).

@@ -152,7 +152,7 @@ pub fn redis_guarantee(cluster: &RedisClusterSection, s: &RedisSettings) -> Guar
 }
 
 #[async_trait::async_trait]
-impl BackendType for RedisSettings {
+impl BackendType for &RedisSettings {
     fn name(&self) -> &'static str {
         "redis-streams"
     }
@@ -192,7 +192,7 @@ impl BackendType for RedisSettings {
         endpoints: &crate::backend::Endpoints,
     ) -> Result<std::sync::Arc<dyn crate::backend::Backend>, crate::backend::BackendError> {
         Ok(std::sync::Arc::new(
-            super::RedisStreams::connect(self, &endpoints.redis).await?,
+            super::RedisStreams::connect(*self, &endpoints.redis).await?,
         ))
     }
 }
