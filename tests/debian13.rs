@@ -10,11 +10,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use brokerbench::cluster::broker_root::{known_root_dir, READY_MARKER};
-use brokerbench::scenario::KnownRoot;
 use common::*;
 
 /// One test at a time: they share the ports, and two clusters of each at once are too much for
@@ -40,45 +37,6 @@ dist_base_port = 25780
 epmd_port = 4410
 broker_root = "debian13"
 "#;
-
-/// The Debian 13 root, built once per test binary if it is not there (`tools/broker-root.sh`
-/// makes concurrent builds wait for each other). Panics with the builder's output if it fails.
-fn debian13_root() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let dir = known_root_dir(KnownRoot::Debian13);
-        if dir.join(READY_MARKER).is_file() {
-            return Ok(dir);
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/broker-root.sh");
-        eprintln!(
-            "building the Debian 13 broker root with {}",
-            script.display()
-        );
-        let t0 = Instant::now();
-        let out = std::process::Command::new(&script)
-            .args(["build", "debian13"])
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("{text}(took {:.0} s)", t0.elapsed().as_secs_f64());
-        if !out.status.success() || !dir.join(READY_MARKER).is_file() {
-            return Err(format!(
-                "the Debian 13 broker root could not be built ({}): {text}",
-                out.status
-            ));
-        }
-        Ok(dir)
-    });
-    match built {
-        Ok(dir) => std::fs::canonicalize(dir).expect("root folder"),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Every mount, in any mount namespace a live process is in, whose line mentions `needle`
 /// ("pid: line").

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod rabbitmq;
+pub mod rabbitmq_stream_native;
 pub mod redis;
 pub mod registry;
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rabbitmq::settings::{RabbitSettings, RabbitType};
 use super::rabbitmq::QueueKind;
+use super::rabbitmq_stream_native::NativeStreamSettings;
 use super::redis::settings::RedisSettings;
 use super::{Backend, BackendError, Endpoints};
 use crate::cluster::version::BrokerVersion;
@@ -22,6 +23,7 @@ pub enum BackendSpec {
     RabbitmqQuorum(RabbitSettings),
     RabbitmqStream(RabbitSettings),
     RabbitmqMirrored(RabbitSettings),
+    RabbitmqStreamNative(NativeStreamSettings),
 }
 
 impl BackendSpec {
@@ -41,6 +43,7 @@ impl BackendSpec {
                 kind: QueueKind::Mirrored,
                 settings: s,
             }),
+            BackendSpec::RabbitmqStreamNative(s) => Box::new(s),
         }
     }
 
@@ -51,6 +54,7 @@ impl BackendSpec {
             BackendSpec::RabbitmqQuorum(s)
             | BackendSpec::RabbitmqStream(s)
             | BackendSpec::RabbitmqMirrored(s) => s.cluster = Some(name),
+            BackendSpec::RabbitmqStreamNative(s) => s.cluster = Some(name),
         }
     }
 
@@ -98,6 +102,7 @@ impl BackendSpec {
             BackendSpec::RabbitmqQuorum(s)
             | BackendSpec::RabbitmqStream(s)
             | BackendSpec::RabbitmqMirrored(s) => s.cluster.as_deref(),
+            BackendSpec::RabbitmqStreamNative(s) => s.cluster.as_deref(),
         }
     }
 
@@ -114,6 +119,7 @@ pub const BACKEND_TYPES: &[&str] = &[
     "rabbitmq-quorum",
     "rabbitmq-stream",
     "rabbitmq-mirrored",
+    "rabbitmq-stream-native",
 ];
 
 /// The broker a backend type belongs to, for the claims that compare brokers.

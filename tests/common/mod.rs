@@ -184,3 +184,46 @@ pub fn start_run(results: &Path, scenario: &Path, extra: &[&str]) -> ChildGuard 
         .expect("start brokerbench");
     ChildGuard(child)
 }
+
+/// The Debian 13 root, built once per test binary if it is not there (`tools/broker-root.sh`
+/// makes concurrent builds wait for each other). Panics with the builder's output if it fails.
+pub fn debian13_root() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let dir = brokerbench::cluster::broker_root::known_root_dir(
+            brokerbench::scenario::KnownRoot::Debian13,
+        );
+        if dir.join(brokerbench::cluster::broker_root::READY_MARKER).is_file() {
+            return Ok(dir);
+        }
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/broker-root.sh");
+        eprintln!(
+            "building the Debian 13 broker root with {}",
+            script.display()
+        );
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(&script)
+            .args(["build", "debian13"])
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{text}(took {:.0} s)", t0.elapsed().as_secs_f64());
+        if !out.status.success() || !dir.join(brokerbench::cluster::broker_root::READY_MARKER).is_file() {
+            return Err(format!(
+                "the Debian 13 broker root could not be built ({}): {text}",
+                out.status
+            ));
+        }
+        Ok(dir)
+    });
+    match built {
+        Ok(dir) => std::fs::canonicalize(dir).expect("root folder"),
+        Err(e) => panic!("{e}"),
+    }
+}
+

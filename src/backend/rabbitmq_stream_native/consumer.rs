@@ -1,0 +1,252 @@
+//! A consumer over the stream protocol with server-side offset tracking.
+//!
+//! All consumers of one destination share one consumer name and subscribe as a single active
+//! consumer group: one reads, the others wait. Whoever becomes active (at its first open, after
+//! a reconnect, or when the active one dies) starts after the offset last stored on the broker
+//! under that name (the first offset if none is stored). The consumer stores its offset after
+//! every `store_offset_every` acknowledged messages, so at most that many come again after a
+//! crash: redelivery, not loss. A super stream has one client consumer per partition, read in
+//! turn.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
+use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
+use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
+
+use super::leaders::LeaderWatch;
+use crate::backend::{AckToken, Consumer, Delivery, OpError};
+
+/// How long `poll` waits for a first delivery.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// The most deliveries one `poll` returns.
+const POLL_MAX: usize = 2000;
+/// How long storing an offset or closing may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a consumer checks that its streams' leaders have not moved.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+/// A delivery's ack token: partition index in the top byte, offset below.
+const OFFSET_BITS: u32 = 56;
+
+/// The ack token of a delivery at `offset` of partition `part`.
+pub(super) fn token(part: usize, offset: u64) -> AckToken {
+    AckToken::Tag(((part as u64) << OFFSET_BITS) | (offset & ((1 << OFFSET_BITS) - 1)))
+}
+
+/// (partition, offset) of a token made by `token`.
+pub(super) fn untoken(t: &AckToken) -> Option<(usize, u64)> {
+    match t {
+        AckToken::Tag(v) => Some(((v >> OFFSET_BITS) as usize, v & ((1 << OFFSET_BITS) - 1))),
+        _ => None,
+    }
+}
+
+/// Where a consumer that becomes active starts: after the offset stored under its name, or at
+/// the first offset when none is stored. The offset chosen is also written to `start`, below
+/// which deliveries are dropped (the broker delivers whole chunks, which may begin earlier).
+pub(super) async fn resume_point(ctx: MessageContext, start: Arc<AtomicU64>) -> OffsetSpecification {
+    let client = ctx.client();
+    let (name, stream) = (ctx.name(), ctx.stream());
+    let mut tries = 0;
+    let from = loop {
+        match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream)).await
+        {
+            Ok(Ok(stored)) => break stored + 1,
+            Ok(Err(ClientError::RequestError(ResponseCode::OffsetNotFound))) => break 0,
+            // Unknown: reading from the start again only makes duplicates, never a gap.
+            _ if tries >= 3 => break 0,
+            _ => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    start.store(from, Ordering::SeqCst);
+    if from == 0 {
+        OffsetSpecification::First
+    } else {
+        OffsetSpecification::Offset(from)
+    }
+}
+
+/// One partition's client consumer and its offsets.
+pub(super) struct Partition {
+    pub stream: String,
+    pub consumer: ClientConsumer,
+    /// The stream's leader when the consumer subscribed (`leaders.rs`).
+    pub leader: String,
+    /// Deliveries below this offset are dropped (set when the consumer becomes active).
+    pub start: Arc<AtomicU64>,
+    /// The highest offset acknowledged, and how many acks since the last store.
+    pub acked: Option<u64>,
+    pub since_store: u64,
+}
+
+pub(super) struct NativeConsumer {
+    pub parts: Vec<Partition>,
+    pub store_every: u64,
+    /// The partition polled first next time (fairness).
+    pub next_first: usize,
+    pub leaders: Arc<LeaderWatch>,
+    /// When the leaders were last checked.
+    pub checked: Instant,
+}
+
+fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
+    OpError::Connection(format!("consumer of stream {stream}: {e}"))
+}
+
+impl NativeConsumer {
+    /// Err when a partition's leader moved since the consumer subscribed: the broker has
+    /// cancelled the subscription (see `leaders.rs`), the harness must reopen it.
+    async fn check_leaders(&mut self) -> Result<(), OpError> {
+        if self.checked.elapsed() < LEADER_CHECK {
+            return Ok(());
+        }
+        self.checked = Instant::now();
+        for part in &self.parts {
+            let now = match self.leaders.leader(&part.stream).await {
+                Ok(l) => l,
+                // The check itself failed: the consumer goes on.
+                Err(_) => continue,
+            };
+            if now.as_deref() != Some(part.leader.as_str()) {
+                return Err(OpError::Connection(format!(
+                    "the leader of stream {} moved from {} to {}: the broker cancelled this \
+                     subscription (metadata update)",
+                    part.stream,
+                    part.leader,
+                    now.as_deref().unwrap_or("none yet")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next delivery of any partition, if one is ready: (partition, what came).
+    fn poll_any(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<(usize, Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>)>
+    {
+        let n = self.parts.len();
+        for k in 0..n {
+            let idx = (self.next_first + k) % n;
+            if let Poll::Ready(item) = self.parts[idx].consumer.poll_next_unpin(cx) {
+                self.next_first = (idx + 1) % n;
+                return Poll::Ready((idx, item));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Take one delivery: Ok(true) when it was handed out.
+    fn take(
+        &mut self,
+        (idx, item): (
+            usize,
+            Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>,
+        ),
+        out: &mut Vec<Delivery>,
+    ) -> Result<(), OpError> {
+        let part = &self.parts[idx];
+        match item {
+            None => Err(OpError::Connection(format!(
+                "consumer of stream {}: its connection closed",
+                part.stream
+            ))),
+            Some(Err(e)) => Err(delivery_error(&part.stream, e)),
+            Some(Ok(d)) => {
+                if d.offset() >= part.start.load(Ordering::Relaxed) {
+                    out.push(Delivery {
+                        payload: Bytes::copy_from_slice(d.message().data().unwrap_or_default()),
+                        redelivered: false,
+                        token: token(idx, d.offset()),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for NativeConsumer {
+    async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
+        self.check_leaders().await?;
+        let first = tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx)))
+            .await;
+        let Ok(first) = first else {
+            return Ok(());
+        };
+        self.take(first, out)?;
+        while out.len() < POLL_MAX {
+            match futures::future::poll_fn(|cx| self.poll_any(cx)).now_or_never() {
+                // A closed connection ends this poll; the next one reports it.
+                Some((_, None | Some(Err(_)))) if !out.is_empty() => break,
+                Some(item) => self.take(item, out)?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError> {
+        for (idx, offset) in tokens.iter().filter_map(untoken) {
+            if let Some(part) = self.parts.get_mut(idx) {
+                part.acked = Some(part.acked.map_or(offset, |a| a.max(offset)));
+                part.since_store += 1;
+            }
+        }
+        for part in &mut self.parts {
+            let Some(offset) = part.acked.filter(|_| part.since_store >= self.store_every) else {
+                continue;
+            };
+            part.since_store = 0;
+            match tokio::time::timeout(CALL_TIMEOUT, part.consumer.store_offset(offset)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(OpError::Connection(format!(
+                        "store offset {offset} of stream {}: {e}",
+                        part.stream
+                    )))
+                }
+                Err(_) => {
+                    return Err(OpError::Timeout(format!(
+                        "store offset {offset} of stream {}: no answer within {CALL_TIMEOUT:?}",
+                        part.stream
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Unsubscribe and close, without storing what was acknowledged since the last store (as a
+    /// crash would): the next active consumer starts after the stored offset.
+    async fn close(self: Box<Self>) {
+        for part in self.parts {
+            let handle = part.consumer.handle();
+            let _ = tokio::time::timeout(CALL_TIMEOUT, handle.close()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_carry_partition_and_offset() {
+        for (part, offset) in [(0, 0), (3, 123_456_789), (31, (1 << 56) - 1)] {
+            assert_eq!(untoken(&token(part, offset)), Some((part, offset)));
+        }
+        assert_eq!(untoken(&AckToken::None), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The cluster as the native stream backend reaches it: each node's stream protocol port (from
+//! the management API's listeners), a client environment opened on a node (or the next ones in
+//! order), and management API calls tried on each node in turn (placement, version, running
+//! nodes).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lapin::uri::AMQPUri;
+use rabbitmq_stream_client::{ClientOptions, Environment};
+
+use crate::backend::RabbitEndpoint;
+use crate::cluster::rabbitmq::http::{HttpError, MgmtClient, QueuePlacement};
+
+/// How long opening a client environment (TCP, SASL, tune, open) may take on one node.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one management API call may take before the next node is asked.
+const MGMT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stream protocol heartbeat (seconds): a frozen node is noticed after about two of these.
+const HEARTBEAT_S: u32 = 5;
+
+/// One broker node.
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    /// Erlang node name, e.g. `rabbit1@localhost`.
+    pub name: String,
+    pub host: String,
+    /// Its stream protocol listener (None: the node lists none).
+    pub stream_port: Option<u16>,
+    pub mgmt: MgmtClient,
+}
+
+/// The nodes, the user and virtual host every client uses.
+#[derive(Debug)]
+pub(super) struct Nodes {
+    pub list: Vec<Node>,
+    user: String,
+    password: String,
+    pub vhost: String,
+    /// The node whose management API answered last (asked first next time).
+    mgmt_preferred: AtomicUsize,
+}
+
+impl Nodes {
+    /// The nodes of `endpoints` (user, password and virtual host from their AMQP URIs); stream
+    /// ports are unknown until `find_stream_ports`.
+    pub fn of_endpoints(endpoints: &[RabbitEndpoint]) -> Result<Nodes, String> {
+        let first = endpoints
+            .first()
+            .ok_or("no RabbitMQ endpoints were given (the cluster section lists no nodes)")?;
+        let uri: AMQPUri = first
+            .amqp_uri
+            .parse()
+            .map_err(|e: String| format!("the AMQP URI of {} is invalid: {e}", first.node))?;
+        let mut list = Vec::with_capacity(endpoints.len());
+        for ep in endpoints {
+            let u: AMQPUri = ep
+                .amqp_uri
+                .parse()
+                .map_err(|e: String| format!("the AMQP URI of {} is invalid: {e}", ep.node))?;
+            list.push(Node {
+                name: ep.node.clone(),
+                host: u.authority.host.clone(),
+                stream_port: None,
+                mgmt: MgmtClient::new(&ep.http, &ep.credentials()),
+            });
+        }
+        Ok(Nodes {
+            list,
+            user: uri.authority.userinfo.username,
+            password: uri.authority.userinfo.password,
+            vhost: uri.vhost,
+            mgmt_preferred: AtomicUsize::new(0),
+        })
+    }
+
+    /// Read each node's stream protocol port from the listeners the management API lists.
+    /// Err when no node has one (the `rabbitmq_stream` plugin is not enabled).
+    pub async fn find_stream_ports(&mut self) -> Result<(), String> {
+        let overview = self
+            .mgmt(|c| async move { c.get_json("/api/overview").await })
+            .await?;
+        let listeners = overview
+            .get("listeners")
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for node in &mut self.list {
+            node.stream_port = listeners.iter().find_map(|l| {
+                let field = |k: &str| l.get(k).and_then(|v| v.as_str());
+                (field("node") == Some(node.name.as_str()) && field("protocol") == Some("stream"))
+                    .then(|| l.get("port").and_then(|p| p.as_u64()))
+                    .flatten()
+                    .and_then(|p| u16::try_from(p).ok())
+            });
+        }
+        if self.list.iter().all(|n| n.stream_port.is_none()) {
+            return Err(format!(
+                "no node lists a stream protocol listener ({} listeners); enable the \
+                 rabbitmq_stream plugin (local clusters have it)",
+                listeners.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client environment opened on node `preferred`, or on the next nodes in order if it
+    /// refuses: (the node used, the environment). Producers and consumers opened from it find
+    /// their stream's leader (or a replica) themselves, from the stream's metadata.
+    pub async fn environment(&self, preferred: usize) -> Result<(usize, Environment), String> {
+        let n = self.list.len();
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let idx = (preferred + k) % n;
+            let node = &self.list[idx];
+            let Some(port) = node.stream_port else {
+                continue;
+            };
+            let build = Environment::builder()
+                .host(&node.host)
+                .port(port)
+                .username(&self.user)
+                .password(&self.password)
+                .virtual_host(&self.vhost)
+                .heartbeat(HEARTBEAT_S)
+                .client_provided_name("brokerbench")
+                .build();
+            match tokio::time::timeout(CONNECT_TIMEOUT, build).await {
+                Ok(Ok(env)) => return Ok((idx, env)),
+                Ok(Err(e)) => errors.push(format!("{} ({}:{port}): {e}", node.name, node.host)),
+                Err(_) => errors.push(format!(
+                    "{} ({}:{port}): no answer within {CONNECT_TIMEOUT:?}",
+                    node.name, node.host
+                )),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Client options for each node with a stream listener, in node order.
+    pub fn client_options(&self) -> Vec<ClientOptions> {
+        self.list
+            .iter()
+            .filter_map(|n| {
+                Some(
+                    ClientOptions::builder()
+                        .host(&n.host)
+                        .port(n.stream_port?)
+                        .user(&self.user)
+                        .password(&self.password)
+                        .v_host(&self.vhost)
+                        .heartbeat(HEARTBEAT_S)
+                        .client_provided_name("brokerbench-leaders".into())
+                        .build(),
+                )
+            })
+            .collect()
+    }
+
+    /// Run one management API call on the preferred node, then the others in order, each within
+    /// `MGMT_TIMEOUT`. Returns the first success, or every node's error.
+    pub async fn mgmt<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        F: Fn(MgmtClient) -> Fut,
+        Fut: Future<Output = Result<T, HttpError>>,
+    {
+        let n = self.list.len();
+        let first = self.mgmt_preferred.load(Ordering::Relaxed) % n.max(1);
+        let mut errors = Vec::new();
+        for k in 0..n {
+            let idx = (first + k) % n;
+            let client = self.list[idx].mgmt.clone();
+            match tokio::time::timeout(MGMT_TIMEOUT, call(client)).await {
+                Ok(Ok(v)) => {
+                    self.mgmt_preferred.store(idx, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                // A refusal (e.g. 404): another node would say the same.
+                Ok(Err(e @ HttpError::Status { status: 400..=499, .. })) => {
+                    return Err(e.to_string())
+                }
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push(format!(
+                    "management API of {}: no answer within {MGMT_TIMEOUT:?}",
+                    self.list[idx].name
+                )),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    /// Leader and members of stream `name`.
+    pub async fn placement(&self, name: &str) -> Result<QueuePlacement, String> {
+        let vhost = self.vhost.clone();
+        let name = name.to_string();
+        self.mgmt(move |c| {
+            let (vhost, name) = (vhost.clone(), name.clone());
+            async move { c.queue_placement(&vhost, &name).await }
+        })
+        .await
+    }
+
+    /// `host:port` of a node's stream listener, for the topology.
+    pub fn address(&self, idx: usize) -> String {
+        let n = &self.list[idx];
+        match n.stream_port {
+            Some(p) => format!("{}:{p}", n.host),
+            None => format!("{} (no stream listener)", n.host),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The settings of a `rabbitmq-stream-native` entry, their checks, and what a confirm
+//! guarantees.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::registry::{BackendType, Family, FieldError};
+use crate::backend::{Backend, BackendError, Endpoints};
+use crate::cluster::version::BrokerVersion;
+use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
+
+/// The backend type's name in scenario files and results.
+pub const TYPE_NAME: &str = "rabbitmq-stream-native";
+
+/// The most partitions a super stream may have here (three nodes; more only adds connections).
+pub const MAX_PARTITIONS: usize = 32;
+
+fn yes() -> bool {
+    true
+}
+fn batch_size() -> usize {
+    100
+}
+fn store_offset_every() -> u64 {
+    1000
+}
+
+/// A RabbitMQ stream (or super stream) over the stream protocol (`rabbitmq-stream-client`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeStreamSettings {
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The `[clusters.<name>]` this backend runs on (default: the one RabbitMQ cluster).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// This backend's number of streams, instead of `workload.destinations`.
+    #[serde(default)]
+    pub destinations: Option<usize>,
+    /// This backend's target rate, instead of `workload.rate`.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Publisher confirms (by publishing id). Without them a message counts as published once
+    /// the client took it.
+    #[serde(default = "yes")]
+    pub confirms: bool,
+    /// The client's batch: at most this many messages per publish frame, and the depth of the
+    /// queue between `send` and the connection (the client's `batch_size`, 100 by default).
+    #[serde(default = "batch_size")]
+    pub batch_size: usize,
+    /// Store the consumer's offset on the broker after every this many acknowledged messages
+    /// (server-side offset tracking): a consumer that reopens, or takes over as the single
+    /// active consumer, goes on after the last stored offset, so at most this many messages
+    /// come again.
+    #[serde(default = "store_offset_every")]
+    pub store_offset_every: u64,
+    /// Each destination is a super stream of this many partition streams (leaders spread over
+    /// the nodes), instead of one stream.
+    #[serde(default)]
+    pub super_stream_partitions: Option<usize>,
+}
+
+impl NativeStreamSettings {
+    /// The partition streams of each destination (1: a plain stream).
+    pub fn partitions(&self) -> usize {
+        self.super_stream_partitions.unwrap_or(1)
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(FieldError::at(
+                "batch_size",
+                format!("{} is out of range; use 1 to 10000", self.batch_size),
+            ));
+        }
+        if self.store_offset_every == 0 {
+            return Err(FieldError::at(
+                "store_offset_every",
+                "0 would never store an offset; use 1 or more (1000 by default)",
+            ));
+        }
+        if let Some(n) = self.super_stream_partitions {
+            if n == 0 || n > MAX_PARTITIONS {
+                return Err(FieldError::at(
+                    "super_stream_partitions",
+                    format!(
+                        "{n} is out of range; use 2 to {MAX_PARTITIONS}, or leave it out for a \
+                         plain stream"
+                    ),
+                ));
+            }
+            if n == 1 {
+                return Err(FieldError::at(
+                    "super_stream_partitions",
+                    "a super stream of 1 partition is a plain stream with an exchange in front; \
+                     leave it out, or use 2 or more",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl BackendType for &NativeStreamSettings {
+    fn name(&self) -> &'static str {
+        TYPE_NAME
+    }
+    fn family(&self) -> Family {
+        Family::Rabbitmq
+    }
+    fn cluster_kind(&self) -> ClusterKind {
+        ClusterKind::Rabbitmq
+    }
+    fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+    fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+    fn destinations(&self) -> Option<usize> {
+        self.destinations
+    }
+    fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+    fn validate(&self, _workload: &Workload, _index: usize) -> Result<(), FieldError> {
+        // Several consumers per destination are one single-active-consumer group: one reads,
+        // the others take over from its stored offset.
+        self.check()
+    }
+    fn guarantee(&self, _cluster: Option<&ClusterSection>) -> Guarantee {
+        if self.confirms {
+            // A stream confirms once a majority of its members have written the chunk (no
+            // fsync), whatever the protocol.
+            Guarantee::MajorityWritten
+        } else {
+            Guarantee::None
+        }
+    }
+    fn supported_on(&self, version: &BrokerVersion) -> Result<(), String> {
+        if version.major > 3 || (version.major == 3 && version.minor >= 11) {
+            return Ok(());
+        }
+        Err(format!(
+            "RabbitMQ {version} is too old for {TYPE_NAME}: its client (rabbitmq-stream-client) \
+             needs RabbitMQ 3.11 or later; run it on a RabbitMQ 4.0 cluster (a cluster section \
+             with broker_root = \"debian13\", see docs/broker-roots.md), or use rabbitmq-stream \
+             (streams over AMQP 0-9-1) on {version}"
+        ))
+    }
+    async fn build(&self, endpoints: &Endpoints) -> Result<Arc<dyn Backend>, BackendError> {
+        Ok(Arc::new(
+            super::NativeStreamBackend::connect(self, &endpoints.rabbitmq).await?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendSpec;
+
+    fn parse(extra: &str) -> NativeStreamSettings {
+        let spec: BackendSpec =
+            toml::from_str(&format!("type = \"{TYPE_NAME}\"\n{extra}")).expect("parses");
+        match spec {
+            BackendSpec::RabbitmqStreamNative(s) => s,
+            other => panic!("wrong type: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_a_plain_stream_with_confirms() {
+        let s = parse("");
+        assert!(s.confirms);
+        assert_eq!((s.batch_size, s.store_offset_every, s.partitions()), (100, 1000, 1));
+        assert_eq!((&s).guarantee(None), Guarantee::MajorityWritten);
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn each_bad_setting_names_its_field_and_fix() {
+        for (extra, field, says) in [
+            ("batch_size = 0", "batch_size", "use 1 to 10000"),
+            ("store_offset_every = 0", "store_offset_every", "use 1 or more"),
+            ("super_stream_partitions = 1", "super_stream_partitions", "leave it out"),
+            ("super_stream_partitions = 99", "super_stream_partitions", "use 2 to 32"),
+        ] {
+            let e = parse(extra).check().expect_err(extra);
+            assert_eq!(e.field, field);
+            assert!(e.message.contains(says), "{extra}: {}", e.message);
+        }
+        assert!(toml::from_str::<BackendSpec>(&format!("type = \"{TYPE_NAME}\"\nprefetch = 5"))
+            .is_err());
+    }
+
+    #[test]
+    fn refuses_rabbitmq_before_3_11_and_says_what_to_use() {
+        let s = parse("");
+        let v = |t: &str| BrokerVersion::parse(t).expect("version");
+        let e = (&s).supported_on(&v("3.10.8")).expect_err("3.10");
+        assert!(e.contains("3.11 or later") && e.contains("debian13"), "{e}");
+        assert!((&s).supported_on(&v("3.11.0")).is_ok());
+        assert!((&s).supported_on(&v("4.0.5")).is_ok());
+    }
+}

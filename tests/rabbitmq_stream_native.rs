@@ -1,0 +1,218 @@
+//! `rabbitmq-stream-native` (the stream protocol, on rabbitmq-stream-client) against a real
+//! 3-node RabbitMQ 4.0 cluster from the Debian 13 root, in one scenario run (one cluster start):
+//! a fault-free stream, a super stream of 3 partitions spread over the nodes, a stream whose
+//! leader is killed and restarted, and a consumer killed while another waits as the single
+//! active consumer's standby, which takes over from the stored offset. And the backend is
+//! refused on the host's RabbitMQ 3.10 before anything starts.
+//! Ports: RabbitMQ AMQP 5810-5812, HTTP 15810-15812, stream 5813-5815, prometheus
+//! 15813-15815, distribution 25810-25819, epmd 4411.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+
+use common::*;
+
+const SCENARIO: &str = r#"
+name = "native-stream"
+[workload]
+message_size = 256
+destinations = 3
+producers_per_destination = 1
+consumers_per_destination = 2
+rate = 600
+warmup = "1s"
+duration = "12s"
+drain_timeout = "30s"
+op_timeout = "5s"
+
+[clusters.rabbitmq]
+amqp_base_port = 5810
+http_base_port = 15810
+stream_base_port = 5813
+prometheus_base_port = 15813
+dist_base_port = 25810
+epmd_port = 4411
+broker_root = "debian13"
+
+[[faults]]
+at = "3s"
+action = "kill"
+target = "leader-of:0"
+restart_after = "3s"
+backends = ["native-kill"]
+
+[[faults]]
+at = "4s"
+action = "kill-consumer"
+target = "consumer:0"
+backends = ["native-consumer"]
+
+[[backends]]
+type = "rabbitmq-stream-native"
+label = "native"
+store_offset_every = 100
+
+[[backends]]
+type = "rabbitmq-stream-native"
+label = "native-super"
+super_stream_partitions = 3
+destinations = 1
+
+[[backends]]
+type = "rabbitmq-stream-native"
+label = "native-kill"
+
+[[backends]]
+type = "rabbitmq-stream-native"
+label = "native-consumer"
+store_offset_every = 500
+"#;
+
+type Row = HashMap<String, String>;
+
+fn row<'a>(rows: &'a [Row], backend: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["backend"] == backend)
+        .unwrap_or_else(|| panic!("no row for {backend}: {rows:?}"))
+}
+
+/// Completed, the ledger adds up, and every confirmed message was received.
+fn check_accounted(s: &Row) {
+    assert_eq!(s["status"], "ok", "{s:?}");
+    assert_eq!(s["type"], "rabbitmq-stream-native");
+    assert_eq!(s["guarantee"], "majority-written (no fsync)", "{s:?}");
+    assert_eq!(s["ledger_consistent"], "true", "{}", s["ledger_problems"]);
+    assert!(num(s, "confirmed") > 1000.0, "{s:?}");
+    assert_eq!(num(s, "lost"), 0.0, "{s:?}");
+    assert_eq!(num(s, "undelivered"), 0.0, "{s:?}");
+    eprintln!(
+        "{}: sent {} confirmed {} received {} duplicates {} lost {} e2e p99 {} ms",
+        s["backend"],
+        s["sent"],
+        s["confirmed"],
+        s["received"],
+        s["duplicates"],
+        s["lost"],
+        s["e2e_p99_ms"]
+    );
+}
+
+fn topology(meta: &serde_json::Value, backend: &str) -> Vec<(String, String, usize)> {
+    let b = meta["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .find(|b| b["label"] == backend)
+        .unwrap_or_else(|| panic!("{backend} not in meta.json"));
+    b["topology"]["destinations"]
+        .as_array()
+        .expect("destinations")
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap_or_default().to_string(),
+                d["leader"].as_str().unwrap_or_default().to_string(),
+                d["replicas"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_streams_on_rabbitmq_4_account_for_every_message_under_faults() {
+    let _root = debian13_root();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(tmp.path(), "native-stream", SCENARIO);
+    let out = run_quietly(&scenario, &tmp.path().join("results")).await;
+    let summary = read_csv(&out.dir.join("summary.csv"));
+    let faults = read_csv(&out.dir.join("faults.csv"));
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.dir.join("meta.json")).expect("meta.json"),
+    )
+    .expect("meta.json parses");
+    let version = meta["brokers"][0]["version"].as_str().unwrap_or_default();
+    assert!(version.starts_with("4.0."), "{}", meta["brokers"]);
+
+    // Fault-free: sent == confirmed == received, nothing lost, no duplicates.
+    let s = row(&summary, "native");
+    check_accounted(s);
+    for col in ["confirmed", "received"] {
+        assert_eq!(num(s, col), num(s, "sent"), "{col}: {s:?}");
+    }
+    assert_eq!(num(s, "duplicates"), 0.0, "{s:?}");
+    assert_eq!(s["drained"], "true", "{s:?}");
+
+    // The super stream: every message once, over 3 partitions led by 3 different nodes.
+    let s = row(&summary, "native-super");
+    check_accounted(s);
+    assert_eq!(num(s, "received"), num(s, "sent"), "{s:?}");
+    let topo = topology(&meta, "native-super");
+    let dest = format!("{}-", topo[0].0);
+    let partitions: Vec<&(String, String, usize)> =
+        topo.iter().filter(|(n, ..)| n.starts_with(&dest)).collect();
+    assert_eq!(partitions.len(), 3, "{topo:?}");
+    let leaders: BTreeSet<&str> = partitions.iter().map(|(_, l, _)| l.as_str()).collect();
+    assert_eq!(leaders.len(), 3, "partitions spread over the nodes: {topo:?}");
+    assert!(partitions.iter().all(|(.., r)| *r == 2), "{topo:?}");
+
+    // The leader kill: a new leader, publishing recovered, no confirmed message lost
+    // (duplicates are allowed and counted).
+    let s = row(&summary, "native-kill");
+    check_accounted(s);
+    let kill = row(&faults, "native-kill");
+    assert_eq!(kill["action"], "kill");
+    assert_eq!(kill["status"], "ok", "{kill:?}");
+    assert_eq!(kill["leader_before"], kill["node"], "{kill:?}");
+    assert!(
+        !kill["new_leader"].is_empty() && kill["new_leader"] != kill["node"],
+        "{kill:?}"
+    );
+    assert_eq!(kill["publish_recovered"], "yes", "{kill:?}");
+    assert!(num(kill, "rejoin_s") > 0.0, "{kill:?}");
+    eprintln!(
+        "leader kill: {} killed, new leader {} after {} s, publishing unavailable {} s",
+        kill["node"], kill["new_leader"], kill["leader_change_s"], kill["publish_unavailable_s"]
+    );
+
+    // The consumer kill: the standby takes over from the stored offset, so what the killed
+    // consumer held comes again (redelivery), nothing is lost, and at most one store interval
+    // (500 per destination) plus what was held is read twice.
+    let s = row(&summary, "native-consumer");
+    check_accounted(s);
+    let ck = row(&faults, "native-consumer");
+    assert_eq!(ck["action"], "kill-consumer");
+    assert_eq!(ck["status"], "ok", "{ck:?}");
+    let abandoned = num(ck, "abandoned");
+    assert!(abandoned > 0.0, "{ck:?}");
+    assert_eq!(num(ck, "reprocessed"), abandoned, "all it held came again: {ck:?}");
+    assert!(num(s, "duplicates") <= 500.0 + abandoned, "{s:?}");
+    eprintln!(
+        "consumer kill: held {abandoned}, redelivered from {} s to {} s after, duplicates {}",
+        ck["redelivery_first_s"], ck["redelivery_last_s"], s["duplicates"]
+    );
+}
+
+/// On the host's RabbitMQ 3.10 the backend is refused before anything starts, saying why.
+#[test]
+fn the_native_stream_is_refused_on_rabbitmq_3_10() {
+    require_rabbitmq();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let path = tmp.path().join("native-on-3.toml");
+    std::fs::write(
+        &path,
+        "name = \"native-on-3\"\n[workload]\nmessage_size = 100\nrate = 10\nduration = \"1s\"\n\
+         [clusters.rabbitmq]\namqp_base_port = 5810\n\
+         [[backends]]\ntype = \"rabbitmq-stream-native\"\n",
+    )
+    .expect("write scenario");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_brokerbench"))
+        .args(["validate", &path.display().to_string()])
+        .output()
+        .expect("run brokerbench validate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("backends[0].type"), "{stderr}");
+    assert!(stderr.contains("3.11 or later"), "says why: {stderr}");
+    assert!(stderr.contains("debian13"), "says what to use: {stderr}");
+}
