@@ -389,20 +389,20 @@ fn every_row_and_legend_carries_its_broker_version() {
         names,
         [
             "redis (Redis 7.0.15)",
-            "quorum (RabbitMQ 3.10.8)",
-            "stream-max (RabbitMQ 3.10.8)",
-            "stream-max-12 (RabbitMQ 3.10.8)"
+            "quorum (RabbitMQ 3.10.8, AMQP 0-9-1)",
+            "stream-max (RabbitMQ 3.10.8, AMQP 0-9-1)",
+            "stream-max-12 (RabbitMQ 3.10.8, AMQP 0-9-1)"
         ]
     );
     let w = brokerbench::report::document::write_report(dir).expect("report");
     let md = std::fs::read_to_string(&w.markdown).expect("report.md");
     assert!(
-        md.contains("| backend | broker (cluster) | status |"),
+        md.contains("| backend | broker, protocol (cluster) | status |"),
         "{md}"
     );
     assert!(md.contains("| redis | Redis 7.0.15 (redis) |"), "{md}");
     assert!(
-        md.contains("| quorum | RabbitMQ 3.10.8 (rabbitmq) |"),
+        md.contains("| quorum | RabbitMQ 3.10.8, AMQP 0-9-1 (rabbitmq) |"),
         "{md}"
     );
     let svg = |stem: &str| {
@@ -414,11 +414,11 @@ fn every_row_and_legend_carries_its_broker_version() {
         std::fs::read_to_string(&c.svg).expect("svg")
     };
     assert!(svg("percentiles").contains("redis (Redis 7.0.15)"));
-    assert!(svg("percentiles").contains("quorum (RabbitMQ 3.10.8)"));
-    assert!(svg("max-throughput").contains("stream-max-12 (RabbitMQ 3.10.8)"));
+    assert!(svg("percentiles").contains("quorum (RabbitMQ 3.10.8, AMQP 0-9-1)"));
+    assert!(svg("max-throughput").contains("stream-max-12 (RabbitMQ 3.10.8, AMQP 0-9-1)"));
     assert!(svg("throughput-redis").contains("redis (Redis 7.0.15): throughput"));
-    assert!(svg("throughput-by-destinations").contains("rabbitmq-stream (RabbitMQ 3.10.8)"));
-    assert!(svg("failover-loss").contains("quorum (RabbitMQ 3.10.8) lost"));
+    assert!(svg("throughput-by-destinations").contains("rabbitmq-stream (RabbitMQ 3.10.8, AMQP 0-9-1)"));
+    assert!(svg("failover-loss").contains("quorum (RabbitMQ 3.10.8, AMQP 0-9-1) lost"));
 
     // A newer run writes the columns itself: they win over meta.json.
     let path = dir.join("summary.csv");
@@ -450,7 +450,7 @@ fn every_row_and_legend_carries_its_broker_version() {
     }
     out.flush().expect("flush");
     let run = brokerbench::report::results::RunResults::load(dir).expect("load");
-    assert_eq!(run.display_name("quorum"), "quorum (RabbitMQ 4.0.5)");
+    assert_eq!(run.display_name("quorum"), "quorum (RabbitMQ 4.0.5, AMQP 0-9-1)");
     assert_eq!(run.summary[1].cluster, "rabbitmq-4");
     assert_eq!(run.display_name("redis"), "redis (Redis 7.0.15)");
 }

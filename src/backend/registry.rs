@@ -136,6 +136,12 @@ impl Family {
     }
 }
 
+/// The protocol a backend type named in a results file speaks, when its broker has several
+/// (None: it has one, or the type is unknown).
+pub fn protocol_of_type(type_name: &str) -> Option<&'static str> {
+    BackendSpec::from_type(type_name).and_then(|s| s.backend_type().protocol())
+}
+
 /// A setting that fails a check: the field (under `backends[i].`, or under `workload.`) and
 /// the message with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +190,12 @@ pub trait BackendType: Send + Sync {
     fn family(&self) -> Family;
     /// The kind of cluster (and launcher) it needs.
     fn cluster_kind(&self) -> ClusterKind;
+    /// The protocol its client speaks, named in every table and legend when its broker has
+    /// more than one (RabbitMQ streams: AMQP 0-9-1 or the stream protocol); None when the
+    /// broker has one.
+    fn protocol(&self) -> Option<&'static str> {
+        None
+    }
     /// The common settings every entry has.
     fn label(&self) -> Option<&str>;
     fn cluster(&self) -> Option<&str>;
@@ -230,5 +242,8 @@ mod tests {
         assert_eq!(Family::of_type("rabbitmq-stream"), Some(Family::Rabbitmq));
         assert_eq!(Family::of_type("redis-streams"), Some(Family::Redis));
         assert_eq!(Family::of_type("memory"), None);
+        assert_eq!(protocol_of_type("rabbitmq-stream"), Some("AMQP 0-9-1"));
+        assert_eq!(protocol_of_type("rabbitmq-stream-native"), Some("stream protocol"));
+        assert_eq!(protocol_of_type("redis-streams"), None);
     }
 }

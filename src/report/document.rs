@@ -69,7 +69,7 @@ fn meta_str(meta: &serde_json::Value, path: &[&str]) -> String {
 /// (undelivered, drained) from the broker's own figures.
 pub(super) const RESULT_COLUMNS: [&str; 24] = [
     "backend",
-    "broker (cluster)",
+    "broker, protocol (cluster)",
     "status",
     "a confirm guaranteed",
     "target msg/s",

@@ -235,11 +235,14 @@ impl SummaryRow {
         }
     }
 
-    /// The broker and its version, e.g. "Redis 7.0.15" (None: not recorded).
+    /// The broker and its version, e.g. "Redis 7.0.15", with the protocol when the broker has
+    /// several, e.g. "RabbitMQ 4.0.5, stream protocol" (None: not recorded).
     pub fn broker_name(&self) -> Option<String> {
         let kind = self.broker?;
+        let protocol = crate::backend::registry::protocol_of_type(&self.backend_type)
+            .map_or(String::new(), |p| format!(", {p}"));
         (!self.broker_version.is_empty())
-            .then(|| format!("{} {}", kind.product(), self.broker_version))
+            .then(|| format!("{} {}{protocol}", kind.product(), self.broker_version))
     }
 
     /// The row's name in legends and tables: its label and, when recorded, the broker version,

@@ -232,6 +232,9 @@ impl BackendType for RabbitType<'_> {
     fn cluster_kind(&self) -> ClusterKind {
         ClusterKind::Rabbitmq
     }
+    fn protocol(&self) -> Option<&'static str> {
+        Some("AMQP 0-9-1")
+    }
     fn label(&self) -> Option<&str> {
         self.settings.label.as_deref()
     }

@@ -113,6 +113,9 @@ impl BackendType for &NativeStreamSettings {
     fn cluster_kind(&self) -> ClusterKind {
         ClusterKind::Rabbitmq
     }
+    fn protocol(&self) -> Option<&'static str> {
+        Some("stream protocol")
+    }
     fn label(&self) -> Option<&str> {
         self.label.as_deref()
     }

@@ -82,10 +82,13 @@ impl Part {
 pub(super) fn c6(e: &Evidence) -> Verdict {
     const TITLE: &str = "RabbitMQ streams vs Redis Streams (not compared by the proposal)";
     let rule = format!(
-        "Rows of backends without faults, grouped by type, guarantee, offered rate and number of \
+        "The RabbitMQ side is rabbitmq-stream-native (the stream protocol, the client streams \
+         were built for) when the run has it; rabbitmq-stream (AMQP 0-9-1) rows are then listed \
+         for reference and judge nothing; without native rows, the AMQP rows are judged. \
+         Rows of backends without faults, grouped by type, guarantee, offered rate and number of \
          destinations (the repetitions of one configuration), compared only at matched \
          conditions and between comparable guarantees. (a) At each fixed offered rate that a \
-         redis-streams and a rabbitmq-stream group both sustained (not overloaded, received ≥ \
+         redis-streams and a RabbitMQ stream group both sustained (not overloaded, received ≥ \
          {C6_SUSTAINED} × offered): Redis is faster if its e2e p99 range lies below the \
          stream's, the stream if its range lies at or below Redis's. (b) At max rate, the \
          fastest group of each, compared only when their median e2e p99 are within \
@@ -103,11 +106,21 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
     );
     // One group per type, guarantee, broker version, offered rate and destinations: rows of
     // RabbitMQ 3.10 and 4.0 are never pooled.
+    let fault_free = |r: &&SummaryRow| !e.faults.iter().any(|f| f.backend == r.backend);
+    let stream_type = if e
+        .backends()
+        .filter(fault_free)
+        .any(|r| r.backend_type == NATIVE_STREAM)
+    {
+        NATIVE_STREAM
+    } else {
+        STREAM
+    };
     let mut groups: BTreeMap<(&str, &str, &str, String, usize), Vec<&SummaryRow>> = BTreeMap::new();
     for r in e
         .backends()
-        .filter(|r| r.backend_type == REDIS || r.backend_type == STREAM)
-        .filter(|r| !e.faults.iter().any(|f| f.backend == r.backend))
+        .filter(|r| [REDIS, STREAM, NATIVE_STREAM].contains(&r.backend_type.as_str()))
+        .filter(fault_free)
     {
         let rate = r.target_rate.map_or(String::new(), |t| format!("{t:.0}"));
         groups
@@ -125,10 +138,19 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         .into_iter()
         .map(|((ty, ..), rows)| Group { ty, rows })
         .collect();
-    let mut numbers: Vec<String> = groups.iter().map(Group::line).collect();
+    let mut numbers: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            if g.ty == REDIS || g.ty == stream_type {
+                g.line()
+            } else {
+                format!("for reference, not judged: {}", g.line())
+            }
+        })
+        .collect();
     let of = |ty: &'static str| groups.iter().filter(move |g| g.ty == ty);
-    if of(REDIS).next().is_none() || of(STREAM).next().is_none() {
-        for ty in [REDIS, STREAM] {
+    if of(REDIS).next().is_none() || of(stream_type).next().is_none() {
+        for ty in [REDIS, stream_type] {
             if of(ty).next().is_none() {
                 numbers.push(format!("missing: a {ty} row without faults"));
             }
@@ -159,7 +181,7 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
                 g.rows[0].destinations,
             )
         };
-        for s in of(STREAM).filter(|s| key(s) == key(r) && matched(r, s)) {
+        for s in of(stream_type).filter(|s| key(s) == key(r) && matched(r, s)) {
             let what = format!(
                 "(a) {} vs {} at {:.0} msg/s",
                 r.rows[0].series(),
@@ -190,7 +212,7 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
     let best = of(REDIS)
         .filter(|g| g.rows[0].target_rate.is_none())
         .flat_map(|r| {
-            of(STREAM)
+            of(stream_type)
                 .filter(move |s| s.rows[0].target_rate.is_none() && matched(r, s))
                 .map(move |s| (r, s))
         })

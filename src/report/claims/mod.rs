@@ -33,6 +33,7 @@ const REDIS: &str = "redis-streams";
 const QUORUM: &str = "rabbitmq-quorum";
 const MIRRORED: &str = "rabbitmq-mirrored";
 const STREAM: &str = "rabbitmq-stream";
+const NATIVE_STREAM: &str = "rabbitmq-stream-native";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
