@@ -13,6 +13,20 @@ use std::collections::{BTreeSet, HashMap};
 
 use common::*;
 
+const CLUSTER: &str = r#"
+[clusters.rabbitmq]
+amqp_base_port = 5810
+http_base_port = 15810
+stream_base_port = 5813
+prometheus_base_port = 15813
+dist_base_port = 25810
+epmd_port = 4411
+broker_root = "debian13"
+"#;
+
+/// One test at a time: they share the ports.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const SCENARIO: &str = r#"
 name = "native-stream"
 [workload]
@@ -26,15 +40,7 @@ duration = "12s"
 drain_timeout = "30s"
 op_timeout = "5s"
 
-[clusters.rabbitmq]
-amqp_base_port = 5810
-http_base_port = 15810
-stream_base_port = 5813
-prometheus_base_port = 15813
-dist_base_port = 25810
-epmd_port = 4411
-broker_root = "debian13"
-
+{CLUSTER}
 [[faults]]
 at = "3s"
 action = "kill"
@@ -122,8 +128,13 @@ fn topology(meta: &serde_json::Value, backend: &str) -> Vec<(String, String, usi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_streams_on_rabbitmq_4_account_for_every_message_under_faults() {
     let _root = debian13_root();
+    let _turn = TURN.lock().await;
     let tmp = tempfile::tempdir().expect("temp dir");
-    let scenario = write_scenario(tmp.path(), "native-stream", SCENARIO);
+    let scenario = write_scenario(
+        tmp.path(),
+        "native-stream",
+        &SCENARIO.replace("{CLUSTER}", CLUSTER),
+    );
     let out = run_quietly(&scenario, &tmp.path().join("results")).await;
     let summary = read_csv(&out.dir.join("summary.csv"));
     let faults = read_csv(&out.dir.join("faults.csv"));
@@ -190,6 +201,51 @@ async fn native_streams_on_rabbitmq_4_account_for_every_message_under_faults() {
     eprintln!(
         "consumer kill: held {abandoned}, redelivered from {} s to {} s after, duplicates {}",
         ck["redelivery_first_s"], ck["redelivery_last_s"], s["duplicates"]
+    );
+}
+
+/// A consumer slower than its producer leaves messages in the stream when the drain stops: the
+/// backend tells how many (the entries after the highest offset its consumers handed out), so
+/// they count as undelivered, not lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_stream_still_holds_at_the_drain_deadline_is_undelivered_not_lost() {
+    let _root = debian13_root();
+    let _turn = TURN.lock().await;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let scenario = write_scenario(
+        tmp.path(),
+        "native-backlog",
+        &format!(
+            r#"
+name = "native-backlog"
+[workload]
+message_size = 256
+destinations = 1
+rate = 1000
+consumer_delay = "4ms"
+warmup = "0s"
+duration = "4s"
+drain_timeout = "1s"
+{CLUSTER}
+[[backends]]
+type = "rabbitmq-stream-native"
+label = "native-slow"
+"#
+        ),
+    );
+    let out = run_quietly(&scenario, &tmp.path().join("results")).await;
+    let summary = read_csv(&out.dir.join("summary.csv"));
+    let s = row(&summary, "native-slow");
+    assert_eq!(s["ledger_consistent"], "true", "{}", s["ledger_problems"]);
+    assert_eq!(s["backlog_known"], "true", "{s:?}");
+    assert_eq!(s["drained"], "false", "{s:?}");
+    let missing = num(s, "confirmed") - num(s, "received");
+    assert!(missing > 500.0, "the consumer fell behind: {s:?}");
+    assert_eq!(num(s, "undelivered"), missing, "{s:?}");
+    assert_eq!(num(s, "lost"), 0.0, "{s:?}");
+    eprintln!(
+        "slow consumer: confirmed {} received {} undelivered {}",
+        s["confirmed"], s["received"], s["undelivered"]
     );
 }
 

@@ -20,6 +20,7 @@ use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
 use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
 use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
 
+use super::backlog::Handed;
 use super::leaders::LeaderWatch;
 use crate::backend::{AckToken, Consumer, Delivery, OpError};
 
@@ -96,6 +97,8 @@ pub(super) struct NativeConsumer {
     pub leaders: Arc<LeaderWatch>,
     /// When the leaders were last checked.
     pub checked: Instant,
+    /// The highest offsets handed out, shared with the backend (for its backlog).
+    pub handed: Handed,
 }
 
 fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
@@ -185,6 +188,7 @@ impl Consumer for NativeConsumer {
         let Ok(first) = first else {
             return Ok(());
         };
+        let before = out.len();
         self.take(first, out)?;
         while out.len() < POLL_MAX {
             match futures::future::poll_fn(|cx| self.poll_any(cx)).now_or_never() {
@@ -192,6 +196,18 @@ impl Consumer for NativeConsumer {
                 Some((_, None | Some(Err(_)))) if !out.is_empty() => break,
                 Some(item) => self.take(item, out)?,
                 None => break,
+            }
+        }
+        // The highest offset handed out per partition, once per poll.
+        let mut highest: Vec<Option<u64>> = vec![None; self.parts.len()];
+        for (idx, offset) in out[before..].iter().filter_map(|d| untoken(&d.token)) {
+            if let Some(h) = highest.get_mut(idx) {
+                *h = Some(h.map_or(offset, |x| x.max(offset)));
+            }
+        }
+        for (part, h) in self.parts.iter().zip(highest) {
+            if let Some(h) = h {
+                self.handed.record(&part.stream, h);
             }
         }
         Ok(())

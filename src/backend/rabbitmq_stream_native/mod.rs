@@ -15,6 +15,7 @@
 //!
 //! The crate (0.11) has no sub-entry batching and no compression: the backend offers neither.
 
+mod backlog;
 mod consumer;
 mod leaders;
 mod nodes;
@@ -46,6 +47,8 @@ pub struct NativeStreamBackend {
     label: String,
     nodes: Nodes,
     leaders: Arc<LeaderWatch>,
+    /// The highest offset of each stream its consumers handed out (for `backlog`).
+    handed: backlog::Handed,
 }
 
 impl NativeStreamBackend {
@@ -77,6 +80,7 @@ impl NativeStreamBackend {
             label,
             leaders: Arc::new(LeaderWatch::new(nodes.client_options())),
             nodes,
+            handed: backlog::Handed::default(),
         })
     }
 
@@ -208,6 +212,9 @@ impl Backend for NativeStreamBackend {
             })
             .collect();
         for d in &dests {
+            for stream in self.partition_names(&d.name) {
+                self.handed.forget(&stream);
+            }
             self.create(d).await.map_err(|m| {
                 self.setup_err(format!("create stream {} (stream protocol)", d.name), m)
             })?;
@@ -232,6 +239,9 @@ impl Backend for NativeStreamBackend {
         for d in destinations {
             if let Err(e) = self.delete(&env, &d.name).await {
                 errors.push(format!("delete stream {}: {e}", d.name));
+            }
+            for stream in self.partition_names(&d.name) {
+                self.handed.forget(&stream);
             }
         }
         self.leaders.close().await;
@@ -359,6 +369,7 @@ impl Backend for NativeStreamBackend {
             next_first: 0,
             leaders: self.leaders.clone(),
             checked: Instant::now(),
+            handed: self.handed.clone(),
         }))
     }
 
@@ -393,6 +404,27 @@ impl Backend for NativeStreamBackend {
         })
     }
 
+    /// Entries after the highest offset the consumers handed out, summed over every
+    /// partition stream (`backlog.rs`).
+    async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
+        let (_, env) = self
+            .nodes
+            .environment(0)
+            .await
+            .map_err(|m| self.setup_err("connect to read the streams' ends", m))?;
+        let streams: Vec<String> = destinations
+            .iter()
+            .flat_map(|d| self.partition_names(&d.name))
+            .collect();
+        let ends = futures::future::join_all(streams.iter().map(|s| backlog::last_offset(&env, s)));
+        let mut total = Backlog::default();
+        for (stream, last) in streams.iter().zip(ends.await) {
+            let last = last.map_err(|m| self.setup_err("read the backlog", m))?;
+            total.ready += backlog::ready(last, self.handed.get(stream));
+        }
+        Ok(Some(total))
+    }
+
     async fn version(&self) -> Option<String> {
         self.nodes.mgmt(|c| async move { c.version().await }).await.ok()
     }
@@ -405,6 +437,7 @@ async fn close_all(parts: Vec<consumer::Partition>, leaders: &Arc<LeaderWatch>) 
         next_first: 0,
         leaders: leaders.clone(),
         checked: Instant::now(),
+        handed: backlog::Handed::default(),
     })
     .close()
     .await;

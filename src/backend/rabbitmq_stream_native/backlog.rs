@@ -1,0 +1,108 @@
+//! What a native stream still holds for its consumers at the drain deadline: the entries after
+//! the highest offset any of its consumers handed to the harness. The stream's last offset is
+//! read by a throw-away consumer subscribed at `last` (the broker sends the last chunk, whose
+//! deliveries carry their offsets); the offsets handed out are the consumers' own (`Handed`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use parking_lot::Mutex;
+use rabbitmq_stream_client::types::OffsetSpecification;
+use rabbitmq_stream_client::Environment;
+
+/// How long the reader waits for the last chunk before taking the stream as empty.
+const EMPTY_WAIT: Duration = Duration::from_secs(2);
+/// How long subscribing may take.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Stream (partition) name -> the highest offset a consumer handed to the harness. Shared by
+/// the backend and its consumers.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Handed(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Handed {
+    /// Consumers handed out offsets up to `offset` of `stream` (a lower one changes nothing).
+    pub fn record(&self, stream: &str, offset: u64) {
+        let mut map = self.0.lock();
+        match map.get_mut(stream) {
+            Some(o) => *o = (*o).max(offset),
+            None => {
+                map.insert(stream.to_string(), offset);
+            }
+        }
+    }
+
+    pub fn get(&self, stream: &str) -> Option<u64> {
+        self.0.lock().get(stream).copied()
+    }
+
+    /// Forget `stream` (created anew, or deleted).
+    pub fn forget(&self, stream: &str) {
+        self.0.lock().remove(stream);
+    }
+}
+
+/// The last offset of `stream` (None: it is empty).
+pub(super) async fn last_offset(env: &Environment, stream: &str) -> Result<Option<u64>, String> {
+    let build = env
+        .consumer()
+        .offset(OffsetSpecification::Last)
+        .client_provided_name("brokerbench-backlog")
+        .build(stream);
+    let mut consumer = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, build).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("subscribe to stream {stream} at its end: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "subscribe to stream {stream} at its end: no answer within {SUBSCRIBE_TIMEOUT:?}"
+            ))
+        }
+    };
+    let mut last = None;
+    let first = tokio::time::timeout(EMPTY_WAIT, consumer.next()).await;
+    let mut seen = match first {
+        Ok(Some(Ok(d))) => Some(d.offset()),
+        Ok(Some(Err(e))) => return Err(format!("read the end of stream {stream}: {e}")),
+        Ok(None) | Err(_) => None,
+    };
+    // The rest of the chunk is already there.
+    while let Some(o) = seen {
+        last = Some(last.map_or(o, |l: u64| l.max(o)));
+        seen = match consumer.next().now_or_never() {
+            Some(Some(Ok(d))) => Some(d.offset()),
+            _ => None,
+        };
+    }
+    let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, consumer.handle().close()).await;
+    Ok(last)
+}
+
+/// Entries of a stream whose last offset is `last` after the highest offset handed out.
+pub(super) fn ready(last: Option<u64>, handed: Option<u64>) -> u64 {
+    match (last, handed) {
+        (None, _) => 0,
+        (Some(l), None) => l + 1,
+        (Some(l), Some(h)) => l.saturating_sub(h),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_counts_what_follows_the_highest_offset_handed_out() {
+        assert_eq!(ready(None, None), 0);
+        assert_eq!(ready(Some(9), None), 10);
+        assert_eq!(ready(Some(9), Some(9)), 0);
+        assert_eq!(ready(Some(9), Some(4)), 5);
+        let h = Handed::default();
+        h.record("s", 7);
+        h.record("s", 3);
+        assert_eq!(h.get("s"), Some(7));
+        h.forget("s");
+        assert_eq!(h.get("s"), None);
+    }
+}
