@@ -18,9 +18,9 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
 use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
-use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
+use rabbitmq_stream_client::{Consumer as ClientConsumer, Environment, MessageContext};
 
-use super::backlog::Handed;
+use super::backlog::{self, Handed};
 use super::leaders::LeaderWatch;
 use crate::backend::{AckToken, Consumer, Delivery, OpError};
 
@@ -32,6 +32,9 @@ const POLL_MAX: usize = 2000;
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a consumer checks that its streams' leaders have not moved.
 const LEADER_CHECK: Duration = Duration::from_secs(1);
+/// How long a partition may stay silent, while no consumer of its group hands anything out,
+/// before the consumer checks whether the stream holds entries it should have delivered.
+const STALL_AFTER: Duration = Duration::from_secs(3);
 /// A delivery's ack token: partition index in the top byte, offset below.
 const OFFSET_BITS: u32 = 56;
 
@@ -87,6 +90,9 @@ pub(super) struct Partition {
     /// The highest offset acknowledged, and how many acks since the last store.
     pub acked: Option<u64>,
     pub since_store: u64,
+    /// Since when nothing came on this partition, and what the group had handed out then.
+    pub silent_since: Instant,
+    pub handed_then: Option<u64>,
 }
 
 pub(super) struct NativeConsumer {
@@ -99,6 +105,8 @@ pub(super) struct NativeConsumer {
     pub checked: Instant,
     /// The highest offsets handed out, shared with the backend (for its backlog).
     pub handed: Handed,
+    /// For reading a stream's end when a partition stays silent.
+    pub env: Environment,
 }
 
 fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
@@ -132,6 +140,40 @@ impl NativeConsumer {
         Ok(())
     }
 
+    /// Err when a partition has stayed silent for `STALL_AFTER` while nothing was handed out by
+    /// any consumer of its group, yet the stream holds entries after what was handed out: the
+    /// subscription is dead without the client noticing (a subscription the broker cancelled
+    /// at a member's restart, or a client task that died), and the harness must reopen it.
+    async fn check_stalls(&mut self) -> Result<(), OpError> {
+        for part in &mut self.parts {
+            if part.silent_since.elapsed() < STALL_AFTER {
+                continue;
+            }
+            let handed = self.handed.get(&part.stream);
+            if handed != part.handed_then {
+                // Another consumer of the group reads it.
+                part.silent_since = Instant::now();
+                part.handed_then = handed;
+                continue;
+            }
+            // A check that fails finds nothing: the consumer goes on.
+            let last = backlog::last_offset(&self.env, &part.stream)
+                .await
+                .unwrap_or_default();
+            part.silent_since = Instant::now();
+            let waiting = backlog::ready(last, handed);
+            if waiting > 0 {
+                return Err(OpError::Connection(format!(
+                    "stream {} holds {waiting} entries after offset {} but nothing came for \
+                     {STALL_AFTER:?}: its subscription is dead without the client noticing",
+                    part.stream,
+                    handed.map_or("(none)".to_string(), |h| h.to_string()),
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The next delivery of any partition, if one is ready: (partition, what came).
     fn poll_any(
         &mut self,
@@ -158,7 +200,7 @@ impl NativeConsumer {
         ),
         out: &mut Vec<Delivery>,
     ) -> Result<(), OpError> {
-        let part = &self.parts[idx];
+        let part = &mut self.parts[idx];
         match item {
             None => Err(OpError::Connection(format!(
                 "consumer of stream {}: its connection closed",
@@ -166,6 +208,7 @@ impl NativeConsumer {
             ))),
             Some(Err(e)) => Err(delivery_error(&part.stream, e)),
             Some(Ok(d)) => {
+                part.silent_since = Instant::now();
                 if d.offset() >= part.start.load(Ordering::Relaxed) {
                     out.push(Delivery {
                         payload: Bytes::copy_from_slice(d.message().data().unwrap_or_default()),
@@ -186,7 +229,7 @@ impl Consumer for NativeConsumer {
         let first = tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx)))
             .await;
         let Ok(first) = first else {
-            return Ok(());
+            return self.check_stalls().await;
         };
         let before = out.len();
         self.take(first, out)?;
@@ -205,9 +248,10 @@ impl Consumer for NativeConsumer {
                 *h = Some(h.map_or(offset, |x| x.max(offset)));
             }
         }
-        for (part, h) in self.parts.iter().zip(highest) {
+        for (part, h) in self.parts.iter_mut().zip(highest) {
             if let Some(h) = h {
                 self.handed.record(&part.stream, h);
+                part.handed_then = self.handed.get(&part.stream);
             }
         }
         Ok(())

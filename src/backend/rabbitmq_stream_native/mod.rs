@@ -294,6 +294,9 @@ impl Backend for NativeStreamBackend {
             dead,
             failed: false,
             cancelled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            answered: Arc::new(AtomicU64::new(0)),
+            sent: 0,
+            quiet: (Instant::now(), 0),
         }))
     }
 
@@ -309,13 +312,13 @@ impl Backend for NativeStreamBackend {
             let leader = match self.leaders.leader(&stream).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    close_all(parts, &self.leaders).await;
+                    close_all(parts, &self.leaders, &env).await;
                     return Err(OpError::Unavailable(format!(
                         "stream {stream} has no leader right now"
                     )));
                 }
                 Err(e) => {
-                    close_all(parts, &self.leaders).await;
+                    close_all(parts, &self.leaders, &env).await;
                     return Err(OpError::Connection(e));
                 }
             };
@@ -342,18 +345,19 @@ impl Backend for NativeStreamBackend {
             let c = match tokio::time::timeout(CONNECT_TIMEOUT, build).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    close_all(parts, &self.leaders).await;
+                    close_all(parts, &self.leaders, &env).await;
                     return Err(OpError::Connection(format!(
                         "open a consumer on stream {stream}: {e}"
                     )));
                 }
                 Err(_) => {
-                    close_all(parts, &self.leaders).await;
+                    close_all(parts, &self.leaders, &env).await;
                     return Err(OpError::Connection(format!(
                         "open a consumer on stream {stream}: no answer within {CONNECT_TIMEOUT:?}"
                     )));
                 }
             };
+            let handed_then = self.handed.get(&stream);
             parts.push(consumer::Partition {
                 stream,
                 consumer: c,
@@ -361,6 +365,8 @@ impl Backend for NativeStreamBackend {
                 start,
                 acked: None,
                 since_store: 0,
+                silent_since: Instant::now(),
+                handed_then,
             });
         }
         Ok(Box::new(consumer::NativeConsumer {
@@ -370,6 +376,7 @@ impl Backend for NativeStreamBackend {
             leaders: self.leaders.clone(),
             checked: Instant::now(),
             handed: self.handed.clone(),
+            env,
         }))
     }
 
@@ -430,7 +437,11 @@ impl Backend for NativeStreamBackend {
     }
 }
 
-async fn close_all(parts: Vec<consumer::Partition>, leaders: &Arc<LeaderWatch>) {
+async fn close_all(
+    parts: Vec<consumer::Partition>,
+    leaders: &Arc<LeaderWatch>,
+    env: &Environment,
+) {
     Box::new(consumer::NativeConsumer {
         parts,
         store_every: 1,
@@ -438,6 +449,7 @@ async fn close_all(parts: Vec<consumer::Partition>, leaders: &Arc<LeaderWatch>) 
         leaders: leaders.clone(),
         checked: Instant::now(),
         handed: backlog::Handed::default(),
+        env: env.clone(),
     })
     .close()
     .await;

@@ -6,9 +6,9 @@
 //! broker may have written them), and the next batch asks the harness to reopen.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,6 +22,9 @@ use crate::backend::{OpError, Producer, SentBatch};
 
 /// How long closing a producer (delete publisher, close the connection) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a producer with messages awaiting confirms may go without any confirm (or publish
+/// error) before it counts its connection as dead although the client has not noticed.
+const CONFIRM_STALL: Duration = Duration::from_secs(5);
 
 /// One partition's client producer and the next publishing id it gives.
 pub(super) struct Partition {
@@ -42,6 +45,11 @@ pub(super) struct NativeProducer {
     /// The broker no longer knows this publisher (it cancels publishers when the stream's
     /// leader moves): publishing again needs a new one.
     pub cancelled: Arc<AtomicBool>,
+    /// Outcomes (confirms and publish errors) the client reported, and messages sent.
+    pub answered: Arc<AtomicU64>,
+    pub sent: u64,
+    /// Since when `answered` has not moved, and its value then.
+    pub quiet: (Instant, u64),
 }
 
 /// Tells the producer that its connection closed (the client calls it with what was not
@@ -125,6 +133,16 @@ impl Pending {
 }
 
 impl NativeProducer {
+    /// Whether messages await confirms and none came for `CONFIRM_STALL`.
+    fn stalled(&mut self) -> bool {
+        let answered = self.answered.load(Ordering::Relaxed);
+        if !self.confirms || self.sent <= answered || answered != self.quiet.1 {
+            self.quiet = (Instant::now(), answered);
+            return false;
+        }
+        self.quiet.0.elapsed() > CONFIRM_STALL
+    }
+
     /// Everything given refused: the connection is gone (the harness reopens).
     fn refuse_all(&self, payloads: &mut Vec<Bytes>, why: OpError) -> SentBatch {
         payloads.clear();
@@ -161,10 +179,20 @@ impl Producer for NativeProducer {
             let why = lost(stream);
             return self.refuse_all(payloads, why);
         }
+        if self.stalled() {
+            self.failed = true;
+            let why = OpError::Connection(format!(
+                "no confirm for {CONFIRM_STALL:?} with {} messages awaiting one: the connection \
+                 is dead without the client noticing",
+                self.sent - self.answered.load(Ordering::Relaxed)
+            ));
+            return self.refuse_all(payloads, why);
+        }
         let k = self.next_part;
         self.next_part = (k + 1) % self.parts.len();
         let part = &mut self.parts[k];
         let n = payloads.len();
+        self.sent += n as u64;
         let first_id = part.next_id;
         part.next_id += n as u64;
         let messages: Vec<Message> = payloads
@@ -196,7 +224,9 @@ impl Producer for NativeProducer {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let cancelled = self.cancelled.clone();
+        let answered = self.answered.clone();
         let callback = move |r: Result<ConfirmationStatus, ProducerPublishError>| {
+            answered.fetch_add(1, Ordering::Relaxed);
             if let Ok(status) = &r {
                 if matches!(
                     status.status(),
