@@ -24,6 +24,9 @@ const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
 const REDELIVERY_POLL: Duration = Duration::from_millis(10);
 /// How long a pulled consumer may take to die.
 const CONSUMER_DEATH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a killed consumer may receive nothing before the kill goes to whichever consumer of
+/// its destination receives next (its group's single active consumer, when it is a standby).
+const CONSUMER_IDLE_WIDEN: Duration = Duration::from_secs(1);
 
 /// What the runner saw of one fault.
 #[derive(Debug, Clone)]
@@ -367,25 +370,52 @@ impl FaultRunner {
         let Some((dest, switch)) = self.switches.get(c) else {
             return obs.fail(format!("there is no consumer {c}"));
         };
-        obs.node = Some(format!("consumer:{c}"));
         obs.affected.push(*dest);
         self.say(format!("fault {}: killing consumer {c}", obs.index));
         switch.pull();
+        let mut pulled = vec![c];
+        let widen_ns = self.now() + CONSUMER_IDLE_WIDEN.as_nanos() as u64;
         let deadline = self.now() + CONSUMER_DEATH_TIMEOUT.as_nanos() as u64;
-        let report = loop {
-            if let Some(r) = switch.report() {
-                break Some(r);
+        let died = loop {
+            if let Some(d) = pulled
+                .iter()
+                .find_map(|&k| self.switches[k].1.report().map(|r| (k, r)))
+            {
+                break Some(d);
+            }
+            if pulled.len() == 1 && self.now() >= widen_ns {
+                // Consumer c receives nothing: a standby of a single active consumer group
+                // (the native stream). The kill goes to whoever of its destination receives.
+                for (k, (d, s)) in self.switches.iter().enumerate() {
+                    if *d == *dest && k != c {
+                        s.pull();
+                        pulled.push(k);
+                    }
+                }
+                if pulled.len() > 1 {
+                    self.say(format!(
+                        "fault {}: consumer {c} received nothing for {CONSUMER_IDLE_WIDEN:?}; \
+                         killing whichever consumer of its destination receives next",
+                        obs.index
+                    ));
+                }
             }
             let next = self.now() + REDELIVERY_POLL.as_nanos() as u64;
             if next >= deadline || !self.wait_until(next, stop).await {
                 break None;
             }
         };
-        let Some(report) = report else {
+        for &k in &pulled {
+            if died.as_ref().is_none_or(|(d, _)| *d != k) {
+                self.switches[k].1.unpull();
+            }
+        }
+        let Some((c, report)) = died else {
             return obs.fail(format!(
                 "consumer {c} did not stop within {CONSUMER_DEATH_TIMEOUT:?}"
             ));
         };
+        obs.node = Some(format!("consumer:{c}"));
         obs.at_ns = report.at_ns;
         let held = report.messages.clone();
         self.say(format!(

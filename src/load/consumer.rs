@@ -45,6 +45,10 @@ impl KillSwitch {
     pub fn pull(&self) {
         self.pulled.store(true, Ordering::SeqCst);
     }
+    /// Take the pull back (another consumer died instead); no effect once it has died.
+    pub fn unpull(&self) {
+        self.pulled.store(false, Ordering::SeqCst);
+    }
     fn pulled(&self) -> bool {
         self.pulled.load(Ordering::SeqCst)
     }
