@@ -5,19 +5,19 @@ BIN := target/release/brokerbench
 RESULTS ?= results
 
 # The scenarios `make bench` runs, in order. The claim scenarios (throughput, latency-*, scaling:
-# C3 and C6) set `repeat = 3`: 117 backend runs (9 + 3 x 6 + 12 backends, 3 times each) of 1 s
-# warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown
-# (a real run of tests/fixtures/verdicts-run.toml took 12.3 s per backend run with 8 s of load),
-# plus redis-default and persistence (8 runs, about 75 s) and 10 cluster starts (3 of them from
-# the Debian 13 root: RabbitMQ 4.0 and Redis 8.0 rows in throughput and scaling; about 300 s):
-# about 1430 s, 24 minutes, on 2 cores by the estimate; timed at 18.4 minutes with a 2.5-minute
-# build (the drains end as soon as everything is in: 0.1-0.3 s each).
+# C3 and C6) set `repeat = 3`: 132 backend runs (10 + 6 + 7 + 6 + 15 backends, 3 times each) of
+# 1 s warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown,
+# plus redis-default and persistence (8 runs, about 75 s) and 11 cluster starts (4 of them from
+# the Debian 13 root: RabbitMQ 4.0 and Redis 8.0 rows in throughput, latency-5k and scaling).
+# Timed on 2026-12-02: the runs 18.8 minutes, the release build 10 minutes on a host busy with
+# two other builds (3-5 on a quiet one): about 22 minutes.
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
 
-# The scenarios `make failover-test` runs (timed at 15.9 minutes with a 4.4-minute build: failover-leader
-# has Redis 8.0 and RabbitMQ 4.0 rows from the Debian 13 root).
+# The scenarios `make failover-test` runs (the runs timed at 14.7 minutes on 2026-12-02, plus the
+# build: each scenario has RabbitMQ 4.0 rows, the native stream among them, from the Debian 13
+# root; failover-leader has Redis 8.0 too).
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
 	scenarios/failover-consumer.toml
 
