@@ -45,6 +45,9 @@ pub struct MemoryFaults {
     /// At most this many messages wait in a queue: a send waits for room, as a broker's flow
     /// control makes publishers wait (None: no limit).
     pub capacity: Option<usize>,
+    /// Consumers (by index) that receive nothing, as the standbys of a single active consumer
+    /// group do.
+    pub standby_consumers: Vec<usize>,
 }
 
 /// Messages a consumer takes per poll, at most.
@@ -182,9 +185,10 @@ impl Backend for MemoryBackend {
     async fn consumer(
         &self,
         dest: &Destination,
-        _index: usize,
+        index: usize,
     ) -> Result<Box<dyn Consumer>, OpError> {
         Ok(Box::new(MemoryConsumer {
+            standby: self.faults.standby_consumers.contains(&index),
             queue: self
                 .queue(&dest.name)
                 .ok_or_else(|| unknown_queue(&dest.name))?,
@@ -438,6 +442,8 @@ impl Producer for MemoryProducer {
 }
 
 struct MemoryConsumer {
+    /// Receives nothing (`MemoryFaults::standby_consumers`).
+    standby: bool,
     queue: Arc<Queue>,
     state: Arc<Queues>,
     /// Record what was handed out, to find repeats (only when duplicates are injected).
@@ -475,6 +481,10 @@ impl MemoryConsumer {
 #[async_trait]
 impl Consumer for MemoryConsumer {
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
+        if self.standby {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Ok(());
+        }
         let queued = self.queue.data.notified();
         tokio::pin!(queued);
         queued.as_mut().enable();

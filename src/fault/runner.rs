@@ -370,6 +370,7 @@ impl FaultRunner {
         let Some((dest, switch)) = self.switches.get(c) else {
             return obs.fail(format!("there is no consumer {c}"));
         };
+        obs.node = Some(format!("consumer:{c}"));
         obs.affected.push(*dest);
         self.say(format!("fault {}: killing consumer {c}", obs.index));
         switch.pull();

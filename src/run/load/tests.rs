@@ -208,6 +208,36 @@ async fn fault_free_run_reports_no_loss_and_no_duplicates() {
     );
 }
 
+/// Consumer 1 is its destination's standby (a single active consumer group): it receives
+/// nothing, so the kill goes to consumer 0, which does, and faults.csv says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_standby_kills_the_consumer_of_its_destination_that_receives() {
+    let mut w = workload(1000.0, 2);
+    w.consumers_per_destination = 2;
+    let fault: FaultSpec =
+        toml::from_str("at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"")
+            .expect("fault");
+    let backend = Arc::new(MemoryBackend::new(MemoryFaults {
+        standby_consumers: vec![1],
+        ..MemoryFaults::default()
+    }));
+    let (s, keep) = run_with(backend, &w, vec![(0, fault)]).await;
+    assert!(s.ledger_consistent, "{}", s.ledger_problems);
+    let rows = keep.faults.lock().clone();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(
+        (r.node.as_str(), r.status.as_str()),
+        ("consumer:0", "ok"),
+        "{r:?}"
+    );
+    // It died a little over a second after the fault (the wait for consumer 1 to receive).
+    assert!(r.at_s > 1.0 + 0.9 && r.at_s < 1.0 + 2.5, "at {}", r.at_s);
+    let held = r.abandoned.expect("abandoned is set");
+    assert!(held > 0, "the consumer died holding a batch");
+    assert_eq!(s.lost, held);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consumer_is_recorded_on_the_timeline_and_in_faults() {
     let mut w = workload(1000.0, 2);
