@@ -377,5 +377,32 @@ mod tests {
             e.contains("`backends[0].client_retries`") && e.contains("0 to 16"),
             "{e}"
         );
+        // The reply timeout: 2 s by default, WAIT's and BLOCK's time added to it.
+        assert_eq!(r.reply_timeout_ms, 2000);
+        assert_eq!(r.producer_reply_timeout().as_millis(), 2000);
+        assert_eq!(
+            r.consumer_reply_timeout().as_millis(),
+            2000 + r.block_ms as u128
+        );
+        let s = parse(
+            Path::new("s.toml"),
+            &with(
+                "wait_replicas = 1
+wait_timeout_ms = 700
+reply_timeout_ms = 1000",
+            ),
+        )
+        .expect("valid");
+        let BackendSpec::RedisStreams(r) = &s.backends[0] else {
+            panic!("not redis");
+        };
+        assert_eq!(r.producer_reply_timeout().as_millis(), 1700);
+        let e = err(&with("reply_timeout_ms = 50"));
+        assert!(
+            e.contains("`backends[0].reply_timeout_ms`") && e.contains("100 to 600000"),
+            "{e}"
+        );
+        let e = err(&with("wait_replicas = 1\nwait_timeout_ms = 0"));
+        assert!(e.contains("`backends[0].wait_timeout_ms`"), "{e}");
     }
 }
