@@ -2,6 +2,7 @@
 
 mod broker_root;
 pub mod clusters;
+mod detection;
 pub mod faults;
 mod guarantee;
 mod model;
@@ -10,6 +11,7 @@ mod validate;
 
 pub use broker_root::{BrokerRoot, KnownRoot};
 pub use clusters::{ClusterKind, ClusterSection, Clusters};
+pub use detection::FailureDetection;
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::{Guarantee, GuaranteeClass};
 pub use model::*;
