@@ -198,22 +198,34 @@ fn anomalies(run: &RunResults) -> Vec<String> {
 /// process dies is noticed at once on loopback (its sockets close); one that stops answering is
 /// noticed only after these.
 fn failure_detection(meta: &serde_json::Value) -> String {
-    let redis = meta["clusters"]["redis"]["node_timeout_ms"]
-        .as_u64()
-        .map(|ms| format!("Redis cluster-node-timeout {ms} ms (Redis's default: 15000)"));
-    // Runs recorded before net_ticktime was a setting ran with 10 s.
-    let rabbit = meta["clusters"]["rabbitmq"]
-        .as_object()
-        .map(|r| {
-            r.get("net_ticktime_s")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(10)
-        })
-        .map(|s| format!("RabbitMQ net_ticktime {s} s (RabbitMQ's default: 60)"));
-    let both: Vec<String> = redis.into_iter().chain(rabbit).collect();
+    let mut found = Vec::new();
+    for (name, c) in meta["clusters"].as_object().into_iter().flatten() {
+        // Runs recorded before clusters had a kind named them by it.
+        let kind = c["kind"].as_str().unwrap_or(name);
+        // An external cluster keeps its own settings, which the scenario does not know.
+        if c["mode"].as_str() == Some("external") {
+            continue;
+        }
+        let on = if name == kind {
+            String::new()
+        } else {
+            format!(" (cluster {name})")
+        };
+        match kind {
+            "redis" => found.extend(c["node_timeout_ms"].as_u64().map(|ms| {
+                format!("Redis cluster-node-timeout {ms} ms{on} (Redis's default: 15000)")
+            })),
+            // Runs recorded before net_ticktime was a setting ran with 10 s.
+            "rabbitmq" => found.push(format!(
+                "RabbitMQ net_ticktime {} s{on} (RabbitMQ's default: 60)",
+                c["net_ticktime_s"].as_u64().unwrap_or(10)
+            )),
+            _ => {}
+        }
+    }
     format!(
-        "Failure detection in this run: {}. A killed process closes its sockets, which RabbitMQ's Erlang distribution notices at once while Redis Cluster waits for its node timeout; a frozen or cut-off node gives no such signal.",
-        if both.is_empty() { "not recorded".to_string() } else { both.join("; ") }
+        "Failure detection in this run: {}. A killed process closes its sockets, which RabbitMQ's Erlang distribution notices at once while Redis Cluster waits for its node timeout; a frozen or cut-off node gives no such signal, and then the peers wait for these timeouts and each client for its own (its reply timeout or heartbeat). The last column gives what each backend ran with.",
+        if found.is_empty() { "not recorded".to_string() } else { found.join("; ") }
     )
 }
 
@@ -331,6 +343,7 @@ pub fn blocks(
                 "rejoin s",
                 "abandoned/reprocessed",
                 "status",
+                "failure detection",
             ]
             .map(String::from)
             .to_vec(),
@@ -362,6 +375,10 @@ pub fn blocks(
                             _ => "-".into(),
                         },
                         f.status.clone(),
+                        run.summary
+                            .iter()
+                            .find(|s| s.backend == f.backend)
+                            .map_or_else(|| "not recorded".into(), SummaryRow::detection),
                     ]
                 })
                 .collect(),
