@@ -31,14 +31,12 @@
 //! (never one whose outcome is unknown) up to `client_retries` times.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::Value;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -46,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::locate::Locator;
-use super::outcome::{is_refusal, moved_to, xadd_reply_outcome, Outcome};
+use super::outcome::{is_refusal, moved_to, xadd_reply_outcome, BatchSink, Outcome, Sink};
 use super::resp::{encode_wait, scan, Reply, XaddEncoder};
 use super::{key_slot, FIELD};
 use crate::backend::{ConfirmFuture, OpError, Producer, SentBatch};
@@ -77,59 +75,6 @@ pub(super) struct WriterSettings {
     pub connect_timeout: Duration,
     /// The reply timeout, WAIT's included (`RedisSettings::producer_reply_timeout`).
     pub response_timeout: Duration,
-}
-
-/// Where one message's outcome goes.
-enum Sink {
-    /// `send`: its own confirm.
-    One(oneshot::Sender<Outcome>),
-    /// `send_batch`: its place in the batch's outcomes.
-    Batch(Arc<BatchSink>, usize),
-}
-
-/// The outcomes of one `send_batch`, sent once the last is in.
-struct BatchSink {
-    state: Mutex<BatchState>,
-}
-
-struct BatchState {
-    outcomes: Vec<Option<Outcome>>,
-    remaining: usize,
-    tx: Option<oneshot::Sender<Vec<Outcome>>>,
-}
-
-impl BatchSink {
-    fn new(n: usize, tx: oneshot::Sender<Vec<Outcome>>) -> Arc<Self> {
-        Arc::new(BatchSink {
-            state: Mutex::new(BatchState {
-                outcomes: (0..n).map(|_| None).collect(),
-                remaining: n,
-                tx: Some(tx),
-            }),
-        })
-    }
-}
-
-impl Sink {
-    fn resolve(self, outcome: Outcome) {
-        match self {
-            Sink::One(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Sink::Batch(b, i) => {
-                let mut st = b.state.lock();
-                if st.outcomes[i].replace(outcome).is_none() {
-                    st.remaining -= 1;
-                }
-                if st.remaining == 0 {
-                    if let Some(tx) = st.tx.take() {
-                        let all = st.outcomes.drain(..).map(|o| o.unwrap_or(Ok(()))).collect();
-                        let _ = tx.send(all);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// One message on its way.
@@ -595,21 +540,5 @@ mod tests {
             f.outcomes[1].clone().expect_err("refused").kind(),
             "unavailable"
         );
-    }
-
-    #[tokio::test]
-    async fn a_batch_resolves_once_every_outcome_is_in() {
-        let (tx, rx) = oneshot::channel();
-        let sink = BatchSink::new(3, tx);
-        Sink::Batch(sink.clone(), 2).resolve(Err(OpError::Timeout("t".into())));
-        Sink::Batch(sink.clone(), 0).resolve(Ok(()));
-        Sink::Batch(sink, 1).resolve(Ok(()));
-        let all = rx.await.expect("resolved");
-        assert!(all[0].is_ok() && all[1].is_ok());
-        assert_eq!(all[2].clone().expect_err("timeout").kind(), "timeout");
-        // A batch whose messages are dropped unresolved (the writer stopped) ends in an error.
-        let (tx, rx) = oneshot::channel::<Vec<Outcome>>();
-        drop(Sink::Batch(BatchSink::new(1, tx), 0));
-        assert!(rx.await.is_err());
     }
 }
