@@ -241,4 +241,80 @@ mod tests {
         );
         drop(silent);
     }
+
+    /// A node on a port of its own that answers every command with `reply` (RESP), as often as
+    /// asked; its address.
+    async fn answering(reply: String) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let reply = reply.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 512];
+                    while matches!(socket.read(&mut buf).await, Ok(n) if n > 0) {
+                        if socket.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn bulk(text: &str) -> String {
+        format!("${}\r\n{text}\r\n", text.len())
+    }
+
+    /// After a failover the nodes other than the frozen master name its replica, which wins on
+    /// its config epoch even beside a stale view; before it, the frozen master is not believed.
+    #[tokio::test]
+    async fn the_other_nodes_name_the_new_master_and_the_frozen_one_is_not_asked() {
+        let frozen = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let old = frozen.local_addr().expect("address").to_string();
+        let new = "127.0.0.1:7999";
+        let stale = answering(bulk(&format!(
+            "o {old}@1 master - 0 0 1 connected 0-16383\nr {new}@2 slave o 0 0 1 connected\n"
+        )))
+        .await;
+        let l = Locator::new(&[old.clone(), stale.clone()], Duration::from_millis(300));
+        let started = std::time::Instant::now();
+        // Only a stale view, naming the frozen master: not believed (it does not answer PING).
+        let e = l
+            .master_of(42, Some(&old))
+            .await
+            .expect_err("no new master yet");
+        assert!(
+            e.is_definite() && e.to_string().contains("does not answer PING"),
+            "{e}"
+        );
+        // The promoted replica's view, at a higher epoch: it wins.
+        let fresh = answering(bulk(&format!(
+            "r {new}@2 myself,master - 0 0 2 connected 0-16383\no {old}@1 master,fail? - 0 0 1 connected\n"
+        )))
+        .await;
+        l.nodes.lock().push(fresh);
+        assert_eq!(l.master_of(42, Some(&old)).await.expect("new master"), new);
+        let view = l.freshest_view().await.expect("a view");
+        assert!(
+            view.iter().any(|n| n.myself && n.status.address == new),
+            "{view:?}"
+        );
+        // Neither question waited for the frozen node longer than one limit.
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // A suspect that answers again is believed.
+        let alive = answering("+PONG\r\n".into()).await;
+        assert!(l.answers_ping(&alive).await);
+        drop(frozen);
+    }
 }
