@@ -35,6 +35,7 @@ pub fn settings() -> RedisSettings {
         require_full_coverage: None,
         wait_replicas: 0,
         wait_timeout_ms: 1000,
+        reply_timeout_ms: crate::backend::redis::settings::DEFAULT_REPLY_TIMEOUT_MS,
         client_retries: 0,
         claim_min_idle_ms: 5000,
         claim_interval_ms: 1000,

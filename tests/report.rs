@@ -329,6 +329,48 @@ fn the_faults_section_states_the_failure_detection_timeouts() {
         "{}",
         &faults[..faults.len().min(600)]
     );
+    // This run was recorded before meta.json kept each backend's settings: the rows say so.
+    let row = |md: &str, backend: &str| -> String {
+        md.split("## Faults")
+            .nth(1)
+            .and_then(|f| f.lines().find(|l| l.starts_with(&format!("| {backend} |"))))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&md, "redis").ends_with("| not recorded |"), "{md}");
+    // As a run records them now (meta.json, per backend): beside each row, and in C4.
+    let meta_path = tmp.path().join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).expect("meta")).expect("json");
+    for b in meta["backends"].as_array_mut().expect("backends") {
+        b["failure_detection"] = if b["type"] == "redis-streams" {
+            serde_json::json!({"redis_node_timeout_ms": 2000, "client_reply_timeout_ms": 1500})
+        } else {
+            serde_json::json!({"rabbitmq_net_ticktime_s": 10, "client_heartbeat_s": 5})
+        };
+    }
+    std::fs::write(&meta_path, meta.to_string()).expect("write meta");
+    let w = brokerbench::report::document::write_report(tmp.path()).expect("report");
+    let md = std::fs::read_to_string(&w.markdown).expect("report.md");
+    assert!(
+        row(&md, "redis")
+            .ends_with("| cluster-node-timeout 2000 ms, client reply timeout 1500 ms |"),
+        "{}",
+        row(&md, "redis")
+    );
+    assert!(
+        row(&md, "quorum").ends_with("| net_ticktime 10 s, AMQP heartbeat 5 s |"),
+        "{}",
+        row(&md, "quorum")
+    );
+    let c4 = md.split("### C4").nth(1).expect("a C4 section");
+    assert!(
+        c4.contains(
+            "failure detection: cluster-node-timeout 2000 ms, client reply timeout 1500 ms)"
+        ),
+        "{}",
+        &c4[..c4.len().min(1500)]
+    );
 }
 
 /// A row near the harness's ceiling (recorded in meta.json) or with a busy harness (cpu.csv) is

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::charts::{self, ChartError, ChartFile};
 use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
-use super::harness;
 use super::results::RunResults;
+use super::{faults_section, harness};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
@@ -48,7 +48,7 @@ fn charts_for(claim: &str) -> &'static [&'static str] {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
+pub(super) fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into())
 }
 
@@ -194,29 +194,6 @@ fn anomalies(run: &RunResults) -> Vec<String> {
         .collect()
 }
 
-/// The failure-detection timeouts the fault figures depend on, from meta.json: a node whose
-/// process dies is noticed at once on loopback (its sockets close); one that stops answering is
-/// noticed only after these.
-fn failure_detection(meta: &serde_json::Value) -> String {
-    let redis = meta["clusters"]["redis"]["node_timeout_ms"]
-        .as_u64()
-        .map(|ms| format!("Redis cluster-node-timeout {ms} ms (Redis's default: 15000)"));
-    // Runs recorded before net_ticktime was a setting ran with 10 s.
-    let rabbit = meta["clusters"]["rabbitmq"]
-        .as_object()
-        .map(|r| {
-            r.get("net_ticktime_s")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(10)
-        })
-        .map(|s| format!("RabbitMQ net_ticktime {s} s (RabbitMQ's default: 60)"));
-    let both: Vec<String> = redis.into_iter().chain(rabbit).collect();
-    format!(
-        "Failure detection in this run: {}. A killed process closes its sockets, which RabbitMQ's Erlang distribution notices at once while Redis Cluster waits for its node timeout; a frozen or cut-off node gives no such signal.",
-        if both.is_empty() { "not recorded".to_string() } else { both.join("; ") }
-    )
-}
-
 /// Relative path of a chart file from the report's folder.
 pub(super) fn rel(report_dir: &Path, file: &Path) -> String {
     file.strip_prefix(report_dir)
@@ -315,58 +292,7 @@ pub fn blocks(
         b.push(Block::Heading(2, "Anomalies".into()));
         b.push(Block::List(odd.into_iter().map(alarm).collect()));
     }
-    if !run.faults.is_empty() {
-        b.push(Block::Heading(2, "Faults".into()));
-        b.push(Block::Para(failure_detection(m)));
-        b.push(Block::Table(
-            [
-                "backend",
-                "fault",
-                "node",
-                "new leader",
-                "leader change s",
-                "publish unavailable s",
-                "consume unavailable s",
-                "others before/during msg/s",
-                "rejoin s",
-                "abandoned/reprocessed",
-                "status",
-            ]
-            .map(String::from)
-            .to_vec(),
-            run.faults
-                .iter()
-                .map(|f| {
-                    vec![
-                        f.backend.clone(),
-                        format!("{} {}", f.action, f.target),
-                        f.node.clone(),
-                        f.new_leader.clone(),
-                        opt(f.leader_change_s),
-                        match f.publish_recovered.as_str() {
-                            "yes" => opt(f.publish_unavailable_s),
-                            other => other.to_string(),
-                        },
-                        match f.consume_recovered.as_str() {
-                            "yes" => opt(f.consume_unavailable_s),
-                            other => other.to_string(),
-                        },
-                        format!(
-                            "{} / {}",
-                            opt(f.others_baseline_per_s),
-                            opt(f.others_during_per_s)
-                        ),
-                        opt(f.rejoin_s),
-                        match (f.abandoned, f.reprocessed) {
-                            (Some(a), Some(r)) => format!("{a}/{r}"),
-                            _ => "-".into(),
-                        },
-                        f.status.clone(),
-                    ]
-                })
-                .collect(),
-        ));
-    }
+    b.extend(faults_section::blocks(run));
     b.push(Block::Heading(2, "The proposal's claims".into()));
     for v in verdicts {
         b.push(Block::Heading(

@@ -55,6 +55,9 @@ pub struct BackendMeta {
     pub topology: Option<Topology>,
     /// The topology after the load and any faults (leaders may have moved).
     pub topology_after: Option<Topology>,
+    /// How long a node that stops answering goes unnoticed, by its peers and by the client:
+    /// every failover figure depends on it.
+    pub failure_detection: Option<crate::scenario::FailureDetection>,
     pub started_utc: Option<String>,
     pub ended_utc: Option<String>,
 }

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod compare;
 pub mod csv_files;
 pub mod document;
+mod faults_section;
 pub mod harness;
 pub mod hgrm;
 pub mod hlog;

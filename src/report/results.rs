@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::{FaultRow, ReportError, SummaryRow};
 use crate::metrics::aggregator::IntervalRow;
-use crate::scenario::BackendSpec;
+use crate::scenario::{BackendSpec, FailureDetection};
 
 /// One row of timeline.csv.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -77,12 +77,19 @@ fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>,
         .map_err(csv_err)
 }
 
-/// Runs recorded before summary.csv named the cluster and broker version of each row: take
-/// the version from meta.json's backends and the kind from the backend type. Each backend then
-/// ran on the one cluster of its kind, which has the kind's name.
-fn fill_clusters(summary: &mut [SummaryRow], meta: &serde_json::Value) {
+/// What meta.json's backends say about each row: the failure-detection settings (absent in runs
+/// recorded before they were). Runs recorded before summary.csv named the cluster and broker
+/// version of each row: take the version from meta.json's backends and the kind from the
+/// backend type. Each backend then ran on the one cluster of its kind, which has the kind's
+/// name.
+fn fill_from_meta(summary: &mut [SummaryRow], meta: &serde_json::Value) {
     let backends = meta["backends"].as_array();
     for row in summary.iter_mut() {
+        row.failure_detection = backends
+            .into_iter()
+            .flatten()
+            .find(|b| b["label"].as_str() == Some(row.backend.as_str()))
+            .and_then(FailureDetection::from_meta);
         if row.broker.is_none() {
             row.broker = BackendSpec::from_type(&row.backend_type).map(|b| b.cluster_kind());
         }
@@ -117,7 +124,7 @@ impl RunResults {
             message: format!("not valid JSON: {e}"),
         })?;
         let mut summary = read_rows(&dir.join("summary.csv"), true)?;
-        fill_clusters(&mut summary, &meta);
+        fill_from_meta(&mut summary, &meta);
         Ok(RunResults {
             dir: dir.to_path_buf(),
             name: dir

@@ -33,6 +33,10 @@ pub struct SummaryRow {
     /// The broker version of that cluster, e.g. "7.0.15" (empty: unknown, or a run recorded
     /// before versions were).
     pub broker_version: String,
+    /// The failure-detection settings it ran with: not a column of summary.csv but meta.json's,
+    /// filled in when a results folder is read (None: a run recorded before they were).
+    #[serde(skip)]
+    pub failure_detection: Option<crate::scenario::FailureDetection>,
     /// Target rate over all producers in msg/s ("max" in the scenario: empty).
     pub target_rate: Option<f64>,
     /// Queues or streams this backend ran on.
@@ -122,6 +126,14 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
+    /// The failure-detection settings it ran with, in words ("not recorded" in runs recorded
+    /// before they were).
+    pub fn detection(&self) -> String {
+        self.failure_detection
+            .as_ref()
+            .map_or_else(|| "not recorded".into(), |d| d.describe())
+    }
+
     /// The backend's own label over its repetitions.
     pub fn series(&self) -> &str {
         if self.series.is_empty() {
@@ -169,6 +181,7 @@ impl SummaryRow {
             cluster: String::new(),
             broker: None,
             broker_version: String::new(),
+            failure_detection: None,
             target_rate,
             destinations: w.destinations,
             producers: w.producers(),

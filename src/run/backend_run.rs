@@ -71,6 +71,7 @@ pub async fn run_backend(
         settings: serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
         topology: None,
         topology_after: None,
+        failure_detection: None,
         started_utc: Some(utc_now()),
         ended_utc: None,
     };

@@ -210,7 +210,9 @@ pub async fn run_scenario(
         )
         .await;
         summaries.push(out.summary);
-        meta.backends.push(out.meta);
+        let mut backend_meta = out.meta;
+        backend_meta.failure_detection = Some(scenario.failure_detection(spec));
+        meta.backends.push(backend_meta);
         write_meta(&dir, &meta)?;
         if out.interrupted || *cancel.borrow() {
             interrupted = true;

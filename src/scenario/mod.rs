@@ -2,6 +2,7 @@
 
 mod broker_root;
 pub mod clusters;
+mod detection;
 pub mod faults;
 mod guarantee;
 mod model;
@@ -10,6 +11,7 @@ mod validate;
 
 pub use broker_root::{BrokerRoot, KnownRoot};
 pub use clusters::{ClusterKind, ClusterSection, Clusters};
+pub use detection::FailureDetection;
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::{Guarantee, GuaranteeClass};
 pub use model::*;
@@ -377,5 +379,32 @@ mod tests {
             e.contains("`backends[0].client_retries`") && e.contains("0 to 16"),
             "{e}"
         );
+        // The reply timeout: 2 s by default, WAIT's and BLOCK's time added to it.
+        assert_eq!(r.reply_timeout_ms, 2000);
+        assert_eq!(r.producer_reply_timeout().as_millis(), 2000);
+        assert_eq!(
+            r.consumer_reply_timeout().as_millis(),
+            2000 + r.block_ms as u128
+        );
+        let s = parse(
+            Path::new("s.toml"),
+            &with(
+                "wait_replicas = 1
+wait_timeout_ms = 700
+reply_timeout_ms = 1000",
+            ),
+        )
+        .expect("valid");
+        let BackendSpec::RedisStreams(r) = &s.backends[0] else {
+            panic!("not redis");
+        };
+        assert_eq!(r.producer_reply_timeout().as_millis(), 1700);
+        let e = err(&with("reply_timeout_ms = 50"));
+        assert!(
+            e.contains("`backends[0].reply_timeout_ms`") && e.contains("100 to 600000"),
+            "{e}"
+        );
+        let e = err(&with("wait_replicas = 1\nwait_timeout_ms = 0"));
+        assert!(e.contains("`backends[0].wait_timeout_ms`"), "{e}");
     }
 }

@@ -14,7 +14,7 @@ use crate::backend::OpError;
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// AMQP heartbeat (seconds) when the endpoint's URI does not ask for one: a frozen node is
 /// noticed after about two of these.
-pub(super) const DEFAULT_HEARTBEAT_S: u16 = 5;
+pub const DEFAULT_HEARTBEAT_S: u16 = 5;
 /// How long a graceful close may take.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -51,7 +51,8 @@ use crate::cluster::rabbitmq::http::MgmtClient;
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::RabbitSettings;
 use backlog::ConsumerGauges;
-use connection::{close_connection, redact, DEFAULT_HEARTBEAT_S};
+pub use connection::DEFAULT_HEARTBEAT_S;
+use connection::{close_connection, redact};
 use offsets::StreamOffsets;
 
 /// Which kind of RabbitMQ queue a backend uses.

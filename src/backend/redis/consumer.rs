@@ -10,10 +10,13 @@
 //! The consumer XACKs the former and counts both, for `Consumer::take_trimmed`.
 //!
 //! The consumer talks to the stream's master over its own connection (`node_conn.rs`), found in
-//! CLUSTER NODES and followed on MOVED, so that XREADGROUP replies are scanned in place: each
-//! payload is a slice of the read buffer, each id two numbers (`entries.rs`). A lost connection
-//! is `OpError::Connection` (the harness reopens the consumer, which reads its pending entries
-//! back); a MOVED is a definite refusal, and the next command goes to the new master.
+//! CLUSTER NODES (`locate.rs`) and followed on MOVED, so that XREADGROUP replies are scanned in
+//! place: each payload is a slice of the read buffer, each id two numbers (`entries.rs`). A lost
+//! connection is `OpError::Connection` (the harness reopens the consumer, which reads its pending
+//! entries back); a MOVED is a definite refusal, and the next command goes to the new master. A
+//! reply that does not come within the reply timeout (`reply_timeout_ms` plus BLOCK) is
+//! `OpError::Timeout`: the consumer gives that master up and asks the other nodes which master
+//! serves the slot now, as the producer does.
 //!
 //! `ack` does not wait for Redis: the ids go out in one pipeline with the next XREADGROUP (one
 //! round trip per batch instead of two), and `close` sends those still held. XACK is
@@ -22,14 +25,14 @@
 
 use std::time::Duration;
 
-use ::redis::cluster_async::ClusterConnection;
 use ::redis::{Cmd, Value};
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::entries::{parse_xautoclaim, parse_xreadgroup_frame, push_ids, EntryId};
+use super::locate::Locator;
 use super::node_conn::{error_of, value_of, NodeConn};
-use super::{key_slot, master_of_slot, RedisStreams, CONNECT_TIMEOUT, GROUP};
+use super::{key_slot, RedisStreams, CONNECT_TIMEOUT, GROUP};
 use crate::backend::{AckToken, Consumer, Delivery, Destination, OpError};
 
 /// XREADGROUP's ID for "this consumer's pending entries, from the first".
@@ -49,7 +52,7 @@ impl RedisStreams {
     ) -> Result<Box<dyn Consumer>, OpError> {
         // Each consumer has its own connection: XREADGROUP BLOCK holds the connection it runs on.
         let slot = key_slot(&dest.name);
-        let master = master_of_slot(&self.conn, slot).await?;
+        let master = self.locator.master_of(slot, None).await?;
         let conn = NodeConn::open(&master, CONNECT_TIMEOUT).await?;
         let s = &self.settings;
         let claim = (s.claim_interval_ms > 0).then(|| {
@@ -62,11 +65,12 @@ impl RedisStreams {
             }
         });
         Ok(Box::new(RedisConsumer {
-            cluster: self.conn.clone(),
+            locator: self.locator.clone(),
             slot,
             conn: Some(conn),
             master: None,
-            reply_timeout: Duration::from_millis(s.block_ms + 5_000),
+            suspect: None,
+            reply_timeout: s.consumer_reply_timeout(),
             frames: Vec::with_capacity(2),
             packed: Vec::new(),
             key: dest.name.clone(),
@@ -84,12 +88,15 @@ impl RedisStreams {
 }
 
 struct RedisConsumer {
-    /// Answers CLUSTER NODES when the master is to be found again.
-    cluster: ClusterConnection,
+    /// Finds the master again.
+    locator: Locator,
     slot: u16,
     conn: Option<NodeConn>,
     /// Where the next connection goes (a MOVED named it); else CLUSTER NODES says.
     master: Option<String>,
+    /// The master last given up on (no reply in time, lost connection, no connection): not
+    /// believed again unless it answers.
+    suspect: Option<String>,
     /// A reply slower than this (BLOCK included) is a timeout.
     reply_timeout: Duration,
     /// Raw replies of the last exchange, and the commands of the next one (reused).
@@ -153,9 +160,22 @@ impl RedisConsumer {
         if self.conn.is_none() {
             let master = match self.master.take() {
                 Some(m) => m,
-                None => master_of_slot(&self.cluster, self.slot).await?,
+                None => {
+                    let m = self
+                        .locator
+                        .master_of(self.slot, self.suspect.as_deref())
+                        .await?;
+                    self.suspect = None;
+                    m
+                }
             };
-            self.conn = Some(NodeConn::open(&master, CONNECT_TIMEOUT).await?);
+            match NodeConn::open(&master, CONNECT_TIMEOUT).await {
+                Ok(c) => self.conn = Some(c),
+                Err(e) => {
+                    self.suspect = Some(master);
+                    return Err(e);
+                }
+            }
         }
         let Some(conn) = self.conn.as_mut() else {
             return Err(OpError::Unavailable(
@@ -167,6 +187,8 @@ impl RedisConsumer {
             .exchange(&self.packed, n, &mut self.frames, timeout)
             .await
         {
+            // No reply in time, or the connection failed: ask the other nodes next time.
+            self.suspect = Some(conn.address().to_string());
             self.conn = None;
             return Err(e);
         }

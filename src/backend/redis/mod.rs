@@ -1,21 +1,25 @@
 //! Redis Cluster streams: XADD (optionally MAXLEN ~) in pipelines over a direct connection to
 //! the stream's master (see `producer.rs` for why), consumer groups with XREADGROUP (COUNT,
 //! BLOCK) and XACK over a direct connection too (`consumer.rs`, `node_conn.rs`); both find the
-//! master in CLUSTER NODES and follow MOVED. redis-rs's cluster client asks the topology
-//! questions (CLUSTER NODES, INFO) and does setup and teardown.
+//! master by asking every node CLUSTER NODES with a short limit (`locate.rs`), follow MOVED, and
+//! give up on a master that does not reply within the reply timeout (`reply_timeout_ms`).
+//! The topology (CLUSTER NODES) is read the same way, from every node at once; redis-rs's
+//! cluster client asks INFO and does setup and teardown.
 //!
 //! Stream keys carry a hash tag chosen so that destination i lands on master i mod masters:
 //! the load spreads over the shards the way the proposal intends.
 //!
 //! Files: this one (the backend, keys and slots), `producer.rs` (the `Producer` impl: XADD
 //! pipelines) with `resp.rs` (its wire format), `consumer.rs` (the `Consumer` impl) with
-//! `node_conn.rs` (its connection) and `entries.rs` (the parsing of its replies), `lag.rs`
+//! `node_conn.rs` (its connection) and `entries.rs` (the parsing of its replies), `locate.rs`
+//! (which master serves a slot, without waiting on a frozen node), `lag.rs`
 //! (replica lag), `backlog.rs` (what the group has yet to read or ack).
 
 mod backlog;
 mod consumer;
 mod entries;
 mod lag;
+mod locate;
 mod node_conn;
 mod outcome;
 mod producer;
@@ -32,7 +36,7 @@ use ::redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use async_trait::async_trait;
 
 use super::*;
-use crate::cluster::redis::{parse_node_rows, RedisNodeStatus};
+use crate::cluster::redis::RedisNodeStatus;
 use crate::scenario::RedisSettings;
 
 /// Consumer group used on every stream.
@@ -43,15 +47,17 @@ const FIELD: &str = "p";
 pub struct RedisStreams {
     label: String,
     settings: RedisSettings,
-    /// Questions to any node (CLUSTER NODES, INFO; producers looking for their stream's master):
-    /// no retries, so a topology poll during a failover answers (or fails) at once and the fault
-    /// runner simply asks again.
+    /// Questions to any node (INFO): no retries, so a question during a failover answers (or
+    /// fails) at once. CLUSTER NODES goes to every node at once instead (`locator`), so that a
+    /// frozen node cannot hold a topology read up.
     conn: ClusterConnection,
     /// Setup and teardown: follows redirects and reconnects (a few short retries), so they work
     /// on a cluster whose slots moved during a fault.
     admin: ClusterConnection,
     /// Direct connections to single nodes, for the replica lag.
     nodes: lag::NodeConnections,
+    /// Finds a stream's master for producers and consumers.
+    locator: locate::Locator,
 }
 
 /// How long opening a connection to one node may take.
@@ -165,24 +171,6 @@ async fn ask_any_node(
     as_text(&v).ok_or_else(|| OpError::Protocol(format!("{what} answered {v:?}")))
 }
 
-/// The master that owns `slot`, from CLUSTER NODES of any node (over `conn`): `host:port`.
-async fn master_of_slot(conn: &ClusterConnection, slot: u16) -> Result<String, OpError> {
-    let nodes = cluster_nodes(conn)
-        .await
-        .map_err(|e| OpError::Unavailable(format!("cannot find the stream's master: {e}")))?;
-    nodes
-        .iter()
-        .find(|n| n.is_master() && !is_failed(n) && n.owns_slot(slot))
-        .map(|n| n.address.clone())
-        .ok_or_else(|| OpError::Unavailable(format!("no master owns slot {slot} (CLUSTER NODES)")))
-}
-
-/// The cluster's nodes as any node (over `conn`) sees them.
-async fn cluster_nodes(conn: &ClusterConnection) -> Result<Vec<RedisNodeStatus>, OpError> {
-    let text = ask_any_node(conn, "CLUSTER NODES", ::redis::cmd("CLUSTER").arg("NODES")).await?;
-    Ok(parse_node_rows(&text))
-}
-
 impl RedisStreams {
     pub async fn connect(settings: &RedisSettings, seeds: &[String]) -> Result<Self, BackendError> {
         let label = settings
@@ -212,12 +200,15 @@ impl RedisStreams {
         };
         let conn = open(client).await.map_err(&fail)?;
         let admin = open(admin_client).await.map_err(&fail)?;
+        let question_timeout =
+            locate::QUESTION_TIMEOUT.min(Duration::from_millis(settings.reply_timeout_ms));
         Ok(RedisStreams {
             label,
             settings: settings.clone(),
             conn,
             admin,
             nodes: lag::NodeConnections::default(),
+            locator: locate::Locator::new(seeds, question_timeout),
         })
     }
 
@@ -245,8 +236,10 @@ impl RedisStreams {
         ask_any_node(&self.conn, what, cmd).await
     }
 
+    /// The cluster's nodes, as the best-informed node that answers in time sees them.
     async fn cluster_nodes(&self) -> Result<Vec<RedisNodeStatus>, OpError> {
-        cluster_nodes(&self.conn).await
+        let view = self.locator.freshest_view().await?;
+        Ok(view.into_iter().map(|l| l.status).collect())
     }
 
     /// Masters that own slots, sorted by address (so master 0 is the lowest port).
@@ -411,14 +404,14 @@ impl Backend for RedisStreams {
         // processes would: a blocked WAIT on one does not hold up the others.
         let s = &self.settings;
         Ok(Box::new(producer::RedisProducer::start(
-            self.conn.clone(),
+            self.locator.clone(),
             producer::WriterSettings {
                 key: dest.name.clone(),
                 maxlen: s.maxlen,
                 wait: (s.wait_replicas > 0).then_some((s.wait_replicas, s.wait_timeout_ms)),
                 retries: s.client_retries,
                 connect_timeout: CONNECT_TIMEOUT,
-                response_timeout: Duration::from_millis(s.wait_timeout_ms + 5_000),
+                response_timeout: s.producer_reply_timeout(),
             },
         )))
     }
@@ -510,6 +503,7 @@ impl Backend for RedisStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::redis::parse_node_rows;
 
     #[test]
     fn slots_match_redis() {

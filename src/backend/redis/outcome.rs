@@ -1,7 +1,11 @@
 //! What one XADD's reply means: its outcome (confirmed, refused by the cluster, another error
-//! reply, or unknown), and where a MOVED sends the slot.
+//! reply, or unknown), where a MOVED sends the slot, and where the outcome goes (`Sink`).
+
+use std::sync::Arc;
 
 use ::redis::{ServerError, ServerErrorKind, Value};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 
 use super::refused_by_the_cluster;
 use super::resp::Reply;
@@ -57,6 +61,59 @@ pub(super) fn moved_to(e: &ServerError, current: Option<&str>) -> Option<String>
         return Some(format!("{current_host}:{port}"));
     }
     Some(address.to_string())
+}
+
+/// Where one message's outcome goes.
+pub(super) enum Sink {
+    /// `send`: its own confirm.
+    One(oneshot::Sender<Outcome>),
+    /// `send_batch`: its place in the batch's outcomes.
+    Batch(Arc<BatchSink>, usize),
+}
+
+/// The outcomes of one `send_batch`, sent once the last is in.
+pub(super) struct BatchSink {
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    outcomes: Vec<Option<Outcome>>,
+    remaining: usize,
+    tx: Option<oneshot::Sender<Vec<Outcome>>>,
+}
+
+impl BatchSink {
+    pub(super) fn new(n: usize, tx: oneshot::Sender<Vec<Outcome>>) -> Arc<Self> {
+        Arc::new(BatchSink {
+            state: Mutex::new(BatchState {
+                outcomes: (0..n).map(|_| None).collect(),
+                remaining: n,
+                tx: Some(tx),
+            }),
+        })
+    }
+}
+
+impl Sink {
+    pub(super) fn resolve(self, outcome: Outcome) {
+        match self {
+            Sink::One(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Sink::Batch(b, i) => {
+                let mut st = b.state.lock();
+                if st.outcomes[i].replace(outcome).is_none() {
+                    st.remaining -= 1;
+                }
+                if st.remaining == 0 {
+                    if let Some(tx) = st.tx.take() {
+                        let all = st.outcomes.drain(..).map(|o| o.unwrap_or(Ok(()))).collect();
+                        let _ = tx.send(all);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,5 +184,21 @@ mod tests {
             panic!("not a server error");
         };
         assert_eq!(moved_to(&down, Some("127.0.0.1:7001")), None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_resolves_once_every_outcome_is_in() {
+        let (tx, rx) = oneshot::channel();
+        let sink = BatchSink::new(3, tx);
+        Sink::Batch(sink.clone(), 2).resolve(Err(OpError::Timeout("t".into())));
+        Sink::Batch(sink.clone(), 0).resolve(Ok(()));
+        Sink::Batch(sink, 1).resolve(Ok(()));
+        let all = rx.await.expect("resolved");
+        assert!(all[0].is_ok() && all[1].is_ok());
+        assert_eq!(all[2].clone().expect_err("timeout").kind(), "timeout");
+        // A batch whose messages are dropped unresolved (the writer stopped) ends in an error.
+        let (tx, rx) = oneshot::channel::<Vec<Outcome>>();
+        drop(Sink::Batch(BatchSink::new(1, tx), 0));
+        assert!(rx.await.is_err());
     }
 }

@@ -18,29 +18,35 @@
 //!   flight on the connection is indeterminate (`OpError::is_definite` false), as some may have
 //!   run.
 //!
+//! A pipeline whose replies do not all come within the reply timeout (`reply_timeout_ms`, plus
+//! WAIT's timeout when WAIT is used) makes every XADD in flight indeterminate, like a lost
+//! connection. Then the writer gives up on that master: it does not reconnect to it (a frozen
+//! node's kernel still accepts connections, so a reconnection would only wait again) but asks
+//! the other nodes which master serves the slot now (`locate.rs`), and until one names another
+//! master (or the old one answers again) refuses what it is given, definitely, asking again at
+//! most every `LOCATE_INTERVAL`.
+//!
 //! The writer finds the master in CLUSTER NODES, follows MOVED to the slot's new master (once the
 //! replies still due on the old connection are in), and resends an XADD that the cluster refused
 //! (never one whose outcome is unknown) up to `client_retries` times.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::cluster_async::ClusterConnection;
 use ::redis::Value;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::outcome::{is_refusal, moved_to, xadd_reply_outcome, Outcome};
+use super::locate::Locator;
+use super::outcome::{is_refusal, moved_to, xadd_reply_outcome, BatchSink, Outcome, Sink};
 use super::resp::{encode_wait, scan, Reply, XaddEncoder};
-use super::{key_slot, master_of_slot, FIELD};
+use super::{key_slot, FIELD};
 use crate::backend::{ConfirmFuture, OpError, Producer, SentBatch};
 
 /// Most XADDs in one pipeline.
@@ -50,6 +56,9 @@ const MAX_FLIGHTS: usize = 8;
 /// Waits before resending refused XADDs (not after a MOVED): doubling from the first to the
 /// second, in ms.
 const RETRY_WAIT_MS: (u64, u64) = (20, 500);
+/// While no master is known for the slot, the cluster is asked again at most this often (in
+/// between, what is queued is refused with the last answer).
+const LOCATE_INTERVAL: Duration = Duration::from_millis(50);
 /// Read buffer of the connection (replies of XADDs are about 24 bytes each).
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -64,60 +73,8 @@ pub(super) struct WriterSettings {
     /// Resends of an XADD that the cluster refused.
     pub retries: u32,
     pub connect_timeout: Duration,
+    /// The reply timeout, WAIT's included (`RedisSettings::producer_reply_timeout`).
     pub response_timeout: Duration,
-}
-
-/// Where one message's outcome goes.
-enum Sink {
-    /// `send`: its own confirm.
-    One(oneshot::Sender<Outcome>),
-    /// `send_batch`: its place in the batch's outcomes.
-    Batch(Arc<BatchSink>, usize),
-}
-
-/// The outcomes of one `send_batch`, sent once the last is in.
-struct BatchSink {
-    state: Mutex<BatchState>,
-}
-
-struct BatchState {
-    outcomes: Vec<Option<Outcome>>,
-    remaining: usize,
-    tx: Option<oneshot::Sender<Vec<Outcome>>>,
-}
-
-impl BatchSink {
-    fn new(n: usize, tx: oneshot::Sender<Vec<Outcome>>) -> Arc<Self> {
-        Arc::new(BatchSink {
-            state: Mutex::new(BatchState {
-                outcomes: (0..n).map(|_| None).collect(),
-                remaining: n,
-                tx: Some(tx),
-            }),
-        })
-    }
-}
-
-impl Sink {
-    fn resolve(self, outcome: Outcome) {
-        match self {
-            Sink::One(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Sink::Batch(b, i) => {
-                let mut st = b.state.lock();
-                if st.outcomes[i].replace(outcome).is_none() {
-                    st.remaining -= 1;
-                }
-                if st.remaining == 0 {
-                    if let Some(tx) = st.tx.take() {
-                        let all = st.outcomes.drain(..).map(|o| o.unwrap_or(Ok(()))).collect();
-                        let _ = tx.send(all);
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// One message on its way.
@@ -144,10 +101,10 @@ pub(super) struct RedisProducer {
 }
 
 impl RedisProducer {
-    /// Start the writer task; `cluster` answers CLUSTER NODES when the master is to be found.
-    pub(super) fn start(cluster: ClusterConnection, settings: WriterSettings) -> Self {
+    /// Start the writer task; `locator` finds the stream's master.
+    pub(super) fn start(locator: Locator, settings: WriterSettings) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(Writer::new(cluster, settings).run(rx));
+        let writer = tokio::spawn(Writer::new(locator, settings).run(rx));
         RedisProducer { queue, writer }
     }
 }
@@ -221,10 +178,15 @@ struct Conn {
 struct Writer {
     s: WriterSettings,
     slot: u16,
-    cluster: ClusterConnection,
+    locator: Locator,
     encoder: XaddEncoder,
     /// The stream's master (`host:port`), once known.
     master: Option<String>,
+    /// The master last given up on (no reply in time, a lost connection, no connection): not
+    /// used again unless it answers (`Locator::master_of`).
+    suspect: Option<String>,
+    /// The last failed search for the master, and when the next may start.
+    locate_failed: Option<(Instant, OpError)>,
     conn: Option<Conn>,
     /// Where a MOVED sent the slot: used once the old connection has no reply due.
     moved_to: Option<String>,
@@ -240,13 +202,15 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(cluster: ClusterConnection, s: WriterSettings) -> Self {
+    fn new(locator: Locator, s: WriterSettings) -> Self {
         Writer {
             slot: key_slot(&s.key),
             encoder: XaddEncoder::new(&s.key, s.maxlen, FIELD),
             s,
-            cluster,
+            locator,
             master: None,
+            suspect: None,
+            locate_failed: None,
             conn: None,
             moved_to: None,
             flights: VecDeque::with_capacity(MAX_FLIGHTS),
@@ -426,7 +390,8 @@ impl Writer {
         self.retry.push_back(m);
     }
 
-    /// The connection failed: every XADD in flight gets `e` (never sent again).
+    /// The connection failed: every XADD in flight gets `e` (never sent again). The master is
+    /// given up on (a MOVED seen before names the next one; else the cluster is asked).
     fn fail_all(&mut self, e: OpError) {
         self.conn = None;
         for f in self.flights.drain(..) {
@@ -434,8 +399,10 @@ impl Writer {
                 m.sink.resolve(Err(e.clone()));
             }
         }
-        if let Some(to) = self.moved_to.take() {
-            self.master = Some(to);
+        let gave_up_on = self.master.take();
+        match self.moved_to.take() {
+            Some(to) => self.master = Some(to),
+            None => self.suspect = gave_up_on,
         }
     }
 
@@ -458,12 +425,18 @@ impl Writer {
                 ))
             })
             .and_then(|s| s.set_nodelay(true).map(|()| s));
-        // On failure `master` stays forgotten: the next try asks the cluster again.
-        let stream = opened.map_err(|e| {
-            OpError::Unavailable(format!(
-                "cannot connect to the stream's master {master}: {e}"
-            ))
-        })?;
+        // On failure `master` stays forgotten: the next try asks the cluster again, and believes
+        // this one only if it answers.
+        let stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                let e = OpError::Unavailable(format!(
+                    "cannot connect to the stream's master {master}: {e}"
+                ));
+                self.suspect = Some(master);
+                return Err(e);
+            }
+        };
         let (read, write) = stream.into_split();
         self.master = Some(master);
         self.conn = Some(Conn {
@@ -474,9 +447,30 @@ impl Writer {
         Ok(())
     }
 
-    /// The master that owns the stream's slot, from CLUSTER NODES of any node.
-    async fn locate(&self) -> Result<String, OpError> {
-        master_of_slot(&self.cluster, self.slot).await
+    /// The master that serves the stream's slot, as the nodes other than the suspect say
+    /// (`Locator::master_of`); after a failed search, the same answer until `LOCATE_INTERVAL`
+    /// has passed.
+    async fn locate(&mut self) -> Result<String, OpError> {
+        if let Some((next, e)) = &self.locate_failed {
+            if Instant::now() < *next {
+                return Err(e.clone());
+            }
+        }
+        match self
+            .locator
+            .master_of(self.slot, self.suspect.as_deref())
+            .await
+        {
+            Ok(m) => {
+                self.suspect = None;
+                self.locate_failed = None;
+                Ok(m)
+            }
+            Err(e) => {
+                self.locate_failed = Some((Instant::now() + LOCATE_INTERVAL, e.clone()));
+                Err(e)
+            }
+        }
     }
 }
 
@@ -546,21 +540,5 @@ mod tests {
             f.outcomes[1].clone().expect_err("refused").kind(),
             "unavailable"
         );
-    }
-
-    #[tokio::test]
-    async fn a_batch_resolves_once_every_outcome_is_in() {
-        let (tx, rx) = oneshot::channel();
-        let sink = BatchSink::new(3, tx);
-        Sink::Batch(sink.clone(), 2).resolve(Err(OpError::Timeout("t".into())));
-        Sink::Batch(sink.clone(), 0).resolve(Ok(()));
-        Sink::Batch(sink, 1).resolve(Ok(()));
-        let all = rx.await.expect("resolved");
-        assert!(all[0].is_ok() && all[1].is_ok());
-        assert_eq!(all[2].clone().expect_err("timeout").kind(), "timeout");
-        // A batch whose messages are dropped unresolved (the writer stopped) ends in an error.
-        let (tx, rx) = oneshot::channel::<Vec<Outcome>>();
-        drop(Sink::Batch(BatchSink::new(1, tx), 0));
-        assert!(rx.await.is_err());
     }
 }

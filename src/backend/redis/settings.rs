@@ -50,6 +50,14 @@ pub struct RedisSettings {
     pub wait_replicas: u32,
     #[serde(default = "wait_timeout")]
     pub wait_timeout_ms: u64,
+    /// How long a producer or consumer waits for a node's reply before it gives up on that node
+    /// (ms), on top of the time the command may block by design (WAIT's `wait_timeout_ms`,
+    /// XREADGROUP's `block_ms`). Then every command in flight on the connection is
+    /// indeterminate (`timeout`), and the client asks the other nodes which master serves its
+    /// slot now, as redis-py's `socket_timeout` or Jedis's `soTimeout` do. This is what lets a
+    /// client leave a master that froze (SIGSTOP, a hung host) without closing its sockets.
+    #[serde(default = "reply_timeout")]
+    pub reply_timeout_ms: u64,
     /// Producers: how many times an XADD that the cluster refused (MOVED, TRYAGAIN, CLUSTERDOWN,
     /// MASTERDOWN, LOADING, or no connection to the stream's master) is sent again; an XADD whose
     /// outcome is unknown (lost connection, reply timeout) is never resent, so this cannot
@@ -76,6 +84,12 @@ fn block_ms() -> u64 {
 fn wait_timeout() -> u64 {
     1000
 }
+/// The default reply timeout: Jedis's `soTimeout` default, well above a loaded master's slowest
+/// reply here (tens of ms), well below a failover with the usual node timeouts.
+pub const DEFAULT_REPLY_TIMEOUT_MS: u64 = 2000;
+fn reply_timeout() -> u64 {
+    DEFAULT_REPLY_TIMEOUT_MS
+}
 fn claim_min_idle() -> u64 {
     5000
 }
@@ -97,6 +111,27 @@ impl RedisSettings {
             return Err(FieldError::at(
                 "block_ms",
                 format!("{} is out of range; use 1 to 10000", r.block_ms),
+            ));
+        }
+        if r.reply_timeout_ms < 100 || r.reply_timeout_ms > 600_000 {
+            return Err(FieldError::at(
+                "reply_timeout_ms",
+                format!(
+                    "{} is out of range; use 100 to 600000 (default {DEFAULT_REPLY_TIMEOUT_MS}); \
+                     WAIT's wait_timeout_ms and XREADGROUP's block_ms are added to it, not \
+                     part of it",
+                    r.reply_timeout_ms
+                ),
+            ));
+        }
+        if r.wait_replicas > 0 && (r.wait_timeout_ms == 0 || r.wait_timeout_ms > 600_000) {
+            return Err(FieldError::at(
+                "wait_timeout_ms",
+                format!(
+                    "{} is out of range while wait_replicas is set; use 1 to 600000 (WAIT 0 \
+                     would block until the replicas answer, however long)",
+                    r.wait_timeout_ms
+                ),
             ));
         }
         // redis-rs waits longer before each retry (seconds by the 10th).
@@ -127,6 +162,24 @@ impl RedisSettings {
             ));
         }
         Ok(())
+    }
+}
+
+impl RedisSettings {
+    /// How long a producer waits for a pipeline's replies: the reply timeout, plus WAIT's own
+    /// timeout when WAIT follows the XADDs (WAIT answers only once it has run out).
+    pub fn producer_reply_timeout(&self) -> std::time::Duration {
+        let wait = if self.wait_replicas > 0 {
+            self.wait_timeout_ms
+        } else {
+            0
+        };
+        std::time::Duration::from_millis(self.reply_timeout_ms + wait)
+    }
+
+    /// How long a consumer waits for a reply: the reply timeout plus XREADGROUP's BLOCK.
+    pub fn consumer_reply_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.reply_timeout_ms + self.block_ms)
     }
 }
 

@@ -94,10 +94,10 @@ impl LocalRedisCluster {
 
 /// A parsed CLUSTER NODES line with what the public row leaves out.
 #[derive(Debug, Clone)]
-pub(super) struct NodeLine {
-    pub(super) status: RedisNodeStatus,
-    pub(super) myself: bool,
-    pub(super) config_epoch: u64,
+pub struct NodeLine {
+    pub status: RedisNodeStatus,
+    pub myself: bool,
+    pub config_epoch: u64,
 }
 
 /// Parse CLUSTER NODES output into status rows (malformed lines are skipped); also used by the
@@ -110,7 +110,7 @@ pub fn parse_node_rows(text: &str) -> Vec<RedisNodeStatus> {
 }
 
 /// Parse CLUSTER NODES output; malformed lines are skipped.
-pub(super) fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
+pub fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
     text.lines().filter_map(parse_cluster_nodes_line).collect()
 }
 
@@ -202,7 +202,7 @@ pub(super) fn sort_rows(rows: &mut [RedisNodeStatus]) {
 
 /// The owner of `slot` across several nodes' views: the master claim with the highest config
 /// epoch; None if no view has a claim or if any view flags that master as failed.
-pub(super) fn pick_slot_owner(views: &[Vec<NodeLine>], slot: u16) -> Option<String> {
+pub fn pick_slot_owner(views: &[Vec<NodeLine>], slot: u16) -> Option<String> {
     let best = views
         .iter()
         .flatten()

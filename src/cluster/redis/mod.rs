@@ -36,13 +36,15 @@ use super::broker_root::open_root;
 use super::process::OwnedProcess;
 use super::{ClusterError, Progress};
 
-pub use cluster_nodes::{parse_node_rows, RedisNodeStatus};
+pub use cluster_nodes::{
+    parse_cluster_nodes, parse_node_rows, pick_slot_owner, NodeLine, RedisNodeStatus,
+};
 pub use config::RedisClusterConfig;
 pub use node::RedisNode;
 pub use state::STATE_FILE;
 
 use client::{call, info_field};
-use cluster_nodes::{parse_cluster_nodes, pick_slot_owner, sort_rows};
+use cluster_nodes::sort_rows;
 use config::{plan_nodes, quote};
 use health::pending;
 use launch::{check_ports, resolve_binary, spawn_node, stop_processes};

@@ -26,10 +26,11 @@ fn worst_unavailable(
     }
     let worst = known.into_iter().reduce(f64::max)?;
     numbers.push(format!(
-        "{}: publish unavailable {} (worst of {} leader kill(s))",
+        "{}: publish unavailable {} (worst of {} leader kill(s); failure detection: {})",
         name(r),
         seconds(worst),
-        faults.len() - unknown
+        faults.len() - unknown,
+        r.detection()
     ));
     Some(worst)
 }
@@ -296,6 +297,42 @@ mod tests {
             .numbers
             .iter()
             .any(|n| n == "(b) holds on all 2 Redis row(s)"));
+    }
+
+    /// Each backend's figure is given beside the timeouts it ran with.
+    #[test]
+    fn c4_states_each_backends_failure_detection() {
+        let mut s = c4_backends();
+        s[0].failure_detection = Some(crate::scenario::FailureDetection {
+            redis_node_timeout_ms: Some(2000),
+            client_reply_timeout_ms: Some(2000),
+            ..Default::default()
+        });
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+        ];
+        let v = &run(&s, &f)[3];
+        let line = |label: &str| {
+            v.numbers
+                .iter()
+                .find(|n| n.starts_with(label) && n.contains("publish unavailable"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        assert!(
+            line("redis").ends_with(
+                "failure detection: cluster-node-timeout 2000 ms, client reply timeout 2000 ms)"
+            ),
+            "{:?}",
+            v.numbers
+        );
+        // A run recorded before the settings were.
+        assert!(
+            line("quorum").ends_with("failure detection: not recorded)"),
+            "{:?}",
+            v.numbers
+        );
     }
 
     #[test]
