@@ -13,7 +13,7 @@ use super::rabbitmq_stream_native::NativeStreamSettings;
 use super::redis::settings::RedisSettings;
 use super::{Backend, BackendError, Endpoints};
 use crate::cluster::version::BrokerVersion;
-use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
+use crate::scenario::{ClusterKind, ClusterSection, FailureDetection, Guarantee, Rate, Workload};
 
 /// One `[[backends]]` entry: `type` selects the backend type, the other fields are its settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -201,6 +201,10 @@ pub trait BackendType: Send + Sync {
     fn cluster(&self) -> Option<&str>;
     fn destinations(&self) -> Option<usize>;
     fn rate(&self) -> Option<Rate>;
+    /// Its client's part of `detection` (how long a node that stops answering goes unnoticed
+    /// by the client: reply timeouts, heartbeats), on a cluster brokerbench started (`local`)
+    /// or not. Nothing by default.
+    fn client_detection(&self, _local: bool, _detection: &mut FailureDetection) {}
     /// Checks of its settings that serde cannot express (`index`: its place in the file).
     fn validate(&self, workload: &Workload, index: usize) -> Result<(), FieldError>;
     /// What a confirm guarantees with these settings on `cluster` (its section, if known).

@@ -29,9 +29,12 @@ pub struct FailureDetection {
     /// `wait_timeout_ms` when `wait_replicas` is set), ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_wait_timeout_ms: Option<u64>,
-    /// The AMQP heartbeat the client asked for, s (a dead peer after about two missed).
+    /// The heartbeat the client asked for, s (a dead peer after about two missed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_heartbeat_s: Option<u16>,
+    /// The protocol of that heartbeat (AMQP 0-9-1, the stream protocol); AMQP when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_heartbeat_protocol: Option<String>,
 }
 
 impl FailureDetection {
@@ -52,7 +55,8 @@ impl FailureDetection {
             });
         }
         if let Some(s) = self.client_heartbeat_s {
-            parts.push(format!("AMQP heartbeat {s} s"));
+            let protocol = self.client_heartbeat_protocol.as_deref().unwrap_or("AMQP");
+            parts.push(format!("{protocol} heartbeat {s} s"));
         }
         if parts.is_empty() {
             "not recorded".into()
@@ -85,20 +89,7 @@ impl Scenario {
             ClusterSection::Redis(r) => r.mode == ClusterMode::Local,
             ClusterSection::Rabbitmq(r) => r.mode == ClusterMode::Local,
         });
-        if let BackendSpec::RedisStreams(s) = spec {
-            d.client_reply_timeout_ms = Some(s.reply_timeout_ms);
-            d.client_wait_timeout_ms = (s.wait_replicas > 0).then_some(s.wait_timeout_ms);
-        } else if local
-            && matches!(
-                spec,
-                BackendSpec::RabbitmqQuorum(_)
-                    | BackendSpec::RabbitmqStream(_)
-                    | BackendSpec::RabbitmqMirrored(_)
-            )
-        {
-            // What the AMQP clients ask for when the URI does not (a local cluster's never do).
-            d.client_heartbeat_s = Some(crate::backend::rabbitmq::DEFAULT_HEARTBEAT_S);
-        }
+        spec.backend_type().client_detection(local, &mut d);
         d
     }
 }

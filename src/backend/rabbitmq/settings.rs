@@ -235,6 +235,12 @@ impl BackendType for RabbitType<'_> {
     fn protocol(&self) -> Option<&'static str> {
         Some("AMQP 0-9-1")
     }
+    fn client_detection(&self, local: bool, d: &mut crate::scenario::FailureDetection) {
+        // What the AMQP clients ask for when the URI does not (a local cluster's never do).
+        if local {
+            d.client_heartbeat_s = Some(super::DEFAULT_HEARTBEAT_S);
+        }
+    }
     fn label(&self) -> Option<&str> {
         self.settings.label.as_deref()
     }

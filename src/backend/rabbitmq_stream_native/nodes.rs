@@ -18,7 +18,7 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one management API call may take before the next node is asked.
 const MGMT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stream protocol heartbeat (seconds): a frozen node is noticed after about two of these.
-const HEARTBEAT_S: u32 = 5;
+pub(super) const HEARTBEAT_S: u32 = 5;
 
 /// One broker node.
 #[derive(Debug, Clone)]

@@ -116,6 +116,10 @@ impl BackendType for &NativeStreamSettings {
     fn protocol(&self) -> Option<&'static str> {
         Some("stream protocol")
     }
+    fn client_detection(&self, _local: bool, d: &mut crate::scenario::FailureDetection) {
+        d.client_heartbeat_s = Some(super::nodes::HEARTBEAT_S as u16);
+        d.client_heartbeat_protocol = Some("stream protocol".into());
+    }
     fn label(&self) -> Option<&str> {
         self.label.as_deref()
     }
@@ -207,5 +211,13 @@ mod tests {
         assert!(e.contains("3.11 or later") && e.contains("debian13"), "{e}");
         assert!((&s).supported_on(&v("3.11.0")).is_ok());
         assert!((&s).supported_on(&v("4.0.5")).is_ok());
+    }
+
+    #[test]
+    fn records_the_heartbeat_its_client_asks_for() {
+        let s = parse("");
+        let mut d = crate::scenario::FailureDetection::default();
+        (&s).client_detection(true, &mut d);
+        assert_eq!(d.describe(), "stream protocol heartbeat 5 s");
     }
 }

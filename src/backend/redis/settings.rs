@@ -215,6 +215,10 @@ impl BackendType for &RedisSettings {
     fn cluster_kind(&self) -> ClusterKind {
         ClusterKind::Redis
     }
+    fn client_detection(&self, _local: bool, d: &mut crate::scenario::FailureDetection) {
+        d.client_reply_timeout_ms = Some(self.reply_timeout_ms);
+        d.client_wait_timeout_ms = (self.wait_replicas > 0).then_some(self.wait_timeout_ms);
+    }
     fn label(&self) -> Option<&str> {
         self.label.as_deref()
     }
