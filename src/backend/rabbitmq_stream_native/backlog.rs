@@ -4,6 +4,7 @@
 //! deliveries carry their offsets); the offsets handed out are the consumers' own (`Handed`).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::Environment;
 
 /// How long the reader waits for the last chunk before taking the stream as empty.
-const EMPTY_WAIT: Duration = Duration::from_secs(2);
+const EMPTY_WAIT: Duration = Duration::from_millis(1500);
 /// How long subscribing may take.
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(4);
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stream (partition) name -> the highest offset a consumer handed to the harness. Shared by
 /// the backend and its consumers.
@@ -44,8 +45,43 @@ impl Handed {
     }
 }
 
-/// The last offset of `stream` (None: it is empty).
-pub(super) async fn last_offset(env: &Environment, stream: &str) -> Result<Option<u64>, String> {
+/// Stream (partition) name -> how many of its messages producers saw confirmed. A consumer
+/// compares it across a silent spell (`consumer.rs`); the counter is looked up once per
+/// producer or consumer open, and incremented without a lock.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Confirmed(Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>);
+
+impl Confirmed {
+    pub fn counter(&self, stream: &str) -> Arc<AtomicU64> {
+        self.0
+            .lock()
+            .entry(stream.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub fn forget(&self, stream: &str) {
+        self.0.lock().remove(stream);
+    }
+}
+
+/// The last offset of `stream` (None: it is empty). The reader goes to a replica the client
+/// picks at random, which may be one that is restarting: a read that fails or finds nothing
+/// while consumers have not handed out everything confirmed is tried once more.
+pub(super) async fn last_offset(
+    env: &Environment,
+    stream: &str,
+    maybe_more: bool,
+) -> Result<Option<u64>, String> {
+    let first = read_last_offset(env, stream).await;
+    match first {
+        Ok(Some(_)) => first,
+        Ok(None) if !maybe_more => first,
+        _ => read_last_offset(env, stream).await.or(first),
+    }
+}
+
+async fn read_last_offset(env: &Environment, stream: &str) -> Result<Option<u64>, String> {
     let build = env
         .consumer()
         .offset(OffsetSpecification::Last)
@@ -91,6 +127,16 @@ pub(super) fn ready(last: Option<u64>, handed: Option<u64>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn confirmed_counters_are_shared_per_stream() {
+        let c = Confirmed::default();
+        c.counter("s").fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(c.counter("s").load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(c.counter("t").load(std::sync::atomic::Ordering::Relaxed), 0);
+        c.forget("s");
+        assert_eq!(c.counter("s").load(std::sync::atomic::Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn ready_counts_what_follows_the_highest_offset_handed_out() {

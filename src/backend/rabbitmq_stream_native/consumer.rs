@@ -18,9 +18,9 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
 use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
-use rabbitmq_stream_client::{Consumer as ClientConsumer, Environment, MessageContext};
+use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
 
-use super::backlog::{self, Handed};
+use super::backlog::Handed;
 use super::leaders::LeaderWatch;
 use crate::backend::{AckToken, Consumer, Delivery, OpError};
 
@@ -90,9 +90,13 @@ pub(super) struct Partition {
     /// The highest offset acknowledged, and how many acks since the last store.
     pub acked: Option<u64>,
     pub since_store: u64,
-    /// Since when nothing came on this partition, and what the group had handed out then.
+    /// Since when nothing came on this partition, and what the group had handed out and the
+    /// producers had seen confirmed then.
     pub silent_since: Instant,
     pub handed_then: Option<u64>,
+    pub confirmed_then: u64,
+    /// Messages of this stream confirmed to producers (shared with them).
+    pub confirmed: Arc<AtomicU64>,
 }
 
 pub(super) struct NativeConsumer {
@@ -105,8 +109,6 @@ pub(super) struct NativeConsumer {
     pub checked: Instant,
     /// The highest offsets handed out, shared with the backend (for its backlog).
     pub handed: Handed,
-    /// For reading a stream's end when a partition stays silent.
-    pub env: Environment,
 }
 
 fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
@@ -140,36 +142,30 @@ impl NativeConsumer {
         Ok(())
     }
 
-    /// Err when a partition has stayed silent for `STALL_AFTER` while nothing was handed out by
-    /// any consumer of its group, yet the stream holds entries after what was handed out: the
-    /// subscription is dead without the client noticing (a subscription the broker cancelled
-    /// at a member's restart, or a client task that died), and the harness must reopen it.
-    async fn check_stalls(&mut self) -> Result<(), OpError> {
+    /// Err when a partition has stayed silent for `STALL_AFTER` while producers had more of its
+    /// messages confirmed and no consumer of its group handed anything out: the subscription is
+    /// dead without the client noticing (a subscription the broker cancelled at a member's
+    /// restart, or a client task that died), and the harness must reopen it.
+    fn check_stalls(&mut self) -> Result<(), OpError> {
         for part in &mut self.parts {
             if part.silent_since.elapsed() < STALL_AFTER {
                 continue;
             }
             let handed = self.handed.get(&part.stream);
-            if handed != part.handed_then {
-                // Another consumer of the group reads it.
-                part.silent_since = Instant::now();
-                part.handed_then = handed;
-                continue;
-            }
-            // A check that fails finds nothing: the consumer goes on.
-            let last = backlog::last_offset(&self.env, &part.stream)
-                .await
-                .unwrap_or_default();
-            part.silent_since = Instant::now();
-            let waiting = backlog::ready(last, handed);
-            if waiting > 0 {
+            let confirmed = part.confirmed.load(Ordering::Relaxed);
+            if handed == part.handed_then && confirmed > part.confirmed_then {
                 return Err(OpError::Connection(format!(
-                    "stream {} holds {waiting} entries after offset {} but nothing came for \
-                     {STALL_AFTER:?}: its subscription is dead without the client noticing",
+                    "stream {}: {} more messages confirmed, but nothing came for {STALL_AFTER:?} \
+                     and no consumer of the group handed anything out (last offset {}): the \
+                     subscription is dead without the client noticing",
                     part.stream,
-                    handed.map_or("(none)".to_string(), |h| h.to_string()),
+                    confirmed - part.confirmed_then,
+                    handed.map_or("none".to_string(), |h| h.to_string()),
                 )));
             }
+            part.silent_since = Instant::now();
+            part.handed_then = handed;
+            part.confirmed_then = confirmed;
         }
         Ok(())
     }
@@ -229,7 +225,7 @@ impl Consumer for NativeConsumer {
         let first = tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx)))
             .await;
         let Ok(first) = first else {
-            return self.check_stalls().await;
+            return self.check_stalls();
         };
         let before = out.len();
         self.take(first, out)?;
@@ -252,6 +248,7 @@ impl Consumer for NativeConsumer {
             if let Some(h) = h {
                 self.handed.record(&part.stream, h);
                 part.handed_then = self.handed.get(&part.stream);
+                part.confirmed_then = part.confirmed.load(Ordering::Relaxed);
             }
         }
         Ok(())

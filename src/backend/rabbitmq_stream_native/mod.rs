@@ -49,6 +49,8 @@ pub struct NativeStreamBackend {
     leaders: Arc<LeaderWatch>,
     /// The highest offset of each stream its consumers handed out (for `backlog`).
     handed: backlog::Handed,
+    /// Messages of each stream confirmed to its producers (for the consumers' stall checks).
+    confirmed: backlog::Confirmed,
 }
 
 impl NativeStreamBackend {
@@ -81,6 +83,7 @@ impl NativeStreamBackend {
             leaders: Arc::new(LeaderWatch::new(nodes.client_options())),
             nodes,
             handed: backlog::Handed::default(),
+            confirmed: backlog::Confirmed::default(),
         })
     }
 
@@ -214,6 +217,7 @@ impl Backend for NativeStreamBackend {
         for d in &dests {
             for stream in self.partition_names(&d.name) {
                 self.handed.forget(&stream);
+                self.confirmed.forget(&stream);
             }
             self.create(d).await.map_err(|m| {
                 self.setup_err(format!("create stream {} (stream protocol)", d.name), m)
@@ -242,6 +246,7 @@ impl Backend for NativeStreamBackend {
             }
             for stream in self.partition_names(&d.name) {
                 self.handed.forget(&stream);
+                self.confirmed.forget(&stream);
             }
         }
         self.leaders.close().await;
@@ -282,6 +287,7 @@ impl Backend for NativeStreamBackend {
                 }
             };
             parts.push(producer::Partition {
+                confirmed: self.confirmed.counter(&stream),
                 stream,
                 producer: p,
                 next_id: 0,
@@ -312,13 +318,13 @@ impl Backend for NativeStreamBackend {
             let leader = match self.leaders.leader(&stream).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    close_all(parts, &self.leaders, &env).await;
+                    close_all(parts, &self.leaders).await;
                     return Err(OpError::Unavailable(format!(
                         "stream {stream} has no leader right now"
                     )));
                 }
                 Err(e) => {
-                    close_all(parts, &self.leaders, &env).await;
+                    close_all(parts, &self.leaders).await;
                     return Err(OpError::Connection(e));
                 }
             };
@@ -345,20 +351,23 @@ impl Backend for NativeStreamBackend {
             let c = match tokio::time::timeout(CONNECT_TIMEOUT, build).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    close_all(parts, &self.leaders, &env).await;
+                    close_all(parts, &self.leaders).await;
                     return Err(OpError::Connection(format!(
                         "open a consumer on stream {stream}: {e}"
                     )));
                 }
                 Err(_) => {
-                    close_all(parts, &self.leaders, &env).await;
+                    close_all(parts, &self.leaders).await;
                     return Err(OpError::Connection(format!(
                         "open a consumer on stream {stream}: no answer within {CONNECT_TIMEOUT:?}"
                     )));
                 }
             };
             let handed_then = self.handed.get(&stream);
+            let confirmed = self.confirmed.counter(&stream);
             parts.push(consumer::Partition {
+                confirmed_then: confirmed.load(std::sync::atomic::Ordering::Relaxed),
+                confirmed,
                 stream,
                 consumer: c,
                 leader,
@@ -376,7 +385,6 @@ impl Backend for NativeStreamBackend {
             leaders: self.leaders.clone(),
             checked: Instant::now(),
             handed: self.handed.clone(),
-            env,
         }))
     }
 
@@ -423,9 +431,14 @@ impl Backend for NativeStreamBackend {
             .iter()
             .flat_map(|d| self.partition_names(&d.name))
             .collect();
-        let ends = futures::future::join_all(streams.iter().map(|s| backlog::last_offset(&env, s)));
+        let ends = futures::future::join_all(streams.iter().map(|s| {
+            let confirmed = self.confirmed.counter(s).load(std::sync::atomic::Ordering::Relaxed);
+            let handed = self.handed.get(s).map_or(0, |h| h + 1);
+            backlog::last_offset(&env, s, confirmed > handed)
+        }));
         let mut total = Backlog::default();
-        for (stream, last) in streams.iter().zip(ends.await) {
+        let ends = ends.await;
+        for (stream, last) in streams.iter().zip(ends) {
             let last = last.map_err(|m| self.setup_err("read the backlog", m))?;
             total.ready += backlog::ready(last, self.handed.get(stream));
         }
@@ -437,11 +450,7 @@ impl Backend for NativeStreamBackend {
     }
 }
 
-async fn close_all(
-    parts: Vec<consumer::Partition>,
-    leaders: &Arc<LeaderWatch>,
-    env: &Environment,
-) {
+async fn close_all(parts: Vec<consumer::Partition>, leaders: &Arc<LeaderWatch>) {
     Box::new(consumer::NativeConsumer {
         parts,
         store_every: 1,
@@ -449,7 +458,6 @@ async fn close_all(
         leaders: leaders.clone(),
         checked: Instant::now(),
         handed: backlog::Handed::default(),
-        env: env.clone(),
     })
     .close()
     .await;

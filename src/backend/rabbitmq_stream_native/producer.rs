@@ -31,6 +31,8 @@ pub(super) struct Partition {
     pub stream: String,
     pub producer: ClientProducer<NoDedup>,
     pub next_id: u64,
+    /// Messages of this stream confirmed, shared by its producers and consumers.
+    pub confirmed: Arc<AtomicU64>,
 }
 
 pub(super) struct NativeProducer {
@@ -225,9 +227,13 @@ impl Producer for NativeProducer {
         let (tx, rx) = mpsc::unbounded_channel();
         let cancelled = self.cancelled.clone();
         let answered = self.answered.clone();
+        let confirmed = part.confirmed.clone();
         let callback = move |r: Result<ConfirmationStatus, ProducerPublishError>| {
             answered.fetch_add(1, Ordering::Relaxed);
             if let Ok(status) = &r {
+                if status.confirmed() {
+                    confirmed.fetch_add(1, Ordering::Relaxed);
+                }
                 if matches!(
                     status.status(),
                     ResponseCode::PublisherDoesNotExist | ResponseCode::StreamNotAvailable
