@@ -387,9 +387,17 @@ impl FaultRunner {
             if pulled.len() == 1 && self.now() >= widen_ns {
                 // Consumer c receives nothing: a standby of a single active consumer group
                 // (the native stream). The kill goes to whoever of its destination receives.
-                for (k, (d, s)) in self.switches.iter().enumerate() {
-                    if *d == *dest && k != c {
-                        s.pull();
+                let group: Vec<usize> = (0..self.switches.len())
+                    .filter(|&k| self.switches[k].0 == *dest)
+                    .collect();
+                for &k in &group {
+                    let others = group
+                        .iter()
+                        .filter(|&&o| o != k)
+                        .map(|&o| self.switches[o].1.clone())
+                        .collect();
+                    self.switches[k].1.pull_with(others);
+                    if k != c {
                         pulled.push(k);
                     }
                 }

@@ -30,6 +30,10 @@ pub struct ConsumerPlan {
 pub struct KillSwitch {
     pulled: AtomicBool,
     report: Mutex<Option<Abandoned>>,
+    /// Switches pulled together with this one (a kill widened to a destination's consumers):
+    /// the first consumer to die takes them back before it closes, so that the consumer taking
+    /// over from it does not die too.
+    group: Mutex<Vec<Arc<KillSwitch>>>,
 }
 
 /// What a killed consumer left behind.
@@ -48,6 +52,12 @@ impl KillSwitch {
     /// Take the pull back (another consumer died instead); no effect once it has died.
     pub fn unpull(&self) {
         self.pulled.store(false, Ordering::SeqCst);
+    }
+    /// Pull this switch together with `others`: whichever consumer dies first takes the others
+    /// back.
+    pub fn pull_with(&self, others: Vec<Arc<KillSwitch>>) {
+        *self.group.lock() = others;
+        self.pull();
     }
     fn pulled(&self) -> bool {
         self.pulled.load(Ordering::SeqCst)
@@ -249,6 +259,9 @@ async fn crash(
     consumer: Option<Box<dyn Consumer>>,
     batch: &mut Vec<Delivery>,
 ) {
+    for other in plan.kill.group.lock().drain(..) {
+        other.unpull();
+    }
     let at_ns = ctx.clock.now_ns();
     let messages = batch
         .drain(..)

@@ -90,13 +90,26 @@ pub(super) struct Partition {
     /// The highest offset acknowledged, and how many acks since the last store.
     pub acked: Option<u64>,
     pub since_store: u64,
-    /// Since when nothing came on this partition, and what the group had handed out and the
-    /// producers had seen confirmed then.
+    /// Since when nothing came on this partition, and what the group had handed out then.
     pub silent_since: Instant,
     pub handed_then: Option<u64>,
-    pub confirmed_then: u64,
     /// Messages of this stream confirmed to producers (shared with them).
     pub confirmed: Arc<AtomicU64>,
+}
+
+/// A partition's subscription ends with it: the harness drops a consumer it reopens without
+/// closing it, and the crate's consumer keeps its connection (and its place in the single active
+/// consumer group) open until it is closed. Left open, it would stay the group's active member
+/// while nobody reads it, and every reopened consumer would wait behind it as a standby.
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let handle = self.consumer.handle();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(CALL_TIMEOUT, handle.close()).await;
+            });
+        }
+    }
 }
 
 pub(super) struct NativeConsumer {
@@ -142,10 +155,12 @@ impl NativeConsumer {
         Ok(())
     }
 
-    /// Err when a partition has stayed silent for `STALL_AFTER` while producers had more of its
-    /// messages confirmed and no consumer of its group handed anything out: the subscription is
-    /// dead without the client noticing (a subscription the broker cancelled at a member's
-    /// restart, or a client task that died), and the harness must reopen it.
+    /// Err when a partition has stayed silent for `STALL_AFTER`, no consumer of its group handed
+    /// anything out meanwhile, and producers saw more of its messages confirmed than the group
+    /// handed out (a fresh stream numbers its messages from 0, so `confirmed` messages reach at
+    /// least offset `confirmed - 1`): the subscription is dead without the client noticing (a
+    /// subscription the broker cancelled at a member's restart, or a client task that died), and
+    /// the harness must reopen it. This holds in the drain too, when producers have stopped.
     fn check_stalls(&mut self) -> Result<(), OpError> {
         for part in &mut self.parts {
             if part.silent_since.elapsed() < STALL_AFTER {
@@ -153,19 +168,18 @@ impl NativeConsumer {
             }
             let handed = self.handed.get(&part.stream);
             let confirmed = part.confirmed.load(Ordering::Relaxed);
-            if handed == part.handed_then && confirmed > part.confirmed_then {
+            let handed_count = handed.map_or(0, |h| h + 1);
+            if handed == part.handed_then && handed_count < confirmed {
                 return Err(OpError::Connection(format!(
-                    "stream {}: {} more messages confirmed, but nothing came for {STALL_AFTER:?} \
-                     and no consumer of the group handed anything out (last offset {}): the \
-                     subscription is dead without the client noticing",
+                    "stream {}: {confirmed} messages confirmed, the group handed out offsets up \
+                     to {} and nothing came for {STALL_AFTER:?}: the subscription is dead \
+                     without the client noticing",
                     part.stream,
-                    confirmed - part.confirmed_then,
                     handed.map_or("none".to_string(), |h| h.to_string()),
                 )));
             }
             part.silent_since = Instant::now();
             part.handed_then = handed;
-            part.confirmed_then = confirmed;
         }
         Ok(())
     }
@@ -187,7 +201,8 @@ impl NativeConsumer {
         Poll::Pending
     }
 
-    /// Take one delivery: Ok(true) when it was handed out.
+    /// Take one delivery: append it to `out` unless it lies before where this consumer started;
+    /// Err when the partition's consumer ended or failed.
     fn take(
         &mut self,
         (idx, item): (
@@ -222,10 +237,11 @@ impl NativeConsumer {
 impl Consumer for NativeConsumer {
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
         self.check_leaders().await?;
+        self.check_stalls()?;
         let first = tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx)))
             .await;
         let Ok(first) = first else {
-            return self.check_stalls();
+            return Ok(());
         };
         let before = out.len();
         self.take(first, out)?;
@@ -248,7 +264,6 @@ impl Consumer for NativeConsumer {
             if let Some(h) = h {
                 self.handed.record(&part.stream, h);
                 part.handed_then = self.handed.get(&part.stream);
-                part.confirmed_then = part.confirmed.load(Ordering::Relaxed);
             }
         }
         Ok(())
@@ -288,7 +303,7 @@ impl Consumer for NativeConsumer {
     /// Unsubscribe and close, without storing what was acknowledged since the last store (as a
     /// crash would): the next active consumer starts after the stored offset.
     async fn close(self: Box<Self>) {
-        for part in self.parts {
+        for part in &self.parts {
             let handle = part.consumer.handle();
             let _ = tokio::time::timeout(CALL_TIMEOUT, handle.close()).await;
         }

@@ -366,7 +366,6 @@ impl Backend for NativeStreamBackend {
             let handed_then = self.handed.get(&stream);
             let confirmed = self.confirmed.counter(&stream);
             parts.push(consumer::Partition {
-                confirmed_then: confirmed.load(std::sync::atomic::Ordering::Relaxed),
                 confirmed,
                 stream,
                 consumer: c,
