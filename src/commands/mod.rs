@@ -63,18 +63,34 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
             scenarios,
             results,
             quiet,
-            duration,
-            warmup,
-            repeat,
+            overrides,
         } => {
             let flags = run::RunFlags {
                 results,
                 quiet,
-                duration,
-                warmup,
-                repeat,
+                overrides,
             };
             run::run(&scenarios, flags).await
+        }
+        Command::Quick {
+            backend_type,
+            results,
+            quiet,
+            base_port,
+            overrides,
+        } => {
+            let prepared = crate::run::Prepared::quick(&backend_type, base_port, &overrides)
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            let flags = run::RunFlags {
+                results,
+                quiet,
+                overrides,
+            };
+            run::run_all(vec![prepared], flags).await
+        }
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(())
         }
         Command::Cluster { action } => cluster::cluster(action)
             .await
@@ -86,6 +102,24 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
             crate::run::watchdog::SUBCOMMAND
         ))),
     }
+}
+
+/// `brokerbench completions <shell>`: the completion script on stdout, for the subcommands a
+/// person types (clap_complete's bash script would offer hidden ones too).
+fn completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    let full = crate::cli::Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .cloned()
+        .collect();
+    // The name `Cli` gives the program (`#[command(name = ...)]`).
+    let mut cli = clap::Command::new("brokerbench")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommands(visible);
+    let name = cli.get_name().to_string();
+    clap_complete::generate(shell, &mut cli, name, &mut std::io::stdout());
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.

@@ -5,6 +5,8 @@ pub mod clusters;
 pub mod faults;
 mod guarantee;
 mod model;
+mod overrides;
+pub mod quick;
 pub mod timeline;
 mod validate;
 
@@ -13,6 +15,7 @@ pub use clusters::{ClusterKind, ClusterSection, Clusters};
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::{Guarantee, GuaranteeClass};
 pub use model::*;
+pub use overrides::{parse_rate, WorkloadOverrides};
 pub use validate::validate;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +36,13 @@ pub enum ScenarioError {
     },
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
+    /// A command-line flag that overrides a field (`WorkloadOverrides`).
+    #[error("{file}: flag `{flag}`: {message}")]
+    Flag {
+        file: PathBuf,
+        flag: String,
+        message: String,
+    },
 }
 
 /// Read, parse and validate a scenario file.
