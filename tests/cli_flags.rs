@@ -167,7 +167,7 @@ fn quick_runs_a_backend_type_on_a_local_cluster_and_prints_the_summary() {
         serde_json::json!({"rate": 1000.0, "duration": "3s", "warmup": "1s", "message_size": 200})
     );
     assert_eq!(meta["scenario_file"], "brokerbench quick");
-    assert!(dir.join("report.html").is_file());
+    assert!(dir.join("results.json").is_file() && dir.join("report.html").is_file());
     // Its scenario.toml is a scenario file that `run` takes.
     let (code, stdout, stderr) = brokerbench(
         &[

@@ -27,8 +27,18 @@ pub fn overview(root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Charts, report.md and report.html of a results folder; prints the verdicts and the path.
+/// `brokerbench report`: the report (`document`) and results.json of a results folder (older
+/// folders have none).
 pub fn report(dir: &Path) -> Result<(), Failure> {
+    document(dir)?;
+    let json = crate::report::results_json::write(dir)
+        .map_err(|e| Failure::Input(format!("results.json for {}: {e}", dir.display())))?;
+    crate::outln!("results for machines: {}", json.display());
+    Ok(())
+}
+
+/// Charts, report.md and report.html of a results folder; prints the verdicts and the path.
+pub fn document(dir: &Path) -> Result<(), Failure> {
     let w = crate::report::document::write_report(dir)
         .map_err(|e| Failure::Input(format!("report for {}: {e}", dir.display())))?;
     for e in &w.skipped {

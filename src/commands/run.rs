@@ -86,7 +86,8 @@ pub async fn run_all(prepared: Vec<Prepared>, flags: RunFlags) -> Result<(), Fai
                     crate::outln!("  {}", s.one_line());
                 }
                 // A report that cannot be written is said, and the run's result stands.
-                if let Err(e) = results::report(&out.dir) {
+                // (`run_scenario` wrote results.json.)
+                if let Err(e) = results::document(&out.dir) {
                     crate::errln!("error: {e}");
                 }
                 ran = true;

@@ -14,6 +14,7 @@ pub mod meta;
 pub mod overview;
 pub mod progress;
 pub mod results;
+pub mod results_json;
 pub mod summary;
 
 use std::path::PathBuf;

@@ -277,6 +277,7 @@ pub async fn run_prepared(
     }
     meta.ended_utc = Some(utc_now());
     write_meta(&dir, &meta)?;
+    crate::report::results_json::write(&dir)?;
     Ok(RunOutcome {
         dir,
         summaries,
