@@ -94,13 +94,19 @@ pub enum Command {
         /// The results root, e.g. results.
         root: PathBuf,
     },
-    /// Put two results folders side by side (same charts, both runs) in a new folder.
+    /// Put two results folders side by side (same charts, both runs) in a new folder; with
+    /// --max-regression, also a gate for CI: exit status 5 when B is worse than A beyond it.
     Compare {
         a: PathBuf,
         b: PathBuf,
         /// Where to write (default: results/compare-<a>-vs-<b>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Fail (exit status 5) when B is worse than A by more than this, e.g. 10%, on
+        /// throughput (received msg/s) or e2e p99 of any backend series (matched by label;
+        /// medians over repetitions).
+        #[arg(long, value_name = "PERCENT", value_parser = crate::report::regression::parse_percent)]
+        max_regression: Option<f64>,
     },
     /// Start, stop or show a local cluster.
     Cluster {

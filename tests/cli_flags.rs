@@ -1,5 +1,6 @@
 //! The command line's newer flags, run as the built binary: `run`'s workload overrides and
-//! their errors, `quick` on a real Redis cluster with RUST_LOG, `completions`. Ports: Redis 7481-7486 (quick) and 7491-7496
+//! their errors, `quick` on a real Redis cluster with RUST_LOG, `completions`, and `compare
+//! --max-regression` on copies of a real fixture. Ports: Redis 7481-7486 (quick) and 7491-7496
 //! (never started: bad input), bus ports +10000, this file only.
 
 mod common;
@@ -206,7 +207,13 @@ fn completions_print_a_script_per_shell() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for sub in ["quick", "compare", "completions", "--rate"] {
+    for sub in [
+        "quick",
+        "compare",
+        "completions",
+        "--max-regression",
+        "--rate",
+    ] {
         assert!(bash.contains(sub), "{sub} not in the bash script");
     }
     assert!(
@@ -219,4 +226,84 @@ fn completions_print_a_script_per_shell() {
     assert!(code == 0 && fish.contains("complete -c brokerbench") && fish.contains("quick"));
     let (code, _, stderr) = brokerbench(&["completions", "tcsh"], tmp.path(), &[]);
     assert!(code == 2 && stderr.contains("bash"), "{stderr}");
+}
+
+/// A copy of a fixture with `received_per_s` times `rate` and `e2e_p99_ms` times `p99` in
+/// every row of summary.csv.
+fn scaled_copy(from: &Path, to: &Path, rate: f64, p99: f64) {
+    copy_dir(from, to);
+    let path = to.join("summary.csv");
+    let mut r = csv::Reader::from_path(&path).expect("summary.csv");
+    let headers = r.headers().expect("headers").clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    let (rate_col, p99_col) = (col("received_per_s"), col("e2e_p99_ms"));
+    let mut w = csv::Writer::from_path(to.join("summary.csv.new")).expect("write");
+    w.write_record(&headers).expect("header");
+    for rec in r.records() {
+        let mut rec: Vec<String> = rec.expect("row").iter().map(String::from).collect();
+        for (c, k) in [(rate_col, rate), (p99_col, p99)] {
+            if let Ok(v) = rec[c].parse::<f64>() {
+                rec[c] = (v * k).to_string();
+            }
+        }
+        w.write_record(&rec).expect("row");
+    }
+    w.flush().expect("flush");
+    std::fs::rename(to.join("summary.csv.new"), &path).expect("rename");
+}
+
+#[test]
+fn compare_max_regression_fails_on_a_regression_and_passes_on_the_same_figures() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // A real run (two repetitions per backend), and copies of it: one whose throughput is 20%
+    // lower and p99 50% higher in every row (a synthetic regression), and one unchanged.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/verdicts-run");
+    let a = tmp.path().join("a");
+    let worse = tmp.path().join("worse");
+    let same = tmp.path().join("same");
+    copy_dir(&fixture, &a);
+    scaled_copy(&fixture, &worse, 0.8, 1.5);
+    scaled_copy(&fixture, &same, 1.0, 1.0);
+    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let compare = |b: &Path, extra: &[&str]| {
+        let out = tmp.path().join("cmp");
+        let mut args = vec!["compare".to_string(), s(&a), s(b), "--out".into(), s(&out)];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        brokerbench(&args, tmp.path(), &[])
+    };
+    let (code, stdout, stderr) = compare(&worse, &["--max-regression", "10%"]);
+    assert_eq!(code, 5, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("REGRESSED redis-1k throughput:")
+            && stdout.contains("(20.0% worse; medians of 2 and 2 repetitions)")
+            && stdout.contains("REGRESSED redis-1k e2e p99:")
+            && stdout.contains("(50.0% worse; medians of 2 and 2 repetitions)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.starts_with("error: b is worse than a by more than --max-regression 10%: ")
+            && stderr.contains("redis-1k throughput"),
+        "{stderr}"
+    );
+    // Within a wider threshold, and the same figures under a new name, it passes.
+    let (code, stdout, stderr) = compare(&worse, &["--max-regression", "60%"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = compare(&same, &["--max-regression", "0%"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("no regression beyond 0%"), "{stdout}");
+    // Without the flag, compare only puts the runs side by side, as before.
+    let (code, stdout, stderr) = compare(&worse, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("comparison: ") && !stdout.contains("regression"),
+        "{stdout}"
+    );
+    // A threshold that does not parse names the flag and the fix.
+    let (code, _, stderr) = compare(&worse, &["--max-regression", "0.1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--max-regression") && stderr.contains("e.g. --max-regression 10%"),
+        "{stderr}"
+    );
 }

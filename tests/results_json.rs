@@ -230,4 +230,23 @@ type = "redis-streams"
         (700.0..=900.0).contains(&received),
         "{received} msg/s at 800"
     );
+
+    // A run compared with itself passes the gate.
+    let d = dir.to_str().expect("utf-8");
+    let out = tmp.path().join("cmp");
+    let (code, stdout, stderr) = brokerbench(
+        &[
+            "compare",
+            d,
+            d,
+            "--max-regression",
+            "10%",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        tmp.path(),
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("no regression beyond 10%"), "{stdout}");
 }

@@ -13,6 +13,7 @@ pub mod hlog;
 pub mod meta;
 pub mod overview;
 pub mod progress;
+pub mod regression;
 pub mod results;
 pub mod results_json;
 pub mod summary;
