@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::scenario::WorkloadOverrides;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "brokerbench",
@@ -28,16 +30,38 @@ pub enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
-        /// Override every scenario's measured duration, e.g. "120s".
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-        /// Override every scenario's warm-up, e.g. "30s".
-        #[arg(long, value_parser = humantime::parse_duration)]
-        warmup: Option<std::time::Duration>,
-        /// Run every backend N times, interleaved (A B C, A B C, …); overrides the scenario's
-        /// `repeat`.
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=100))]
-        repeat: Option<u16>,
+        /// Workload flags: each replaces that figure everywhere in every scenario file (also a
+        /// backend entry's own rate or destinations), is checked like the file's field, and is
+        /// recorded in meta.json.
+        #[command(flatten)]
+        overrides: WorkloadOverrides,
+    },
+    /// Run one backend type on a local cluster of its kind (default ports) without a scenario
+    /// file: 1000 msg/s of 1 KiB messages, 1 destination, 1 producer and 1 consumer, 5 s warm-up
+    /// and 30 s measured unless the flags say otherwise; prints the summary. The results folder
+    /// is a run's (its scenario.toml runs it again with `run`).
+    Quick {
+        /// The backend type.
+        #[arg(value_name = "BACKEND_TYPE", value_parser = clap::builder::PossibleValuesParser::new(crate::scenario::BACKEND_TYPES))]
+        backend_type: String,
+        /// Folder for run folders.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Move the local cluster's ports: Redis, the first node's (default 7001); RabbitMQ,
+        /// node 1's AMQP port (default 5672), every other port by as much.
+        #[arg(long)]
+        base_port: Option<u16>,
+        #[command(flatten)]
+        overrides: WorkloadOverrides,
+    },
+    /// Print a completion script for a shell, e.g. `brokerbench completions bash >
+    /// /etc/bash_completion.d/brokerbench`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Measure the harness's own ceiling: the whole load engine against the in-memory backend
     /// at max rate (no broker). Prints the end-to-end rate it sustains, the harness CPU per
@@ -70,13 +94,19 @@ pub enum Command {
         /// The results root, e.g. results.
         root: PathBuf,
     },
-    /// Put two results folders side by side (same charts, both runs) in a new folder.
+    /// Put two results folders side by side (same charts, both runs) in a new folder; with
+    /// --max-regression, also a gate for CI: exit status 5 when B is worse than A beyond it.
     Compare {
         a: PathBuf,
         b: PathBuf,
         /// Where to write (default: results/compare-<a>-vs-<b>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Fail (exit status 5) when B is worse than A by more than this, e.g. 10%, on
+        /// throughput (received msg/s) or e2e p99 of any backend series (matched by label;
+        /// medians over repetitions).
+        #[arg(long, value_name = "PERCENT", value_parser = crate::report::regression::parse_percent)]
+        max_regression: Option<f64>,
     },
     /// Start, stop or show a local cluster.
     Cluster {

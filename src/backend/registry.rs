@@ -58,6 +58,24 @@ impl BackendSpec {
         }
     }
 
+    /// Forget the entry's own `rate` and `destinations` (the workload's apply): a command-line
+    /// flag replaces the figure everywhere (`scenario::WorkloadOverrides`).
+    pub fn drop_own_workload(&mut self, rate: bool, destinations: bool) {
+        let (own_rate, own_destinations) = match self {
+            BackendSpec::RedisStreams(s) => (&mut s.rate, &mut s.destinations),
+            BackendSpec::RabbitmqQuorum(s)
+            | BackendSpec::RabbitmqStream(s)
+            | BackendSpec::RabbitmqMirrored(s) => (&mut s.rate, &mut s.destinations),
+            BackendSpec::RabbitmqStreamNative(s) => (&mut s.rate, &mut s.destinations),
+        };
+        if rate {
+            *own_rate = None;
+        }
+        if destinations {
+            *own_destinations = None;
+        }
+    }
+
     /// The entry as it must run on `cluster`: a Redis backend on a cluster of our own without
     /// its own `appendfsync` gets the cluster's, set again before it runs, so that it never
     /// inherits what an earlier backend of the scenario set.

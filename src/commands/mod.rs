@@ -1,7 +1,8 @@
 //! The subcommands, one module each; `execute` runs one, and `Failure::exit_code` is the one
 //! place where an outcome becomes an exit code: 0 ok, 1 failure, 2 bad input, 3 a ledger that
 //! does not add up (a harness bug), 4 an anomaly of the system under test (deliveries of
-//! messages never sent), 130 interrupted.
+//! messages never sent), 5 `compare --max-regression`: run B is worse than run A beyond the
+//! threshold, 130 interrupted.
 
 pub mod calibrate;
 pub mod cluster;
@@ -13,6 +14,9 @@ use tokio::sync::watch;
 
 use crate::cli::Command;
 
+/// `compare --max-regression`'s exit status when run B regressed.
+pub const REGRESSED: u8 = 5;
+
 /// Why a command did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -22,6 +26,10 @@ pub enum Failure {
     /// The command could not do its work (a broker, a cluster, the system).
     #[error("{0}")]
     Failed(String),
+    /// `compare --max-regression`: the second run is worse than the first beyond the threshold
+    /// (what regressed, by how much).
+    #[error("{0}")]
+    Regressed(String),
     /// Ctrl-C or SIGTERM.
     #[error("interrupted")]
     Interrupted,
@@ -36,6 +44,7 @@ impl Failure {
         match self {
             Failure::Input(_) => 2,
             Failure::Failed(_) => 1,
+            Failure::Regressed(_) => REGRESSED,
             Failure::Interrupted => 130,
             Failure::Status(code) => *code,
         }
@@ -44,7 +53,7 @@ impl Failure {
     /// What to print as "error: …" (nothing when the failure was already said).
     pub fn message(&self) -> Option<String> {
         match self {
-            Failure::Input(m) | Failure::Failed(m) => Some(m.clone()),
+            Failure::Input(m) | Failure::Failed(m) | Failure::Regressed(m) => Some(m.clone()),
             Failure::Interrupted | Failure::Status(_) => None,
         }
     }
@@ -58,23 +67,44 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
         Command::Overview { results } => results::overview(&results),
         Command::Verdicts { root } => results::verdicts(&root),
         Command::Report { dirs } => dirs.iter().try_for_each(|d| results::report(d)),
-        Command::Compare { a, b, out } => results::compare(&a, &b, out),
+        Command::Compare {
+            a,
+            b,
+            out,
+            max_regression,
+        } => results::compare(&a, &b, out, max_regression),
         Command::Run {
             scenarios,
             results,
             quiet,
-            duration,
-            warmup,
-            repeat,
+            overrides,
         } => {
             let flags = run::RunFlags {
                 results,
                 quiet,
-                duration,
-                warmup,
-                repeat,
+                overrides,
             };
             run::run(&scenarios, flags).await
+        }
+        Command::Quick {
+            backend_type,
+            results,
+            quiet,
+            base_port,
+            overrides,
+        } => {
+            let prepared = crate::run::Prepared::quick(&backend_type, base_port, &overrides)
+                .map_err(|e| Failure::Input(e.to_string()))?;
+            let flags = run::RunFlags {
+                results,
+                quiet,
+                overrides,
+            };
+            run::run_all(vec![prepared], flags).await
+        }
+        Command::Completions { shell } => {
+            completions(shell);
+            Ok(())
         }
         Command::Cluster { action } => cluster::cluster(action)
             .await
@@ -86,6 +116,24 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
             crate::run::watchdog::SUBCOMMAND
         ))),
     }
+}
+
+/// `brokerbench completions <shell>`: the completion script on stdout, for the subcommands a
+/// person types (clap_complete's bash script would offer hidden ones too).
+fn completions(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    let full = crate::cli::Cli::command();
+    let visible: Vec<clap::Command> = full
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .cloned()
+        .collect();
+    // The name `Cli` gives the program (`#[command(name = ...)]`).
+    let mut cli = clap::Command::new("brokerbench")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommands(visible);
+    let name = cli.get_name().to_string();
+    clap_complete::generate(shell, &mut cli, name, &mut std::io::stdout());
 }
 
 /// A watch that turns true on Ctrl-C or SIGTERM.
@@ -121,6 +169,7 @@ mod tests {
         assert_eq!(Failure::Input("x".into()).exit_code(), 2);
         assert_eq!(Failure::Failed("x".into()).exit_code(), 1);
         assert_eq!(Failure::Interrupted.exit_code(), 130);
+        assert_eq!(Failure::Regressed("x".into()).exit_code(), 5);
         assert_eq!(Failure::Status(4).exit_code(), 4);
         assert_eq!(
             Failure::Input("bad".into()).message().as_deref(),

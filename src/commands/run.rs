@@ -1,42 +1,41 @@
-//! `brokerbench validate` and `brokerbench run`: check scenario files, then run them one after
-//! another with the harness's ceiling recorded, a report per run and the overview at the end.
+//! `brokerbench validate`, `run` and `quick`: check scenario files (with the workload flags
+//! applied), then run them one after another with the harness's ceiling recorded, a report per
+//! run and the overview at the end; `quick` runs a scenario built from its flags the same way.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::{cancellation, results, Failure};
 use crate::run::verdict_status::RunStatus;
-use crate::run::{RunError, RunOptions};
+use crate::run::{Prepared, RunError, RunOptions};
 use crate::scenario;
 
 /// `run`'s flags beside the scenario files.
 pub struct RunFlags {
     pub results: PathBuf,
     pub quiet: bool,
-    pub duration: Option<Duration>,
-    pub warmup: Option<Duration>,
-    pub repeat: Option<u16>,
+    pub overrides: scenario::WorkloadOverrides,
 }
 
-/// Load and check every file (without starting anything); the first error is bad input.
-fn check_all(scenarios: &[PathBuf]) -> Result<Vec<scenario::Scenario>, Failure> {
+/// Load and check every file with the flags applied (without starting anything); the first
+/// error is bad input.
+fn check_all(
+    scenarios: &[PathBuf],
+    overrides: &scenario::WorkloadOverrides,
+) -> Result<Vec<Prepared>, Failure> {
     scenarios
         .iter()
-        .map(|p| {
-            scenario::load(p)
-                .and_then(|s| crate::run::versions::check_before_start(&s, p).map(|()| s))
-                .map_err(|e| Failure::Input(e.to_string()))
-        })
+        .map(|p| Prepared::load(p, overrides).map_err(|e| Failure::Input(e.to_string())))
         .collect()
 }
 
 pub fn validate(scenarios: &[PathBuf]) -> Result<(), Failure> {
-    for (p, s) in scenarios.iter().zip(check_all(scenarios)?) {
+    for p in check_all(scenarios, &Default::default())? {
+        let s = &p.scenario;
         crate::outln!(
             "{}: ok ({} backends: {})",
-            p.display(),
+            p.file.display(),
             s.backends.len(),
             s.backends
                 .iter()
@@ -48,9 +47,15 @@ pub fn validate(scenarios: &[PathBuf]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `brokerbench run`: every file checked with the flags before anything starts, then run.
 pub async fn run(scenarios: &[PathBuf], flags: RunFlags) -> Result<(), Failure> {
-    // Validate every file before starting anything.
-    check_all(scenarios)?;
+    let prepared = check_all(scenarios, &flags.overrides)?;
+    run_all(prepared, flags).await
+}
+
+/// Run prepared scenarios one after another, as `run` does: the harness's ceiling first, a
+/// report per run, the overview at the end; the exit status of the worst.
+pub async fn run_all(prepared: Vec<Prepared>, flags: RunFlags) -> Result<(), Failure> {
     // The run's watchdog is this same program (`brokerbench __watchdog`).
     let exe = std::env::current_exe().map_err(|e| {
         Failure::Failed(format!(
@@ -65,24 +70,24 @@ pub async fn run(scenarios: &[PathBuf], flags: RunFlags) -> Result<(), Failure> 
     let opts = RunOptions {
         results_root: flags.results,
         quiet: flags.quiet,
-        duration: flags.duration,
-        warmup: flags.warmup,
-        repeat: flags.repeat.map(usize::from),
+        overrides: flags.overrides,
         watchdog_exe: Some(exe),
         harness_ceiling,
     };
     let mut failure = None;
     let mut worst = RunStatus::Ok;
     let mut ran = false;
-    for p in scenarios {
-        match crate::run::run_scenario(p, &opts, cancel.clone()).await {
+    for p in prepared {
+        let file = p.file.clone();
+        match crate::run::run_prepared(p, &opts, cancel.clone()).await {
             Ok(out) => {
-                crate::outln!("{}: results in {}", p.display(), out.dir.display());
+                crate::outln!("{}: results in {}", file.display(), out.dir.display());
                 for s in &out.summaries {
                     crate::outln!("  {}", s.one_line());
                 }
                 // A report that cannot be written is said, and the run's result stands.
-                if let Err(e) = results::report(&out.dir) {
+                // (`run_scenario` wrote results.json.)
+                if let Err(e) = results::document(&out.dir) {
                     crate::errln!("error: {e}");
                 }
                 ran = true;
@@ -107,7 +112,7 @@ pub async fn run(scenarios: &[PathBuf], flags: RunFlags) -> Result<(), Failure> 
             }
             Err(e @ RunError::Scenario(_)) => return Err(Failure::Input(e.to_string())),
             Err(e) => {
-                failure = Some(Failure::Failed(format!("{}: {e}", p.display())));
+                failure = Some(Failure::Failed(format!("{}: {e}", file.display())));
                 break;
             }
         }

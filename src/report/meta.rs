@@ -80,6 +80,9 @@ pub struct RunMeta {
     /// The harness's own ceiling on this host with this binary (`brokerbench calibrate`):
     /// rows near it measured the harness, not the broker. None: not measured.
     pub harness_ceiling: Option<crate::calibrate::Ceiling>,
+    /// The workload flags the run was given (`run --rate …`, `quick`), already in `workload`;
+    /// empty when none.
+    pub overrides: crate::scenario::WorkloadOverrides,
     pub caveat: String,
 }
 

@@ -14,7 +14,9 @@ pub mod hlog;
 pub mod meta;
 pub mod overview;
 pub mod progress;
+pub mod regression;
 pub mod results;
+pub mod results_json;
 pub mod summary;
 
 use std::path::PathBuf;

@@ -46,12 +46,9 @@ pub struct RunOptions {
     /// Where run folders go (default `results/`).
     pub results_root: PathBuf,
     pub quiet: bool,
-    /// Override the scenario's measured duration (longer profiles: `PROFILE=full`).
-    pub duration: Option<std::time::Duration>,
-    /// Override the scenario's warm-up.
-    pub warmup: Option<std::time::Duration>,
-    /// Override the scenario's `repeat`.
-    pub repeat: Option<usize>,
+    /// The workload's figures from the command line (`run --rate 5000 --duration 120s`, longer
+    /// profiles: `PROFILE=full`), applied to every scenario file and recorded in meta.json.
+    pub overrides: scenario::WorkloadOverrides,
     /// The brokerbench executable to start as the run's watchdog (`run::watchdog`), which
     /// kills the run's local clusters if this process dies without stopping them. None: no
     /// watchdog (a library caller that stops the clusters itself).
@@ -97,28 +94,84 @@ pub fn create_run_dir(root: &Path, name: &str) -> Result<PathBuf, RunError> {
     })
 }
 
-/// Run a scenario file. The scenario is validated before anything is started.
+/// A scenario ready to run: read, the command line's overrides applied, checked.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub scenario: scenario::Scenario,
+    /// Where it came from (a file, or `scenario::quick::SOURCE`), for messages and meta.json.
+    pub file: PathBuf,
+    /// What the run folder keeps as scenario.toml: the file as written (the overrides are in
+    /// meta.json), or quick's scenario as TOML.
+    pub text: String,
+    /// The flags applied to it.
+    pub overrides: scenario::WorkloadOverrides,
+}
+
+impl Prepared {
+    /// Read a scenario file, apply `overrides` and check the result and the broker versions
+    /// it needs, before anything starts.
+    pub fn load(
+        path: &Path,
+        overrides: &scenario::WorkloadOverrides,
+    ) -> Result<Self, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        let mut scenario = scenario::parse(path, &text)?;
+        overrides.apply(&mut scenario, path)?;
+        versions::check_before_start(&scenario, path)?;
+        Ok(Prepared {
+            scenario,
+            file: path.to_path_buf(),
+            text,
+            overrides: overrides.clone(),
+        })
+    }
+
+    /// `brokerbench quick`'s scenario (`scenario::quick`).
+    pub fn quick(
+        backend_type: &str,
+        base_port: Option<u16>,
+        overrides: &scenario::WorkloadOverrides,
+    ) -> Result<Self, ScenarioError> {
+        let file = PathBuf::from(scenario::quick::SOURCE);
+        let scenario = scenario::quick::scenario(backend_type, base_port, overrides)?;
+        versions::check_before_start(&scenario, &file)?;
+        Ok(Prepared {
+            text: scenario::quick::to_toml(&scenario)?,
+            scenario,
+            file,
+            overrides: overrides.clone(),
+        })
+    }
+}
+
+/// Run a scenario file with `opts.overrides`. The scenario is validated before anything is
+/// started.
 pub async fn run_scenario(
     path: &Path,
     opts: &RunOptions,
+    cancel: watch::Receiver<bool>,
+) -> Result<RunOutcome, RunError> {
+    let prepared = Prepared::load(path, &opts.overrides)?;
+    run_prepared(prepared, opts, cancel).await
+}
+
+/// Run a prepared scenario (`opts.overrides` are already in it).
+pub async fn run_prepared(
+    prepared: Prepared,
+    opts: &RunOptions,
     mut cancel: watch::Receiver<bool>,
 ) -> Result<RunOutcome, RunError> {
-    let mut scenario = scenario::load(path)?;
-    versions::check_before_start(&scenario, path)?;
-    if let Some(d) = opts.duration {
-        scenario.workload.duration = d;
-    }
-    if let Some(w) = opts.warmup {
-        scenario.workload.warmup = w;
-    }
-    if let Some(n) = opts.repeat {
-        scenario.workload.repeat = n;
-    }
+    let Prepared {
+        scenario,
+        file,
+        text,
+        overrides,
+    } = prepared;
+    let path = file.as_path();
     let dir = create_run_dir(&opts.results_root, &scenario.name)?;
-    let text = std::fs::read_to_string(path).map_err(|source| RunError::Results {
-        path: path.to_path_buf(),
-        source,
-    })?;
     std::fs::write(dir.join("scenario.toml"), text).map_err(|source| RunError::Results {
         path: dir.join("scenario.toml"),
         source,
@@ -143,6 +196,7 @@ pub async fn run_scenario(
         brokers: Vec::new(),
         backends: Vec::new(),
         harness_ceiling: opts.harness_ceiling.clone(),
+        overrides,
         caveat: CAVEAT.to_string(),
     };
     write_meta(&dir, &meta)?;
@@ -225,6 +279,7 @@ pub async fn run_scenario(
     }
     meta.ended_utc = Some(utc_now());
     write_meta(&dir, &meta)?;
+    crate::report::results_json::write(&dir)?;
     Ok(RunOutcome {
         dir,
         summaries,

@@ -6,6 +6,8 @@ mod detection;
 pub mod faults;
 mod guarantee;
 mod model;
+mod overrides;
+pub mod quick;
 pub mod timeline;
 mod validate;
 
@@ -15,6 +17,7 @@ pub use detection::FailureDetection;
 pub use faults::{FaultAction, FaultSpec, Target};
 pub use guarantee::{Guarantee, GuaranteeClass};
 pub use model::*;
+pub use overrides::{parse_rate, WorkloadOverrides};
 pub use validate::validate;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +38,13 @@ pub enum ScenarioError {
     },
     #[error("{file}: {message}")]
     Syntax { file: PathBuf, message: String },
+    /// A command-line flag that overrides a field (`WorkloadOverrides`).
+    #[error("{file}: flag `{flag}`: {message}")]
+    Flag {
+        file: PathBuf,
+        flag: String,
+        message: String,
+    },
 }
 
 /// Read, parse and validate a scenario file.

@@ -138,9 +138,7 @@ pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunO
     let opts = brokerbench::run::RunOptions {
         results_root: root.to_path_buf(),
         quiet: true,
-        duration: None,
-        warmup: None,
-        repeat: None,
+        overrides: Default::default(),
         watchdog_exe: Some(env!("CARGO_BIN_EXE_brokerbench").into()),
         harness_ceiling: None,
     };
@@ -194,7 +192,10 @@ pub fn debian13_root() -> std::path::PathBuf {
         let dir = brokerbench::cluster::broker_root::known_root_dir(
             brokerbench::scenario::KnownRoot::Debian13,
         );
-        if dir.join(brokerbench::cluster::broker_root::READY_MARKER).is_file() {
+        if dir
+            .join(brokerbench::cluster::broker_root::READY_MARKER)
+            .is_file()
+        {
             return Ok(dir);
         }
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/broker-root.sh");
@@ -213,7 +214,11 @@ pub fn debian13_root() -> std::path::PathBuf {
             String::from_utf8_lossy(&out.stderr)
         );
         eprintln!("{text}(took {:.0} s)", t0.elapsed().as_secs_f64());
-        if !out.status.success() || !dir.join(brokerbench::cluster::broker_root::READY_MARKER).is_file() {
+        if !out.status.success()
+            || !dir
+                .join(brokerbench::cluster::broker_root::READY_MARKER)
+                .is_file()
+        {
             return Err(format!(
                 "the Debian 13 broker root could not be built ({}): {text}",
                 out.status
@@ -227,3 +232,43 @@ pub fn debian13_root() -> std::path::PathBuf {
     }
 }
 
+/// Copy a folder (a results folder fixture) with its subfolders.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let p = entry.expect("entry").path();
+        let dest = to.join(p.file_name().expect("name"));
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, dest).expect("copy");
+        }
+    }
+}
+
+/// The results folders of tests/fixtures (trimmed real runs).
+pub fn fixture_dirs() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .expect("tests/fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("summary.csv").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// `brokerbench <args>` in `cwd` with extra environment: (exit code, stdout, stderr).
+pub fn brokerbench(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_brokerbench"));
+    cmd.args(args).current_dir(cwd).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run brokerbench");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
