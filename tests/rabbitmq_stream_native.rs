@@ -160,7 +160,11 @@ async fn native_streams_on_rabbitmq_4_account_for_every_message_under_faults() {
         topo.iter().filter(|(n, ..)| n.starts_with(&dest)).collect();
     assert_eq!(partitions.len(), 3, "{topo:?}");
     let leaders: BTreeSet<&str> = partitions.iter().map(|(_, l, _)| l.as_str()).collect();
-    assert_eq!(leaders.len(), 3, "partitions spread over the nodes: {topo:?}");
+    assert_eq!(
+        leaders.len(),
+        3,
+        "partitions spread over the nodes: {topo:?}"
+    );
     assert!(partitions.iter().all(|(.., r)| *r == 2), "{topo:?}");
 
     // The leader kill: a new leader, publishing recovered, no confirmed message lost
@@ -184,7 +188,6 @@ async fn native_streams_on_rabbitmq_4_account_for_every_message_under_faults() {
         "leader kill: {} killed, new leader {} after {} s, publishing unavailable {} s",
         kill["node"], kill["new_leader"], kill["leader_change_s"], kill["publish_unavailable_s"]
     );
-
 }
 
 /// Two consumers per stream form a single active consumer group: when the active one is killed
@@ -236,7 +239,11 @@ store_offset_every = 500
     assert_eq!(ck["status"], "ok", "{ck:?}");
     let abandoned = num(ck, "abandoned");
     assert!(abandoned > 0.0, "{ck:?}");
-    assert_eq!(num(ck, "reprocessed"), abandoned, "all it held came again: {ck:?}");
+    assert_eq!(
+        num(ck, "reprocessed"),
+        abandoned,
+        "all it held came again: {ck:?}"
+    );
     assert!(num(s, "duplicates") <= 500.0 + abandoned, "{s:?}");
     eprintln!(
         "consumer kill: held {abandoned}, redelivered from {} s to {} s after, duplicates {}",

@@ -459,7 +459,9 @@ fn every_row_and_legend_carries_its_broker_version() {
     assert!(svg("percentiles").contains("quorum (RabbitMQ 3.10.8, AMQP 0-9-1)"));
     assert!(svg("max-throughput").contains("stream-max-12 (RabbitMQ 3.10.8, AMQP 0-9-1)"));
     assert!(svg("throughput-redis").contains("redis (Redis 7.0.15): throughput"));
-    assert!(svg("throughput-by-destinations").contains("rabbitmq-stream (RabbitMQ 3.10.8, AMQP 0-9-1)"));
+    assert!(
+        svg("throughput-by-destinations").contains("rabbitmq-stream (RabbitMQ 3.10.8, AMQP 0-9-1)")
+    );
     assert!(svg("failover-loss").contains("quorum (RabbitMQ 3.10.8, AMQP 0-9-1) lost"));
 
     // A newer run writes the columns itself: they win over meta.json.
@@ -492,7 +494,10 @@ fn every_row_and_legend_carries_its_broker_version() {
     }
     out.flush().expect("flush");
     let run = brokerbench::report::results::RunResults::load(dir).expect("load");
-    assert_eq!(run.display_name("quorum"), "quorum (RabbitMQ 4.0.5, AMQP 0-9-1)");
+    assert_eq!(
+        run.display_name("quorum"),
+        "quorum (RabbitMQ 4.0.5, AMQP 0-9-1)"
+    );
     assert_eq!(run.summary[1].cluster, "rabbitmq-4");
     assert_eq!(run.display_name("redis"), "redis (Redis 7.0.15)");
 }

@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(Family::of_type("redis-streams"), Some(Family::Redis));
         assert_eq!(Family::of_type("memory"), None);
         assert_eq!(protocol_of_type("rabbitmq-stream"), Some("AMQP 0-9-1"));
-        assert_eq!(protocol_of_type("rabbitmq-stream-native"), Some("stream protocol"));
+        assert_eq!(
+            protocol_of_type("rabbitmq-stream-native"),
+            Some("stream protocol")
+        );
         assert_eq!(protocol_of_type("redis-streams"), None);
     }
 }

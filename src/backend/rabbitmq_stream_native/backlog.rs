@@ -53,11 +53,7 @@ pub(super) struct Confirmed(Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>);
 
 impl Confirmed {
     pub fn counter(&self, stream: &str) -> Arc<AtomicU64> {
-        self.0
-            .lock()
-            .entry(stream.to_string())
-            .or_default()
-            .clone()
+        self.0.lock().entry(stream.to_string()).or_default().clone()
     }
 
     pub fn forget(&self, stream: &str) {
@@ -131,7 +127,8 @@ mod tests {
     #[test]
     fn confirmed_counters_are_shared_per_stream() {
         let c = Confirmed::default();
-        c.counter("s").fetch_add(3, std::sync::atomic::Ordering::Relaxed);
+        c.counter("s")
+            .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(c.counter("s").load(std::sync::atomic::Ordering::Relaxed), 3);
         assert_eq!(c.counter("t").load(std::sync::atomic::Ordering::Relaxed), 0);
         c.forget("s");

@@ -54,13 +54,15 @@ pub(super) fn untoken(t: &AckToken) -> Option<(usize, u64)> {
 /// Where a consumer that becomes active starts: after the offset stored under its name, or at
 /// the first offset when none is stored. The offset chosen is also written to `start`, below
 /// which deliveries are dropped (the broker delivers whole chunks, which may begin earlier).
-pub(super) async fn resume_point(ctx: MessageContext, start: Arc<AtomicU64>) -> OffsetSpecification {
+pub(super) async fn resume_point(
+    ctx: MessageContext,
+    start: Arc<AtomicU64>,
+) -> OffsetSpecification {
     let client = ctx.client();
     let (name, stream) = (ctx.name(), ctx.stream());
     let mut tries = 0;
     let from = loop {
-        match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream)).await
-        {
+        match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream)).await {
             Ok(Ok(stored)) => break stored + 1,
             Ok(Err(ClientError::RequestError(ResponseCode::OffsetNotFound))) => break 0,
             // Unknown: reading from the start again only makes duplicates, never a gap.
@@ -188,8 +190,10 @@ impl NativeConsumer {
     fn poll_any(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> Poll<(usize, Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>)>
-    {
+    ) -> Poll<(
+        usize,
+        Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>,
+    )> {
         let n = self.parts.len();
         for k in 0..n {
             let idx = (self.next_first + k) % n;
@@ -238,8 +242,8 @@ impl Consumer for NativeConsumer {
     async fn poll(&mut self, out: &mut Vec<Delivery>) -> Result<(), OpError> {
         self.check_leaders().await?;
         self.check_stalls()?;
-        let first = tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx)))
-            .await;
+        let first =
+            tokio::time::timeout(POLL_WAIT, futures::future::poll_fn(|cx| self.poll_any(cx))).await;
         let Ok(first) = first else {
             return Ok(());
         };

@@ -137,7 +137,9 @@ impl NativeStreamBackend {
         self.delete(&env, &d.name).await?;
         let created = match self.settings.super_stream_partitions {
             Some(parts) => {
-                let creator = env.stream_creator().leader_locator(LeaderLocator::LeastLeaders);
+                let creator = env
+                    .stream_creator()
+                    .leader_locator(LeaderLocator::LeastLeaders);
                 tokio::time::timeout(
                     CONNECT_TIMEOUT,
                     creator.create_super_stream(&d.name, parts, None),
@@ -151,7 +153,9 @@ impl NativeStreamBackend {
                         self.nodes.list[d.index % n].name
                     ));
                 }
-                let creator = env.stream_creator().leader_locator(LeaderLocator::ClientLocal);
+                let creator = env
+                    .stream_creator()
+                    .leader_locator(LeaderLocator::ClientLocal);
                 tokio::time::timeout(CONNECT_TIMEOUT, creator.create(&d.name)).await
             }
         };
@@ -431,7 +435,10 @@ impl Backend for NativeStreamBackend {
             .flat_map(|d| self.partition_names(&d.name))
             .collect();
         let ends = futures::future::join_all(streams.iter().map(|s| {
-            let confirmed = self.confirmed.counter(s).load(std::sync::atomic::Ordering::Relaxed);
+            let confirmed = self
+                .confirmed
+                .counter(s)
+                .load(std::sync::atomic::Ordering::Relaxed);
             let handed = self.handed.get(s).map_or(0, |h| h + 1);
             backlog::last_offset(&env, s, confirmed > handed)
         }));
@@ -445,7 +452,10 @@ impl Backend for NativeStreamBackend {
     }
 
     async fn version(&self) -> Option<String> {
-        self.nodes.mgmt(|c| async move { c.version().await }).await.ok()
+        self.nodes
+            .mgmt(|c| async move { c.version().await })
+            .await
+            .ok()
     }
 }
 

@@ -177,9 +177,11 @@ impl Nodes {
                     return Ok(v);
                 }
                 // A refusal (e.g. 404): another node would say the same.
-                Ok(Err(e @ HttpError::Status { status: 400..=499, .. })) => {
-                    return Err(e.to_string())
-                }
+                Ok(Err(
+                    e @ HttpError::Status {
+                        status: 400..=499, ..
+                    },
+                )) => return Err(e.to_string()),
                 Ok(Err(e)) => errors.push(e.to_string()),
                 Err(_) => errors.push(format!(
                     "management API of {}: no answer within {MGMT_TIMEOUT:?}",

@@ -158,7 +158,10 @@ impl NativeProducer {
 
 #[async_trait]
 impl Producer for NativeProducer {
-    async fn send(&mut self, payload: Bytes) -> Result<Option<crate::backend::ConfirmFuture>, OpError> {
+    async fn send(
+        &mut self,
+        payload: Bytes,
+    ) -> Result<Option<crate::backend::ConfirmFuture>, OpError> {
         let mut one = vec![payload];
         let sent = self.send_batch(&mut one).await;
         if let Some((_, e)) = sent.refused.into_iter().next() {
@@ -306,9 +309,11 @@ mod tests {
     async fn confirms_find_their_place_and_a_closed_connection_ends_the_rest_as_lost() {
         let (tx, dead, mut p) = pending(6);
         tx.send((101, Ok(()))).expect("send");
-        tx.send((104, Err(OpError::Nack("x".into())))).expect("send");
+        tx.send((104, Err(OpError::Nack("x".into()))))
+            .expect("send");
         tx.send((101, Ok(()))).expect("a repeat is ignored");
-        tx.send((7, Ok(()))).expect("an id before the batch is ignored");
+        tx.send((7, Ok(())))
+            .expect("an id before the batch is ignored");
         let (r, o) = p.next().await.expect("first");
         assert_eq!((r, o.is_ok()), (1..2, true));
         let (r, o) = p.next().await.expect("second");
@@ -328,11 +333,17 @@ mod tests {
         tx.send((100, Ok(()))).expect("send");
         drop(tx);
         assert_eq!(p.next().await.map(|(r, _)| r), Some(0..1));
-        assert_eq!(p.next().await.map(|(r, o)| (r, o.is_err())), Some((1..2, true)));
+        assert_eq!(
+            p.next().await.map(|(r, o)| (r, o.is_err())),
+            Some((1..2, true))
+        );
         assert!(p.next().await.is_none());
         let (tx, _dead, mut p) = pending(1);
         tx.send((100, Ok(()))).expect("send");
         assert!(p.next().await.is_some());
-        assert!(p.next().await.is_none(), "ends without waiting for the connection");
+        assert!(
+            p.next().await.is_none(),
+            "ends without waiting for the connection"
+        );
     }
 }

@@ -182,7 +182,10 @@ mod tests {
     fn defaults_are_a_plain_stream_with_confirms() {
         let s = parse("");
         assert!(s.confirms);
-        assert_eq!((s.batch_size, s.store_offset_every, s.partitions()), (100, 1000, 1));
+        assert_eq!(
+            (s.batch_size, s.store_offset_every, s.partitions()),
+            (100, 1000, 1)
+        );
         assert_eq!((&s).guarantee(None), Guarantee::MajorityWritten);
         assert!(s.check().is_ok());
     }
@@ -191,16 +194,30 @@ mod tests {
     fn each_bad_setting_names_its_field_and_fix() {
         for (extra, field, says) in [
             ("batch_size = 0", "batch_size", "use 1 to 10000"),
-            ("store_offset_every = 0", "store_offset_every", "use 1 or more"),
-            ("super_stream_partitions = 1", "super_stream_partitions", "leave it out"),
-            ("super_stream_partitions = 99", "super_stream_partitions", "use 2 to 32"),
+            (
+                "store_offset_every = 0",
+                "store_offset_every",
+                "use 1 or more",
+            ),
+            (
+                "super_stream_partitions = 1",
+                "super_stream_partitions",
+                "leave it out",
+            ),
+            (
+                "super_stream_partitions = 99",
+                "super_stream_partitions",
+                "use 2 to 32",
+            ),
         ] {
             let e = parse(extra).check().expect_err(extra);
             assert_eq!(e.field, field);
             assert!(e.message.contains(says), "{extra}: {}", e.message);
         }
-        assert!(toml::from_str::<BackendSpec>(&format!("type = \"{TYPE_NAME}\"\nprefetch = 5"))
-            .is_err());
+        assert!(
+            toml::from_str::<BackendSpec>(&format!("type = \"{TYPE_NAME}\"\nprefetch = 5"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -439,7 +439,11 @@ mod tests {
         // repetition (12762 >= 1.2 x 9518) at a lower p99 in every one (100 <= 350 ms).
         let rows = rows_but(
             &run,
-            &["stream-native-4.0#1", "stream-native-4.0#2", "stream-native-4.0#3"],
+            &[
+                "stream-native-4.0#1",
+                "stream-native-4.0#2",
+                "stream-native-4.0#3",
+            ],
         );
         let v = c6(&evidence(&run, &rows, false));
         assert_eq!(v.outcome, Outcome::Supported, "{:#?}", v.numbers);
