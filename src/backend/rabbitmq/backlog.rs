@@ -269,25 +269,10 @@ impl RabbitBackend {
         let overview = self
             .mgmt(|c| async move { c.get_json("/api/overview").await })
             .await?;
-        let listeners = overview
-            .get("listeners")
-            .and_then(|l| l.as_array())
-            .cloned()
-            .unwrap_or_default();
-        Ok(self
-            .nodes
-            .iter()
-            .map(|node| {
-                listeners.iter().find_map(|l| {
-                    let field = |k: &str| l.get(k).and_then(|v| v.as_str());
-                    (field("node") == Some(node.name.as_str())
-                        && field("protocol") == Some("stream"))
-                    .then(|| l.get("port").and_then(|p| p.as_u64()))
-                    .flatten()
-                    .and_then(|p| u16::try_from(p).ok())
-                })
-            })
-            .collect())
+        let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        Ok(crate::cluster::rabbitmq::http::stream_ports_of(
+            &overview, &names,
+        ))
     }
 }
 

@@ -81,26 +81,17 @@ impl Nodes {
         let overview = self
             .mgmt(|c| async move { c.get_json("/api/overview").await })
             .await?;
-        let listeners = overview
-            .get("listeners")
-            .and_then(|l| l.as_array())
-            .cloned()
-            .unwrap_or_default();
-        for node in &mut self.list {
-            node.stream_port = listeners.iter().find_map(|l| {
-                let field = |k: &str| l.get(k).and_then(|v| v.as_str());
-                (field("node") == Some(node.name.as_str()) && field("protocol") == Some("stream"))
-                    .then(|| l.get("port").and_then(|p| p.as_u64()))
-                    .flatten()
-                    .and_then(|p| u16::try_from(p).ok())
-            });
+        let names: Vec<&str> = self.list.iter().map(|n| n.name.as_str()).collect();
+        let ports = crate::cluster::rabbitmq::http::stream_ports_of(&overview, &names);
+        for (node, port) in self.list.iter_mut().zip(ports) {
+            node.stream_port = port;
         }
         if self.list.iter().all(|n| n.stream_port.is_none()) {
-            return Err(format!(
-                "no node lists a stream protocol listener ({} listeners); enable the \
-                 rabbitmq_stream plugin (local clusters have it)",
-                listeners.len()
-            ));
+            return Err(
+                "no node lists a stream protocol listener; enable the rabbitmq_stream \
+                 plugin (local clusters have it)"
+                    .to_string(),
+            );
         }
         Ok(())
     }

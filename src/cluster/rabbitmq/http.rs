@@ -275,6 +275,28 @@ impl MgmtClient {
 
 /// Read leader/members from one queue object of the management API. Quorum and stream queues
 /// report `leader` and `members`; classic queues report `node` and `slave_nodes` (mirrors).
+/// Each node's stream protocol port (in the order of `nodes`), from the listeners of an
+/// `/api/overview` answer; None for a node that lists none.
+pub fn stream_ports_of(overview: &serde_json::Value, nodes: &[&str]) -> Vec<Option<u16>> {
+    let listeners = overview
+        .get("listeners")
+        .and_then(|l| l.as_array())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    nodes
+        .iter()
+        .map(|node| {
+            listeners.iter().find_map(|l| {
+                let field = |k: &str| l.get(k).and_then(|v| v.as_str());
+                (field("node") == Some(*node) && field("protocol") == Some("stream"))
+                    .then(|| l.get("port").and_then(|p| p.as_u64()))
+                    .flatten()
+                    .and_then(|p| u16::try_from(p).ok())
+            })
+        })
+        .collect()
+}
+
 pub fn placement_from_json(q: &serde_json::Value) -> QueuePlacement {
     let s = |k: &str| q.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let list = |k: &str| -> Vec<String> {
