@@ -203,7 +203,7 @@ pub fn min_gap_ns(w: &Workload) -> u64 {
             let per_dest = r / w.destinations.max(1) as f64;
             floor.max((10.0 / per_dest * 1e9) as u64)
         }
-        Rate::Max => floor,
+        Rate::Max | Rate::ShareOfMax(_) => floor,
     }
 }
 

@@ -58,6 +58,10 @@ pub struct BackendMeta {
     /// How long a node that stops answering goes unnoticed, by its peers and by the client:
     /// every failover figure depends on it.
     pub failure_detection: Option<crate::scenario::FailureDetection>,
+    /// `rate = "80% of max"`: what the max-rate probe before the run measured, and the rate the
+    /// run used (absent for a fixed or max rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_probe: Option<crate::run::probe::RateProbe>,
     pub started_utc: Option<String>,
     pub ended_utc: Option<String>,
 }

@@ -85,11 +85,14 @@ fn read_rows<T: DeserializeOwned>(path: &Path, required: bool) -> Result<Vec<T>,
 fn fill_from_meta(summary: &mut [SummaryRow], meta: &serde_json::Value) {
     let backends = meta["backends"].as_array();
     for row in summary.iter_mut() {
-        row.failure_detection = backends
+        let backend = backends
             .into_iter()
             .flatten()
-            .find(|b| b["label"].as_str() == Some(row.backend.as_str()))
-            .and_then(FailureDetection::from_meta);
+            .find(|b| b["label"].as_str() == Some(row.backend.as_str()));
+        row.failure_detection = backend.and_then(FailureDetection::from_meta);
+        row.rate_probe = backend
+            .and_then(|b| b.get("rate_probe"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok());
         if row.broker.is_none() {
             row.broker = BackendSpec::from_type(&row.backend_type).map(|b| b.cluster_kind());
         }

@@ -37,6 +37,10 @@ pub struct SummaryRow {
     /// filled in when a results folder is read (None: a run recorded before they were).
     #[serde(skip)]
     pub failure_detection: Option<crate::scenario::FailureDetection>,
+    /// `rate = "80% of max"`: the probe that set `target_rate` (meta.json's, like
+    /// `failure_detection`).
+    #[serde(skip)]
+    pub rate_probe: Option<crate::run::probe::RateProbe>,
     /// Target rate over all producers in msg/s ("max" in the scenario: empty).
     pub target_rate: Option<f64>,
     /// Queues or streams this backend ran on.
@@ -182,6 +186,7 @@ impl SummaryRow {
             broker: None,
             broker_version: String::new(),
             failure_detection: None,
+            rate_probe: None,
             target_rate,
             destinations: w.destinations,
             producers: w.producers(),

@@ -4,6 +4,7 @@
 use tokio::sync::watch;
 
 use super::load::{report, run_load, LoadOutcome, LoadSpec};
+use super::probe;
 use crate::backend::{self, Endpoints};
 use crate::clock::random_id;
 use crate::fault::NodeControl;
@@ -72,6 +73,7 @@ pub async fn run_backend(
         topology: None,
         topology_after: None,
         failure_detection: None,
+        rate_probe: None,
         started_utc: Some(utc_now()),
         ended_utc: None,
     };
@@ -83,24 +85,52 @@ pub async fn run_backend(
         let dests = backend.setup(&prefix, workload.destinations).await?;
         Ok::<_, backend::BackendError>((backend, version, dests))
     };
+    let failed = |meta: &mut BackendMeta, status: String, sinks: &mut [Box<dyn Sink>]| {
+        meta.status = status.clone();
+        meta.ended_utc = Some(utc_now());
+        let mut summary = SummaryRow::failed(&label, kind, status);
+        summary.guarantee = guarantee.label();
+        cluster.tag(&mut summary, None);
+        repetition.mark(&mut summary, &series);
+        let _ = each(sinks, |s| s.on_backend_end(&summary));
+        summary
+    };
     let (backend, dests) = match prepared.await {
         Ok((backend, version, dests)) => {
             meta.broker_version = meta.broker_version.take().or(version);
             (backend, dests)
         }
         Err(e) => {
-            let status = format!("error: {e}");
-            meta.status = status.clone();
-            meta.ended_utc = Some(utc_now());
-            let mut summary = SummaryRow::failed(&label, kind, status);
-            summary.guarantee = guarantee.label();
-            cluster.tag(&mut summary, None);
-            repetition.mark(&mut summary, &series);
-            let _ = each(sinks, |s| s.on_backend_end(&summary));
+            let summary = failed(&mut meta, format!("error: {e}"), sinks);
             return BackendOutcome {
                 summary,
                 meta,
                 interrupted: false,
+            };
+        }
+    };
+    // A share of the maximum: probe it now, on destinations of the probe's own.
+    let probed;
+    let workload = match probe::resolve(&backend, &prefix, &label, kind, workload, cancel).await {
+        Ok(None) => workload,
+        Ok(Some((w, found))) => {
+            report(each(sinks, |s| {
+                s.on_notice(&format!("[{label}] rate {}", found.describe()))
+            }));
+            meta.rate_probe = Some(found);
+            probed = w;
+            &probed
+        }
+        Err(e) => {
+            let interrupted = matches!(e, probe::ProbeError::Interrupted);
+            if let Err(e) = backend.teardown(&dests).await {
+                crate::errln!("[{label}] teardown: {e}");
+            }
+            let summary = failed(&mut meta, format!("error: {e}"), sinks);
+            return BackendOutcome {
+                summary,
+                meta,
+                interrupted,
             };
         }
     };

@@ -3,6 +3,7 @@
 pub mod backend_run;
 pub mod clusters;
 pub mod load;
+pub mod probe;
 pub mod verdict_status;
 pub mod versions;
 pub mod watchdog;

@@ -327,6 +327,17 @@ mod tests {
             e.starts_with("s.toml: field `workload.rate`") && e.contains("positive"),
             "{e}"
         );
+        let e = err(&GOOD.replace("rate = 10", "rate = \"120% of max\""));
+        assert!(
+            e.starts_with("s.toml: field `workload.rate`") && e.contains("\"80% of max\""),
+            "{e}"
+        );
+        let s = parse(
+            Path::new("s.toml"),
+            &GOOD.replace("rate = 10", "rate = \"80% of max\""),
+        )
+        .expect("a share of max parses");
+        assert_eq!(s.workload.rate, Rate::ShareOfMax(0.8));
         let e = err(&GOOD.replace("redis-streams", "kafka"));
         assert!(
             e.contains("`backends[0].type`") && e.contains("rabbitmq-quorum"),

@@ -46,7 +46,8 @@ pub struct Workload {
     /// Consumers over all destinations, spread evenly (instead of `consumers_per_destination`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers_total: Option<usize>,
-    /// Target rate over all producers, in msg/s, or "max".
+    /// Target rate over all producers, in msg/s, "max", or a share of the maximum that a short
+    /// max-rate probe just before the run sustains ("80% of max").
     pub rate: Rate,
     /// Unconfirmed messages a producer may have open at once.
     #[serde(default = "default_in_flight")]
@@ -100,20 +101,47 @@ impl Workload {
     pub fn consumers(&self) -> usize {
         self.destinations * self.consumers_per_destination
     }
-    /// Rate for one producer in msg/s (`None` for max).
+    /// Rate for one producer in msg/s (`None` for max, and for a share of the maximum that
+    /// was not resolved by a probe: the load then runs at max).
     pub fn rate_per_producer(&self) -> Option<f64> {
         match self.rate {
-            Rate::Max => None,
+            Rate::Max | Rate::ShareOfMax(_) => None,
             Rate::PerSecond(r) => Some(r / self.producers() as f64),
         }
     }
 }
 
-/// A target rate: a number of msg/s, or as fast as the broker confirms.
+/// A target rate: a number of msg/s, as fast as the broker confirms, or a share of what the
+/// backend sustained in a max-rate probe run just before (run/probe.rs resolves it).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Rate {
     PerSecond(f64),
     Max,
+    /// A share in (0, 1]: "80% of max" is 0.8.
+    ShareOfMax(f64),
+}
+
+impl Rate {
+    /// "80% of max" (or "0.8 of max") -> 0.8; `None` when `text` is not of that form, or the
+    /// share is not in (0, 100] %.
+    pub fn parse_share(text: &str) -> Option<f64> {
+        let head = text.trim().strip_suffix("of max")?.trim();
+        let share = match head.strip_suffix('%') {
+            Some(pct) => pct.trim().parse::<f64>().ok()? / 100.0,
+            None => head.parse::<f64>().ok()?,
+        };
+        (share.is_finite() && share > 0.0 && share <= 1.0).then_some(share)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Max => f.write_str("max"),
+            Rate::PerSecond(r) => write!(f, "{r}"),
+            Rate::ShareOfMax(s) => write!(f, "{}% of max", s * 100.0),
+        }
+    }
 }
 
 impl Serialize for Rate {
@@ -121,6 +149,7 @@ impl Serialize for Rate {
         match self {
             Rate::Max => s.serialize_str("max"),
             Rate::PerSecond(r) => s.serialize_f64(*r),
+            Rate::ShareOfMax(_) => s.serialize_str(&self.to_string()),
         }
     }
 }
@@ -131,7 +160,9 @@ impl<'de> Deserialize<'de> for Rate {
         impl serde::de::Visitor<'_> for V {
             type Value = Rate;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a positive number of msg/s, or \"max\"")
+                f.write_str(
+                    "a positive number of msg/s, \"max\", or a share such as \"80% of max\"",
+                )
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Rate, E> {
                 self.visit_f64(v as f64)
@@ -151,9 +182,12 @@ impl<'de> Deserialize<'de> for Rate {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Rate, E> {
                 if v == "max" {
                     Ok(Rate::Max)
+                } else if let Some(share) = Rate::parse_share(v) {
+                    Ok(Rate::ShareOfMax(share))
                 } else {
                     Err(E::custom(format!(
-                        "rate must be a positive number of msg/s or \"max\", got \"{v}\""
+                        "rate must be a positive number of msg/s, \"max\", or a share of the \
+                         maximum between 1% and 100% such as \"80% of max\", got \"{v}\""
                     )))
                 }
             }

@@ -52,15 +52,19 @@ pub struct WorkloadOverrides {
     pub repeat: Option<usize>,
 }
 
-/// `--rate`: msg/s or "max".
+/// `--rate`: msg/s, "max" or "80% of max".
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
     if text.eq_ignore_ascii_case("max") {
         return Ok(Rate::Max);
     }
+    if let Some(share) = Rate::parse_share(text) {
+        return Ok(Rate::ShareOfMax(share));
+    }
     match text.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(Rate::PerSecond(r)),
         _ => Err(format!(
-            "\"{text}\" is not a rate; use a positive number of msg/s (e.g. 10000) or \"max\""
+            "\"{text}\" is not a rate; use a positive number of msg/s (e.g. 10000), \"max\", or \
+             a share of the maximum (e.g. \"80% of max\")"
         )),
     }
 }
@@ -91,10 +95,7 @@ impl WorkloadOverrides {
     pub fn given(&self) -> Vec<(&'static str, String)> {
         let d = |d: &Option<Duration>| d.map(|d| humantime::format_duration(d).to_string());
         let n = |n: &Option<usize>| n.map(|n| n.to_string());
-        let rate = self.rate.map(|r| match r {
-            Rate::Max => "max".to_string(),
-            Rate::PerSecond(r) => r.to_string(),
-        });
+        let rate = self.rate.map(|r| r.to_string());
         let values = [
             rate,
             d(&self.duration),
@@ -284,6 +285,10 @@ mod tests {
             "{e}"
         );
         assert!(parse_rate("0").is_err() && parse_rate("fast").is_err());
+        assert_eq!(parse_rate("80% of max"), Ok(Rate::ShareOfMax(0.8)));
+        assert_eq!(parse_rate("0.5 of max"), Ok(Rate::ShareOfMax(0.5)));
+        assert!(parse_rate("180% of max").is_err());
+        assert!(parse_rate("0% of max").is_err());
         assert_eq!(parse_rate("MAX"), Ok(Rate::Max));
     }
 
