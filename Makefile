@@ -15,24 +15,31 @@ BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
 
-# The scenarios `make failover-test` runs (the runs timed at 14.7 minutes on 2026-12-02, plus the
-# build: each scenario has RabbitMQ 4.0 rows, the native stream among them, from the Debian 13
-# root; failover-leader has Redis 8.0 too).
+# The scenarios `make failover-test` runs: a leader killed then another frozen (failover-leader:
+# C4 under both fault models), a replica killed, a leader killed at 80% of each backend's
+# measured maximum rate (failover-load: C1 at load), a consumer killed (C5). Each has RabbitMQ
+# 4.0 rows (the native stream among them) from the Debian 13 root.
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
-	scenarios/failover-consumer.toml
+	scenarios/failover-load.toml scenarios/failover-consumer.toml
 
 # Broker roots the scenarios ask for (`broker_root = "debian13"`): built before the run.
 roots_for = $(if $(shell grep -ls '^[[:space:]]*broker_root[[:space:]]*=[[:space:]]*"debian13"' $(1) 2>/dev/null),brokers-debian13)
 
 # PROFILE=quick shortens each repetition of `make bench` rather than drop repetitions; the
 # failover scenarios keep their own durations (their faults are timed inside them).
+# PROFILE=defaults is quick with the brokers' production failure detection on every local
+# cluster (Redis cluster-node-timeout 15 s, RabbitMQ net_ticktime 60 s instead of the
+# scenarios' 2 s and 10 s): `make failover-test PROFILE=defaults`.
 ifeq ($(PROFILE),full)
 RUN_FLAGS := --warmup 30s --duration 120s
 BENCH_FLAGS := $(RUN_FLAGS)
 else ifeq ($(PROFILE),quick)
 BENCH_FLAGS := --warmup 1s --duration 4s
+else ifeq ($(PROFILE),defaults)
+RUN_FLAGS := --failure-detection defaults
+BENCH_FLAGS := --warmup 1s --duration 4s $(RUN_FLAGS)
 else
-$(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default) or PROFILE=full)
+$(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default), PROFILE=full or PROFILE=defaults)
 endif
 
 .PHONY: all deps brokers-debian13 build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::clusters::ClusterSection;
 use super::model::{humantime_option, Rate, Scenario};
 use super::ScenarioError;
 
@@ -50,7 +51,27 @@ pub struct WorkloadOverrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat: Option<usize>,
+    /// "defaults": every local cluster with the brokers' production failure detection
+    /// (Redis cluster-node-timeout 15000 ms, RabbitMQ net_ticktime 60 s) instead of the file's
+    /// (the clusters' node_timeout_ms and net_ticktime_s).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_detection: Option<DetectionProfile>,
 }
+
+/// `--failure-detection`: which failure-detection timeouts the local clusters run with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DetectionProfile {
+    /// The brokers' own defaults: Redis `cluster-node-timeout` 15000 ms, RabbitMQ
+    /// `net_ticktime` 60 s.
+    Defaults,
+}
+
+/// Redis's default `cluster-node-timeout`, ms.
+pub const REDIS_DEFAULT_NODE_TIMEOUT_MS: u64 = 15_000;
+/// Erlang's (and so RabbitMQ's) default `net_ticktime`, s.
+pub const RABBITMQ_DEFAULT_NET_TICKTIME_S: u32 = 60;
 
 /// `--rate`: msg/s, "max" or "80% of max".
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
@@ -71,7 +92,7 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
 
 /// Which scenario fields each flag sets: (flag, field prefixes of validation errors it
 /// explains).
-const FLAG_FIELDS: [(&str, &[&str]); 9] = [
+const FLAG_FIELDS: [(&str, &[&str]); 10] = [
     ("--rate", &["workload.rate", ".rate"]),
     ("--duration", &["workload.duration"]),
     ("--warmup", &["workload.warmup"]),
@@ -84,6 +105,10 @@ const FLAG_FIELDS: [(&str, &[&str]); 9] = [
     ("--consumers", &["workload.consumers_total"]),
     ("--max-in-flight", &["workload.max_in_flight"]),
     ("--repeat", &["workload.repeat"]),
+    (
+        "--failure-detection",
+        &[".node_timeout_ms", ".net_ticktime_s"],
+    ),
 ];
 
 impl WorkloadOverrides {
@@ -106,6 +131,7 @@ impl WorkloadOverrides {
             n(&self.consumers),
             n(&self.max_in_flight),
             n(&self.repeat),
+            self.failure_detection.map(|_| "defaults".to_string()),
         ];
         FLAG_FIELDS
             .iter()
@@ -151,6 +177,16 @@ impl WorkloadOverrides {
         }
         for b in &mut s.backends {
             b.drop_own_workload(self.rate.is_some(), self.destinations.is_some());
+        }
+        if let Some(DetectionProfile::Defaults) = self.failure_detection {
+            for (_, c) in s.clusters.iter_mut() {
+                match c {
+                    ClusterSection::Redis(r) => r.node_timeout_ms = REDIS_DEFAULT_NODE_TIMEOUT_MS,
+                    ClusterSection::Rabbitmq(r) => {
+                        r.net_ticktime_s = RABBITMQ_DEFAULT_NET_TICKTIME_S
+                    }
+                }
+            }
         }
         let given = self.given();
         super::validate(s).map_err(|(field, message)| {
@@ -213,6 +249,7 @@ mod tests {
             warmup: Some(Duration::from_secs(1)),
             duration: Some(Duration::from_secs(20)),
             repeat: Some(2),
+            failure_detection: None,
         })
         .expect("valid");
         for b in &s.backends {
@@ -307,6 +344,28 @@ mod tests {
         assert_eq!(
             serde_json::to_value(WorkloadOverrides::default()).expect("json"),
             serde_json::json!({})
+        );
+    }
+
+    #[test]
+    fn failure_detection_defaults_set_every_clusters_timeouts() {
+        let s = apply(WorkloadOverrides {
+            failure_detection: Some(DetectionProfile::Defaults),
+            ..Default::default()
+        })
+        .expect("applies");
+        let redis = s.clusters.redis("redis").map(|r| r.node_timeout_ms);
+        assert_eq!(redis, Some(REDIS_DEFAULT_NODE_TIMEOUT_MS));
+        let rabbit = s.clusters.rabbitmq("rabbitmq").map(|r| r.net_ticktime_s);
+        assert_eq!(rabbit, Some(RABBITMQ_DEFAULT_NET_TICKTIME_S));
+        let o = WorkloadOverrides {
+            failure_detection: Some(DetectionProfile::Defaults),
+            ..Default::default()
+        };
+        assert_eq!(o.given(), [("--failure-detection", "defaults".to_string())]);
+        assert_eq!(
+            serde_json::to_value(&o).expect("json"),
+            serde_json::json!({ "failure_detection": "defaults" })
         );
     }
 }

@@ -9,10 +9,12 @@ pub const C4_OTHERS_MIN_SHARE: f64 = 0.9;
 
 /// One backend's worst publish unavailability over its leader kills, with the numbers lines.
 fn worst_unavailable(
+    model: Model,
     r: &SummaryRow,
     faults: &[&FaultRow],
     numbers: &mut Vec<String>,
 ) -> Option<f64> {
+    let (pre, noun) = (model.prefix(), model.noun());
     let known: Vec<f64> = faults
         .iter()
         .filter_map(|f| publish_unavailable(f))
@@ -20,13 +22,13 @@ fn worst_unavailable(
     let unknown = faults.len() - known.len();
     if unknown > 0 {
         numbers.push(format!(
-            "{}: {unknown} leader kill(s) without a publish unavailability",
+            "{pre}{}: {unknown} {noun}(s) without a publish unavailability",
             name(r)
         ));
     }
     let worst = known.into_iter().reduce(f64::max)?;
     numbers.push(format!(
-        "{}: publish unavailable {} (worst of {} leader kill(s); failure detection: {})",
+        "{pre}{}: publish unavailable {} (worst of {} {noun}(s); failure detection: {})",
         name(r),
         seconds(worst),
         faults.len() - unknown,
@@ -63,63 +65,91 @@ fn show(s: &Spread) -> String {
     }
 }
 
-/// C4: after a leader kill Redis publishes again no later than RabbitMQ's replicated queues (a),
-/// and Redis's other shards keep their throughput (b).
-pub(super) fn c4(e: &Evidence) -> Verdict {
-    const TITLE: &str = "leader death costs downtime on RabbitMQ; Redis fails over fast and only \
-        the dead master's shard is hit";
-    let rule = format!(
-        "Leader kills (kill leader-of:*). Per backend, publish unavailability is the worst over \
-         its leader kills (unaffected = 0 s; not recovered = until the end, worse than any \
-         number). (a) the best Redis backend's unavailability ≤ the smallest of the RabbitMQ \
-         quorum and mirrored backends with publisher confirms (without confirms a publish \
-         cannot be seen to fail); (b) on every Redis leader kill with figures for the \
-         other destinations, their received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × \
-         before; a row where (b) fails while the host's cores were {:.0}% busy or more (or the \
-         harness used more than {:.0}% of them) is host-bound and counts for neither side. \
-         Supported if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis row; \
-         host-bound if (a) holds and (b) failed only on host-bound rows; inconclusive \
-         otherwise.",
-        HOST_SHARE * 100.0,
-        CPU_SHARE * 100.0,
-    );
-    let mut numbers = Vec::new();
-    let redis = e.with_faults(&[REDIS], is_leader_kill);
-    let mut rabbit = e.with_faults(&[QUORUM, MIRRORED], is_leader_kill);
+/// A fault model C4 is judged under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Model {
+    /// SIGKILL: the kernel closes the node's sockets at once, and its peers see it go.
+    Kill,
+    /// SIGSTOP, then SIGCONT: a frozen node, noticed only after the failure-detection timeouts.
+    Pause,
+}
+
+impl Model {
+    fn pick(self) -> fn(&FaultRow) -> bool {
+        match self {
+            Model::Kill => is_leader_kill,
+            Model::Pause => |f| f.action == "pause" && f.target.starts_with("leader-of:"),
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Model::Kill => "leader kill",
+            Model::Pause => "leader pause",
+        }
+    }
+
+    /// Kill lines stand alone (the model of most runs); pause lines say so.
+    fn prefix(self) -> &'static str {
+        match self {
+            Model::Kill => "",
+            Model::Pause => "pause: ",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Model::Kill => "a killed leader (SIGKILL: its sockets close at once)",
+            Model::Pause => "a frozen leader (SIGSTOP: no socket closes)",
+        }
+    }
+}
+
+/// C4 under one fault model: its outcome and reason, or what is missing.
+fn judge(
+    e: &Evidence,
+    model: Model,
+    numbers: &mut Vec<String>,
+) -> Result<(Outcome, &'static str), Vec<String>> {
+    let redis = e.with_faults(&[REDIS], model.pick());
+    let mut rabbit = e.with_faults(&[QUORUM, MIRRORED], model.pick());
     rabbit.retain(|(r, _)| r.confirmed > 0);
     let mut redis_outage = Vec::new();
     for (r, fs) in &redis {
-        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+        if let Some(s) = worst_unavailable(model, r, fs, numbers) {
             redis_outage.push((r.series(), s));
         }
     }
     let mut rabbit_outage = Vec::new();
     for (r, fs) in &rabbit {
-        if let Some(s) = worst_unavailable(r, fs, &mut numbers) {
+        if let Some(s) = worst_unavailable(model, r, fs, numbers) {
             rabbit_outage.push((r.series(), s));
         }
     }
     let (Some(best_redis), Some(best_rabbit)) = (smallest(&redis_outage), smallest(&rabbit_outage))
     else {
+        let mut missing = Vec::new();
         if redis_outage.is_empty() {
-            numbers
-                .push("missing: a redis-streams leader kill with a publish unavailability".into());
+            missing.push(format!(
+                "missing: a redis-streams {} with a publish unavailability",
+                model.noun()
+            ));
         }
         if rabbit_outage.is_empty() {
-            numbers.push(
-                "missing: a rabbitmq-quorum or rabbitmq-mirrored leader kill with a publish \
-                 unavailability"
-                    .into(),
-            );
+            missing.push(format!(
+                "missing: a rabbitmq-quorum or rabbitmq-mirrored {} with a publish unavailability",
+                model.noun()
+            ));
         }
-        return verdict("C4", TITLE, Outcome::NotMeasured, rule, numbers);
+        return Err(missing);
     };
     // Over repetitions (a) decides only when the ranges do; the medians alone: within noise.
     let (r, q) = (best_redis.1, best_rabbit.1);
     let a_holds = r.max <= q.min;
     let a_fails = r.min > q.max;
+    let pre = model.prefix();
     numbers.push(format!(
-        "(a) {}: best Redis {} ({}, best of {} Redis backend(s)) {} smallest RabbitMQ {} ({})",
+        "{pre}(a) {}: best Redis {} ({}, best of {} Redis backend(s)) {} smallest RabbitMQ {} ({})",
         if a_holds {
             "holds"
         } else if a_fails {
@@ -156,7 +186,7 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
             }
             let ok = during >= C4_OTHERS_MIN_SHARE * before;
             numbers.push(format!(
-                "{} fault {}: other destinations {before:.0} → {during:.0} msg/s ({:.0} %)",
+                "{pre}{} fault {}: other destinations {before:.0} → {during:.0} msg/s ({:.0} %)",
                 r.backend,
                 f.fault,
                 100.0 * during / before
@@ -173,19 +203,22 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
     }
     let b_rows = held + failed.len();
     numbers.push(if b_rows == 0 {
-        "(b) not measured: no Redis leader kill with the other destinations' throughput".into()
+        format!(
+            "{pre}(b) not measured: no Redis {} with the other destinations' throughput",
+            model.noun()
+        )
     } else if failed.is_empty() {
-        format!("(b) holds on all {b_rows} Redis row(s)")
+        format!("{pre}(b) holds on all {b_rows} Redis row(s)")
     } else {
         format!(
-            "(b) fails on {} of {b_rows} Redis row(s): {}",
+            "{pre}(b) fails on {} of {b_rows} Redis row(s): {}",
             failed.len(),
             failed.join(", ")
         )
     });
     if !host_bound.is_empty() {
         numbers.push(format!(
-            "(b) host-bound on {} Redis row(s): {}",
+            "{pre}(b) host-bound on {} Redis row(s): {}",
             host_bound.len(),
             host_bound.join(", ")
         ));
@@ -193,12 +226,12 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
     let (outcome, reason) = if a_fails {
         (
             Outcome::Refuted,
-            "Redis published again later than a replicated RabbitMQ queue after a leader kill",
+            "Redis published again later than a replicated RabbitMQ queue after its leader failed",
         )
     } else if b_rows > 0 && held == 0 {
         (
             Outcome::Refuted,
-            "every Redis leader kill cut the other shards' throughput",
+            "every Redis leader fault cut the other shards' throughput",
         )
     } else if !a_holds {
         (
@@ -220,6 +253,81 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
             Outcome::Inconclusive,
             "Redis published again first, but the other shards' throughput is missing or held on some kills only",
         )
+    };
+    Ok((outcome, reason))
+}
+
+/// C4: after a leader fault Redis publishes again no later than RabbitMQ's replicated queues
+/// (a), and Redis's other shards keep their throughput (b), under every fault model the run
+/// has (a kill, a pause).
+pub(super) fn c4(e: &Evidence) -> Verdict {
+    const TITLE: &str = "leader death costs downtime on RabbitMQ; Redis fails over fast and only \
+        the dead master's shard is hit";
+    let rule = format!(
+        "Leader faults (kill or pause of leader-of:*), judged apart under each fault model: a \
+         kill (SIGKILL: the kernel closes the node's sockets at once) and a pause (SIGSTOP, \
+         SIGCONT at restart_after: a frozen node, noticed only after the failure-detection \
+         timeouts). Per backend and model, publish unavailability is the worst over its faults \
+         (unaffected = 0 s; not recovered = until the end, worse than any number). (a) the best \
+         Redis backend's unavailability ≤ the smallest of the RabbitMQ quorum and mirrored \
+         backends with publisher confirms (without confirms a publish cannot be seen to fail); \
+         (b) on every Redis leader fault with figures for the other destinations, their \
+         received msg/s during the outage ≥ {C4_OTHERS_MIN_SHARE} × before; a row where (b) \
+         fails while the host's cores were {:.0}% busy or more (or the harness used more than \
+         {:.0}% of them) is host-bound and counts for neither side. Under one model: supported \
+         if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis row; host-bound \
+         if (a) holds and (b) failed only on host-bound rows; inconclusive otherwise. Over the \
+         models: refuted if refuted under one; supported if supported under every model \
+         measured (the numbers say when a model was not); otherwise the undecided model's \
+         outcome.",
+        HOST_SHARE * 100.0,
+        CPU_SHARE * 100.0,
+    );
+    let mut numbers = Vec::new();
+    let kill = judge(e, Model::Kill, &mut numbers);
+    let pause = judge(e, Model::Pause, &mut numbers);
+    let pause_tried = e.faults.iter().any(Model::Pause.pick());
+    let judged: Vec<(Model, Outcome, &str)> = [(Model::Kill, &kill), (Model::Pause, &pause)]
+        .into_iter()
+        .filter_map(|(m, r)| r.as_ref().ok().map(|(o, why)| (m, *o, *why)))
+        .collect();
+    match (&kill, &pause) {
+        (Err(missing), Err(_)) if !pause_tried => numbers.extend(missing.iter().cloned()),
+        (Err(missing), Err(missing_pause)) => {
+            numbers.extend(missing.iter().chain(missing_pause).cloned())
+        }
+        (Ok(_), Err(missing)) if pause_tried => numbers.extend(missing.iter().cloned()),
+        (Ok(_), Err(_)) => numbers.push(
+            "pause model not measured (no leader pause in this run): the verdict holds for a \
+             killed leader only"
+                .into(),
+        ),
+        (Err(_), Ok(_)) => numbers.push(
+            "kill model not measured (no leader kill on both sides in this run): the verdict \
+             holds for a frozen leader only"
+                .into(),
+        ),
+        (Ok(_), Ok(_)) => {}
+    }
+    let Some(&(_, _, first_why)) = judged.first() else {
+        return verdict("C4", TITLE, Outcome::NotMeasured, rule, numbers);
+    };
+    let under = |m: Model, why: &str| {
+        if judged.len() > 1 {
+            format!("under {}: {why}", m.name())
+        } else {
+            why.to_string()
+        }
+    };
+    let refuted = judged.iter().find(|(_, o, _)| *o == Outcome::Refuted);
+    let undecided = judged.iter().find(|(_, o, _)| *o != Outcome::Supported);
+    let (outcome, reason) = match (refuted, undecided) {
+        (Some((m, o, why)), _) | (None, Some((m, o, why))) => (*o, under(*m, why)),
+        (None, None) if judged.len() > 1 => (
+            Outcome::Supported,
+            format!("under both a killed and a frozen leader: {first_why}"),
+        ),
+        (None, None) => (Outcome::Supported, first_why.to_string()),
     };
     verdict("C4", TITLE, outcome, rule, numbers).because(reason)
 }
@@ -455,7 +563,108 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
         assert_eq!(
             v.reason,
-            "every Redis leader kill cut the other shards' throughput"
+            "every Redis leader fault cut the other shards' throughput"
+        );
+    }
+
+    // ---- C4 under both fault models ----
+
+    fn leader_pause(label: &str, unavailable: Option<f64>) -> FaultRow {
+        FaultRow {
+            publish_unavailable_s: unavailable,
+            publish_recovered: "yes".into(),
+            ..fault(label, "pause", "leader-of:1")
+        }
+    }
+
+    #[test]
+    fn c4_is_refuted_when_a_frozen_leader_reverses_the_kill() {
+        // Killed: Redis 2 s against quorum 3 s. Frozen: Redis 4 s against quorum 1 s.
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            others(leader_pause("redis", Some(4.0)), 2000.0, 1900.0),
+            leader_pause("quorum", Some(1.0)),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        assert!(
+            v.reason.starts_with(
+                "under a frozen leader (SIGSTOP: no socket closes): Redis published again later"
+            ),
+            "{}",
+            v.reason
+        );
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("(a) holds: best Redis 2.00 s")));
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("pause: (a) fails: best Redis 4.00 s")));
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("pause: redis (") && n.contains("(worst of 1 leader pause(s)")));
+    }
+
+    #[test]
+    fn c4_is_supported_only_when_both_models_support_it() {
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            others(leader_pause("redis", Some(4.0)), 2000.0, 1900.0),
+            leader_pause("quorum", Some(8.0)),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:#?}", v.numbers);
+        assert!(
+            v.reason
+                .starts_with("under both a killed and a frozen leader"),
+            "{}",
+            v.reason
+        );
+        // Without the pause rows the verdict says it covers a killed leader only.
+        let v = &run(&c4_backends(), &f[..2])[3];
+        assert_eq!(v.outcome, Outcome::Supported);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("pause model not measured")));
+        // A pause on one side only: what is missing is named, the kill still decides.
+        let v = &run(&c4_backends(), &f[..3])[3];
+        assert_eq!(v.outcome, Outcome::Supported);
+        assert!(
+            v.numbers
+                .iter()
+                .any(|n| n
+                    .starts_with("missing: a rabbitmq-quorum or rabbitmq-mirrored leader pause"))
+        );
+        // The pause alone decides too, and says the kill was not measured.
+        let v = &run(&c4_backends(), &f[2..])[3];
+        assert_eq!(v.outcome, Outcome::Supported);
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("kill model not measured")));
+    }
+
+    #[test]
+    fn c4_undecided_under_one_model_is_undecided() {
+        let f = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+            // No figures for the other shards under the pause: (b) cannot decide there.
+            leader_pause("redis", Some(4.0)),
+            leader_pause("quorum", Some(8.0)),
+        ];
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{:#?}", v.numbers);
+        assert!(
+            v.reason.starts_with("under a frozen leader"),
+            "{}",
+            v.reason
         );
     }
 }
