@@ -267,7 +267,8 @@ impl RabbitBackend {
     /// API lists; None for a node without one.
     async fn stream_ports(&self) -> Result<Vec<Option<u16>>, String> {
         let overview = self
-            .mgmt(|c| async move { c.get_json("/api/overview").await })
+            .mgmt
+            .call(|c| async move { c.get_json("/api/overview").await })
             .await?;
         let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
         Ok(crate::cluster::rabbitmq::http::stream_ports_of(

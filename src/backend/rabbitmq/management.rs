@@ -1,63 +1,27 @@
 //! Management API calls, each tried on the nodes in turn: queue placement, the node leading a
 //! destination, waiting for a declared queue's leader and members, and deleting queues.
 
-use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::RabbitBackend;
 use crate::backend::{BackendError, Destination};
-use crate::cluster::rabbitmq::http::{HttpError, MgmtClient, QueuePlacement};
+use crate::cluster::rabbitmq::http::QueuePlacement;
 use crate::scenario::{Placement, PlacementName};
 
 /// How long one management API call may take before the next node is asked.
-const MGMT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `setup` waits for the management API to report a queue's leader (and mirrors).
 const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl RabbitBackend {
-    /// Run one management API call on the preferred node, then the others in order, each within
-    /// `MGMT_TIMEOUT`. Returns the first success, or every node's error.
-    pub(super) async fn mgmt<T, F, Fut>(&self, call: F) -> Result<T, String>
-    where
-        F: Fn(MgmtClient) -> Fut,
-        Fut: Future<Output = Result<T, HttpError>>,
-    {
-        let n = self.nodes.len();
-        let first = self.mgmt_preferred.load(Ordering::Relaxed) % n.max(1);
-        let mut errors = Vec::new();
-        for k in 0..n {
-            let idx = (first + k) % n;
-            let client = self.nodes[idx].mgmt.clone();
-            match tokio::time::timeout(MGMT_TIMEOUT, call(client)).await {
-                Ok(Ok(v)) => {
-                    self.mgmt_preferred.store(idx, Ordering::Relaxed);
-                    return Ok(v);
-                }
-                // The API refused the request: another node would say the same.
-                Ok(Err(
-                    e @ HttpError::Status {
-                        status: 400..=499, ..
-                    },
-                )) => return Err(e.to_string()),
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!(
-                    "management API at {}: no answer within {MGMT_TIMEOUT:?}",
-                    self.nodes[idx].mgmt.addr()
-                )),
-            }
-        }
-        Err(errors.join("; "))
-    }
-
     pub(super) async fn placement(&self, queue: &str) -> Result<QueuePlacement, String> {
         let vhost = self.vhost.clone();
         let queue_owned = queue.to_string();
-        self.mgmt(move |c| {
-            let (vhost, queue) = (vhost.clone(), queue_owned.clone());
-            async move { c.queue_placement(&vhost, &queue).await }
-        })
-        .await
+        self.mgmt
+            .call(move |c| {
+                let (vhost, queue) = (vhost.clone(), queue_owned.clone());
+                async move { c.queue_placement(&vhost, &queue).await }
+            })
+            .await
     }
 
     /// The 0-based index of the node leading `dest`: asked from the management API when
@@ -132,10 +96,11 @@ impl RabbitBackend {
     pub(super) async fn delete_queue(&self, queue: &str) -> Result<(), String> {
         let vhost = self.vhost.clone();
         let queue_owned = queue.to_string();
-        self.mgmt(move |c| {
-            let (vhost, queue) = (vhost.clone(), queue_owned.clone());
-            async move { c.delete_queue(&vhost, &queue).await }
-        })
-        .await
+        self.mgmt
+            .call(move |c| {
+                let (vhost, queue) = (vhost.clone(), queue_owned.clone());
+                async move { c.delete_queue(&vhost, &queue).await }
+            })
+            .await
     }
 }

@@ -39,7 +39,6 @@ pub use declare::{declare_arguments, ha_policy, policy_name, policy_pattern};
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::AtomicUsize;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::uri::AMQPUri;
@@ -48,6 +47,7 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::cluster::rabbitmq::http::MgmtClient;
+use crate::cluster::rabbitmq::mgmt_nodes::MgmtNodes;
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::RabbitSettings;
 use backlog::ConsumerGauges;
@@ -104,7 +104,6 @@ struct Node {
     name: String,
     uri: AMQPUri,
     address: String,
-    mgmt: MgmtClient,
 }
 
 /// The three RabbitMQ backends (the queue kind selects which).
@@ -118,8 +117,8 @@ pub struct RabbitBackend {
     leaders: Mutex<HashMap<String, usize>>,
     /// Destination name -> mirroring policy that covers it (mirrored only).
     policies: Mutex<HashMap<String, String>>,
-    /// The node whose management API answered last (asked first next time).
-    mgmt_preferred: AtomicUsize,
+    /// The nodes' management APIs.
+    mgmt: MgmtNodes,
     /// Streams only: where each consumer left off, for its next open.
     stream_offsets: StreamOffsets,
     /// What the open consumers of each queue hold unacked (for `backlog`).
@@ -149,6 +148,7 @@ impl RabbitBackend {
             ));
         }
         let mut nodes = Vec::with_capacity(endpoints.len());
+        let mut mgmt = Vec::with_capacity(endpoints.len());
         for ep in endpoints {
             let mut uri: AMQPUri = ep.amqp_uri.parse().map_err(|e: String| {
                 connect_err(
@@ -164,8 +164,8 @@ impl RabbitBackend {
                 name: ep.node.clone(),
                 uri,
                 address,
-                mgmt: MgmtClient::new(&ep.http, &ep.credentials()),
             });
+            mgmt.push(MgmtClient::new(&ep.http, &ep.credentials()));
         }
         if matches!(kind, QueueKind::Mirrored) {
             ha_policy(settings, nodes.len()).map_err(|m| BackendError::Setup {
@@ -192,13 +192,14 @@ impl RabbitBackend {
             vhost,
             leaders: Mutex::new(HashMap::new()),
             policies: Mutex::new(HashMap::new()),
-            mgmt_preferred: AtomicUsize::new(0),
+            mgmt: MgmtNodes::new(mgmt),
             stream_offsets: StreamOffsets::default(),
             consumer_gauges: ConsumerGauges::default(),
         };
         // The management API must answer (setup and topology depend on it) ...
         backend
-            .mgmt(|c| async move { c.running_nodes().await })
+            .mgmt
+            .call(|c| async move { c.running_nodes().await })
             .await
             .map_err(|m| connect_err("the management API", m))?;
         // ... and AMQP must accept our credentials on at least one node.
@@ -253,7 +254,8 @@ impl Backend for RabbitBackend {
         // in the management statistics, 5-10 s after the declaration: there the leader (known
         // at once) suffices and `topology` reports the members once they are known.
         let running = self
-            .mgmt(|c| async move { c.running_nodes().await })
+            .mgmt
+            .call(|c| async move { c.running_nodes().await })
             .await
             .map_err(|m| self.setup_err("list the running nodes", m))?;
         let mut copies = if self.kind == QueueKind::Stream {
@@ -268,20 +270,23 @@ impl Backend for RabbitBackend {
             let name = policy_name(prefix);
             let pattern = policy_pattern(prefix);
             let vhost = self.vhost.clone();
-            self.mgmt(|c| {
-                let (vhost, name, pattern, definition) = (
-                    vhost.clone(),
-                    name.clone(),
-                    pattern.clone(),
-                    definition.clone(),
-                );
-                async move {
-                    c.set_policy(&vhost, &name, &pattern, "queues", definition)
-                        .await
-                }
-            })
-            .await
-            .map_err(|m| self.setup_err(format!("set mirroring policy {name} ({pattern})"), m))?;
+            self.mgmt
+                .call(|c| {
+                    let (vhost, name, pattern, definition) = (
+                        vhost.clone(),
+                        name.clone(),
+                        pattern.clone(),
+                        definition.clone(),
+                    );
+                    async move {
+                        c.set_policy(&vhost, &name, &pattern, "queues", definition)
+                            .await
+                    }
+                })
+                .await
+                .map_err(|m| {
+                    self.setup_err(format!("set mirroring policy {name} ({pattern})"), m)
+                })?;
             let mut policies = self.policies.lock();
             for d in &dests {
                 policies.insert(d.name.clone(), name.clone());
@@ -370,7 +375,8 @@ impl Backend for RabbitBackend {
         for name in policies {
             let vhost = self.vhost.clone();
             let res = self
-                .mgmt(|c| {
+                .mgmt
+                .call(|c| {
                     let (vhost, name) = (vhost.clone(), name.clone());
                     async move { c.delete_policy(&vhost, &name).await }
                 })
@@ -441,7 +447,10 @@ impl Backend for RabbitBackend {
     }
 
     async fn version(&self) -> Option<String> {
-        self.mgmt(|c| async move { c.version().await }).await.ok()
+        self.mgmt
+            .call(|c| async move { c.version().await })
+            .await
+            .ok()
     }
 
     /// Queues: ready from a passive `queue.declare`, unacked from the harness's own consumers;

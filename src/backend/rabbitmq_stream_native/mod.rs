@@ -453,7 +453,8 @@ impl Backend for NativeStreamBackend {
 
     async fn version(&self) -> Option<String> {
         self.nodes
-            .mgmt(|c| async move { c.version().await })
+            .mgmt
+            .call(|c| async move { c.version().await })
             .await
             .ok()
     }

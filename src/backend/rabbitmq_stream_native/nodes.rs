@@ -3,20 +3,18 @@
 //! order), and management API calls tried on each node in turn (placement, version, running
 //! nodes).
 
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
 use rabbitmq_stream_client::{ClientOptions, Environment};
 
 use crate::backend::RabbitEndpoint;
-use crate::cluster::rabbitmq::http::{HttpError, MgmtClient, QueuePlacement};
+use crate::cluster::rabbitmq::http::{MgmtClient, QueuePlacement};
+use crate::cluster::rabbitmq::mgmt_nodes::MgmtNodes;
 
 /// How long opening a client environment (TCP, SASL, tune, open) may take on one node.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one management API call may take before the next node is asked.
-const MGMT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stream protocol heartbeat (seconds): a frozen node is noticed after about two of these.
 pub(super) const HEARTBEAT_S: u32 = 5;
 
@@ -28,7 +26,6 @@ pub(super) struct Node {
     pub host: String,
     /// Its stream protocol listener (None: the node lists none).
     pub stream_port: Option<u16>,
-    pub mgmt: MgmtClient,
 }
 
 /// The nodes, the user and virtual host every client uses.
@@ -38,8 +35,8 @@ pub(super) struct Nodes {
     user: String,
     password: String,
     pub vhost: String,
-    /// The node whose management API answered last (asked first next time).
-    mgmt_preferred: AtomicUsize,
+    /// The nodes' management APIs.
+    pub mgmt: MgmtNodes,
 }
 
 impl Nodes {
@@ -63,7 +60,6 @@ impl Nodes {
                 name: ep.node.clone(),
                 host: u.authority.host.clone(),
                 stream_port: None,
-                mgmt: MgmtClient::new(&ep.http, &ep.credentials()),
             });
         }
         Ok(Nodes {
@@ -71,7 +67,12 @@ impl Nodes {
             user: uri.authority.userinfo.username,
             password: uri.authority.userinfo.password,
             vhost: uri.vhost,
-            mgmt_preferred: AtomicUsize::new(0),
+            mgmt: MgmtNodes::new(
+                endpoints
+                    .iter()
+                    .map(|ep| MgmtClient::new(&ep.http, &ep.credentials()))
+                    .collect(),
+            ),
         })
     }
 
@@ -79,7 +80,8 @@ impl Nodes {
     /// Err when no node has one (the `rabbitmq_stream` plugin is not enabled).
     pub async fn find_stream_ports(&mut self) -> Result<(), String> {
         let overview = self
-            .mgmt(|c| async move { c.get_json("/api/overview").await })
+            .mgmt
+            .call(|c| async move { c.get_json("/api/overview").await })
             .await?;
         let names: Vec<&str> = self.list.iter().map(|n| n.name.as_str()).collect();
         let ports = crate::cluster::rabbitmq::http::stream_ports_of(&overview, &names);
@@ -149,49 +151,16 @@ impl Nodes {
             .collect()
     }
 
-    /// Run one management API call on the preferred node, then the others in order, each within
-    /// `MGMT_TIMEOUT`. Returns the first success, or every node's error.
-    pub async fn mgmt<T, F, Fut>(&self, call: F) -> Result<T, String>
-    where
-        F: Fn(MgmtClient) -> Fut,
-        Fut: Future<Output = Result<T, HttpError>>,
-    {
-        let n = self.list.len();
-        let first = self.mgmt_preferred.load(Ordering::Relaxed) % n.max(1);
-        let mut errors = Vec::new();
-        for k in 0..n {
-            let idx = (first + k) % n;
-            let client = self.list[idx].mgmt.clone();
-            match tokio::time::timeout(MGMT_TIMEOUT, call(client)).await {
-                Ok(Ok(v)) => {
-                    self.mgmt_preferred.store(idx, Ordering::Relaxed);
-                    return Ok(v);
-                }
-                // A refusal (e.g. 404): another node would say the same.
-                Ok(Err(
-                    e @ HttpError::Status {
-                        status: 400..=499, ..
-                    },
-                )) => return Err(e.to_string()),
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(_) => errors.push(format!(
-                    "management API of {}: no answer within {MGMT_TIMEOUT:?}",
-                    self.list[idx].name
-                )),
-            }
-        }
-        Err(errors.join("; "))
-    }
-
     /// Leader and members of stream `name`.
     pub async fn placement(&self, name: &str) -> Result<QueuePlacement, String> {
         let vhost = self.vhost.clone();
         let name = name.to_string();
-        self.mgmt(move |c| {
-            let (vhost, name) = (vhost.clone(), name.clone());
-            async move { c.queue_placement(&vhost, &name).await }
-        })
-        .await
+        self.mgmt
+            .call(move |c| {
+                let (vhost, name) = (vhost.clone(), name.clone());
+                async move { c.queue_placement(&vhost, &name).await }
+            })
+            .await
     }
 
     /// `host:port` of a node's stream listener, for the topology.

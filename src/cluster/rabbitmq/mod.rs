@@ -29,6 +29,7 @@ mod epmd;
 mod files;
 pub mod http;
 mod launch;
+pub mod mgmt_nodes;
 mod state;
 mod status;
 
