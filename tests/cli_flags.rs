@@ -1,7 +1,7 @@
 //! The command line's newer flags, run as the built binary: `run`'s workload overrides and
 //! their errors, `quick` on a real Redis cluster with RUST_LOG, `completions`, and `compare
-//! --max-regression` on copies of a real fixture. Ports: Redis 7481-7486 (quick) and 7491-7496
-//! (never started: bad input), bus ports +10000, this file only.
+//! --max-regression` on copies of a real fixture. Ports: Redis 7481-7486 (quick), 7651-7656 (a
+//! share of max) and 7491-7496 (never started: bad input), bus ports +10000, this file only.
 
 mod common;
 
@@ -184,6 +184,54 @@ fn quick_runs_a_backend_type_on_a_local_cluster_and_prints_the_summary() {
         text.contains("base_port = 7481") && text.contains("message_size = 200"),
         "{text}"
     );
+}
+
+/// `--rate "50% of max"`: a max-rate probe on destinations of its own before the run, whose
+/// received rate sets the run's (meta.json `rate_probe`, summary.csv `target_rate`).
+#[test]
+fn a_share_of_the_maximum_is_probed_before_the_run() {
+    require_redis();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let results = tmp.path().join("results");
+    let (code, stdout, stderr) = brokerbench(
+        &[
+            "quick",
+            "redis-streams",
+            "--rate",
+            "50% of max",
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--base-port",
+            "7651",
+            "--quiet",
+            "--results",
+            results.to_str().expect("utf-8"),
+        ],
+        tmp.path(),
+        &[],
+    );
+    let left = redis_servers_on(7651..=7656);
+    assert!(left.is_empty(), "left running: {}", describe(&left));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let dir = first_run_folder(&results).expect("a run folder");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
+            .expect("json");
+    let probe = &meta["backends"][0]["rate_probe"];
+    let max = probe["max_received_per_s"].as_f64().expect("the probe's rate");
+    assert!(max > 100.0, "{probe}");
+    assert_eq!(probe["share"], 0.5);
+    let rate = probe["rate"].as_f64().expect("the rate used");
+    assert_eq!(rate, (0.5 * max).round(), "{probe}");
+    assert_eq!(meta["overrides"]["rate"], "50% of max");
+    let rows = read_csv(&dir.join("summary.csv"));
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(num(&rows[0], "target_rate"), rate);
+    // The probe's messages went to destinations of their own: none reached the run.
+    assert_eq!(num(&rows[0], "foreign"), 0.0);
+    assert_eq!(num(&rows[0], "lost"), 0.0);
 }
 
 #[test]
