@@ -5,7 +5,8 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::bars::{format_value, rows_where};
+use super::axis::{count_label, count_ticks, format_value};
+use super::bars::rows_where;
 use super::*;
 
 /// The end-to-end latency of the measured phase (and drain) per backend, from the HdrHistogram
@@ -120,6 +121,7 @@ pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, 
             caption: "End-to-end p99 latency by target rate",
             x_desc: "target msg/s",
             y_desc: "e2e p99 ms (log scale)",
+            x_count: false,
             log_y: true,
             lines: group_lines(points, 2),
         },
@@ -167,6 +169,8 @@ pub(super) struct Lines {
     pub(super) caption: &'static str,
     pub(super) x_desc: &'static str,
     pub(super) y_desc: &'static str,
+    /// The x axis counts whole things (queues): integer ticks only.
+    pub(super) x_count: bool,
     /// A logarithmic y axis (points at or below 0 are left out).
     pub(super) log_y: bool,
     pub(super) lines: Vec<(String, Vec<(f64, f64)>)>,
@@ -192,15 +196,20 @@ impl Plot for Lines {
         macro_rules! body {
             ($chart:expr) => {{
                 let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_desc)
+                let count_fmt = |v: &f64| count_label(*v);
+                let value_fmt = |v: &f64| format_value(*v);
+                let mut mesh = chart.configure_mesh();
+                mesh.x_desc(self.x_desc)
                     .y_desc(self.y_desc)
-                    .x_label_formatter(&|v| format_value(*v))
-                    .y_label_formatter(&|v| format_value(*v))
-                    .label_style((FONT, 14))
-                    .draw()
-                    .map_err(err)?;
+                    .y_label_formatter(&value_fmt)
+                    .label_style((FONT, 14));
+                if self.x_count {
+                    mesh.x_labels(count_ticks(x_max))
+                        .x_label_formatter(&count_fmt);
+                } else {
+                    mesh.x_label_formatter(&value_fmt);
+                }
+                mesh.draw().map_err(err)?;
                 for (i, (name, p)) in self.lines.iter().enumerate() {
                     let color = series_color(i);
                     let p: Vec<(f64, f64)> = p
