@@ -70,7 +70,12 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
-            Text::new(format_value(*v), (*v + x_max * 0.01, i as f64), (FONT, 13))
+            let label = if b.count {
+                count_label(*v)
+            } else {
+                format_value(*v)
+            };
+            Text::new(label, (*v + x_max * 0.01, i as f64), (FONT, 13))
         }))
         .map_err(err)?;
     Ok(())
