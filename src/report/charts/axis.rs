@@ -35,6 +35,16 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
+/// A tick on an axis of figures: `format_value` without trailing zeros ("10", "2.5", "0.25").
+pub fn tick_label(v: f64) -> String {
+    let s = format_value(v);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// A tick on an axis of counts (messages, queues): whole numbers only, with thousands
 /// separators; a tick between two whole numbers gets no label.
 pub fn count_label(v: f64) -> String {
@@ -142,6 +152,11 @@ mod tests {
         assert_eq!(format_value(15490.04), "15,490");
         assert_eq!(format_value(1_234_567.0), "1,234,567");
         assert_eq!(format_value(-4321.0), "-4,321");
+        assert_eq!(tick_label(10.0), "10");
+        assert_eq!(tick_label(2.5), "2.5");
+        assert_eq!(tick_label(0.25), "0.25");
+        assert_eq!(tick_label(1000.0), "1,000");
+        assert_eq!(tick_label(0.0), "0");
         assert_eq!(count_label(0.0), "0");
         assert_eq!(count_label(-0.0), "0");
         assert_eq!(count_label(3.0), "3");

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::{count_label, count_ticks, format_value};
+use super::axis::{count_label, count_ticks, format_value, tick_label};
 use super::lines::{group_lines, save_lines, Lines};
 use super::*;
 
@@ -38,7 +38,7 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
         .map_err(err)?;
     let labels: Vec<String> = b.items.iter().map(|i| i.0.clone()).collect();
     let count_fmt = |v: &f64| count_label(*v);
-    let value_fmt = |v: &f64| format_value(*v);
+    let value_fmt = |v: &f64| tick_label(*v);
     let mut mesh = chart.configure_mesh();
     if b.count {
         mesh.x_labels(count_ticks(x_max))

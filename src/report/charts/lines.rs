@@ -5,7 +5,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::{count_label, count_ticks, format_value};
+use super::axis::{count_label, count_ticks, tick_label};
 use super::bars::rows_where;
 use super::*;
 
@@ -69,7 +69,7 @@ fn plot_spectrum<DB: DrawingBackend>(
         .min(y_max / 10.0);
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "End-to-end latency by percentile (measured phase)",
+            "End-to-end latency by percentile (measured phase and drain)",
             (FONT, 22),
         )
         .margin(12)
@@ -81,6 +81,7 @@ fn plot_spectrum<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("ms (log scale)")
+        .y_label_formatter(&|v| tick_label(*v))
         .x_label_formatter(&|x| {
             let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
             format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
@@ -197,7 +198,7 @@ impl Plot for Lines {
             ($chart:expr) => {{
                 let mut chart = $chart;
                 let count_fmt = |v: &f64| count_label(*v);
-                let value_fmt = |v: &f64| format_value(*v);
+                let value_fmt = |v: &f64| tick_label(*v);
                 let mut mesh = chart.configure_mesh();
                 mesh.x_desc(self.x_desc)
                     .y_desc(self.y_desc)

@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axis::{
-    count_label, count_ticks, fault_marks, format_value, rate_rows, sends, FaultMarks,
+    count_label, count_ticks, fault_marks, rate_rows, sends, tick_label, FaultMarks,
 };
 use super::lines::group_lines;
 use super::*;
@@ -67,9 +67,10 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
         ($chart:expr, $y0:expr) => {{
             let mut chart = $chart;
             let count_fmt = |v: &f64| count_label(*v);
-            let value_fmt = |v: &f64| format_value(*v);
+            let value_fmt = |v: &f64| tick_label(*v);
             let mut mesh = chart.configure_mesh();
             mesh.x_desc("seconds since the backend's load started")
+                .x_label_formatter(&value_fmt)
                 .y_desc(c.y_label.as_str())
                 .label_style((FONT, 14));
             if c.y_count {
