@@ -3,7 +3,8 @@
 //! repeated run whose verdicts carry reasons), then headless Chromium (Debian's `chromium`
 //! package) with every network request sent to a proxy that does not exist. The page must refer
 //! to nothing outside itself, load no resource, and lay out every chart as an inline SVG with
-//! drawn elements; a screenshot of its top must be a real picture.
+//! drawn elements; a screenshot of its top must be a real picture; printed, each section starts
+//! a page.
 //!
 //! Chromium missing is a failure, not a skip: install it with `apt-get install chromium` (or
 //! point BROKERBENCH_CHROMIUM at a Chromium binary). BROKERBENCH_SCREENSHOT_TO=<path> keeps the
@@ -292,6 +293,42 @@ fn check(fixture: &str, tmp: &Path) -> PathBuf {
         (0.02..0.6).contains(&ink),
         "{fixture}: {:.1}% of the screenshot is not white",
         ink * 100.0
+    );
+
+    // Printed, every section starts a page of its own: more pages than the same page without
+    // the page breaks.
+    let pages = |page: &Path, name: &str| -> usize {
+        let pdf = tmp.join(format!("{fixture}-{name}.pdf"));
+        run_chromium(
+            page,
+            &tmp.join(format!("{fixture}-profile-{name}")),
+            &[
+                format!("--print-to-pdf={}", pdf.display()),
+                "--no-pdf-header-footer".into(),
+            ],
+        );
+        let pdf = std::fs::read(&pdf).expect("the printed PDF");
+        pdf.windows(12)
+            .filter(|w| w.starts_with(b"/Type /Page") && !w.starts_with(b"/Type /Pages"))
+            .count()
+    };
+    let printed = pages(&dir.join("report.html"), "print");
+    const BREAK: &str = "section{break-before:page;page-break-before:always}";
+    assert!(
+        html.contains(BREAK),
+        "{fixture}: no page break between sections"
+    );
+    let plain_page = dir.join("report-no-page-breaks.html");
+    std::fs::write(&plain_page, html.replace(BREAK, "")).expect("page without page breaks");
+    let plain = pages(&plain_page, "plain");
+    let sections = html.matches("<section").count();
+    eprintln!(
+        "{fixture}: {printed} printed pages, {sections} sections, {plain} pages without the breaks"
+    );
+    assert!(sections >= 6, "{fixture}: {sections} sections");
+    assert!(
+        printed >= sections && printed > plain,
+        "{fixture}: {printed} printed pages for {sections} sections ({plain} without the page breaks)"
     );
     shot
 }
