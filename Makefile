@@ -42,7 +42,7 @@ else
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default), PROFILE=full or PROFILE=defaults)
 endif
 
-.PHONY: all deps brokers-debian13 build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps brokers-debian13 test-deps build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
 
 all: build
 
@@ -103,7 +103,19 @@ report: build
 overview: build
 	$(BIN) overview --results $(RESULTS)
 
-test: deps brokers-debian13
+# What the report tests run beside brokerbench, installed with apt when missing: headless
+# Chromium opens report.html (tests/report_html.rs; about 200 MB with its libraries), and
+# HdrHistogram's HistogramLogProcessor (a Java runtime and Debian's jar) reads the hlogs
+# (tests/hdr_tools.rs).
+test-deps:
+	@need=""; command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	command -v java >/dev/null 2>&1 || need="$$need default-jre-headless"; \
+	[ -f /usr/share/java/hdrhistogram.jar ] || need="$$need libhdrhistogram-java"; \
+	if [ -n "$$need" ]; then echo "installing$$need with apt-get"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; }; fi
+
+test: deps brokers-debian13 test-deps
 	$(CARGO) test --all-targets
 
 # The proposal's tutorial: a local cluster on 127.0.0.1:7001-7006, a producer, a consumer.

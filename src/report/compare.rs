@@ -78,7 +78,7 @@ pub fn write_comparison(a: &Path, b: &Path, out: &Path) -> Result<Written, Repor
     let markdown = out.join("report.md");
     let html = out.join("report.html");
     write(&markdown, &to_markdown(&blocks))?;
-    write(&html, &to_html(&title, &blocks))?;
+    write(&html, &to_html(&title, &blocks, out)?)?;
     Ok(Written {
         markdown,
         html,

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use super::charts::{self, ChartError, ChartFile};
 use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
+pub use super::html::to_html;
 use super::results::RunResults;
-use super::{faults_section, harness};
+use super::{faults_section, front, harness};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
@@ -220,6 +221,9 @@ pub fn blocks(
             meta_str(m, &["started_utc"]),
             meta_str(m, &["ended_utc"])
         )),
+    ];
+    b.extend(front::blocks(run, verdicts));
+    b.extend([
         Block::Heading(2, "Environment".into()),
         Block::List(vec![
             format!(
@@ -234,7 +238,7 @@ pub fn blocks(
                 meta_str(m, &["host", "kernel"])
             ),
         ]),
-    ];
+    ]);
     if let Some(brokers) = m["brokers"].as_array().filter(|b| !b.is_empty()) {
         b.push(Block::List(
             brokers
@@ -313,11 +317,16 @@ pub fn blocks(
             b.push(Block::Image(c.title.clone(), rel(report_dir, &c.png)));
         }
     }
-    b.push(Block::Heading(2, "All charts".into()));
+    let shown = |c: &ChartFile| {
+        verdicts
+            .iter()
+            .any(|v| charts_for(v.claim).iter().any(|p| c.stem.starts_with(p)))
+    };
+    b.push(Block::Heading(2, "Other charts".into()));
     b.push(Block::Para(
-        "Each chart is also an SVG beside its PNG. Shaded bands are fault windows (from the kill to the restart).".into(),
+        "The charts not shown under a claim above. Each chart is a PNG and an SVG in charts/. On a chart over time, a red band is a fault: from the kill (or pause), the red line, to the restart (or resume), the green line, whose label says when the node was back. Throughput lines stop where the sends stop (sent) and where nothing was left to confirm or receive; a last interval shorter than half the usual one is not drawn.".into(),
     ));
-    for c in drawn {
+    for c in drawn.iter().filter(|c| !shown(c)) {
         b.push(Block::Image(c.title.clone(), rel(report_dir, &c.png)));
     }
     if !skipped.is_empty() {
@@ -390,93 +399,6 @@ pub fn to_markdown(blocks: &[Block]) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A self-contained page: inline style, charts linked relative to it, no external assets.
-pub fn to_html(title: &str, blocks: &[Block]) -> String {
-    let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}img{{max-width:100%}}code{{background:#f3f3f3}}.alarm{{color:#c00;font-weight:bold}}</style></head><body>\n",
-        esc(title)
-    );
-    for b in blocks {
-        match b {
-            Block::Heading(level, text) => {
-                let _ = writeln!(out, "<h{level}>{}</h{level}>", esc(text));
-            }
-            Block::Para(text) => {
-                let _ = writeln!(out, "<p>{}</p>", esc(text));
-            }
-            Block::List(items) => {
-                out.push_str("<ul>");
-                for i in items {
-                    let class = if i.starts_with(ALARM) {
-                        " class=\"alarm\""
-                    } else {
-                        ""
-                    };
-                    let _ = write!(out, "<li{class}>{}</li>", esc(i));
-                }
-                out.push_str("</ul>\n");
-            }
-            Block::Table(head, rows) => {
-                out.push_str("<table><tr>");
-                for h in head {
-                    let _ = write!(out, "<th>{}</th>", esc(h));
-                }
-                out.push_str("</tr>\n");
-                for r in rows {
-                    out.push_str("<tr>");
-                    for c in r {
-                        let class = if c.starts_with(ALARM) {
-                            " class=\"alarm\""
-                        } else {
-                            ""
-                        };
-                        let _ = write!(out, "<td{class}>{}</td>", esc(c));
-                    }
-                    out.push_str("</tr>\n");
-                }
-                out.push_str("</table>\n");
-            }
-            Block::Image(alt, path) => {
-                let _ = writeln!(out, "<p>{}</p>", html_image(alt, path));
-            }
-            Block::Images(images) => {
-                out.push_str("<table><tr>");
-                for (alt, path) in images {
-                    let _ = write!(
-                        out,
-                        "<td style=\"width:50%\">{}</td>",
-                        html_image(alt, path)
-                    );
-                }
-                out.push_str("</tr></table>\n");
-            }
-        }
-    }
-    out.push_str("</body></html>\n");
-    out
-}
-
-/// A chart's PNG, linking to its SVG.
-fn html_image(alt: &str, path: &str) -> String {
-    let svg = path
-        .strip_suffix(".png")
-        .map(|p| format!("{p}.svg"))
-        .unwrap_or_else(|| path.to_string());
-    format!(
-        "<a href=\"{}\"><img src=\"{}\" alt=\"{}\"></a>",
-        esc(&svg),
-        esc(path),
-        esc(alt)
-    )
-}
-
 pub(super) fn write(path: &Path, text: &str) -> Result<(), ReportError> {
     std::fs::write(path, text).map_err(|source| ReportError::Io {
         path: path.to_path_buf(),
@@ -493,6 +415,7 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
         path: chart_dir.clone(),
         source,
     })?;
+    super::hgrm::write_missing(&run)?;
     let (drawn, skipped) = charts::draw_all(&run, &chart_dir);
     let verdicts = verdicts(&Evidence::of(&run));
     let blocks = blocks(&run, dir, &drawn, &skipped, &verdicts);
@@ -501,7 +424,7 @@ pub fn write_report(dir: &Path) -> Result<Written, ReportError> {
     write(&markdown, &to_markdown(&blocks))?;
     write(
         &html,
-        &to_html(&format!("brokerbench report: {}", run.name), &blocks),
+        &to_html(&format!("brokerbench report: {}", run.name), &blocks, dir)?,
     )?;
     Ok(Written {
         markdown,

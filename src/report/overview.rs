@@ -217,7 +217,7 @@ pub fn write_overview(root: &Path) -> Result<OverviewWritten, ReportError> {
     let markdown = root.join("overview.md");
     let html = root.join("overview.html");
     write(&markdown, &to_markdown(&blocks))?;
-    write(&html, &to_html("brokerbench overview", &blocks))?;
+    write(&html, &to_html("brokerbench overview", &blocks, root)?)?;
     Ok(OverviewWritten {
         markdown,
         html,

@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::axis::{count_label, count_ticks, format_value, tick_label};
 use super::lines::{group_lines, save_lines, Lines};
 use super::*;
 
@@ -13,6 +14,8 @@ use super::*;
 struct Bars {
     title: String,
     y_label: String,
+    /// The values count whole things (messages): integer ticks only.
+    count: bool,
     items: Vec<(String, f64)>,
 }
 
@@ -34,9 +37,16 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
         .build_cartesian_2d(0.0..x_max, -0.5f64..(n as f64 - 0.5))
         .map_err(err)?;
     let labels: Vec<String> = b.items.iter().map(|i| i.0.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
+    let count_fmt = |v: &f64| count_label(*v);
+    let value_fmt = |v: &f64| tick_label(*v);
+    let mut mesh = chart.configure_mesh();
+    if b.count {
+        mesh.x_labels(count_ticks(x_max))
+            .x_label_formatter(&count_fmt);
+    } else {
+        mesh.x_label_formatter(&value_fmt);
+    }
+    mesh.disable_y_mesh()
         .y_labels(n.max(1))
         .y_label_formatter(&|y| {
             let i = y.round();
@@ -60,22 +70,15 @@ fn plot_bars<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, b: &Bars) -> Dra
         .map_err(err)?;
     chart
         .draw_series(b.items.iter().enumerate().map(|(i, (_, v))| {
-            Text::new(format_value(*v), (*v + x_max * 0.01, i as f64), (FONT, 13))
+            let label = if b.count {
+                count_label(*v)
+            } else {
+                format_value(*v)
+            };
+            Text::new(label, (*v + x_max * 0.01, i as f64), (FONT, 13))
         }))
         .map_err(err)?;
     Ok(())
-}
-
-pub(super) fn format_value(v: f64) -> String {
-    if v == 0.0 {
-        "0".into()
-    } else if v >= 100.0 {
-        format!("{v:.0}")
-    } else if v >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 fn save_bars(out: &Path, stem: &str, bars: Bars) -> Result<ChartFile, ChartError> {
@@ -109,6 +112,7 @@ pub fn max_throughput(run: &RunResults, out: &Path) -> Result<ChartFile, ChartEr
         Bars {
             title: "Max throughput (received msg/s, measured phase)".into(),
             y_label: "msg/s".into(),
+            count: false,
             items,
         },
     )
@@ -131,6 +135,7 @@ pub fn p99_by_rate(run: &RunResults, out: &Path) -> Result<ChartFile, ChartError
         Bars {
             title: "End-to-end p99 latency (ms) at a fixed rate".into(),
             y_label: "ms".into(),
+            count: false,
             items,
         },
     )
@@ -176,6 +181,7 @@ pub fn failover_unavailability(run: &RunResults, out: &Path) -> Result<ChartFile
         Bars {
             title,
             y_label: "seconds".into(),
+            count: false,
             items,
         },
     )
@@ -208,6 +214,7 @@ pub fn failover_loss(run: &RunResults, out: &Path) -> Result<ChartFile, ChartErr
                 "Lost (confirmed, or sent without confirms, never received) and duplicated messages"
                     .into(),
             y_label: "messages".into(),
+            count: true,
             items,
         },
     )
@@ -232,6 +239,7 @@ pub fn throughput_by_destinations(run: &RunResults, out: &Path) -> Result<ChartF
             caption: "Max throughput by number of destinations",
             x_desc: "queues / streams",
             y_desc: "received msg/s",
+            x_count: true,
             log_y: false,
             lines: group_lines(points, 2),
         },

@@ -5,7 +5,8 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::bars::{format_value, rows_where};
+use super::axis::{count_label, count_ticks, tick_label};
+use super::bars::rows_where;
 use super::*;
 
 /// The end-to-end latency of the measured phase (and drain) per backend, from the HdrHistogram
@@ -68,7 +69,7 @@ fn plot_spectrum<DB: DrawingBackend>(
         .min(y_max / 10.0);
     let mut chart = ChartBuilder::on(root)
         .caption(
-            "End-to-end latency by percentile (measured phase)",
+            "End-to-end latency by percentile (measured phase and drain)",
             (FONT, 22),
         )
         .margin(12)
@@ -80,6 +81,7 @@ fn plot_spectrum<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("ms (log scale)")
+        .y_label_formatter(&|v| tick_label(*v))
         .x_label_formatter(&|x| {
             let p = format!("{:.4}", 100.0 * (1.0 - 1.0 / x));
             format!("{}%", p.trim_end_matches('0').trim_end_matches('.'))
@@ -120,6 +122,7 @@ pub fn p99_by_rate_across(runs: &[RunResults], out: &Path) -> Result<ChartFile, 
             caption: "End-to-end p99 latency by target rate",
             x_desc: "target msg/s",
             y_desc: "e2e p99 ms (log scale)",
+            x_count: false,
             log_y: true,
             lines: group_lines(points, 2),
         },
@@ -167,6 +170,8 @@ pub(super) struct Lines {
     pub(super) caption: &'static str,
     pub(super) x_desc: &'static str,
     pub(super) y_desc: &'static str,
+    /// The x axis counts whole things (queues): integer ticks only.
+    pub(super) x_count: bool,
     /// A logarithmic y axis (points at or below 0 are left out).
     pub(super) log_y: bool,
     pub(super) lines: Vec<(String, Vec<(f64, f64)>)>,
@@ -192,15 +197,20 @@ impl Plot for Lines {
         macro_rules! body {
             ($chart:expr) => {{
                 let mut chart = $chart;
-                chart
-                    .configure_mesh()
-                    .x_desc(self.x_desc)
+                let count_fmt = |v: &f64| count_label(*v);
+                let value_fmt = |v: &f64| tick_label(*v);
+                let mut mesh = chart.configure_mesh();
+                mesh.x_desc(self.x_desc)
                     .y_desc(self.y_desc)
-                    .x_label_formatter(&|v| format_value(*v))
-                    .y_label_formatter(&|v| format_value(*v))
-                    .label_style((FONT, 14))
-                    .draw()
-                    .map_err(err)?;
+                    .y_label_formatter(&value_fmt)
+                    .label_style((FONT, 14));
+                if self.x_count {
+                    mesh.x_labels(count_ticks(x_max))
+                        .x_label_formatter(&count_fmt);
+                } else {
+                    mesh.x_label_formatter(&value_fmt);
+                }
+                mesh.draw().map_err(err)?;
                 for (i, (name, p)) in self.lines.iter().enumerate() {
                     let color = series_color(i);
                     let p: Vec<(f64, f64)> = p

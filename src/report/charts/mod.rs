@@ -128,6 +128,7 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     Ok(())
 }
 
+pub mod axis;
 mod bars;
 mod lines;
 mod time;

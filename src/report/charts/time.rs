@@ -5,19 +5,28 @@ use std::path::Path;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::axis::{
+    count_label, count_ticks, fault_marks, rate_rows, sends, tick_label, FaultMarks,
+};
 use super::lines::group_lines;
 use super::*;
+use crate::metrics::aggregator::IntervalRow;
+
+const KILL_LINE: RGBColor = RGBColor(190, 0, 0);
+const RESTART_LINE: RGBColor = RGBColor(0, 130, 0);
 
 /// Lines over time with fault windows shaded and labelled.
 struct TimeChart {
     title: String,
     y_label: String,
     log_y: bool,
+    /// The y axis counts whole things (messages): integer ticks only.
+    y_count: bool,
     lines: Vec<(String, Vec<(f64, f64)>)>,
     /// Per line (by index), a band from a lower bound up to the line (the upper bound), drawn
     /// in the line's colour, lighter.
     bands: Vec<(usize, Vec<BandPoint>)>,
-    faults: Vec<(String, f64, f64)>,
+    faults: Vec<FaultMarks>,
 }
 
 /// `(t, lower, upper)`.
@@ -25,6 +34,9 @@ type BandPoint = (f64, f64, f64);
 
 /// The legend entry of the bands of a time chart.
 const BAND_LABEL: &str = "shaded: down to the lower bound";
+
+/// The legend entry of a fault's band.
+const FAULT_BAND_LABEL: &str = "node down (fault to restart)";
 
 impl Plot for TimeChart {
     fn plot<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Drawn {
@@ -37,7 +49,7 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
     let x_max = points
         .clone()
         .map(|p| p.0)
-        .chain(c.faults.iter().map(|f| f.2))
+        .chain(c.faults.iter().map(|f| f.band_end_s))
         .fold(1.0f64, f64::max);
     let y_max = points.clone().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
     let y_min = points
@@ -54,24 +66,70 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
     macro_rules! body {
         ($chart:expr, $y0:expr) => {{
             let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc("seconds since the backend's load started")
+            let count_fmt = |v: &f64| count_label(*v);
+            let value_fmt = |v: &f64| tick_label(*v);
+            let mut mesh = chart.configure_mesh();
+            mesh.x_desc("seconds since the backend's load started")
+                .x_label_formatter(&value_fmt)
                 .y_desc(c.y_label.as_str())
-                .label_style((FONT, 14))
-                .draw()
-                .map_err(err)?;
-            for (name, from, to) in &c.faults {
-                chart
+                .label_style((FONT, 14));
+            if c.y_count {
+                mesh.y_labels(count_ticks(y_max))
+                    .y_label_formatter(&count_fmt);
+            } else {
+                mesh.y_label_formatter(&value_fmt);
+            }
+            mesh.draw().map_err(err)?;
+            for (k, f) in c.faults.iter().enumerate() {
+                let band = chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(*from, $y0), (to.max(from + 0.05), y_max)],
+                        [(f.at_s, $y0), (f.band_end_s.max(f.at_s + 0.05), y_max)],
                         FAULT_SHADE.filled(),
                     )))
-                    .map_err(err)?
-                    .label(name.clone())
-                    .legend(|(x, y)| {
+                    .map_err(err)?;
+                if k == 0 {
+                    band.label(FAULT_BAND_LABEL).legend(|(x, y)| {
                         Rectangle::new([(x, y - 5), (x + 16, y + 5)], FAULT_SHADE.filled())
                     });
+                }
+                let mut marks = vec![(
+                    f.at_s,
+                    format!("{} at {:.1} s", f.fault, f.at_s),
+                    KILL_LINE,
+                    4,
+                )];
+                if let Some((name, at, back)) = &f.restart {
+                    let verb = name.split(' ').next().unwrap_or("restart");
+                    marks.push((
+                        *at,
+                        format!("{verb} at {at:.1} s, back at {back:.1} s"),
+                        RESTART_LINE,
+                        22,
+                    ));
+                }
+                for (x, label, color, dy) in marks {
+                    let line = chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            [(x, $y0), (x, y_max)],
+                            color.stroke_width(2),
+                        )))
+                        .map_err(err)?;
+                    if k == 0 {
+                        let what = if dy == 4 { "fault" } else { "restart / resume" };
+                        line.label(what).legend(move |(x, y)| {
+                            PathElement::new(
+                                [(x + 8, y - 6), (x + 8, y + 6)],
+                                color.stroke_width(2),
+                            )
+                        });
+                    }
+                    chart
+                        .draw_series(std::iter::once(
+                            EmptyElement::at((x, y_max))
+                                + Text::new(label, (4, dy), (FONT, 13).into_font().color(&color)),
+                        ))
+                        .map_err(err)?;
+                }
             }
             for (k, (i, pts)) in c.bands.iter().enumerate() {
                 let shade = series_color(*i).mix(0.25);
@@ -126,13 +184,27 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
 fn series(
     run: &RunResults,
     backend: &str,
-    f: impl Fn(&crate::metrics::aggregator::IntervalRow) -> Option<f64>,
+    f: impl Fn(&IntervalRow) -> Option<f64>,
 ) -> Vec<(f64, f64)> {
-    run.timeseries
-        .iter()
-        .filter(|r| r.backend == backend && r.t_end_s > r.t_start_s)
+    points(
+        run.timeseries
+            .iter()
+            .filter(|r| r.backend == backend && r.t_end_s > r.t_start_s),
+        f,
+    )
+}
+
+fn points<'a>(
+    rows: impl IntoIterator<Item = &'a IntervalRow>,
+    f: impl Fn(&IntervalRow) -> Option<f64>,
+) -> Vec<(f64, f64)> {
+    rows.into_iter()
         .filter_map(|r| f(r).map(|v| (r.t_end_s, v)))
         .collect()
+}
+
+fn faults(run: &RunResults, backend: &str) -> Vec<FaultMarks> {
+    fault_marks(&run.fault_windows(backend))
 }
 
 const NO_TIMESERIES: &str = "no rows in timeseries.csv";
@@ -160,23 +232,36 @@ pub fn throughput_over_time(
     backend: &str,
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
+    // Rates: without the drain's empty tail and a partial last interval (see `rate_rows`).
+    let all: Vec<&IntervalRow> = run
+        .timeseries
+        .iter()
+        .filter(|r| r.backend == backend)
+        .collect();
+    let rows = rate_rows(&all);
     let chart = TimeChart {
         title: format!("{}: throughput", run.display_name(backend)),
         y_label: "msg/s".into(),
         log_y: false,
+        y_count: false,
         lines: vec![
-            ("sent".into(), series(run, backend, |r| Some(r.sent_per_s))),
+            (
+                "sent".into(),
+                points(rows.iter().copied().filter(|r| sends(r.phase)), |r| {
+                    Some(r.sent_per_s)
+                }),
+            ),
             (
                 "confirmed".into(),
-                series(run, backend, |r| Some(r.confirmed_per_s)),
+                points(rows.iter().copied(), |r| Some(r.confirmed_per_s)),
             ),
             (
                 "received".into(),
-                series(run, backend, |r| Some(r.received_per_s)),
+                points(rows.iter().copied(), |r| Some(r.received_per_s)),
             ),
         ],
         bands: Vec::new(),
-        faults: run.fault_windows(backend),
+        faults: faults(run, backend),
     };
     save_time(out, stem("throughput", backend), chart, NO_TIMESERIES)
 }
@@ -191,6 +276,7 @@ pub fn latency_over_time(
         title: format!("{}: latency per second", run.display_name(backend)),
         y_label: "ms (log scale)".into(),
         log_y: true,
+        y_count: false,
         lines: vec![
             ("e2e p50".into(), series(run, backend, |r| r.e2e_p50_ms)),
             ("e2e p99".into(), series(run, backend, |r| r.e2e_p99_ms)),
@@ -209,7 +295,7 @@ pub fn latency_over_time(
             ),
         ],
         bands: Vec::new(),
-        faults: run.fault_windows(backend),
+        faults: faults(run, backend),
     };
     save_time(out, stem("latency", backend), chart, NO_TIMESERIES)
 }
@@ -240,9 +326,10 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
         title: format!("{}: replica lag (bounds)", run.display_name(backend)),
         y_label: "messages behind the leader, at most".into(),
         log_y: false,
+        y_count: true,
         lines,
         bands,
-        faults: run.fault_windows(backend),
+        faults: faults(run, backend),
     };
     save_time(
         out,
@@ -258,6 +345,7 @@ pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFil
         title: format!("{}: CPU per node", run.display_name(backend)),
         y_label: "cores".into(),
         log_y: false,
+        y_count: false,
         lines: group_lines(
             run.cpu
                 .iter()
@@ -266,7 +354,7 @@ pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFil
             1,
         ),
         bands: Vec::new(),
-        faults: run.fault_windows(backend),
+        faults: faults(run, backend),
     };
     save_time(out, stem("cpu", backend), chart, "no cpu.csv rows")
 }
