@@ -8,13 +8,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use parking_lot::Mutex;
 use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::Environment;
 
 /// How long the reader waits for the last chunk before taking the stream as empty.
 const EMPTY_WAIT: Duration = Duration::from_millis(1500);
+/// After the last chunk's first entry, how long a silence ends it.
+const CHUNK_QUIET: Duration = Duration::from_millis(300);
 /// How long subscribing may take.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -99,11 +101,13 @@ async fn read_last_offset(env: &Environment, stream: &str) -> Result<Option<u64>
         Ok(Some(Err(e))) => return Err(format!("read the end of stream {stream}: {e}")),
         Ok(None) | Err(_) => None,
     };
-    // The rest of the chunk is already there.
+    // The rest of the last chunk follows. Reading only what had already arrived can stop inside
+    // the chunk and take the end short, and what is missing then counts as lost instead of
+    // undelivered: read until the stream goes quiet (producers have stopped by now).
     while let Some(o) = seen {
         last = Some(last.map_or(o, |l: u64| l.max(o)));
-        seen = match consumer.next().now_or_never() {
-            Some(Some(Ok(d))) => Some(d.offset()),
+        seen = match tokio::time::timeout(CHUNK_QUIET, consumer.next()).await {
+            Ok(Some(Ok(d))) => Some(d.offset()),
             _ => None,
         };
     }
