@@ -220,7 +220,9 @@ fn a_share_of_the_maximum_is_probed_before_the_run() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).expect("meta"))
             .expect("json");
     let probe = &meta["backends"][0]["rate_probe"];
-    let max = probe["max_received_per_s"].as_f64().expect("the probe's rate");
+    let max = probe["max_received_per_s"]
+        .as_f64()
+        .expect("the probe's rate");
     assert!(max > 100.0, "{probe}");
     assert_eq!(probe["share"], 0.5);
     let rate = probe["rate"].as_f64().expect("the rate used");

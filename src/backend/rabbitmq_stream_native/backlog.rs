@@ -63,6 +63,45 @@ impl Confirmed {
     }
 }
 
+/// Stream (partition) name -> the generation of its single-active-consumer group. RabbitMQ
+/// 4.0.5 can keep a member whose node was killed as the group's active consumer for good (seen
+/// in the leader-kill test: the reopened consumer never became active, nothing was delivered,
+/// the partition stalled until the drain ended). A consumer that stalls without ever having
+/// been active moves its stream to a new group (`brokerbench-1`, …), which starts after the
+/// offset stored under the newest earlier name that has one.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Groups(Arc<Mutex<HashMap<String, u32>>>);
+
+impl Groups {
+    pub fn generation(&self, stream: &str) -> u32 {
+        self.0.lock().get(stream).copied().unwrap_or(0)
+    }
+
+    /// Move `stream` past generation `from` (once: consumers of the same stuck group that stall
+    /// together bump it one step).
+    pub fn bump(&self, stream: &str, from: u32) -> u32 {
+        let mut map = self.0.lock();
+        let g = map.entry(stream.to_string()).or_default();
+        if *g == from {
+            *g += 1;
+        }
+        *g
+    }
+
+    pub fn forget(&self, stream: &str) {
+        self.0.lock().remove(stream);
+    }
+}
+
+/// The group name of generation `g` (generation 0 keeps the plain name).
+pub(super) fn group_name(base: &str, g: u32) -> String {
+    if g == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{g}")
+    }
+}
+
 /// The last offset of `stream` (None: it is empty). The reader goes to a replica the client
 /// picks at random, which may be one that is restarting: a read that fails or finds nothing
 /// while consumers have not handed out everything confirmed is tried once more.
@@ -126,6 +165,22 @@ pub(super) fn ready(last: Option<u64>, handed: Option<u64>) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stuck_group_moves_one_generation_however_many_consumers_saw_it() {
+        let g = Groups::default();
+        assert_eq!(g.generation("s"), 0);
+        assert_eq!(g.bump("s", 0), 1);
+        // A second consumer of the same stuck group: no second step.
+        assert_eq!(g.bump("s", 0), 1);
+        assert_eq!(g.bump("s", 1), 2);
+        assert_eq!(g.generation("other"), 0);
+        assert_eq!(group_name("brokerbench", 0), "brokerbench");
+        assert_eq!(group_name("brokerbench", 2), "brokerbench-2");
+        g.forget("s");
+        assert_eq!(g.generation("s"), 0);
+    }
+
     use super::*;
 
     #[test]

@@ -8,7 +8,7 @@
 //! crash: redelivery, not loss. A super stream has one client consumer per partition, read in
 //! turn.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
 use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
 use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
 
-use super::backlog::Handed;
+use super::backlog::{group_name, Groups, Handed};
 use super::leaders::LeaderWatch;
 use crate::backend::{AckToken, Consumer, Delivery, OpError};
 
@@ -57,22 +57,32 @@ pub(super) fn untoken(t: &AckToken) -> Option<(usize, u64)> {
 pub(super) async fn resume_point(
     ctx: MessageContext,
     start: Arc<AtomicU64>,
+    earlier: Vec<String>,
 ) -> OffsetSpecification {
     let client = ctx.client();
-    let (name, stream) = (ctx.name(), ctx.stream());
-    let mut tries = 0;
-    let from = loop {
-        match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream)).await {
-            Ok(Ok(stored)) => break stored + 1,
-            Ok(Err(ClientError::RequestError(ResponseCode::OffsetNotFound))) => break 0,
-            // Unknown: reading from the start again only makes duplicates, never a gap.
-            _ if tries >= 3 => break 0,
-            _ => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
+    let stream = ctx.stream();
+    let mut from = 0;
+    // This group's own name first, then the earlier groups' of the stream, newest first.
+    'names: for name in std::iter::once(ctx.name()).chain(earlier) {
+        let mut tries = 0;
+        loop {
+            match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream))
+                .await
+            {
+                Ok(Ok(stored)) => {
+                    from = stored + 1;
+                    break 'names;
+                }
+                Ok(Err(ClientError::RequestError(ResponseCode::OffsetNotFound))) => break,
+                // Unknown: reading from the start again only makes duplicates, never a gap.
+                _ if tries >= 3 => break 'names,
+                _ => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
-    };
+    }
     start.store(from, Ordering::SeqCst);
     if from == 0 {
         OffsetSpecification::First
@@ -97,6 +107,10 @@ pub(super) struct Partition {
     pub handed_then: Option<u64>,
     /// Messages of this stream confirmed to producers (shared with them).
     pub confirmed: Arc<AtomicU64>,
+    /// The generation of the group it joined (`backlog::Groups`), and whether the broker has
+    /// made it the group's active consumer.
+    pub generation: u32,
+    pub active: Arc<AtomicBool>,
 }
 
 /// A partition's subscription ends with it: the harness drops a consumer it reopens without
@@ -124,6 +138,8 @@ pub(super) struct NativeConsumer {
     pub checked: Instant,
     /// The highest offsets handed out, shared with the backend (for its backlog).
     pub handed: Handed,
+    /// Each stream's group generation, shared with the backend.
+    pub groups: Groups,
 }
 
 fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
@@ -172,12 +188,25 @@ impl NativeConsumer {
             let confirmed = part.confirmed.load(Ordering::Relaxed);
             let handed_count = handed.map_or(0, |h| h + 1);
             if handed == part.handed_then && handed_count < confirmed {
+                let handed = handed.map_or("none".to_string(), |h| h.to_string());
+                if !part.active.load(Ordering::Relaxed) {
+                    // The broker never made this consumer active, and nobody in its group reads:
+                    // the group's active member is a dead one the broker keeps.
+                    let g = self.groups.bump(&part.stream, part.generation);
+                    return Err(OpError::Connection(format!(
+                        "stream {}: {confirmed} messages confirmed, the group handed out offsets \
+                         up to {handed} and this consumer was never made active in \
+                         {STALL_AFTER:?}: the group is stuck behind a dead member; reopening in \
+                         group {}",
+                        part.stream,
+                        group_name(super::CONSUMER_NAME, g)
+                    )));
+                }
                 return Err(OpError::Connection(format!(
                     "stream {}: {confirmed} messages confirmed, the group handed out offsets up \
-                     to {} and nothing came for {STALL_AFTER:?}: the subscription is dead \
+                     to {handed} and nothing came for {STALL_AFTER:?}: the subscription is dead \
                      without the client noticing",
                     part.stream,
-                    handed.map_or("none".to_string(), |h| h.to_string()),
                 )));
             }
             part.silent_since = Instant::now();

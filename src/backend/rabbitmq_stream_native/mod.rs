@@ -22,7 +22,7 @@ mod nodes;
 mod producer;
 pub mod settings;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,7 +40,7 @@ pub use settings::NativeStreamSettings;
 /// How long `setup` waits for the management API to report a new stream's leader.
 const PLACEMENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// The consumer name (offset reference) of every destination's consumer group.
-const CONSUMER_NAME: &str = "brokerbench";
+pub(super) const CONSUMER_NAME: &str = "brokerbench";
 
 pub struct NativeStreamBackend {
     settings: NativeStreamSettings,
@@ -51,6 +51,8 @@ pub struct NativeStreamBackend {
     handed: backlog::Handed,
     /// Messages of each stream confirmed to its producers (for the consumers' stall checks).
     confirmed: backlog::Confirmed,
+    /// Each stream's single-active-consumer group generation.
+    groups: backlog::Groups,
 }
 
 impl NativeStreamBackend {
@@ -84,6 +86,7 @@ impl NativeStreamBackend {
             nodes,
             handed: backlog::Handed::default(),
             confirmed: backlog::Confirmed::default(),
+            groups: backlog::Groups::default(),
         })
     }
 
@@ -222,6 +225,7 @@ impl Backend for NativeStreamBackend {
             for stream in self.partition_names(&d.name) {
                 self.handed.forget(&stream);
                 self.confirmed.forget(&stream);
+                self.groups.forget(&stream);
             }
             self.create(d).await.map_err(|m| {
                 self.setup_err(format!("create stream {} (stream protocol)", d.name), m)
@@ -251,6 +255,7 @@ impl Backend for NativeStreamBackend {
             for stream in self.partition_names(&d.name) {
                 self.handed.forget(&stream);
                 self.confirmed.forget(&stream);
+                self.groups.forget(&stream);
             }
         }
         self.leaders.close().await;
@@ -334,20 +339,29 @@ impl Backend for NativeStreamBackend {
             };
             let start = Arc::new(AtomicU64::new(0));
             let at = start.clone();
+            let generation = self.groups.generation(&stream);
+            let group = backlog::group_name(CONSUMER_NAME, generation);
+            let earlier: Vec<String> = (0..generation)
+                .rev()
+                .map(|g| backlog::group_name(CONSUMER_NAME, g))
+                .collect();
+            let active = Arc::new(AtomicBool::new(false));
+            let is_active = active.clone();
             let build = env
                 .consumer()
-                .name(CONSUMER_NAME)
+                .name(&group)
                 .enable_single_active_consumer(true)
                 .offset(OffsetSpecification::First)
                 .client_provided_name(&format!("brokerbench-consumer-{index}"))
                 .consumer_update(move |active, ctx| {
-                    let at = at.clone();
+                    let (at, earlier) = (at.clone(), earlier.clone());
+                    is_active.store(active != 0, Ordering::Relaxed);
                     // The listener's future must be Sync: run it as a task, await its handle.
                     let decided = tokio::spawn(async move {
                         if active == 0 {
                             return OffsetSpecification::Next;
                         }
-                        consumer::resume_point(ctx, at).await
+                        consumer::resume_point(ctx, at, earlier).await
                     });
                     async move { decided.await.unwrap_or(OffsetSpecification::First) }
                 })
@@ -379,6 +393,8 @@ impl Backend for NativeStreamBackend {
                 since_store: 0,
                 silent_since: Instant::now(),
                 handed_then,
+                generation,
+                active,
             });
         }
         Ok(Box::new(consumer::NativeConsumer {
@@ -388,6 +404,7 @@ impl Backend for NativeStreamBackend {
             leaders: self.leaders.clone(),
             checked: Instant::now(),
             handed: self.handed.clone(),
+            groups: self.groups.clone(),
         }))
     }
 
@@ -468,6 +485,7 @@ async fn close_all(parts: Vec<consumer::Partition>, leaders: &Arc<LeaderWatch>) 
         leaders: leaders.clone(),
         checked: Instant::now(),
         handed: backlog::Handed::default(),
+        groups: backlog::Groups::default(),
     })
     .close()
     .await;
