@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::results::RunResults;
+use crate::monitoring::config::{JOB_RABBITMQ, JOB_REDIS};
 use super::SummaryRow;
 
 const SIZE: (u32, u32) = (1000, 560);
@@ -129,12 +130,14 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 }
 
 mod bars;
+mod broker_side;
 mod lines;
 mod time;
 
 pub use bars::{
     failover_loss, failover_unavailability, max_throughput, p99_by_rate, throughput_by_destinations,
 };
+pub use broker_side::broker_side;
 pub use lines::{p99_by_rate_across, percentile_spectrum};
 pub use time::{cpu_share, latency_over_time, replica_lag, throughput_over_time};
 
@@ -158,6 +161,9 @@ pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError
     keep(p99_by_rate(run, out));
     keep(failover_unavailability(run, out));
     keep(failover_loss(run, out));
+    for job in [JOB_REDIS, JOB_RABBITMQ] {
+        keep(broker_side(run, job, out));
+    }
     (drawn, skipped)
 }
 
@@ -187,7 +193,7 @@ mod tests {
         let (drawn, skipped) = draw_all(&run, tmp.path());
         // A fixed-rate row with no p99 and no max-rate row: nothing to draw, nothing panics.
         assert!(drawn.is_empty(), "{drawn:?}");
-        assert_eq!(skipped.len(), 10, "{skipped:?}");
+        assert_eq!(skipped.len(), 12, "{skipped:?}");
         assert!(skipped
             .iter()
             .all(|e| matches!(e, ChartError::NoData { .. })));

@@ -9,15 +9,15 @@ use super::lines::group_lines;
 use super::*;
 
 /// Lines over time with fault windows shaded and labelled.
-struct TimeChart {
-    title: String,
-    y_label: String,
-    log_y: bool,
-    lines: Vec<(String, Vec<(f64, f64)>)>,
+pub(super) struct TimeChart {
+    pub(super) title: String,
+    pub(super) y_label: String,
+    pub(super) log_y: bool,
+    pub(super) lines: Vec<(String, Vec<(f64, f64)>)>,
     /// Per line (by index), a band from a lower bound up to the line (the upper bound), drawn
     /// in the line's colour, lighter.
-    bands: Vec<(usize, Vec<BandPoint>)>,
-    faults: Vec<(String, f64, f64)>,
+    pub(super) bands: Vec<(usize, Vec<BandPoint>)>,
+    pub(super) faults: Vec<(String, f64, f64)>,
 }
 
 /// `(t, lower, upper)`.
