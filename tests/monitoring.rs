@@ -24,6 +24,9 @@ use common::*;
 use serde_json::Value;
 
 const TARGET_RATE: f64 = 2000.0;
+
+/// Both tests use Redis 7541-7546 and the run's stack ports: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const PROM: u16 = 9620;
 
 const RABBIT_SECTION: &str = "[clusters.rabbitmq]\nkind = \"rabbitmq\"\namqp_base_port = 5841\n\
@@ -61,10 +64,20 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let mon = self.tmp.join("mon");
-        let _ = brokerbench(&["monitoring", "down", "--dir", &mon.display().to_string()], &self.tmp, &[]);
+        let _ = brokerbench(
+            &["monitoring", "down", "--dir", &mon.display().to_string()],
+            &self.tmp,
+            &[],
+        );
         let rabbit = self.tmp.join("rabbit");
         let _ = brokerbench(
-            &["cluster", "down", "rabbitmq", "--dir", &rabbit.display().to_string()],
+            &[
+                "cluster",
+                "down",
+                "rabbitmq",
+                "--dir",
+                &rabbit.display().to_string(),
+            ],
             &self.tmp,
             &[],
         );
@@ -83,7 +96,9 @@ fn api(path: &str, params: &[(&str, String)]) -> Value {
             .send()
             .await
             .unwrap_or_else(|e| panic!("Prometheus {path}: {e}"));
-        r.json().await.unwrap_or_else(|e| panic!("Prometheus {path}: {e}"))
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("Prometheus {path}: {e}"))
     });
     assert_eq!(v["status"], "success", "{path}: {v}");
     v["data"].clone()
@@ -97,7 +112,10 @@ fn query(expr: &str) -> Vec<(Value, f64)> {
         .expect("vector")
         .iter()
         .map(|s| {
-            let v = s["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
             (s["metric"].clone(), v)
         })
         .collect()
@@ -123,7 +141,9 @@ fn range(expr: &str, start: f64, end: f64) -> Vec<(f64, f64)> {
         .map(|p| {
             (
                 p[0].as_f64().expect("time"),
-                p[1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+                p[1].as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN),
             )
         })
         .collect()
@@ -132,7 +152,10 @@ fn range(expr: &str, start: f64, end: f64) -> Vec<(f64, f64)> {
 fn poll(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ok() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -146,13 +169,18 @@ fn unix_now() -> f64 {
 
 /// Every expression of the Grafana dashboard (panels' targets and template queries).
 fn dashboard_exprs() -> Vec<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/grafana/dashboards/brokerbench.json");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("compose/grafana/dashboards/brokerbench.json");
     let text = std::fs::read_to_string(&path).expect("dashboard JSON");
     let dash: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     assert_eq!(dash["uid"], "brokerbench");
     let mut exprs = Vec::new();
     for p in dash["panels"].as_array().expect("panels") {
-        assert_eq!(p["datasource"]["uid"], "brokerbench-prometheus", "{}", p["title"]);
+        assert_eq!(
+            p["datasource"]["uid"], "brokerbench-prometheus",
+            "{}",
+            p["title"]
+        );
         for t in p["targets"].as_array().expect("targets") {
             exprs.push(t["expr"].as_str().expect("expr").to_string());
         }
@@ -160,7 +188,11 @@ fn dashboard_exprs() -> Vec<String> {
     for v in dash["templating"]["list"].as_array().expect("templating") {
         let q = v["query"]["query"].as_str().expect("template query");
         // label_values(metric, label): the metric is the first argument.
-        let inner = q.trim_start_matches("label_values(").split(',').next().unwrap_or("");
+        let inner = q
+            .trim_start_matches("label_values(")
+            .split(',')
+            .next()
+            .unwrap_or("");
         exprs.push(inner.to_string());
     }
     exprs
@@ -168,6 +200,7 @@ fn dashboard_exprs() -> Vec<String> {
 
 #[test]
 fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_redis();
     require_rabbitmq();
     let began = Instant::now();
@@ -198,18 +231,36 @@ fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
 
     let mon = root.join("mon");
     let (code, out, err) = brokerbench(
-        &["monitoring", "up", "--dir", &mon.display().to_string(), "--scenario", &stack_file.display().to_string()],
+        &[
+            "monitoring",
+            "up",
+            "--dir",
+            &mon.display().to_string(),
+            "--scenario",
+            &stack_file.display().to_string(),
+        ],
         &root,
         &[],
     );
     assert_eq!(code, 0, "monitoring up: {out}{err}");
     let yml = std::fs::read_to_string(mon.join("prometheus.yml")).expect("prometheus.yml");
-    assert!(yml.contains("'127.0.0.1:9610'") && yml.contains("'127.0.0.1:15941'"), "{yml}");
+    assert!(
+        yml.contains("'127.0.0.1:9610'") && yml.contains("'127.0.0.1:15941'"),
+        "{yml}"
+    );
 
     let results = root.join("results");
     let started = unix_now();
     let (code, out, err) = brokerbench(
-        &["run", "--quiet", "--metrics-addr", "127.0.0.1:9610", "--results", &results.display().to_string(), &run_file.display().to_string()],
+        &[
+            "run",
+            "--quiet",
+            "--metrics-addr",
+            "127.0.0.1:9610",
+            "--results",
+            &results.display().to_string(),
+            &run_file.display().to_string(),
+        ],
         &root,
         &[],
     );
@@ -219,25 +270,42 @@ fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
 
     let (code, out, err) = rabbit.join().expect("rabbit thread");
     assert_eq!(code, 0, "cluster up rabbitmq: {out}{err}");
-    poll("Prometheus to scrape 3 RabbitMQ nodes", Duration::from_secs(30), || {
-        query("up{job=\"rabbitmq\"} == 1").len() == 3
-    });
-    poll("Prometheus to scrape 6 redis_exporters", Duration::from_secs(10), || {
-        query("redis_up{job=\"redis\"} == 1").len() == 6
-    });
+    poll(
+        "Prometheus to scrape 3 RabbitMQ nodes",
+        Duration::from_secs(30),
+        || query("up{job=\"rabbitmq\"} == 1").len() == 3,
+    );
+    // The run's Redis cluster is gone by now: each exporter saw its node up during the run.
+    let redis_up = query("max_over_time(redis_up{job=\"redis\"}[5m]) == 1");
+    assert_eq!(
+        redis_up.len(),
+        6,
+        "redis_exporters that saw their node up: {redis_up:?}"
+    );
 
     // The sent rate Prometheus saw while the run measured, away from the phase edges.
     let rate = range("sum(rate(brokerbench_sent_total[4s]))", started, ended);
     let measure = range("sum(brokerbench_phase{phase=\"measure\"})", started, ended);
-    let measuring: Vec<f64> = measure.iter().filter(|(_, v)| *v == 1.0).map(|(t, _)| *t).collect();
-    assert!(measuring.len() >= 6, "Prometheus saw {} s of the measure phase: {measure:?}", measuring.len());
+    let measuring: Vec<f64> = measure
+        .iter()
+        .filter(|(_, v)| *v == 1.0)
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(
+        measuring.len() >= 6,
+        "Prometheus saw {} s of the measure phase: {measure:?}",
+        measuring.len()
+    );
     let (m0, m1) = (measuring[0] + 4.0, measuring[measuring.len() - 1]);
     let mut inside: Vec<f64> = rate
         .iter()
         .filter(|(t, v)| *t >= m0 && *t <= m1 && v.is_finite())
         .map(|(_, v)| *v)
         .collect();
-    assert!(!inside.is_empty(), "no rate sample inside the measure phase: {rate:?}");
+    assert!(
+        !inside.is_empty(),
+        "no rate sample inside the measure phase: {rate:?}"
+    );
     inside.sort_by(f64::total_cmp);
     let median = inside[inside.len() / 2];
     eprintln!(
@@ -251,11 +319,21 @@ fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
     );
     let received = query("sum(max_over_time(brokerbench_received_total[5m]))");
     let sent = query("sum(max_over_time(brokerbench_sent_total[5m]))");
-    assert!(sent[0].1 > 0.0 && received[0].1 == sent[0].1, "sent {sent:?} received {received:?}");
+    assert!(
+        sent[0].1 > 0.0 && received[0].1 == sent[0].1,
+        "sent {sent:?} received {received:?}"
+    );
     let p99 = query("max_over_time(brokerbench_e2e_latency_seconds{quantile=\"0.99\"}[5m])");
-    assert!(p99.iter().any(|(_, v)| *v > 0.0 && *v < 1.0), "e2e p99 {p99:?}");
+    assert!(
+        p99.iter().any(|(_, v)| *v > 0.0 && *v < 1.0),
+        "e2e p99 {p99:?}"
+    );
     let lost = query("max_over_time(brokerbench_lost_messages[5m])");
-    assert_eq!(lost.len(), 1, "lost is set once the drain is over: {lost:?}");
+    assert_eq!(
+        lost.len(),
+        1,
+        "lost is set once the drain is over: {lost:?}"
+    );
     assert_eq!(lost[0].1, 0.0);
 
     // Every documented series was scraped, and every name the dashboard and prometheus.csv's
@@ -281,14 +359,25 @@ fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
         }
     }
     for prefix in ["brokerbench_", "redis_", "rabbitmq_"] {
-        assert!(checked.iter().any(|n| n.starts_with(prefix)), "no {prefix} name checked");
+        assert!(
+            checked.iter().any(|n| n.starts_with(prefix)),
+            "no {prefix} name checked"
+        );
     }
 
     // The run's own stack: prometheus.csv and the chart beside the harness's figures.
     let dir = first_run_folder(&results).expect("run folder");
     let rows = read_csv(&dir.join("prometheus.csv"));
-    for q in ["brokerbench_sent_per_s", "redis_commands_per_s", "redis_memory_used_bytes"] {
-        assert!(rows.iter().any(|r| r["query"] == q && num(r, "value") > 0.0), "{q} in prometheus.csv");
+    for q in [
+        "brokerbench_sent_per_s",
+        "redis_commands_per_s",
+        "redis_memory_used_bytes",
+    ] {
+        assert!(
+            rows.iter()
+                .any(|r| r["query"] == q && num(r, "value") > 0.0),
+            "{q} in prometheus.csv"
+        );
     }
     let nodes: BTreeSet<&str> = rows
         .iter()
@@ -296,11 +385,97 @@ fn a_redis_run_is_watched_by_prometheus_and_every_queried_name_exists() {
         .map(|r| r["series"].as_str())
         .collect();
     assert_eq!(nodes.len(), 6, "{nodes:?}");
-    assert!(dir.join("prometheus-redis.png").is_file(), "the broker-side chart");
-    assert!(!dir.join("monitoring").join("monitoring.json").exists(), "the run stopped its stack");
     assert!(
-        processes_mentioning(&format!("BROKERBENCH_MONITORING={}", dir.join("monitoring").display())).is_empty(),
+        dir.join("charts/prometheus-redis.png").is_file(),
+        "the broker-side chart"
+    );
+    assert!(
+        !dir.join("charts/prometheus-rabbitmq.png").exists(),
+        "RabbitMQ was not in the run"
+    );
+    let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("charts/prometheus-redis.png"),
+        "the report shows the chart"
+    );
+    assert!(
+        !dir.join("monitoring").join("monitoring.json").exists(),
+        "the run stopped its stack"
+    );
+    assert!(
+        processes_mentioning(&format!(
+            "BROKERBENCH_MONITORING={}",
+            dir.join("monitoring").display()
+        ))
+        .is_empty(),
         "a process of the run's stack is still running"
     );
-    eprintln!("measured: whole test {:.1} s", began.elapsed().as_secs_f64());
+    eprintln!(
+        "measured: whole test {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGKILL of a run with `monitoring = true`: its watchdog stops Prometheus and the exporters
+/// with the Redis cluster.
+#[test]
+fn a_killed_run_leaves_no_monitoring_process() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_redis();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let text = run_scenario().replace("duration = \"8s\"", "duration = \"60s\"");
+    let file = write_scenario(tmp.path(), "kill.toml", &text);
+    let results = tmp.path().join("results");
+    let mut run = start_run(&results, &file, &[]);
+    // Until the run's Prometheus has scraped the load.
+    let start = Instant::now();
+    let dir = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never got its stack up"
+        );
+        if let Ok(Some(status)) = run.0.try_wait() {
+            panic!("the run ended early: {status}");
+        }
+        let dir = first_run_folder(&results);
+        let up = dir.as_ref().is_some_and(|d| {
+            d.join("monitoring/monitoring.json").is_file()
+                && std::fs::read_to_string(d.join("timeseries.csv"))
+                    .is_ok_and(|t| t.lines().count() >= 3)
+        });
+        if up {
+            break dir.expect("run folder");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let marker = format!(
+        "BROKERBENCH_MONITORING={}",
+        dir.join("monitoring").display()
+    );
+    assert_eq!(
+        processes_mentioning(&marker).len(),
+        7,
+        "prometheus and 6 exporters run"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(run.0.id() as i32, libc::SIGKILL);
+    }
+    let _ = run.0.wait();
+    let left = wait_until_gone(&marker, Duration::from_secs(15));
+    assert!(
+        left.is_empty(),
+        "left running after the harness died: {left}"
+    );
+    assert!(
+        redis_servers_on(7541..=7546).is_empty(),
+        "a Redis node outlived the run"
+    );
+    // The watchdog writes its line once it has stopped the stack.
+    let log = || std::fs::read_to_string(dir.join("watchdog.log")).unwrap_or_default();
+    poll(
+        "the watchdog's line about the stack",
+        Duration::from_secs(10),
+        || log().contains("monitoring cluster in "),
+    );
 }

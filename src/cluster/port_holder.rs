@@ -119,11 +119,15 @@ impl LauncherKind {
     /// The command that stops what this launcher started in `dir`.
     pub fn down_command(self, dir: &Path) -> String {
         match self {
-            LauncherKind::Redis => format!("brokerbench cluster down redis --dir {}", dir.display()),
+            LauncherKind::Redis => {
+                format!("brokerbench cluster down redis --dir {}", dir.display())
+            }
             LauncherKind::RabbitMq => {
                 format!("brokerbench cluster down rabbitmq --dir {}", dir.display())
             }
-            LauncherKind::Monitoring => format!("brokerbench monitoring down --dir {}", dir.display()),
+            LauncherKind::Monitoring => {
+                format!("brokerbench monitoring down --dir {}", dir.display())
+            }
         }
     }
 }

@@ -30,18 +30,31 @@ pub async fn monitoring(action: MonitoringAction) -> Result<(), Failure> {
                 None => scenario::parse(Path::new("(default clusters)"), DEFAULT_SCENARIO),
             }
             .map_err(|e| Failure::Input(e.to_string()))?;
-            up(&s, &dir, prometheus_port, redis_exporter_base_port, metrics_addr).await
+            up(
+                &s,
+                &dir,
+                prometheus_port,
+                redis_exporter_base_port,
+                metrics_addr,
+            )
+            .await
         }
         MonitoringAction::Down { dir } => {
             let stack = MonitoringStack::attach(&dir).map_err(|e| {
-                Failure::Input(format!("{e}; is {} a `monitoring up` folder?", dir.display()))
+                Failure::Input(format!(
+                    "{e}; is {} a `monitoring up` folder?",
+                    dir.display()
+                ))
             })?;
             let left = stack.down().await;
             if left.is_empty() {
                 crate::outln!("monitoring stack in {} stopped", dir.display());
                 Ok(())
             } else {
-                Err(Failure::Failed(format!("still running: {}", left.join(", "))))
+                Err(Failure::Failed(format!(
+                    "still running: {}",
+                    left.join(", ")
+                )))
             }
         }
     }

@@ -305,8 +305,8 @@ mod tests {
     #[tokio::test]
     async fn an_interval_sets_counters_quantiles_and_the_phase() {
         // Port 0: the exporter's listener takes any free port; the render is what it serves.
-        let exporter = LiveExporter::start("127.0.0.1:0".parse().expect("addr"), "test")
-            .expect("exporter");
+        let exporter =
+            LiveExporter::start("127.0.0.1:0".parse().expect("addr"), "test").expect("exporter");
         let mut sink = exporter.sink();
         let start = BackendStart {
             label: "redis-streams".into(),
@@ -349,14 +349,21 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
-        assert!(!text.contains("brokerbench_lost_messages{"), "lost is set at the end only");
+        assert!(
+            !text.contains("brokerbench_lost_messages{"),
+            "lost is set at the end only"
+        );
     }
 
     #[test]
     fn every_series_is_documented() {
         let docs = include_str!("../../docs/monitoring.md");
         for s in &SERIES {
-            assert!(docs.contains(&format!("| `{}` |", s.name)), "{} is not in docs/monitoring.md", s.name);
+            assert!(
+                docs.contains(&format!("| `{}` |", s.name)),
+                "{} is not in docs/monitoring.md",
+                s.name
+            );
         }
     }
 

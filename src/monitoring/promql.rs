@@ -6,12 +6,38 @@
 
 /// Aggregation operators and keywords that are never metric names.
 const WORDS: [&str; 22] = [
-    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile",
-    "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "and", "or", "unless", "bool",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
 ];
 /// Keywords followed by a label list in parentheses.
-const LABEL_LISTS: [&str; 6] = ["by", "without", "on", "ignoring", "group_left", "group_right"];
+const LABEL_LISTS: [&str; 6] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
 
 fn ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':'
@@ -113,14 +139,19 @@ mod tests {
             ["brokerbench_sent_total"]
         );
         assert_eq!(
-            metric_names("histogram_quantile(0.99, x_bucket) / on(instance) group_left(job) up offset 5m"),
+            metric_names(
+                "histogram_quantile(0.99, x_bucket) / on(instance) group_left(job) up offset 5m"
+            ),
             ["x_bucket", "up"]
         );
         assert_eq!(
             metric_names("redis_memory_used_bytes > bool 1e6 and count without (cmd) (redis_commands_total{cmd='xadd'})"),
             ["redis_memory_used_bytes", "redis_commands_total"]
         );
-        assert_eq!(metric_names("max by(instance)(rabbitmq_queue_messages_ready) * 2"), ["rabbitmq_queue_messages_ready"]);
+        assert_eq!(
+            metric_names("max by(instance)(rabbitmq_queue_messages_ready) * 2"),
+            ["rabbitmq_queue_messages_ready"]
+        );
         assert!(metric_names("vector(1) + time()").is_empty());
     }
 }

@@ -40,15 +40,60 @@ const fn q(
 /// What prometheus.csv holds; each result series is named by its one label (backend,
 /// redis_node or instance).
 pub const QUERIES: [BrokerQuery; 9] = [
-    q("brokerbench_sent_per_s", JOB_BROKERBENCH, "sum by (backend) (rate(brokerbench_sent_total[{w}]))", "msg/s"),
-    q("brokerbench_received_per_s", JOB_BROKERBENCH, "sum by (backend) (rate(brokerbench_received_total[{w}]))", "msg/s"),
-    q("redis_commands_per_s", JOB_REDIS, "sum by (redis_node) (rate(redis_commands_processed_total[{w}]))", "commands/s"),
-    q("redis_memory_used_bytes", JOB_REDIS, "sum by (redis_node) (redis_memory_used_bytes)", "bytes"),
-    q("redis_connected_clients", JOB_REDIS, "sum by (redis_node) (redis_connected_clients)", "clients"),
-    q("rabbitmq_received_per_s", JOB_RABBITMQ, "sum by (instance) (rate(rabbitmq_global_messages_received_total[{w}]))", "msg/s"),
-    q("rabbitmq_delivered_per_s", JOB_RABBITMQ, "sum by (instance) (rate(rabbitmq_global_messages_delivered_total[{w}]))", "msg/s"),
-    q("rabbitmq_messages_ready", JOB_RABBITMQ, "sum by (instance) (rabbitmq_queue_messages_ready)", "messages"),
-    q("rabbitmq_resident_memory_bytes", JOB_RABBITMQ, "sum by (instance) (rabbitmq_process_resident_memory_bytes)", "bytes"),
+    q(
+        "brokerbench_sent_per_s",
+        JOB_BROKERBENCH,
+        "sum by (backend) (rate(brokerbench_sent_total[{w}]))",
+        "msg/s",
+    ),
+    q(
+        "brokerbench_received_per_s",
+        JOB_BROKERBENCH,
+        "sum by (backend) (rate(brokerbench_received_total[{w}]))",
+        "msg/s",
+    ),
+    q(
+        "redis_commands_per_s",
+        JOB_REDIS,
+        "sum by (redis_node) (rate(redis_commands_processed_total[{w}]))",
+        "commands/s",
+    ),
+    q(
+        "redis_memory_used_bytes",
+        JOB_REDIS,
+        "sum by (redis_node) (redis_memory_used_bytes)",
+        "bytes",
+    ),
+    q(
+        "redis_connected_clients",
+        JOB_REDIS,
+        "sum by (redis_node) (redis_connected_clients)",
+        "clients",
+    ),
+    q(
+        "rabbitmq_received_per_s",
+        JOB_RABBITMQ,
+        "sum by (instance) (rate(rabbitmq_global_messages_received_total[{w}]))",
+        "msg/s",
+    ),
+    q(
+        "rabbitmq_delivered_per_s",
+        JOB_RABBITMQ,
+        "sum by (instance) (rate(rabbitmq_global_messages_delivered_total[{w}]))",
+        "msg/s",
+    ),
+    q(
+        "rabbitmq_messages_ready",
+        JOB_RABBITMQ,
+        "sum by (instance) (rabbitmq_queue_messages_ready)",
+        "messages",
+    ),
+    q(
+        "rabbitmq_resident_memory_bytes",
+        JOB_RABBITMQ,
+        "sum by (instance) (rabbitmq_process_resident_memory_bytes)",
+        "bytes",
+    ),
 ];
 
 impl BrokerQuery {
@@ -124,8 +169,13 @@ pub async fn query_range(
         .json()
         .await
         .map_err(|e| failed(format!("unreadable answer: {e}")))?;
+    rows_of(answer, query, start).map_err(failed)
+}
+
+/// The rows of a `query_range` answer; its error if it is one.
+fn rows_of(answer: Answer, query: &BrokerQuery, start: f64) -> Result<Vec<PromRow>, String> {
     if answer.status != "success" {
-        return Err(failed(answer.error.unwrap_or(answer.status)));
+        return Err(answer.error.unwrap_or(answer.status));
     }
     let mut rows = Vec::new();
     for s in answer.data.map(|d| d.result).unwrap_or_default() {
@@ -194,8 +244,13 @@ pub async fn wait_for_scrape(port: u16, end: f64, limit: Duration) -> bool {
     crate::cluster::process::wait_until(limit, Duration::from_millis(100), || {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let asked = http.get(&url).query(&[("query", "min(timestamp(up))")]).send();
-            let Ok(answer) = asked.await else { return false };
+            let asked = http
+                .get(&url)
+                .query(&[("query", "min(timestamp(up))")])
+                .send();
+            let Ok(answer) = asked.await else {
+                return false;
+            };
             let Ok(v) = answer.json::<Vector>().await else {
                 return false;
             };
@@ -265,13 +320,27 @@ mod tests {
         assert_eq!(read_csv(dir.path()), rows);
     }
 
-    /// A real answer of Debian's Prometheus 2.42 (trimmed) is read into rows.
+    /// A real answer of Debian's Prometheus 2.42 to `redis_commands_per_s` during a run
+    /// (trimmed to two nodes and two steps) is read into rows.
     #[test]
     fn a_matrix_answer_is_read() {
-        let text = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"redis_node":"127.0.0.1:7541"},"values":[[1790000000,"12"],[1790000001,"NaN"]]}]}}"#;
+        let text = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"redis_node":"127.0.0.1:7541"},"values":[[1796211572.206,"2745.46875"],[1796211573.206,"4371.199467199467"]]},{"metric":{"redis_node":"127.0.0.1:7542"},"values":[[1796211572.206,"12.5475"],[1796211573.206,"13"]]}]}}"#;
         let a: Answer = serde_json::from_str(text).expect("answer");
-        let m = a.data.expect("data");
-        assert_eq!(m.result[0].values.len(), 2);
-        assert_eq!(m.result[0].metric["redis_node"], "127.0.0.1:7541");
+        let rows = rows_of(a, &QUERIES[2], 1796211571.206).expect("rows");
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[1].series, "127.0.0.1:7541");
+        assert_eq!(rows[1].query, "redis_commands_per_s");
+        assert!(
+            (rows[1].t_s - 2.0).abs() < 1e-6 && (rows[1].value - 4371.199467199467).abs() < 1e-9
+        );
+        assert_eq!(rows[3].job, "redis");
+        // Its answer to `rate(x[`.
+        let e = r#"{"status":"error","errorType":"bad_data","error":"1:8: parse error: missing unit character in duration"}"#;
+        let a: Answer = serde_json::from_str(e).expect("error answer");
+        let message = rows_of(a, &QUERIES[2], 0.0).err();
+        assert_eq!(
+            message.as_deref(),
+            Some("1:8: parse error: missing unit character in duration")
+        );
     }
 }

@@ -123,13 +123,14 @@ impl MonitoringStack {
             .build()
             .map_err(|e| stack.failed(format!("cannot build an HTTP client: {e}")))?;
         for (url, name) in ready {
-            let answered = wait_until(READY_WAIT, Duration::from_millis(100), || {
-                let (http, url) = (http.clone(), url.clone());
-                async move {
-                    matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
-                }
-            })
-            .await;
+            let answered =
+                wait_until(READY_WAIT, Duration::from_millis(100), || {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        matches!(http.get(&url).send().await, Ok(r) if r.status().is_success())
+                    }
+                })
+                .await;
             if !answered {
                 return Err(ClusterError::Timeout {
                     what: format!("{name} to answer on {url}"),
@@ -137,6 +138,25 @@ impl MonitoringStack {
                     detail: tail(&stack.dir.join(format!("{name}.log"))),
                 });
             }
+        }
+        // Prometheus hands its targets to the scrape loops a few seconds after it is ready
+        // (its discovery updates are throttled): wait for a first scrape of each, so the run's
+        // series start with it.
+        let targets_n = targets.redis.len()
+            + targets.rabbitmq.len()
+            + usize::from(targets.brokerbench.is_some());
+        let url = format!("{}/api/v1/query", stack.url());
+        let scraped = wait_until(READY_WAIT, Duration::from_millis(100), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { scraped_targets(&http, &url).await >= targets_n }
+        })
+        .await;
+        if !scraped {
+            return Err(ClusterError::Timeout {
+                what: format!("Prometheus to scrape its {targets_n} targets once"),
+                waited_s: READY_WAIT.as_secs_f64(),
+                detail: tail(&stack.dir.join("prometheus.log")),
+            });
         }
         Ok(stack)
     }
@@ -231,6 +251,19 @@ impl MonitoringStack {
             .await
             .unwrap_or_default()
     }
+}
+
+/// How many targets Prometheus has scraped at least once (`count(up)`; 0 if it cannot tell).
+async fn scraped_targets(http: &reqwest::Client, url: &str) -> usize {
+    let asked = http.get(url).query(&[("query", "count(up)")]).send();
+    let Ok(answer) = asked.await else { return 0 };
+    let Ok(v) = answer.json::<serde_json::Value>().await else {
+        return 0;
+    };
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The last lines of a log, for an error.

@@ -74,9 +74,8 @@ pub fn deserialize_monitoring<'de, D: Deserializer<'de>>(
             enabled,
             ..Default::default()
         }),
-        table @ toml::Value::Table(_) => {
-            MonitoringSettings::deserialize(table).map_err(|e| serde::de::Error::custom(e.message()))
-        }
+        table @ toml::Value::Table(_) => MonitoringSettings::deserialize(table)
+            .map_err(|e| serde::de::Error::custom(e.message())),
         other => Err(serde::de::Error::custom(format!(
             "expected true, false or a [monitoring] table with prometheus_port, \
              redis_exporter_base_port, scrape_interval; got {other}"
@@ -87,7 +86,9 @@ pub fn deserialize_monitoring<'de, D: Deserializer<'de>>(
 /// `metrics_addr = "127.0.0.1:9610"`.
 pub fn deserialize_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = String::deserialize(d)?;
-    parse_addr(&text).map(Some).map_err(serde::de::Error::custom)
+    parse_addr(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// An address to listen on, `host:port` with a numeric host.
@@ -112,14 +113,19 @@ mod tests {
         let w: Wrap = toml::from_str("monitoring = true").expect("bool");
         assert!(w.monitoring.enabled);
         assert_eq!(w.monitoring.prometheus_port, DEFAULT_PROMETHEUS_PORT);
-        let w: Wrap = toml::from_str("[monitoring]\nprometheus_port = 9620\nscrape_interval = \"2s\"")
-            .expect("table");
+        let w: Wrap =
+            toml::from_str("[monitoring]\nprometheus_port = 9620\nscrape_interval = \"2s\"")
+                .expect("table");
         assert!(w.monitoring.enabled);
         assert_eq!(w.monitoring.prometheus_port, 9620);
         assert_eq!(w.monitoring.scrape_interval, Duration::from_secs(2));
-        let e = toml::from_str::<Wrap>("[monitoring]\nprometheus = 1").err().expect("unknown");
+        let e = toml::from_str::<Wrap>("[monitoring]\nprometheus = 1")
+            .err()
+            .expect("unknown");
         assert!(e.to_string().contains("unknown field `prometheus`"), "{e}");
-        let e = toml::from_str::<Wrap>("monitoring = 3").err().expect("number");
+        let e = toml::from_str::<Wrap>("monitoring = 3")
+            .err()
+            .expect("number");
         assert!(e.to_string().contains("expected true, false"), "{e}");
     }
 

@@ -196,7 +196,11 @@ fn validate_monitoring(s: &Scenario) -> Result<(), (String, String)> {
     let metrics = crate::monitoring::metrics_addr(s, None).map_or(0, |a| u32::from(a.port()));
     let mut taken: Vec<(u32, u32, String)> = vec![
         (prom, prom, "monitoring.prometheus_port".to_string()),
-        (first, last, "monitoring.redis_exporter_base_port".to_string()),
+        (
+            first,
+            last,
+            "monitoring.redis_exporter_base_port".to_string(),
+        ),
         (metrics, metrics, "metrics_addr".to_string()),
     ];
     let used: Vec<&str> = s.backends.iter().filter_map(|b| b.cluster()).collect();
@@ -212,7 +216,9 @@ fn validate_monitoring(s: &Scenario) -> Result<(), (String, String)> {
             if a0 <= b1 && b0 <= a1 {
                 return Err((
                     fa.clone(),
-                    format!("ports {a0}-{a1} overlap ports {b0}-{b1} of `{fb}`; choose other ports"),
+                    format!(
+                        "ports {a0}-{a1} overlap ports {b0}-{b1} of `{fb}`; choose other ports"
+                    ),
                 ));
             }
         }

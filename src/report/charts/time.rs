@@ -11,6 +11,7 @@ use super::*;
 /// Lines over time with fault windows shaded and labelled.
 pub(super) struct TimeChart {
     pub(super) title: String,
+    pub(super) x_label: &'static str,
     pub(super) y_label: String,
     pub(super) log_y: bool,
     pub(super) lines: Vec<(String, Vec<(f64, f64)>)>,
@@ -22,6 +23,9 @@ pub(super) struct TimeChart {
 
 /// `(t, lower, upper)`.
 type BandPoint = (f64, f64, f64);
+
+/// The x axis of the charts of one backend's load.
+const LOAD_CLOCK: &str = "seconds since the backend's load started";
 
 /// The legend entry of the bands of a time chart.
 const BAND_LABEL: &str = "shaded: down to the lower bound";
@@ -56,7 +60,7 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
             let mut chart = $chart;
             chart
                 .configure_mesh()
-                .x_desc("seconds since the backend's load started")
+                .x_desc(c.x_label)
                 .y_desc(c.y_label.as_str())
                 .label_style((FONT, 14))
                 .draw()
@@ -161,6 +165,7 @@ pub fn throughput_over_time(
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: throughput", run.display_name(backend)),
         y_label: "msg/s".into(),
         log_y: false,
@@ -188,6 +193,7 @@ pub fn latency_over_time(
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: latency per second", run.display_name(backend)),
         y_label: "ms (log scale)".into(),
         log_y: true,
@@ -237,6 +243,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
         .filter(|(_, pts)| pts.iter().any(|p| p.1 < p.2))
         .collect();
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: replica lag (bounds)", run.display_name(backend)),
         y_label: "messages behind the leader, at most".into(),
         log_y: false,
@@ -255,6 +262,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
 /// Each node's CPU share over time for one backend (from cpu.csv).
 pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: CPU per node", run.display_name(backend)),
         y_label: "cores".into(),
         log_y: false,
