@@ -479,3 +479,49 @@ fn a_killed_run_leaves_no_monitoring_process() {
         || log().contains("monitoring cluster in "),
     );
 }
+
+/// The compose path: the dashboard names the provisioned datasource's uid, the provider reads
+/// the folder compose/monitoring.yml mounts, and `docker-compose config` accepts the file.
+#[test]
+fn the_grafana_provisioning_hangs_together() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("compose");
+    let read =
+        |p: &str| std::fs::read_to_string(base.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let datasource = read("grafana/provisioning/datasources/prometheus.yaml");
+    assert!(
+        datasource.contains("uid: brokerbench-prometheus"),
+        "{datasource}"
+    );
+    assert!(
+        datasource.contains("url: http://127.0.0.1:9090"),
+        "the default of make monitoring"
+    );
+    let provider = read("grafana/provisioning/dashboards/brokerbench.yaml");
+    assert!(
+        provider.contains("path: /var/lib/grafana/dashboards"),
+        "{provider}"
+    );
+    let compose = read("monitoring.yml");
+    assert!(
+        compose.contains("./grafana/dashboards:/var/lib/grafana/dashboards:ro"),
+        "{compose}"
+    );
+    assert!(
+        compose.contains("./grafana/provisioning:/etc/grafana/provisioning:ro"),
+        "{compose}"
+    );
+    // Every panel and the template name the datasource (checked in dashboard_exprs).
+    assert!(dashboard_exprs().len() >= 10);
+    let out = std::process::Command::new("docker-compose")
+        .args(["-f", "monitoring.yml", "config", "-q"])
+        .current_dir(&base)
+        .output()
+        .expect(
+            "docker-compose (Debian's package) must be installed: apt-get install docker-compose",
+        );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

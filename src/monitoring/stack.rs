@@ -277,3 +277,50 @@ fn tail(path: &Path) -> String {
         format!("{}:\n{}", path.display(), lines[start..].join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::leftovers::{kill_cluster, known_cluster};
+    use crate::cluster::port_holder::LauncherKind;
+
+    /// A stack's folder is known to the leftovers' code (the watchdog, a later run on its
+    /// ports): its processes are killed by pid and marker, and its state file goes.
+    #[test]
+    fn a_stack_folder_is_a_known_cluster_that_can_be_killed() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let child = Command::new("sleep")
+            .arg("30")
+            .env("BROKERBENCH_MONITORING", &dir)
+            .spawn()
+            .expect("sleep");
+        let p = OwnedProcess {
+            pid: child.id(),
+            marker: MonitoringStack::marker_of(&dir),
+        };
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        let start = std::time::Instant::now();
+        while !p.is_running() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stack = MonitoringStack {
+            dir: dir.clone(),
+            prometheus_port: 9629,
+            processes: vec![("prometheus".into(), p.clone())],
+        };
+        stack.save().expect("state file");
+        let known = known_cluster(&dir).expect("a known folder");
+        assert_eq!(known.kind, LauncherKind::Monitoring);
+        assert_eq!(known.running_pids(), vec![p.pid]);
+        assert_eq!(kill_cluster(&known, None), vec![p.pid]);
+        assert!(!p.is_running());
+        assert!(!dir.join(STATE_FILE).exists());
+        assert!(LauncherKind::Monitoring
+            .down_command(&dir)
+            .starts_with("brokerbench monitoring down"));
+    }
+}
