@@ -98,7 +98,9 @@ pub struct LiveExporter {
 
 impl LiveExporter {
     /// Listen on `addr` (on the current tokio runtime). `field` names where the address came
-    /// from (`--metrics-addr`, or the scenario file's field) for the error.
+    /// from (`--metrics-addr`, or the scenario file's field) for the error. (The crate's
+    /// `build` also spawns its registry's upkeep task, a sleeping loop per exporter; a run
+    /// builds one.)
     pub fn start(addr: SocketAddr, field: &str) -> Result<Self, MonitoringError> {
         let (recorder, exporter) = PrometheusBuilder::new()
             .with_http_listener(addr)
@@ -230,12 +232,10 @@ impl Sink for LiveSink {
         self.backend = start.label.clone();
         self.totals = Totals::default();
         self.handles.clear();
-        let t = self.totals;
-        for (name, v) in [(SENT, t.sent), (CONFIRMED, 0), (FAILED, 0), (RECEIVED, 0)] {
-            self.counter(name, v);
-        }
-        for (name, v) in [(DUPLICATES, 0), (UNSENT, 0), (ERRORS, 0)] {
-            self.counter(name, v);
+        for name in [
+            SENT, CONFIRMED, FAILED, RECEIVED, DUPLICATES, UNSENT, ERRORS,
+        ] {
+            self.counter(name, 0);
         }
         self.gauge(AWAITING, None, 0.0);
         for a in FaultAction::ALL {

@@ -218,7 +218,7 @@ pub async fn run_prepared(
     if !opts.quiet {
         sinks.push(Box::new(ProgressSink::default()));
     }
-    let exporter = live_exporter(&scenario, path, opts)?;
+    let exporter = live_exporter(&scenario, opts)?;
     if let Some(e) = &exporter {
         sinks.push(Box::new(e.sink()));
         if !opts.quiet {
@@ -327,23 +327,20 @@ pub async fn run_prepared(
 /// The run's live metrics exporter, if the flag or the scenario asks for one.
 fn live_exporter(
     scenario: &scenario::Scenario,
-    file: &Path,
     opts: &RunOptions,
 ) -> Result<Option<LiveExporter>, RunError> {
     let Some(addr) = crate::monitoring::metrics_addr(scenario, opts.metrics_addr) else {
         return Ok(None);
     };
+    // (The run's errors are said after the file's name.)
     let field = if opts.metrics_addr.is_some() {
-        "--metrics-addr".to_string()
+        "--metrics-addr"
     } else if scenario.metrics_addr.is_some() {
-        format!("{}: field `metrics_addr`", file.display())
+        "field `metrics_addr`"
     } else {
-        format!(
-            "{}: `monitoring` without `metrics_addr` (the default address)",
-            file.display()
-        )
+        "`monitoring` without `metrics_addr`: the default address"
     };
-    Ok(Some(LiveExporter::start(addr, &field)?))
+    Ok(Some(LiveExporter::start(addr, field)?))
 }
 
 fn unix_now() -> f64 {
