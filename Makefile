@@ -1,4 +1,4 @@
-# brokerbench: make bench | make bench-versions | make brokers-debian13 | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make producer | make consumer
+# brokerbench: make bench | make bench-versions | make brokers-debian13 | make failover-test | make calibrate | make bench-harness | make report | make overview | make test | make redis-cluster | make monitoring | make producer | make consumer
 PROFILE ?= quick
 CARGO ?= cargo
 BIN := target/release/brokerbench
@@ -42,7 +42,7 @@ else
 $(error PROFILE=$(PROFILE) is not a profile; use PROFILE=quick (default), PROFILE=full or PROFILE=defaults)
 endif
 
-.PHONY: all deps brokers-debian13 test-deps build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down producer consumer fmt clippy
+.PHONY: all deps brokers-debian13 test-deps build bench bench-versions bench-harness calibrate calibrate-memory failover-test report overview test redis-cluster rabbitmq-cluster cluster-status cluster-down monitoring monitoring-down producer consumer fmt clippy
 
 all: build
 
@@ -132,6 +132,17 @@ cluster-status: build
 cluster-down: build
 	-$(BIN) cluster down redis
 	-$(BIN) cluster down rabbitmq
+
+# Prometheus (127.0.0.1:9090) and one redis_exporter per Redis node (9121-9126) beside the
+# clusters of `make redis-cluster` / `make rabbitmq-cluster`, scraping them, RabbitMQ's
+# prometheus endpoints (15692-15694) and brokerbench's live metrics (127.0.0.1:9190, `run
+# --metrics-addr 127.0.0.1:9190`); SCENARIO=file takes the clusters and ports from a scenario.
+# docs/monitoring.md.
+monitoring: deps build
+	$(BIN) monitoring up $(if $(SCENARIO),--scenario $(SCENARIO))
+
+monitoring-down: build
+	$(BIN) monitoring down
 
 producer: build
 	$(BIN) produce

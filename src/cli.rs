@@ -30,6 +30,11 @@ pub enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Serve the harness's live metrics in Prometheus text format on this address while
+        /// the run goes, e.g. 127.0.0.1:9190 (docs/monitoring.md); wins over the scenario's
+        /// `metrics_addr`.
+        #[arg(long, value_name = "IP:PORT", value_parser = crate::scenario::monitoring::parse_addr)]
+        metrics_addr: Option<std::net::SocketAddr>,
         /// Workload flags: each replaces that figure everywhere in every scenario file (also a
         /// backend entry's own rate or destinations), is checked like the file's field, and is
         /// recorded in meta.json.
@@ -54,6 +59,11 @@ pub enum Command {
         /// node 1's AMQP port (default 5672), every other port by as much.
         #[arg(long)]
         base_port: Option<u16>,
+        /// Serve the harness's live metrics in Prometheus text format on this address while
+        /// the run goes, e.g. 127.0.0.1:9190 (docs/monitoring.md); wins over the scenario's
+        /// `metrics_addr`.
+        #[arg(long, value_name = "IP:PORT", value_parser = crate::scenario::monitoring::parse_addr)]
+        metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         overrides: WorkloadOverrides,
     },
@@ -112,6 +122,13 @@ pub enum Command {
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
+    },
+    /// Start or stop Prometheus and one redis_exporter per Redis node as local processes beside
+    /// the clusters (`make monitoring`), scraping the exporters, RabbitMQ's prometheus
+    /// endpoints and brokerbench's live metrics (docs/monitoring.md).
+    Monitoring {
+        #[command(subcommand)]
+        action: MonitoringAction,
     },
     /// Produce to a Redis Cluster stream until Ctrl-C (or --duration), a line per second.
     Produce(TutorialArgs),
@@ -209,6 +226,34 @@ pub enum ClusterAction {
         kind: ClusterKind,
         #[command(flatten)]
         at: ClusterDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitoringAction {
+    /// Start the stack for a scenario's clusters (default: the default local Redis cluster on
+    /// 7001-7006 and RabbitMQ cluster with prometheus on 15692-15694), and leave it running.
+    Up {
+        /// Folder for prometheus.yml, Prometheus's data and the logs.
+        #[arg(long, default_value = "run/monitoring")]
+        dir: PathBuf,
+        /// Take the clusters, the ports and `metrics_addr` from this scenario file.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Prometheus's port [default: the scenario's, else 9090].
+        #[arg(long)]
+        prometheus_port: Option<u16>,
+        /// The first redis_exporter's port, one more per node [default: the scenario's, else 9121].
+        #[arg(long)]
+        redis_exporter_base_port: Option<u16>,
+        /// The harness's metrics address to scrape [default: the scenario's, else 127.0.0.1:9190].
+        #[arg(long, value_name = "IP:PORT", value_parser = crate::scenario::monitoring::parse_addr)]
+        metrics_addr: Option<std::net::SocketAddr>,
+    },
+    /// Stop exactly the processes `monitoring up` started (pids in the folder's monitoring.json).
+    Down {
+        #[arg(long, default_value = "run/monitoring")]
+        dir: PathBuf,
     },
 }
 

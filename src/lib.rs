@@ -30,6 +30,7 @@ pub mod commands;
 pub mod fault;
 pub mod load;
 pub mod metrics;
+pub mod monitoring;
 pub mod payload;
 pub mod report;
 pub mod run;

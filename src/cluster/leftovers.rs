@@ -19,6 +19,7 @@ use super::process::{carries_marker, is_alive, port_in_use, start_ticks, OwnedPr
 use super::rabbitmq::LocalRabbitCluster;
 use super::redis::LocalRedisCluster;
 use super::ClusterError;
+use crate::monitoring::stack::MonitoringStack;
 
 /// Name of the owner file inside a cluster folder started by a run.
 pub const OWNER_FILE: &str = "owner.json";
@@ -83,10 +84,19 @@ impl RunOwner {
 
 /// The cluster whose state file (either launcher's) is in `dir`, if any.
 pub fn known_cluster(dir: &Path) -> Option<KnownCluster> {
+    let owner = RunOwner::read(dir);
+    if let Ok(m) = MonitoringStack::attach(dir) {
+        return Some(KnownCluster {
+            dir: dir.to_path_buf(),
+            kind: LauncherKind::Monitoring,
+            markers: m.markers(),
+            processes: m.process_list(),
+            owner,
+        });
+    }
     if !dir.join(STATE_FILE).is_file() {
         return None;
     }
-    let owner = RunOwner::read(dir);
     let (kind, markers, processes) = if let Ok(c) = LocalRedisCluster::attach(dir) {
         (LauncherKind::Redis, c.markers(), c.processes())
     } else if let Ok(c) = LocalRabbitCluster::attach(dir) {
@@ -133,6 +143,11 @@ pub fn kill_cluster(cluster: &KnownCluster, extra: Option<OwnedProcess>) -> Vec<
         LauncherKind::RabbitMq => {
             if let Ok(c) = LocalRabbitCluster::attach(&cluster.dir) {
                 c.down_blocking();
+            }
+        }
+        LauncherKind::Monitoring => {
+            if let Ok(m) = MonitoringStack::attach(&cluster.dir) {
+                m.down_blocking();
             }
         }
     }
@@ -187,9 +202,8 @@ pub async fn free_port(port: u16, what: String, fix: String) -> Result<(), Clust
     }
     let fix = match &holder {
         PortHolder::Ours { cluster, .. } if cluster.owner.is_none() => format!(
-            "`brokerbench cluster down {} --dir {}` stops it; or {fix}",
-            cluster.kind.cli_name(),
-            cluster.dir.display()
+            "`{}` stops it; or {fix}",
+            cluster.kind.down_command(&cluster.dir)
         ),
         PortHolder::Ours { .. } => format!("wait until that run ends; or {fix}"),
         _ => fix,

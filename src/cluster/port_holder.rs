@@ -111,14 +111,23 @@ impl ProcessView {
 pub enum LauncherKind {
     Redis,
     RabbitMq,
+    /// The monitoring stack (`monitoring::stack`): Prometheus and the redis_exporters.
+    Monitoring,
 }
 
 impl LauncherKind {
-    /// As `brokerbench cluster up|down` spells it.
-    pub fn cli_name(self) -> &'static str {
+    /// The command that stops what this launcher started in `dir`.
+    pub fn down_command(self, dir: &Path) -> String {
         match self {
-            LauncherKind::Redis => "redis",
-            LauncherKind::RabbitMq => "rabbitmq",
+            LauncherKind::Redis => {
+                format!("brokerbench cluster down redis --dir {}", dir.display())
+            }
+            LauncherKind::RabbitMq => {
+                format!("brokerbench cluster down rabbitmq --dir {}", dir.display())
+            }
+            LauncherKind::Monitoring => {
+                format!("brokerbench monitoring down --dir {}", dir.display())
+            }
         }
     }
 }
@@ -128,6 +137,7 @@ impl std::fmt::Display for LauncherKind {
         f.write_str(match self {
             LauncherKind::Redis => "Redis",
             LauncherKind::RabbitMq => "RabbitMQ",
+            LauncherKind::Monitoring => "monitoring",
         })
     }
 }

@@ -7,6 +7,7 @@
 pub mod calibrate;
 pub mod cluster;
 pub mod load;
+pub mod monitoring;
 pub mod results;
 pub mod run;
 
@@ -77,12 +78,14 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
             scenarios,
             results,
             quiet,
+            metrics_addr,
             overrides,
         } => {
             let flags = run::RunFlags {
                 results,
                 quiet,
                 overrides,
+                metrics_addr,
             };
             run::run(&scenarios, flags).await
         }
@@ -91,6 +94,7 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
             results,
             quiet,
             base_port,
+            metrics_addr,
             overrides,
         } => {
             let prepared = crate::run::Prepared::quick(&backend_type, base_port, &overrides)
@@ -99,6 +103,7 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
                 results,
                 quiet,
                 overrides,
+                metrics_addr,
             };
             run::run_all(vec![prepared], flags).await
         }
@@ -109,6 +114,7 @@ pub async fn execute(command: Command) -> Result<(), Failure> {
         Command::Cluster { action } => cluster::cluster(action)
             .await
             .map_err(|e| Failure::Failed(format!("{e:#}"))),
+        Command::Monitoring { action } => monitoring::monitoring(action).await,
         Command::Produce(a) => load::produce(a).await,
         Command::Consume(a) => load::consume(a).await,
         Command::Watchdog { .. } => Err(Failure::Input(format!(

@@ -16,6 +16,8 @@ pub struct RunFlags {
     pub results: PathBuf,
     pub quiet: bool,
     pub overrides: scenario::WorkloadOverrides,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Load and check every file with the flags applied (without starting anything); the first
@@ -73,6 +75,7 @@ pub async fn run_all(prepared: Vec<Prepared>, flags: RunFlags) -> Result<(), Fai
         overrides: flags.overrides,
         watchdog_exe: Some(exe),
         harness_ceiling,
+        metrics_addr: flags.metrics_addr,
     };
     let mut failure = None;
     let mut worst = RunStatus::Ok;

@@ -28,6 +28,23 @@ const CONSUMER_DEATH_TIMEOUT: Duration = Duration::from_secs(5);
 /// its destination receives next (its group's single active consumer, when it is a standby).
 const CONSUMER_IDLE_WIDEN: Duration = Duration::from_secs(1);
 
+/// Faults in progress, by action: counted up when a fault starts and down when its window
+/// closes (the live metrics read it once per interval).
+#[derive(Debug, Default)]
+pub struct ActiveFaults([std::sync::atomic::AtomicU32; 4]);
+
+impl ActiveFaults {
+    fn slot(&self, a: FaultAction) -> &std::sync::atomic::AtomicU32 {
+        let i = FaultAction::ALL.iter().position(|x| *x == a).unwrap_or(0);
+        &self.0[i]
+    }
+
+    /// The count of each action.
+    pub fn counts(&self) -> [(FaultAction, u32); 4] {
+        FaultAction::ALL.map(|a| (a, self.slot(a).load(std::sync::atomic::Ordering::Relaxed)))
+    }
+}
+
 /// What the runner saw of one fault.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -102,6 +119,8 @@ pub struct FaultRunner {
     pub notices: mpsc::UnboundedSender<String>,
     /// The run's Ctrl-C: once pulled, no node is restarted (the clusters are being torn down).
     pub cancel: watch::Receiver<bool>,
+    /// Faults in progress, for the live metrics.
+    pub active: Arc<ActiveFaults>,
 }
 
 impl FaultRunner {
@@ -169,6 +188,8 @@ impl FaultRunner {
             }
             let next_ns = times.get(k + 1).copied().unwrap_or(self.measure_end_ns);
             let mut obs = Observation::new(*index, spec, self.now());
+            let active = self.active.slot(spec.action);
+            active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match spec.action {
                 FaultAction::KillConsumer => self.kill_consumer(&mut obs, next_ns, &mut stop).await,
                 FaultAction::Kill | FaultAction::Stop | FaultAction::Pause => match control
@@ -180,6 +201,7 @@ impl FaultRunner {
                     ),
                 },
             }
+            active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             if obs.end_ns.is_none() {
                 obs.end_ns = Some(self.now());
             }

@@ -54,6 +54,16 @@ pub struct BackendStart {
     pub duration_s: f64,
 }
 
+/// A backend's load as it goes, besides the aggregator's interval row: handed to the sinks
+/// once per interval (the live metrics' gauges).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveFigures<'a> {
+    /// Confirmed (without confirms: sent and not failed) and not received yet.
+    pub awaiting: u64,
+    /// Faults in progress, by action.
+    pub faults_active: &'a [(crate::scenario::FaultAction, u32)],
+}
+
 /// destinations.csv: one row per destination and second of a backend's load.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DestinationSecond {
@@ -95,6 +105,10 @@ pub trait Sink: Send {
         Ok(())
     }
     fn on_event(&mut self, _event: &TimelineEvent) -> Result<(), ReportError> {
+        Ok(())
+    }
+    /// The load's live figures, once per interval right after `on_interval`.
+    fn on_live(&mut self, _live: &LiveFigures) -> Result<(), ReportError> {
         Ok(())
     }
     /// A line about a fault being injected or observed, as it happens.

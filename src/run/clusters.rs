@@ -17,6 +17,8 @@ use crate::cluster::redis::{LocalRedisCluster, RedisClusterConfig};
 use crate::cluster::version::{running_version, BrokerVersion};
 use crate::cluster::ClusterError;
 use crate::fault::NodeControl;
+use crate::monitoring::config::Targets;
+use crate::monitoring::stack::MonitoringStack;
 use crate::scenario::{BackendSpec, ClusterKind, ClusterMode, ClusterSection, Scenario};
 
 /// A cluster brokerbench started for the run.
@@ -76,6 +78,8 @@ pub struct RunClusters {
     /// Kills the local clusters if this process dies without stopping them; disarmed once
     /// `stop_blocking` has stopped them.
     watchdog: Option<Watchdog>,
+    /// The monitoring stack's folder, once it is being started (`start_monitoring`).
+    monitoring: Option<PathBuf>,
 }
 
 fn say(quiet: bool) -> impl Fn(&str) + Send + Sync {
@@ -213,6 +217,31 @@ impl RunClusters {
         Ok(cluster)
     }
 
+    /// Start Prometheus and the redis_exporters for `targets` in `<run dir>/monitoring`, owned
+    /// by this run like its clusters (stopped with them, by the watchdog if this process dies).
+    pub async fn start_monitoring(
+        &mut self,
+        targets: &Targets,
+        run_dir: &Path,
+        opts: &RunOptions,
+    ) -> Result<MonitoringStack, RunError> {
+        let dir = run_dir.join(super::MONITORING_DIR);
+        if !opts.quiet {
+            crate::errln!(
+                "starting Prometheus (port {}) and {} redis_exporters in {}",
+                targets.prometheus_port,
+                targets.redis.len(),
+                dir.display()
+            );
+        }
+        if let (None, Some(exe)) = (&self.watchdog, &opts.watchdog_exe) {
+            self.watchdog = Some(Watchdog::spawn(exe, run_dir)?);
+        }
+        self.own(&dir, run_dir)?;
+        self.monitoring = Some(dir.clone());
+        Ok(MonitoringStack::up(&dir, targets).await?)
+    }
+
     /// Mark the cluster folder `dir` as this run's (its owner file), before anything is started
     /// in it, so that a later run can tell a leftover of this one if this process dies.
     fn own(&mut self, dir: &Path, run_dir: &Path) -> Result<(), RunError> {
@@ -274,6 +303,12 @@ impl RunClusters {
 
     /// Stop every local cluster (blocking; also used by Drop).
     pub fn stop_blocking(&mut self) {
+        // The stack first: its exporters would log errors while the nodes go down.
+        if let Some(dir) = self.monitoring.take() {
+            if let Ok(m) = MonitoringStack::attach(&dir) {
+                m.down_blocking();
+            }
+        }
         for c in self.clusters.iter_mut() {
             if let Some(local) = c.local.take() {
                 local.down_blocking();

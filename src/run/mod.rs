@@ -13,12 +13,19 @@ use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
 use crate::cluster::ClusterError;
+use crate::monitoring::config::{self, Targets};
+use crate::monitoring::live::LiveExporter;
+use crate::monitoring::query;
+use crate::monitoring::stack::MonitoringStack;
 use crate::report::csv_files::CsvSink;
 use crate::report::hlog::HlogSink;
 use crate::report::meta::{git_commit, utc_now, HostInfo, RunMeta, CAVEAT};
 use crate::report::progress::ProgressSink;
 use crate::report::{ReportError, Sink, SummaryRow};
 use crate::scenario::{self, ScenarioError};
+
+/// The monitoring stack's folder inside a run folder (`monitoring::stack`).
+pub const MONITORING_DIR: &str = "monitoring";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -38,6 +45,8 @@ pub enum RunError {
         exe: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Monitoring(#[from] crate::monitoring::MonitoringError),
     #[error("interrupted")]
     Interrupted,
 }
@@ -56,6 +65,8 @@ pub struct RunOptions {
     pub watchdog_exe: Option<PathBuf>,
     /// The harness's ceiling on this host (`calibrate::cache::ceiling`), recorded in meta.json.
     pub harness_ceiling: Option<crate::calibrate::Ceiling>,
+    /// `--metrics-addr`: serve the live metrics there (wins over the scenario's `metrics_addr`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -208,6 +219,13 @@ pub async fn run_prepared(
     if !opts.quiet {
         sinks.push(Box::new(ProgressSink::default()));
     }
+    let exporter = live_exporter(&scenario, opts)?;
+    if let Some(e) = &exporter {
+        sinks.push(Box::new(e.sink()));
+        if !opts.quiet {
+            crate::errln!("live metrics: http://{}/metrics", e.addr);
+        }
+    }
     let mut clusters = match clusters::RunClusters::start(&scenario, &dir, opts, &mut cancel).await
     {
         Ok(c) => c,
@@ -219,6 +237,21 @@ pub async fn run_prepared(
     };
     meta.brokers = clusters.meta(&dir);
     write_meta(&dir, &meta)?;
+    let stack = if scenario.monitoring.enabled {
+        let addr = exporter.as_ref().map(|e| e.addr);
+        let targets = crate::monitoring::config::targets(&scenario, &scenario.monitoring, addr);
+        match clusters.start_monitoring(&targets, &dir, opts).await {
+            Ok(stack) => Some((stack, targets, unix_now())),
+            Err(e) => {
+                std::mem::take(&mut clusters).stop().await;
+                meta.ended_utc = Some(utc_now());
+                write_meta(&dir, &meta)?;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     // A cluster whose version could not be read before it started (or an external one).
     if let Err(e) = versions::check_running(&scenario, path, &clusters) {
         std::mem::take(&mut clusters).stop().await;
@@ -274,7 +307,11 @@ pub async fn run_prepared(
             break;
         }
     }
+    if let Some((stack, targets, start)) = &stack {
+        keep_prometheus_series(stack, targets, *start, &dir, opts.quiet).await;
+    }
     std::mem::take(&mut clusters).stop().await;
+    drop(exporter);
     for s in sinks.iter_mut() {
         s.on_run_end()?;
     }
@@ -286,6 +323,66 @@ pub async fn run_prepared(
         summaries,
         interrupted,
     })
+}
+
+/// The run's live metrics exporter, if the flag or the scenario asks for one.
+fn live_exporter(
+    scenario: &scenario::Scenario,
+    opts: &RunOptions,
+) -> Result<Option<LiveExporter>, RunError> {
+    let Some(addr) = crate::monitoring::metrics_addr(scenario, opts.metrics_addr) else {
+        return Ok(None);
+    };
+    // (The run's errors are said after the file's name.)
+    let field = if opts.metrics_addr.is_some() {
+        "--metrics-addr"
+    } else if scenario.metrics_addr.is_some() {
+        "field `metrics_addr`"
+    } else {
+        "`monitoring` without `metrics_addr`: the default address"
+    };
+    Ok(Some(LiveExporter::start(addr, field)?))
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// prometheus.csv: the broker-side series from the stack's start to now, once Prometheus has
+/// scraped past the end of the run. A failure is said; the run's results stand.
+async fn keep_prometheus_series(
+    stack: &MonitoringStack,
+    targets: &Targets,
+    start: f64,
+    dir: &Path,
+    quiet: bool,
+) {
+    let end = unix_now();
+    let scrape = targets.scrape_interval;
+    let mut jobs = Vec::new();
+    if targets.brokerbench.is_some() {
+        jobs.push(config::JOB_BROKERBENCH);
+    }
+    if !targets.redis.is_empty() {
+        jobs.push(config::JOB_REDIS);
+    }
+    if !targets.rabbitmq.is_empty() {
+        jobs.push(config::JOB_RABBITMQ);
+    }
+    let port = stack.prometheus_port;
+    crate::monitoring::query::wait_for_scrape(port, end, scrape * 5).await;
+    let kept = match query::broker_series(port, &jobs, start, end, scrape).await {
+        Ok(rows) => query::write_csv(dir, &rows).map(|()| rows.len()),
+        Err(e) => Err(e),
+    };
+    match kept {
+        Ok(n) if !quiet => crate::errln!("prometheus.csv: {n} samples"),
+        Ok(_) => {}
+        Err(e) => crate::errln!("warning: prometheus.csv not written: {e}"),
+    }
 }
 
 fn write_meta(dir: &Path, meta: &RunMeta) -> Result<(), RunError> {

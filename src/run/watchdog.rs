@@ -195,13 +195,15 @@ pub fn watch(parent: u32, parent_start: u64, run_dir: &Path) -> u8 {
 /// The cluster folders of a run (`<run dir>/clusters/*`).
 fn cluster_dirs(run_dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(run_dir.join("clusters")) else {
-        return Vec::new();
+        return vec![run_dir.join(crate::run::MONITORING_DIR)];
     };
     let mut dirs: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    // The monitoring stack's folder (`monitoring::stack`), beside the clusters.
+    dirs.push(run_dir.join(crate::run::MONITORING_DIR));
     dirs
 }
 

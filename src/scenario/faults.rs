@@ -44,6 +44,13 @@ pub enum FaultAction {
 }
 
 impl FaultAction {
+    pub const ALL: [FaultAction; 4] = [
+        FaultAction::Kill,
+        FaultAction::Stop,
+        FaultAction::Pause,
+        FaultAction::KillConsumer,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             FaultAction::Kill => "kill",

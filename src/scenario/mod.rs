@@ -6,6 +6,7 @@ mod detection;
 pub mod faults;
 mod guarantee;
 mod model;
+pub mod monitoring;
 mod overrides;
 pub mod quick;
 pub mod timeline;

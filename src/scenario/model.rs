@@ -13,6 +13,13 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Serve the harness's live metrics here while the run goes (`--metrics-addr` wins).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::monitoring::deserialize_addr"
+    )]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub workload: Workload,
     /// `[clusters.<name>]` sections; after parsing, also the default cluster of each kind a
     /// backend needs that the file does not declare.
@@ -23,6 +30,13 @@ pub struct Scenario {
     /// Faults injected during each backend's measured phase.
     #[serde(default)]
     pub faults: Vec<super::faults::FaultSpec>,
+    /// `monitoring = true`: Prometheus and redis_exporters beside the clusters, prometheus.csv.
+    #[serde(
+        default,
+        skip_serializing_if = "super::monitoring::MonitoringSettings::is_default",
+        deserialize_with = "super::monitoring::deserialize_monitoring"
+    )]
+    pub monitoring: super::monitoring::MonitoringSettings,
 }
 
 /// The workload: what load to apply, independent of the broker.

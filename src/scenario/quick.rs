@@ -61,10 +61,12 @@ pub fn scenario(
     let mut s = Scenario {
         name: format!("quick-{backend_type}"),
         description: format!("brokerbench quick {backend_type}"),
+        metrics_addr: None,
         workload: default_workload(),
         clusters: Clusters::default(),
         backends: vec![spec],
         faults: Vec::new(),
+        monitoring: Default::default(),
     };
     resolve(&mut s.clusters, &mut s.backends).map_err(|(field, message)| ScenarioError::Field {
         file: source.to_path_buf(),

@@ -166,7 +166,64 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             .validate(w, i)
             .map_err(|e| (e.path(i), e.message))?;
     }
-    validate_faults(s)
+    validate_faults(s)?;
+    validate_monitoring(s)
+}
+
+/// `monitoring`'s ports: free of each other, of the harness's metrics address and of every
+/// local cluster's ports.
+fn validate_monitoring(s: &Scenario) -> Result<(), (String, String)> {
+    let m = &s.monitoring;
+    if !m.enabled {
+        return Ok(());
+    }
+    let exporters = crate::monitoring::config::redis_nodes(s).len() as u32;
+    let prom = u32::from(m.prometheus_port);
+    let first = u32::from(m.redis_exporter_base_port);
+    let last = first + exporters.max(1) - 1;
+    if m.prometheus_port < 1024 || last > 65535 || first < 1024 {
+        return Err((
+            "monitoring.redis_exporter_base_port".to_string(),
+            format!("ports {first}-{last} (one per Redis node) must lie within 1024-65535"),
+        ));
+    }
+    if m.scrape_interval < std::time::Duration::from_millis(100) {
+        return Err((
+            "monitoring.scrape_interval".to_string(),
+            "is under 100ms; use e.g. \"1s\"".to_string(),
+        ));
+    }
+    let metrics = crate::monitoring::metrics_addr(s, None).map_or(0, |a| u32::from(a.port()));
+    let mut taken: Vec<(u32, u32, String)> = vec![
+        (prom, prom, "monitoring.prometheus_port".to_string()),
+        (
+            first,
+            last,
+            "monitoring.redis_exporter_base_port".to_string(),
+        ),
+        (metrics, metrics, "metrics_addr".to_string()),
+    ];
+    let used: Vec<&str> = s.backends.iter().filter_map(|b| b.cluster()).collect();
+    for (name, section) in s.clusters.iter().filter(|(n, _)| used.contains(n)) {
+        if section.mode() == ClusterMode::Local {
+            for (a, b, f) in section.port_ranges() {
+                taken.push((a, b, format!("clusters.{name}.{f}")));
+            }
+        }
+    }
+    for (i, (a0, a1, fa)) in taken.iter().enumerate().take(2) {
+        for (b0, b1, fb) in taken.iter().skip(i + 1) {
+            if a0 <= b1 && b0 <= a1 {
+                return Err((
+                    fa.clone(),
+                    format!(
+                        "ports {a0}-{a1} overlap ports {b0}-{b1} of `{fb}`; choose other ports"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The sections of the clusters that backends run on: ports, seeds, timeouts, and no port

@@ -141,6 +141,7 @@ pub async fn run_quietly(scenario: &Path, root: &Path) -> brokerbench::run::RunO
         overrides: Default::default(),
         watchdog_exe: Some(env!("CARGO_BIN_EXE_brokerbench").into()),
         harness_ceiling: None,
+        metrics_addr: None,
     };
     match brokerbench::run::run_scenario(scenario, &opts, cancel).await {
         Ok(out) => out,

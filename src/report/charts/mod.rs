@@ -11,6 +11,7 @@ use plotters::style::FontStyle;
 
 use super::results::RunResults;
 use super::SummaryRow;
+use crate::monitoring::config::{JOB_RABBITMQ, JOB_REDIS};
 
 const SIZE: (u32, u32) = (1000, 560);
 const FONT: &str = "sans-serif";
@@ -130,12 +131,14 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 
 pub mod axis;
 mod bars;
+mod broker_side;
 mod lines;
 mod time;
 
 pub use bars::{
     failover_loss, failover_unavailability, max_throughput, p99_by_rate, throughput_by_destinations,
 };
+pub use broker_side::broker_side;
 pub use lines::{p99_by_rate_across, percentile_spectrum};
 pub use time::{cpu_share, latency_over_time, replica_lag, throughput_over_time};
 
@@ -159,6 +162,13 @@ pub fn draw_all(run: &RunResults, out: &Path) -> (Vec<ChartFile>, Vec<ChartError
     keep(p99_by_rate(run, out));
     keep(failover_unavailability(run, out));
     keep(failover_loss(run, out));
+    // A run with `monitoring = true`: the brokers it scraped.
+    let prom = crate::monitoring::query::read_csv(&run.dir);
+    for job in [JOB_REDIS, JOB_RABBITMQ] {
+        if prom.iter().any(|r| r.job == job) {
+            keep(broker_side(run, &prom, job, out));
+        }
+    }
     (drawn, skipped)
 }
 

@@ -16,21 +16,25 @@ const KILL_LINE: RGBColor = RGBColor(190, 0, 0);
 const RESTART_LINE: RGBColor = RGBColor(0, 130, 0);
 
 /// Lines over time with fault windows shaded and labelled.
-struct TimeChart {
-    title: String,
-    y_label: String,
-    log_y: bool,
+pub(super) struct TimeChart {
+    pub(super) title: String,
+    pub(super) x_label: &'static str,
+    pub(super) y_label: String,
+    pub(super) log_y: bool,
     /// The y axis counts whole things (messages): integer ticks only.
-    y_count: bool,
-    lines: Vec<(String, Vec<(f64, f64)>)>,
+    pub(super) y_count: bool,
+    pub(super) lines: Vec<(String, Vec<(f64, f64)>)>,
     /// Per line (by index), a band from a lower bound up to the line (the upper bound), drawn
     /// in the line's colour, lighter.
-    bands: Vec<(usize, Vec<BandPoint>)>,
-    faults: Vec<FaultMarks>,
+    pub(super) bands: Vec<(usize, Vec<BandPoint>)>,
+    pub(super) faults: Vec<FaultMarks>,
 }
 
 /// `(t, lower, upper)`.
 type BandPoint = (f64, f64, f64);
+
+/// The x axis of the charts of one backend's load.
+const LOAD_CLOCK: &str = "seconds since the backend's load started";
 
 /// The legend entry of the bands of a time chart.
 const BAND_LABEL: &str = "shaded: down to the lower bound";
@@ -69,7 +73,7 @@ fn plot_time<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &TimeChart) -
             let count_fmt = |v: &f64| count_label(*v);
             let value_fmt = |v: &f64| tick_label(*v);
             let mut mesh = chart.configure_mesh();
-            mesh.x_desc("seconds since the backend's load started")
+            mesh.x_desc(c.x_label)
                 .x_label_formatter(&value_fmt)
                 .y_desc(c.y_label.as_str())
                 .label_style((FONT, 14));
@@ -240,6 +244,7 @@ pub fn throughput_over_time(
         .collect();
     let rows = rate_rows(&all);
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: throughput", run.display_name(backend)),
         y_label: "msg/s".into(),
         log_y: false,
@@ -273,6 +278,7 @@ pub fn latency_over_time(
     out: &Path,
 ) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: latency per second", run.display_name(backend)),
         y_label: "ms (log scale)".into(),
         log_y: true,
@@ -323,6 +329,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
         .filter(|(_, pts)| pts.iter().any(|p| p.1 < p.2))
         .collect();
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: replica lag (bounds)", run.display_name(backend)),
         y_label: "messages behind the leader, at most".into(),
         log_y: false,
@@ -342,6 +349,7 @@ pub fn replica_lag(run: &RunResults, backend: &str, out: &Path) -> Result<ChartF
 /// Each node's CPU share over time for one backend (from cpu.csv).
 pub fn cpu_share(run: &RunResults, backend: &str, out: &Path) -> Result<ChartFile, ChartError> {
     let chart = TimeChart {
+        x_label: LOAD_CLOCK,
         title: format!("{}: CPU per node", run.display_name(backend)),
         y_label: "cores".into(),
         log_y: false,

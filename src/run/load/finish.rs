@@ -60,6 +60,7 @@ impl LoadRun<'_> {
         let now = self.clock.now_ns();
         let (row, stats) = self.agg.tick(now, ticked.phase);
         report(each(sinks, |s| s.on_interval(row, stats)));
+        self.report_live(sinks);
         self.timeline.close(ticked.open, t.secs(now));
         report(each(sinks, |s| {
             s.on_event(&self.timeline.events[ticked.open])

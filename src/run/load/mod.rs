@@ -18,6 +18,7 @@ use crate::backend::{Backend, Destination};
 use crate::clock::sleep_until_ns;
 use crate::clock::{Clock, MonotonicClock};
 use crate::cluster::process::OwnedProcess;
+use crate::fault::runner::ActiveFaults;
 use crate::fault::{FaultRunner, NodeControl};
 use crate::load::consumer::{run_consumer, ConsumerPlan, KillSwitch};
 use crate::load::producer::{run_producer, ProducerPlan};
@@ -29,7 +30,7 @@ use crate::metrics::cpu::CpuSampler;
 use crate::metrics::ledger::Ledger;
 use crate::metrics::sampler::{run_samplers, Samples};
 use crate::metrics::stats::Recorder;
-use crate::report::{each, BackendStart, Sink, SummaryRow};
+use crate::report::{each, BackendStart, LiveFigures, Sink, SummaryRow};
 use crate::scenario::timeline::{EventKind, Phase, Timeline};
 use crate::scenario::{FaultSpec, Workload};
 
@@ -116,6 +117,8 @@ pub struct LoadRun<'a> {
     switches: Vec<(usize, Arc<KillSwitch>)>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
+    /// Faults in progress (the fault runner counts them), for the live metrics.
+    active_faults: Arc<ActiveFaults>,
 }
 
 /// Run the load: spawn, tick until the drain ends beside the fault runner, finish.
@@ -240,6 +243,7 @@ impl<'a> LoadRun<'a> {
             switches,
             stop_tx,
             stop_rx,
+            active_faults: Arc::default(),
         }
     }
 
@@ -272,6 +276,7 @@ impl<'a> LoadRun<'a> {
             ledger: self.ledger.clone(),
             notices,
             cancel,
+            active: self.active_faults.clone(),
         }
     }
 
@@ -326,6 +331,7 @@ impl<'a> LoadRun<'a> {
             if now >= tick_at || interrupted || drained_now || out_of_time {
                 let (row, stats) = self.agg.tick(now, phase);
                 report(each(sinks, |s| s.on_interval(row, stats)));
+                self.report_live(sinks);
                 report_samples(sinks, self.samples.lock().take());
                 last_tick = now;
                 let next_phase = t.phase(now);
@@ -352,6 +358,18 @@ impl<'a> LoadRun<'a> {
             open,
             interrupted,
         }
+    }
+}
+
+impl LoadRun<'_> {
+    /// The live figures beside the interval row (once per interval).
+    fn report_live(&self, sinks: &mut [Box<dyn Sink>]) {
+        let faults = self.active_faults.counts();
+        let live = LiveFigures {
+            awaiting: self.ledger.awaiting(),
+            faults_active: &faults,
+        };
+        report(each(sinks, |s| s.on_live(&live)));
     }
 }
 
