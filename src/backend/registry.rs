@@ -160,6 +160,27 @@ pub fn protocol_of_type(type_name: &str) -> Option<&'static str> {
     BackendSpec::from_type(type_name).and_then(|s| s.backend_type().protocol())
 }
 
+/// Whether a new consumer can read a destination's whole history (a replay), and from which
+/// start position its first open reads: a capability each backend type declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// The destination keeps what it delivered; a new consumer's first open starts at its first
+    /// entry, as the broker is told (e.g. "consumer group created at id 0").
+    FromFirst(&'static str),
+    /// It cannot, and why (a queue deletes what it delivered).
+    Impossible(&'static str),
+}
+
+/// Why a queue cannot replay, in the report's words.
+pub const QUEUE_CANNOT_REPLAY: &str = "a queue deletes what it delivered";
+
+impl Replay {
+    /// Whether a backend type named in a results file can replay (None: unknown type).
+    pub fn of_type(type_name: &str) -> Option<Replay> {
+        BackendSpec::from_type(type_name).map(|s| s.backend_type().replay())
+    }
+}
+
 /// A setting that fails a check: the field (under `backends[i].`, or under `workload.`) and
 /// the message with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +244,9 @@ pub trait BackendType: Send + Sync {
     /// by the client: reply timeouts, heartbeats), on a cluster brokerbench started (`local`)
     /// or not. Nothing by default.
     fn client_detection(&self, _local: bool, _detection: &mut FailureDetection) {}
+    /// Whether a new consumer reads the whole history, and from where its first open starts
+    /// (`workload.mode = "replay"` runs only the types that can).
+    fn replay(&self) -> Replay;
     /// Checks of its settings that serde cannot express (`index`: its place in the file).
     fn validate(&self, workload: &Workload, index: usize) -> Result<(), FieldError>;
     /// What a confirm guarantees with these settings on `cluster` (its section, if known).

@@ -166,6 +166,7 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             .validate(w, i)
             .map_err(|e| (e.path(i), e.message))?;
     }
+    super::mode::validate_mode(s)?;
     validate_faults(s)
 }
 

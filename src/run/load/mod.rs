@@ -4,8 +4,11 @@
 //! (finish.rs) collects the last figures, the faults and the ledger into the summary row.
 
 mod finish;
+mod replay;
 #[cfg(test)]
 mod tests;
+
+pub use replay::ReplayFigures;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,7 +34,7 @@ use crate::metrics::sampler::{run_samplers, Samples};
 use crate::metrics::stats::Recorder;
 use crate::report::{each, BackendStart, Sink, SummaryRow};
 use crate::scenario::timeline::{EventKind, Phase, Timeline};
-use crate::scenario::{FaultSpec, Workload};
+use crate::scenario::{FaultSpec, LoadMode, Workload};
 
 pub(crate) const NS: u64 = 1_000_000_000;
 
@@ -116,6 +119,8 @@ pub struct LoadRun<'a> {
     switches: Vec<(usize, Arc<KillSwitch>)>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
+    /// A replay's consumers, spawned once the fill is done (None: a live load).
+    deferred: Option<replay::Deferred>,
 }
 
 /// Run the load: spawn, tick until the drain ends beside the fault runner, finish.
@@ -162,9 +167,14 @@ impl<'a> LoadRun<'a> {
         let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
         let ledger = Arc::new(Ledger::new(w.producers(), spec.backend.confirms()));
         let times = LoadTimes::new(clock.now_ns(), w);
+        // A replay's consumers may read for a drain timeout after the fill's own bound.
+        let replay_span = match w.mode {
+            LoadMode::Replay => w.drain_timeout.as_nanos() as u64,
+            LoadMode::Live => 0,
+        };
         let activity = Arc::new(Activity::new(
             times.origin,
-            times.drain_deadline - times.origin + 10 * NS,
+            times.drain_deadline - times.origin + replay_span + 10 * NS,
             spec.dests.len(),
         ));
         let ctx = Arc::new(LoadContext {
@@ -180,6 +190,7 @@ impl<'a> LoadRun<'a> {
         let mut tasks = Vec::new();
         let mut switches = Vec::new();
         let live_producers = Arc::new(AtomicUsize::new(w.producers()));
+        let mut held_back = Vec::new();
         for (i, d) in spec.dests.iter().enumerate() {
             for c in 0..w.consumers_per_destination {
                 let rec = Recorder::new();
@@ -192,12 +203,21 @@ impl<'a> LoadRun<'a> {
                     process_delay: w.consumer_delay,
                     kill,
                 };
+                if w.mode == LoadMode::Replay {
+                    held_back.push((plan, rec));
+                    continue;
+                }
                 let (ctx, stop) = (ctx.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(async move {
                     run_consumer(ctx, plan, rec, stop).await;
                 }));
             }
         }
+        let deferred = (w.mode == LoadMode::Replay).then(|| replay::Deferred {
+            ctx: ctx.clone(),
+            consumers: held_back,
+            started_ns: None,
+        });
         for (i, d) in spec.dests.iter().enumerate() {
             for p in 0..w.producers_per_destination {
                 let plan = producer_plan(
@@ -240,6 +260,7 @@ impl<'a> LoadRun<'a> {
             switches,
             stop_tx,
             stop_rx,
+            deferred,
         }
     }
 
@@ -288,7 +309,10 @@ impl<'a> LoadRun<'a> {
         let t = self.times;
         let label = self.spec.label;
         let budget = self.spec.workload.messages.is_some();
-        let mut phase = t.phase(t.origin);
+        let mut phase = match self.deferred {
+            Some(_) => Phase::Fill,
+            None => t.phase(t.origin),
+        };
         let mut open = self
             .timeline
             .open(label, EventKind::Phase, phase.as_str(), 0.0);
@@ -306,12 +330,13 @@ impl<'a> LoadRun<'a> {
                 .unwrap_or(u64::MAX);
             let tick_at = next_second.min(boundary);
             // During the drain (or with a message budget), look at the ledger often so the
-            // run ends as soon as it can.
+            // run ends as soon as it can (a replay's phases end on what the ledger says: more
+            // often still).
             let watching = phase == Phase::Drain || budget;
-            let wake = if watching {
-                tick_at.min(now + 50_000_000)
-            } else {
-                tick_at
+            let wake = match (watching, self.deferred.is_some()) {
+                (_, true) => tick_at.min(now + 10_000_000),
+                (true, false) => tick_at.min(now + 50_000_000),
+                (false, false) => tick_at,
             };
             tokio::select! {
                 _ = sleep_until_ns(self.clock.as_ref(), wake) => {}
@@ -319,16 +344,27 @@ impl<'a> LoadRun<'a> {
                 Some(line) = notices.recv() => report(each(sinks, |s| s.on_notice(&line))),
             }
             let now = self.clock.now_ns();
-            let drained_now = watching
-                && self.live_producers.load(Ordering::SeqCst) == 0
-                && self.ledger.awaiting() == 0;
-            let out_of_time = phase == Phase::Drain && now >= t.drain_deadline;
-            if now >= tick_at || interrupted || drained_now || out_of_time {
+            let producers_done = self.live_producers.load(Ordering::SeqCst) == 0;
+            // A replay's fill ends when every producer is done; its replay, like a drain, when
+            // everything confirmed is received (or at its own drain timeout).
+            let fill_done = phase == Phase::Fill && producers_done;
+            let drained_now =
+                watching && phase != Phase::Fill && producers_done && self.ledger.awaiting() == 0;
+            let out_of_time = match phase {
+                Phase::Drain => now >= t.drain_deadline,
+                Phase::Replay => self.replay_deadline().is_some_and(|d| now >= d),
+                _ => false,
+            };
+            if now >= tick_at || interrupted || drained_now || out_of_time || fill_done {
                 let (row, stats) = self.agg.tick(now, phase);
                 report(each(sinks, |s| s.on_interval(row, stats)));
                 report_samples(sinks, self.samples.lock().take());
                 last_tick = now;
-                let next_phase = t.phase(now);
+                let next_phase = match phase {
+                    Phase::Fill if fill_done => Phase::Replay,
+                    Phase::Fill | Phase::Replay => phase,
+                    _ => t.phase(now),
+                };
                 if next_phase != phase {
                     self.timeline.close(open, t.secs(now));
                     report(each(sinks, |s| s.on_event(&self.timeline.events[open])));
@@ -339,6 +375,9 @@ impl<'a> LoadRun<'a> {
                         t.secs(now),
                     );
                     phase = next_phase;
+                    if phase == Phase::Replay && !interrupted {
+                        self.start_replay(sinks).await;
+                    }
                 }
             }
             if interrupted || drained_now || out_of_time {
@@ -352,6 +391,26 @@ impl<'a> LoadRun<'a> {
             open,
             interrupted,
         }
+    }
+
+    /// The fill is confirmed: make the backend's consumers new readers of the whole history
+    /// (a new Redis group at id 0), then spawn them.
+    async fn start_replay(&mut self, sinks: &mut [Box<dyn Sink>]) {
+        if let Err(e) = self.spec.backend.new_readers(self.spec.dests).await {
+            let line = format!("replay: could not start new readers from the beginning: {e}");
+            report(each(sinks, |s| s.on_notice(&line)));
+        }
+        let now = self.clock.now_ns();
+        if let Some(d) = self.deferred.as_mut() {
+            let spawned = d.spawn(now, &self.stop_rx);
+            self.tasks.extend(spawned);
+        }
+    }
+
+    /// When a replay that has started gives up: its start plus the drain timeout.
+    fn replay_deadline(&self) -> Option<u64> {
+        let started = self.deferred.as_ref()?.started_ns?;
+        Some(started + self.spec.workload.drain_timeout.as_nanos() as u64)
     }
 }
 

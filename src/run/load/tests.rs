@@ -31,6 +31,7 @@ fn workload(rate: f64, secs: u64) -> Workload {
         op_timeout: Duration::from_secs(5),
         consumer_delay: Duration::ZERO,
         messages: None,
+        mode: crate::scenario::LoadMode::Live,
     }
 }
 
