@@ -90,6 +90,7 @@ async fn a_new_consumer_reads_every_filled_message_once_on_every_stream() {
     let summary = read_csv(&out.dir.join("summary.csv"));
     let series = read_csv(&out.dir.join("timeseries.csv"));
     let timeline = read_csv(&out.dir.join("timeline.csv"));
+    check_report(&out.dir);
     for label in ["redis", "stream", "native"] {
         let s = row(&summary, label);
         assert_eq!(s["status"], "ok", "{s:?}");
@@ -141,6 +142,47 @@ async fn a_new_consumer_reads_every_filled_message_once_on_every_stream() {
             s["replay_s"]
         );
     }
+}
+
+/// C5's replay half and the report's Replay section, from the run's own folder.
+fn check_report(dir: &std::path::Path) {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("results.json")).expect("results.json"),
+    )
+    .expect("results.json parses");
+    let c5 = json["verdicts"]
+        .as_array()
+        .expect("verdicts")
+        .iter()
+        .find(|v| v["claim"] == "C5")
+        .expect("C5");
+    assert_eq!(c5["outcome"], "supported", "{c5}");
+    let numbers: Vec<&str> = c5["numbers"]
+        .as_array()
+        .expect("numbers")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    for label in ["redis", "stream", "native"] {
+        assert!(
+            numbers.iter().any(|n| n.starts_with("replay: ")
+                && n.contains(&format!("{label} ("))
+                && n.contains(&format!("read {MESSAGES} of {MESSAGES} messages"))),
+            "{label}: {numbers:?}"
+        );
+    }
+    let reason = c5["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("RabbitMQ's streams replayed too"),
+        "{reason}"
+    );
+    let written = brokerbench::report::document::write_report(dir).expect("report");
+    let md = std::fs::read_to_string(&written.markdown).expect("report.md");
+    assert!(md.contains("## Replay"), "no Replay section");
+    assert!(
+        md.contains("rabbitmq-quorum: cannot replay: a queue deletes what it delivered"),
+        "{md}"
+    );
 }
 
 /// Quorum and mirrored queues are refused for a replay, by the registry's capability, before

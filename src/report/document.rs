@@ -9,7 +9,7 @@ use super::charts::{self, ChartError, ChartFile};
 use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
 use super::results::RunResults;
-use super::{faults_section, harness};
+use super::{faults_section, harness, replay_section};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
@@ -293,6 +293,7 @@ pub fn blocks(
         b.push(Block::List(odd.into_iter().map(alarm).collect()));
     }
     b.extend(faults_section::blocks(run));
+    b.extend(replay_section::blocks(run));
     b.push(Block::Heading(2, "The proposal's claims".into()));
     for v in verdicts {
         b.push(Block::Heading(

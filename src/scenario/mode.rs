@@ -121,3 +121,67 @@ pub fn replayable_types() -> Vec<&'static str> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::scenario::parse;
+
+    const REPLAY: &str = "name = \"r\"\n[workload]\nmode = \"replay\"\nmessages = 1000\n\
+        message_size = 100\nrate = \"max\"\nduration = \"10s\"\n";
+
+    fn with(workload: &str, rest: &str) -> Result<super::super::Scenario, String> {
+        parse(Path::new("r.toml"), &format!("{REPLAY}{workload}\n{rest}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_replay_runs_on_streams_with_a_message_count() {
+        let s = with("", "[[backends]]\ntype = \"redis-streams\"\n").expect("valid");
+        assert_eq!(s.workload.mode, super::LoadMode::Replay);
+        assert_eq!(s.workload.messages, Some(1000));
+        assert_eq!(
+            super::replayable_types(),
+            ["redis-streams", "rabbitmq-stream", "rabbitmq-stream-native"]
+        );
+    }
+
+    #[test]
+    fn a_replay_refuses_queues_warmups_faults_and_a_missing_count() {
+        for (ty, field) in [
+            ("rabbitmq-quorum", "backends[0].type"),
+            ("rabbitmq-mirrored", "backends[0].type"),
+        ] {
+            let e = with("", &format!("[[backends]]\ntype = \"{ty}\"\n")).expect_err(ty);
+            assert!(
+                e.contains(field) && e.contains("cannot replay: a queue deletes what it delivered"),
+                "{e}"
+            );
+        }
+        let redis = "[[backends]]\ntype = \"redis-streams\"\n";
+        let e = with("warmup = \"1s\"", redis).expect_err("warm-up");
+        assert!(e.contains("workload.warmup"), "{e}");
+        let fault =
+            "[[faults]]\nat = \"1s\"\naction = \"kill-consumer\"\ntarget = \"consumer:0\"\n";
+        let e = with("", &format!("{redis}{fault}")).expect_err("faults");
+        assert!(e.contains("faults") && e.contains("takes no faults"), "{e}");
+        let text = REPLAY.replace("messages = 1000\n", "");
+        let e = parse(Path::new("r.toml"), &format!("{text}{redis}")).expect_err("count");
+        assert!(e.to_string().contains("workload.messages"), "{e}");
+        let text = REPLAY.replace("messages = 1000", "messages = 0");
+        let e = parse(Path::new("r.toml"), &format!("{text}{redis}")).expect_err("zero");
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn a_live_run_takes_no_message_count_from_the_file() {
+        let text = REPLAY.replace("mode = \"replay\"\n", "");
+        let e = parse(
+            Path::new("r.toml"),
+            &format!("{text}[[backends]]\ntype = \"redis-streams\"\n"),
+        )
+        .expect_err("live with messages");
+        assert!(e.to_string().contains("workload.messages"), "{e}");
+    }
+}
