@@ -22,8 +22,9 @@ const TOPOLOGY_POLL: Duration = Duration::from_millis(200);
 const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the ledger is asked whether abandoned messages came back.
 const REDELIVERY_POLL: Duration = Duration::from_millis(10);
-/// How long a pulled consumer may take to die.
-const CONSUMER_DEATH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pulled consumer may take to die (one that holds first may hold for `HOLD_MAX`).
+const CONSUMER_DEATH_TIMEOUT: Duration =
+    Duration::from_secs(5 + crate::scenario::faults::HOLD_MAX.as_secs());
 /// How long a killed consumer may receive nothing before the kill goes to whichever consumer of
 /// its destination receives next (its group's single active consumer, when it is a standby).
 const CONSUMER_IDLE_WIDEN: Duration = Duration::from_secs(1);
@@ -373,7 +374,8 @@ impl FaultRunner {
         obs.node = Some(format!("consumer:{c}"));
         obs.affected.push(*dest);
         self.say(format!("fault {}: killing consumer {c}", obs.index));
-        switch.pull();
+        let hold = obs.spec.hold.unwrap_or(0);
+        switch.pull_holding(hold);
         let mut pulled = vec![c];
         let widen_ns = self.now() + CONSUMER_IDLE_WIDEN.as_nanos() as u64;
         let deadline = self.now() + CONSUMER_DEATH_TIMEOUT.as_nanos() as u64;
@@ -396,7 +398,7 @@ impl FaultRunner {
                         .filter(|&&o| o != k)
                         .map(|&o| self.switches[o].1.clone())
                         .collect();
-                    self.switches[k].1.pull_with(others);
+                    self.switches[k].1.pull_with(others, hold);
                     if k != c {
                         pulled.push(k);
                     }

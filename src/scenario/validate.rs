@@ -309,6 +309,15 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
                         "a killed consumer stays dead; remove restart_after".into(),
                     );
                 }
+                if let Some(h) = f.hold.filter(|h| *h == 0 || *h > 100_000) {
+                    return err("hold", format!("{h} is out of range; use 1 to 100000"));
+                }
+            }
+            (_, _) if f.hold.is_some() => {
+                return err(
+                    "hold",
+                    "only action = \"kill-consumer\" holds messages; remove hold".into(),
+                )
             }
             (Target::Consumer(_), _) => {
                 return err(

@@ -528,3 +528,26 @@ async fn a_replay_fills_first_then_reads_everything_once() {
     // The whole load was the fill and the replay, not the 10 s bound.
     assert!(s.measured_s < 5.0, "{}", s.measured_s);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_with_a_hold_dies_holding_at_least_that_many() {
+    let mut w = workload(2000.0, 3);
+    w.consumers_per_destination = 2;
+    let fault: FaultSpec = toml::from_str(
+        "at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"\nhold = 200",
+    )
+    .expect("fault");
+    let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+    let (s, keep) = run_with(backend, &w, vec![(0, fault)]).await;
+    assert!(s.ledger_consistent, "{}", s.ledger_problems);
+    let rows = keep.faults.lock().clone();
+    let r = &rows[0];
+    assert_eq!(r.status, "ok", "{r:?}");
+    let held = r.abandoned.expect("abandoned is set");
+    assert!(held >= 200, "held {held}");
+    // It held for a while: it died after the fault's time, within HOLD_MAX.
+    assert!(r.at_s > 1.0 && r.at_s < 1.0 + 2.5, "at {}", r.at_s);
+    // No acks in memory: what it held is gone, once each.
+    assert_eq!(s.lost, held);
+    assert_eq!(s.duplicates, 0);
+}
