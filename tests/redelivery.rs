@@ -97,9 +97,15 @@ async fn a_consumer_killed_holding_hundreds_has_all_of_them_redelivered() {
             "{label}: everything held came again: {f:?}"
         );
         assert!(num(f, "redelivery_last_s") > 0.0, "{f:?}");
+        // Consumer 0 died; the destination's other consumer, 1, got everything it held.
+        assert_eq!(
+            f["redelivered_to"],
+            format!("consumer:1={held}"),
+            "{label}: {f:?}"
+        );
         eprintln!(
-            "{label}: held {held}, redelivered {} from {} s to {} s after the kill; duplicates {}",
-            f["reprocessed"], f["redelivery_first_s"], f["redelivery_last_s"], s["duplicates"]
+            "{label}: held {held}, redelivered {} ({}) from {} s to {} s after the kill; duplicates {}",
+            f["reprocessed"], f["redelivered_to"], f["redelivery_first_s"], f["redelivery_last_s"], s["duplicates"]
         );
     }
     // C5 compares them and says what each needed from the application.

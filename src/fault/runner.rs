@@ -50,6 +50,8 @@ pub struct Observation {
     pub reprocessed: u64,
     pub redelivered_first_ns: Option<u64>,
     pub redelivered_last_ns: Option<u64>,
+    /// kill-consumer: which consumers received what it held, e.g. "consumer:1=500".
+    pub redelivered_to: String,
     pub error: Option<String>,
     /// How the node came back (faults.csv `recovery`).
     pub recovery: Option<String>,
@@ -73,6 +75,7 @@ impl Observation {
             reprocessed: 0,
             redelivered_first_ns: None,
             redelivered_last_ns: None,
+            redelivered_to: String::new(),
             error: None,
             recovery: None,
         }
@@ -99,6 +102,8 @@ pub struct FaultRunner {
     /// By consumer id: its destination's index and its kill switch.
     pub switches: Vec<(usize, Arc<KillSwitch>)>,
     pub ledger: Arc<Ledger>,
+    /// Who receives what a killed consumer held (started by the consumer as it dies).
+    pub watch: Arc<crate::load::watch::RedeliveryWatch>,
     /// One line per step, for the live progress output.
     pub notices: mpsc::UnboundedSender<String>,
     /// The run's Ctrl-C: once pulled, no node is restarted (the clusters are being torn down).
@@ -461,5 +466,19 @@ impl FaultRunner {
             }
         }
         obs.end_ns = obs.redelivered_last_ns.or(Some(self.now()));
+        let by_consumer = self.watch.stop();
+        let watched: u64 = by_consumer.values().sum();
+        let got = crate::load::watch::describe(&by_consumer);
+        let before = obs
+            .abandoned
+            .as_ref()
+            .map_or(0, |a| a.messages.len() as u64);
+        // Messages another consumer had before this one died (claimed while it held them).
+        let early = obs.reprocessed.saturating_sub(watched).min(before);
+        obs.redelivered_to = match (got.is_empty(), early) {
+            (_, 0) => got,
+            (true, n) => format!("before the kill={n}"),
+            (false, n) => format!("{got}; before the kill={n}"),
+        };
     }
 }

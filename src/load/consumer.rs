@@ -153,6 +153,17 @@ impl Parsed {
     }
 }
 
+impl Parsed {
+    /// The messages of the last batch received for the first time.
+    pub fn firsts(&self) -> impl Iterator<Item = &(u32, u64)> {
+        self.ids
+            .iter()
+            .zip(&self.receipts)
+            .filter(|(_, r)| matches!(r, Receipt::First))
+            .map(|(id, _)| id)
+    }
+}
+
 /// Consume until `stop` turns true.
 pub async fn run_consumer(
     ctx: Arc<LoadContext>,
@@ -241,6 +252,7 @@ pub async fn run_consumer(
         ctx.activity
             .add(plan.dest.index, Act::Received, now, batch_len as u32);
         parsed.parse(&ctx, &batch, now, &mut next_seq, &rec);
+        ctx.watch.on_received(plan.id, parsed.firsts());
         tokens.clear();
         // The batch is refilled on the next poll: move the ack tokens out of it.
         tokens.extend(
@@ -305,6 +317,14 @@ async fn crash(
     // by its own XAUTOCLAIM): each counts once.
     messages.sort_unstable();
     messages.dedup();
+    // Watched before the connection closes (a requeue follows at once); those another consumer
+    // already has (claimed while this one held them) are not waited for.
+    let unreceived: Vec<(u32, u64)> = messages
+        .iter()
+        .copied()
+        .filter(|&(p, s)| !ctx.ledger.is_received(p, s))
+        .collect();
+    ctx.watch.start(&unreceived);
     if let Some(c) = consumer {
         c.close().await;
     }

@@ -44,9 +44,14 @@ fn consumer_kill_line(e: &Evidence, r: &SummaryRow, f: &FaultRow) -> String {
         (Some(d), false) => format!("{} (the type's default settings)", d.needs()),
         (None, _) => "?".to_string(),
     };
+    let to = if f.redelivered_to.is_empty() {
+        "another consumer".to_string()
+    } else {
+        f.redelivered_to.clone()
+    };
     format!(
-        "{} fault {} ({}): held {} unacked, {} redelivered to the other consumers of its \
-         destination, first after {}, last after {}; needs from the application: {needs}",
+        "{} fault {} ({}): held {} unacked, {} redelivered ({to}), first after {}, last after \
+         {}; needs from the application: {needs}",
         name(r),
         f.fault,
         f.target,
@@ -248,6 +253,7 @@ mod tests {
             reprocessed: Some(reprocessed),
             redelivery_first_s: Some(last_s / 2.0),
             redelivery_last_s: Some(last_s),
+            redelivered_to: format!("consumer:1={reprocessed}"),
             ..fault(label, "kill-consumer", "consumer:0")
         }
     }
@@ -270,13 +276,12 @@ mod tests {
             &v.numbers[..2],
             [
                 "reprocessing: redis (redis-streams) fault 0 (consumer:0): held 120 unacked, 120 \
-                 redelivered to the other consumers of its destination, first after 2.75 s, last \
-                 after 5.50 s; needs from the application: a claiming loop (XAUTOCLAIM every \
+                 redelivered (consumer:1=120), first after 2.75 s, last after 5.50 s; needs from the application: a claiming loop (XAUTOCLAIM every \
                  1000 ms, taking entries idle for claim_min_idle_ms = 5000 ms) (the type's \
                  default settings)",
                 "reprocessing: for comparison, quorum (rabbitmq-quorum) fault 0 (consumer:0): \
-                 held 200 unacked, 200 redelivered to the other consumers of its destination, \
-                 first after 0.03 s, last after 0.05 s; needs from the application: nothing (the \
+                 held 200 unacked, 200 redelivered (consumer:1=200), first after 0.03 s, last \
+                 after 0.05 s; needs from the application: nothing (the \
                  broker requeues when the channel closes) (the type's default settings)",
             ]
         );

@@ -121,6 +121,8 @@ pub struct LoadRun<'a> {
     stop_rx: watch::Receiver<bool>,
     /// A replay's consumers, spawned once the fill is done (None: a live load).
     deferred: Option<replay::Deferred>,
+    /// Who receives what a killed consumer held.
+    watch: Arc<crate::load::watch::RedeliveryWatch>,
 }
 
 /// Run the load: spawn, tick until the drain ends beside the fault runner, finish.
@@ -177,6 +179,7 @@ impl<'a> LoadRun<'a> {
             times.drain_deadline - times.origin + replay_span + 10 * NS,
             spec.dests.len(),
         ));
+        let redelivery_watch = Arc::new(crate::load::watch::RedeliveryWatch::default());
         let ctx = Arc::new(LoadContext {
             run_id: spec.run_id,
             backend: spec.backend.clone(),
@@ -184,6 +187,7 @@ impl<'a> LoadRun<'a> {
             clock: clock.clone(),
             message_size: w.message_size,
             activity: activity.clone(),
+            watch: redelivery_watch.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut recorders = Vec::new();
@@ -261,6 +265,7 @@ impl<'a> LoadRun<'a> {
             stop_tx,
             stop_rx,
             deferred,
+            watch: redelivery_watch,
         }
     }
 
@@ -291,6 +296,7 @@ impl<'a> LoadRun<'a> {
             measure_end_ns: self.times.end,
             switches: std::mem::take(&mut self.switches),
             ledger: self.ledger.clone(),
+            watch: self.watch.clone(),
             notices,
             cancel,
         }
