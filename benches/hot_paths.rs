@@ -108,6 +108,7 @@ fn consumer_parse(c: &mut Criterion) {
         clock: clock.clone(),
         message_size: 1024,
         activity: Arc::new(Activity::new(0, 1_000_000_000, 1)),
+        watch: Default::default(),
     };
     let rec = Recorder::new();
     let mut parsed = Parsed::default();

@@ -113,6 +113,7 @@ pub async fn produce(
         message_size: o.size.max(crate::payload::HEADER_LEN),
         // Runs until Ctrl-C: one slot holds all (the fault analysis does not run here).
         activity: Arc::new(crate::metrics::activity::Activity::new(0, 0, 1)),
+        watch: Default::default(),
     });
     let start = clock.now_ns() + 10_000_000;
     let bound = start + o.duration.as_nanos() as u64;

@@ -315,6 +315,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Option<Backlog>, BackendError> {
         Ok(None)
     }
+    /// A replay (`workload.mode = "replay"`): make the consumers opened from now on new readers
+    /// of `destinations`' whole history, from the start position the type declares
+    /// (`BackendType::replay`). Called once the fill is confirmed, before any consumer opens.
+    /// Nothing by default: a consumer's first open already starts at the first entry (the
+    /// RabbitMQ streams' offset `first`).
+    async fn new_readers(&self, _destinations: &[Destination]) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// How far each copy of `destinations` is behind its leader right now, in entries. A
     /// backend that cannot tell to the second says nothing (RabbitMQ refreshes the Raft indexes it
     /// publishes only every 5 s).

@@ -160,6 +160,81 @@ pub fn protocol_of_type(type_name: &str) -> Option<&'static str> {
     BackendSpec::from_type(type_name).and_then(|s| s.backend_type().protocol())
 }
 
+/// Whether a new consumer can read a destination's whole history (a replay), and from which
+/// start position its first open reads: a capability each backend type declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// The destination keeps what it delivered; a new consumer's first open starts at its first
+    /// entry, as the broker is told (e.g. "consumer group created at id 0").
+    FromFirst(&'static str),
+    /// It cannot, and why (a queue deletes what it delivered).
+    Impossible(&'static str),
+}
+
+/// Why a queue cannot replay, in the report's words.
+pub const QUEUE_CANNOT_REPLAY: &str = "a queue deletes what it delivered";
+
+impl Replay {
+    /// Whether a backend type named in a results file can replay (None: unknown type).
+    pub fn of_type(type_name: &str) -> Option<Replay> {
+        BackendSpec::from_type(type_name).map(|s| s.backend_type().replay())
+    }
+}
+
+/// What becomes of the messages a consumer held unacked when it dies, and what the application
+/// must do for another consumer to get them: a capability each backend type declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// The broker hands them to another consumer by itself when the dead one's channel closes
+    /// (a requeue): nothing from the application.
+    Requeue,
+    /// They stay pending under the dead consumer's name until another consumer claims them:
+    /// the application runs a claiming loop (XAUTOCLAIM, every `interval_ms`), which takes
+    /// only entries idle for `min_idle_ms`.
+    Claim { min_idle_ms: u64, interval_ms: u64 },
+    /// The standby of a single active consumer group takes over from the offset stored on the
+    /// broker (every `every` messages): what was read after the last store comes again.
+    StoredOffset { every: u64 },
+    /// Every consumer reads the whole log from its own offset: nothing is handed over.
+    OwnOffset,
+}
+
+impl Redelivery {
+    /// What it needs from the application, in the report's words.
+    pub fn needs(&self) -> String {
+        match self {
+            Redelivery::Requeue => "nothing (the broker requeues when the channel closes)".into(),
+            Redelivery::Claim {
+                min_idle_ms,
+                interval_ms,
+            } if *interval_ms == 0 => format!(
+                "a claiming loop, which none ran here (claim_interval_ms = 0; \
+                 claim_min_idle_ms = {min_idle_ms} ms)"
+            ),
+            Redelivery::Claim {
+                min_idle_ms,
+                interval_ms,
+            } => format!(
+                "a claiming loop (XAUTOCLAIM every {interval_ms} ms, taking entries idle for \
+                 claim_min_idle_ms = {min_idle_ms} ms)"
+            ),
+            Redelivery::StoredOffset { every } => format!(
+                "nothing but storing offsets (every {every} messages; what was read after the \
+                 last store comes again)"
+            ),
+            Redelivery::OwnOffset => "nothing (each consumer reads from its own offset)".into(),
+        }
+    }
+
+    /// The redelivery of a `[[backends]]` entry as meta.json records its settings (None: not
+    /// an entry of a known type).
+    pub fn of_settings(settings: &serde_json::Value) -> Option<Redelivery> {
+        BackendSpec::deserialize(settings.clone())
+            .ok()
+            .map(|s| s.backend_type().redelivery())
+    }
+}
+
 /// A setting that fails a check: the field (under `backends[i].`, or under `workload.`) and
 /// the message with its fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +298,11 @@ pub trait BackendType: Send + Sync {
     /// by the client: reply timeouts, heartbeats), on a cluster brokerbench started (`local`)
     /// or not. Nothing by default.
     fn client_detection(&self, _local: bool, _detection: &mut FailureDetection) {}
+    /// Whether a new consumer reads the whole history, and from where its first open starts
+    /// (`workload.mode = "replay"` runs only the types that can).
+    fn replay(&self) -> Replay;
+    /// What becomes of a dead consumer's unacked messages, and what the application does for it.
+    fn redelivery(&self) -> Redelivery;
     /// Checks of its settings that serde cannot express (`index`: its place in the file).
     fn validate(&self, workload: &Workload, index: usize) -> Result<(), FieldError>;
     /// What a confirm guarantees with these settings on `cluster` (its section, if known).

@@ -73,6 +73,7 @@ impl CalibrateOptions {
             op_timeout: Duration::from_secs(10),
             consumer_delay: Duration::ZERO,
             messages: self.messages,
+            mode: crate::scenario::LoadMode::Live,
         }
     }
 

@@ -169,6 +169,9 @@ pub struct FaultRow {
     pub reprocessed: Option<u64>,
     pub redelivery_first_s: Option<f64>,
     pub redelivery_last_s: Option<f64>,
+    /// kill-consumer: who received what it held, e.g. "consumer:1=500" ("before the kill=n":
+    /// another consumer had n of them before it died, claimed while it held them).
+    pub redelivered_to: String,
     /// How the node came back: "restarted", "resumed", or "resumed, then restarted: ..." when
     /// a paused node's cluster did not heal by itself; empty when it was not brought back.
     pub recovery: String,
@@ -303,6 +306,7 @@ pub fn row(
         reprocessed: obs.abandoned.as_ref().map(|_| obs.reprocessed),
         redelivery_first_s: rel(obs.redelivered_first_ns),
         redelivery_last_s: rel(obs.redelivered_last_ns),
+        redelivered_to: obs.redelivered_to.clone(),
         status: obs.error.clone().unwrap_or_else(|| "ok".to_string()),
     }
 }

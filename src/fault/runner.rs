@@ -22,8 +22,9 @@ const TOPOLOGY_POLL: Duration = Duration::from_millis(200);
 const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the ledger is asked whether abandoned messages came back.
 const REDELIVERY_POLL: Duration = Duration::from_millis(10);
-/// How long a pulled consumer may take to die.
-const CONSUMER_DEATH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pulled consumer may take to die (one that holds first may hold for `HOLD_MAX`).
+const CONSUMER_DEATH_TIMEOUT: Duration =
+    Duration::from_secs(5 + crate::scenario::faults::HOLD_MAX.as_secs());
 /// How long a killed consumer may receive nothing before the kill goes to whichever consumer of
 /// its destination receives next (its group's single active consumer, when it is a standby).
 const CONSUMER_IDLE_WIDEN: Duration = Duration::from_secs(1);
@@ -66,6 +67,8 @@ pub struct Observation {
     pub reprocessed: u64,
     pub redelivered_first_ns: Option<u64>,
     pub redelivered_last_ns: Option<u64>,
+    /// kill-consumer: which consumers received what it held, e.g. "consumer:1=500".
+    pub redelivered_to: String,
     pub error: Option<String>,
     /// How the node came back (faults.csv `recovery`).
     pub recovery: Option<String>,
@@ -89,6 +92,7 @@ impl Observation {
             reprocessed: 0,
             redelivered_first_ns: None,
             redelivered_last_ns: None,
+            redelivered_to: String::new(),
             error: None,
             recovery: None,
         }
@@ -115,6 +119,8 @@ pub struct FaultRunner {
     /// By consumer id: its destination's index and its kill switch.
     pub switches: Vec<(usize, Arc<KillSwitch>)>,
     pub ledger: Arc<Ledger>,
+    /// Who receives what a killed consumer held (started by the consumer as it dies).
+    pub watch: Arc<crate::load::watch::RedeliveryWatch>,
     /// One line per step, for the live progress output.
     pub notices: mpsc::UnboundedSender<String>,
     /// The run's Ctrl-C: once pulled, no node is restarted (the clusters are being torn down).
@@ -395,7 +401,8 @@ impl FaultRunner {
         obs.node = Some(format!("consumer:{c}"));
         obs.affected.push(*dest);
         self.say(format!("fault {}: killing consumer {c}", obs.index));
-        switch.pull();
+        let hold = obs.spec.hold.unwrap_or(0);
+        switch.pull_holding(hold);
         let mut pulled = vec![c];
         let widen_ns = self.now() + CONSUMER_IDLE_WIDEN.as_nanos() as u64;
         let deadline = self.now() + CONSUMER_DEATH_TIMEOUT.as_nanos() as u64;
@@ -418,7 +425,7 @@ impl FaultRunner {
                         .filter(|&&o| o != k)
                         .map(|&o| self.switches[o].1.clone())
                         .collect();
-                    self.switches[k].1.pull_with(others);
+                    self.switches[k].1.pull_with(others, hold);
                     if k != c {
                         pulled.push(k);
                     }
@@ -481,5 +488,19 @@ impl FaultRunner {
             }
         }
         obs.end_ns = obs.redelivered_last_ns.or(Some(self.now()));
+        let by_consumer = self.watch.stop();
+        let watched: u64 = by_consumer.values().sum();
+        let got = crate::load::watch::describe(&by_consumer);
+        let before = obs
+            .abandoned
+            .as_ref()
+            .map_or(0, |a| a.messages.len() as u64);
+        // Messages another consumer had before this one died (claimed while it held them).
+        let early = obs.reprocessed.saturating_sub(watched).min(before);
+        obs.redelivered_to = match (got.is_empty(), early) {
+            (_, 0) => got,
+            (true, n) => format!("before the kill={n}"),
+            (false, n) => format!("{got}; before the kill={n}"),
+        };
     }
 }

@@ -1,6 +1,6 @@
 //! A consumer task: receive -> decode the harness's header -> ledger -> ack -> record.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -26,9 +26,13 @@ pub struct ConsumerPlan {
 /// The kill-consumer fault's handle on one consumer task: once pulled, the task crashes at its
 /// next batch that holds messages (drops it unacked, closes its connection, exits) and reports
 /// what it dropped, so the fault always leaves unacked messages behind while the load runs.
+/// Pulled with a hold, it first stops processing and acking and keeps receiving until it holds
+/// that many messages (or for `HOLD_MAX`), then crashes holding them all.
 #[derive(Debug, Default)]
 pub struct KillSwitch {
     pulled: AtomicBool,
+    /// Messages to hold before crashing (0: crash with the first batch).
+    hold: AtomicUsize,
     report: Mutex<Option<Abandoned>>,
     /// Switches pulled together with this one (a kill widened to a destination's consumers):
     /// the first consumer to die takes them back before it closes, so that the consumer taking
@@ -49,15 +53,23 @@ impl KillSwitch {
     pub fn pull(&self) {
         self.pulled.store(true, Ordering::SeqCst);
     }
+    /// Pull it, to crash once holding at least `hold` messages.
+    pub fn pull_holding(&self, hold: usize) {
+        self.hold.store(hold, Ordering::SeqCst);
+        self.pull();
+    }
+    fn hold(&self) -> usize {
+        self.hold.load(Ordering::SeqCst)
+    }
     /// Take the pull back (another consumer died instead); no effect once it has died.
     pub fn unpull(&self) {
         self.pulled.store(false, Ordering::SeqCst);
     }
     /// Pull this switch together with `others`: whichever consumer dies first takes the others
     /// back.
-    pub fn pull_with(&self, others: Vec<Arc<KillSwitch>>) {
+    pub fn pull_with(&self, others: Vec<Arc<KillSwitch>>, hold: usize) {
         *self.group.lock() = others;
-        self.pull();
+        self.pull_holding(hold);
     }
     fn pulled(&self) -> bool {
         self.pulled.load(Ordering::SeqCst)
@@ -141,6 +153,17 @@ impl Parsed {
     }
 }
 
+impl Parsed {
+    /// The messages of the last batch received for the first time.
+    pub fn firsts(&self) -> impl Iterator<Item = &(u32, u64)> {
+        self.ids
+            .iter()
+            .zip(&self.receipts)
+            .filter(|(_, r)| matches!(r, Receipt::First))
+            .map(|(id, _)| id)
+    }
+}
+
 /// Consume until `stop` turns true.
 pub async fn run_consumer(
     ctx: Arc<LoadContext>,
@@ -156,6 +179,10 @@ pub async fn run_consumer(
     // receipt below it is out of order for this consumer.
     let mut next_seq: Vec<u64> = vec![0; ctx.ledger.producers()];
     let mut parsed = Parsed::default();
+    // Pulled with a hold: what it received and holds unprocessed, since when.
+    let mut held: Vec<Delivery> = Vec::new();
+    let mut holding_since: Option<u64> = None;
+    let hold_max = crate::scenario::faults::HOLD_MAX.as_nanos() as u64;
     while !*stop.borrow() {
         let c = match consumer.as_mut() {
             Some(c) => c,
@@ -200,17 +227,32 @@ pub async fn run_consumer(
                 rec.with(|s| s.trimmed += trimmed);
             }
         }
-        if batch.is_empty() {
+        if plan.kill.pulled() {
+            if !batch.is_empty() || !held.is_empty() {
+                held.append(&mut batch);
+                let now = ctx.clock.now_ns();
+                let since = *holding_since.get_or_insert(now);
+                if held.len() >= plan.kill.hold() || now.saturating_sub(since) >= hold_max {
+                    return crash(&ctx, &plan, consumer, &mut held).await;
+                }
+            }
             continue;
         }
-        if plan.kill.pulled() {
-            return crash(&ctx, &plan, consumer, &mut batch).await;
+        if !held.is_empty() {
+            // Pulled back (another consumer died instead): what it held is processed now.
+            held.append(&mut batch);
+            std::mem::swap(&mut batch, &mut held);
+            holding_since = None;
+        }
+        if batch.is_empty() {
+            continue;
         }
         let now = ctx.clock.now_ns();
         let batch_len = batch.len();
         ctx.activity
             .add(plan.dest.index, Act::Received, now, batch_len as u32);
         parsed.parse(&ctx, &batch, now, &mut next_seq, &rec);
+        ctx.watch.on_received(plan.id, parsed.firsts());
         tokens.clear();
         // The batch is refilled on the next poll: move the ack tokens out of it.
         tokens.extend(
@@ -242,8 +284,10 @@ pub async fn run_consumer(
         tokio::task::yield_now().await;
     }
     if plan.kill.pulled() {
-        // Pulled, and the load ended before another message came: nothing to drop.
-        return crash(&ctx, &plan, consumer, &mut batch).await;
+        // Pulled, and the load ended before it held enough (or before another message came:
+        // nothing to drop).
+        held.append(&mut batch);
+        return crash(&ctx, &plan, consumer, &mut held).await;
     }
     if let Some(c) = consumer.take() {
         c.close().await;
@@ -263,12 +307,24 @@ async fn crash(
         other.unpull();
     }
     let at_ns = ctx.clock.now_ns();
-    let messages = batch
+    let mut messages: Vec<(u32, u64)> = batch
         .drain(..)
         .filter_map(|d| Header::decode(&d.payload).ok())
         .filter(|h| h.run_id == ctx.run_id)
         .map(|h| (h.producer, h.seq))
         .collect();
+    // A consumer that held for a while may have been handed one message twice (claimed back
+    // by its own XAUTOCLAIM): each counts once.
+    messages.sort_unstable();
+    messages.dedup();
+    // Watched before the connection closes (a requeue follows at once); those another consumer
+    // already has (claimed while this one held them) are not waited for.
+    let unreceived: Vec<(u32, u64)> = messages
+        .iter()
+        .copied()
+        .filter(|&(p, s)| !ctx.ledger.is_received(p, s))
+        .collect();
+    ctx.watch.start(&unreceived);
     if let Some(c) = consumer {
         c.close().await;
     }

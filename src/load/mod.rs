@@ -5,6 +5,7 @@ pub mod consumer;
 pub mod in_flight;
 pub mod producer;
 pub mod rate;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct LoadContext {
     pub message_size: usize,
     /// Per-destination confirms, failures and receipts in 10 ms slots (for the fault analysis).
     pub activity: Arc<Activity>,
+    /// Who receives what a killed consumer held (kill-consumer).
+    pub watch: Arc<watch::RedeliveryWatch>,
 }
 
 /// Exponential backoff for reopening producers and consumers after a broker fault.

@@ -461,6 +461,7 @@ mod tests {
             clock,
             message_size: 64,
             activity: Arc::new(Activity::new(start, 10_000_000_000, 1)),
+            watch: Default::default(),
         });
         (ctx, dest, start)
     }

@@ -104,7 +104,8 @@ impl Aggregator {
         let secs = now_ns.saturating_sub(self.last_ns) as f64 / 1e9;
         self.all.merge(&self.interval);
         match phase {
-            Phase::Measure => {
+            // A replay's two phases are both measured (their own rates are the run's).
+            Phase::Measure | Phase::Fill | Phase::Replay => {
                 self.measured.merge(&self.interval);
                 self.measured_s += secs;
             }

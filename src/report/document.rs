@@ -10,7 +10,7 @@ use super::claims::{verdicts, Evidence, Verdict};
 pub use super::compare::write_comparison;
 pub use super::html::to_html;
 use super::results::RunResults;
-use super::{faults_section, front, harness};
+use super::{faults_section, front, harness, replay_section};
 use super::{ReportError, SummaryRow};
 
 /// One piece of the document.
@@ -297,6 +297,7 @@ pub fn blocks(
         b.push(Block::List(odd.into_iter().map(alarm).collect()));
     }
     b.extend(faults_section::blocks(run));
+    b.extend(replay_section::blocks(run));
     b.push(Block::Heading(2, "The proposal's claims".into()));
     for v in verdicts {
         b.push(Block::Heading(

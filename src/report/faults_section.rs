@@ -54,6 +54,9 @@ pub(super) fn blocks(run: &RunResults) -> Vec<Block> {
                         ),
                         opt(f.rejoin_s),
                         match (f.abandoned, f.reprocessed) {
+                            (Some(a), Some(r)) if !f.redelivered_to.is_empty() => {
+                                format!("{a}/{r} ({})", f.redelivered_to)
+                            }
                             (Some(a), Some(r)) => format!("{a}/{r}"),
                             _ => "-".into(),
                         },

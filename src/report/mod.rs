@@ -17,6 +17,7 @@ pub mod meta;
 pub mod overview;
 pub mod progress;
 pub mod regression;
+mod replay_section;
 pub mod results;
 pub mod results_json;
 pub mod summary;

@@ -127,6 +127,17 @@ pub struct SummaryRow {
     pub drained: bool,
     pub ledger_consistent: bool,
     pub ledger_problems: String,
+    /// `live`, or `replay` (the producers filled the destinations, then new consumers read the
+    /// whole history); runs recorded before modes: live.
+    pub mode: crate::scenario::LoadMode,
+    /// Replay only: load start -> the fill's last confirm (s), and confirmed messages per
+    /// second over it.
+    pub fill_s: Option<f64>,
+    pub fill_per_s: Option<f64>,
+    /// Replay only: the new consumers' start -> their last receipt (s), and distinct messages
+    /// read per second over it.
+    pub replay_s: Option<f64>,
+    pub replay_per_s: Option<f64>,
 }
 
 impl SummaryRow {
@@ -250,6 +261,12 @@ impl SummaryRow {
             drained,
             ledger_consistent: ledger.consistent,
             ledger_problems: ledger.problems.clone(),
+            mode: w.mode,
+            // Set by the load, which knows when its fill and replay ended.
+            fill_s: None,
+            fill_per_s: None,
+            replay_s: None,
+            replay_per_s: None,
         }
     }
 
@@ -278,11 +295,33 @@ impl SummaryRow {
         self.phantom > 0
     }
 
+    /// A replay's two figures in words ("" for a live run).
+    pub fn replay_line(&self) -> String {
+        if self.mode != crate::scenario::LoadMode::Replay {
+            return String::new();
+        }
+        let f = |v: Option<f64>, unit: &str| v.map_or("-".into(), |x| format!("{x:.0}{unit}"));
+        let s = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.2} s"));
+        format!(
+            "fill {} in {}, replay {} in {}",
+            f(self.fill_per_s, " msg/s"),
+            s(self.fill_s),
+            f(self.replay_per_s, " msg/s"),
+            s(self.replay_s)
+        )
+    }
+
     /// One line for the terminal.
     pub fn one_line(&self) -> String {
         let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        let replay = self.replay_line();
+        let replay = if replay.is_empty() {
+            replay
+        } else {
+            format!(" | {replay}")
+        };
         format!(
-            "{}: {}{} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | send delay p99 {} ms | sent {} unsent {} confirmed {} received {} lost {} undelivered {} dup {} unconfirmed {} failed {} indeterminate {} phantom {} | ledger {}",
+            "{}: {}{} | {:.0} msg/s received | e2e p50 {} p99 {} max {} ms | publish p99 {} ms | send delay p99 {} ms | sent {} unsent {} confirmed {} received {} lost {} undelivered {} dup {} unconfirmed {} failed {} indeterminate {} phantom {} | ledger {}{}",
             self.display_name(),
             self.status,
             if self.overloaded { " (OVERLOADED: the producers fell behind their schedule)" } else { "" },
@@ -303,7 +342,8 @@ impl SummaryRow {
             self.failed,
             self.indeterminate,
             self.phantom,
-            if self.ledger_consistent { "adds up".to_string() } else { format!("DOES NOT ADD UP: {}", self.ledger_problems) }
+            if self.ledger_consistent { "adds up".to_string() } else { format!("DOES NOT ADD UP: {}", self.ledger_problems) },
+            replay
         )
     }
 }

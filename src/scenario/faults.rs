@@ -26,7 +26,17 @@ pub struct FaultSpec {
     /// on every cluster. With `backends`, a backend must match both.
     #[serde(default)]
     pub clusters: Vec<String>,
+    /// kill-consumer only: the consumer stops processing and acking, keeps receiving until it
+    /// holds at least this many messages (or for `HOLD_MAX`), then dies holding them all (a
+    /// consumer that crashes with its prefetch, or its XREADGROUP COUNT, in hand). Absent: it
+    /// dies with the first batch it receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<usize>,
 }
+
+/// A kill-consumer with `hold` dies at the latest this long after it started holding, whatever
+/// it holds by then (a RabbitMQ consumer gets no more than its prefetch unacked).
+pub const HOLD_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]

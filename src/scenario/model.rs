@@ -87,9 +87,14 @@ pub struct Workload {
     pub repeat: usize,
     /// Stop producing after this many messages over all producers (shared evenly), and end the
     /// run once they are all received, instead of at the end of the duration (which still
-    /// bounds it): `brokerbench calibrate --messages`. Not a scenario setting.
-    #[serde(skip)]
+    /// bounds it). In a scenario file only with `mode = "replay"` (the fill's size); also
+    /// `brokerbench calibrate --messages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<u64>,
+    /// `live` (default): consumers beside the producers; `replay`: the producers fill the
+    /// destinations with `messages` first, then new consumers read the whole history.
+    #[serde(default)]
+    pub mode: super::LoadMode,
 }
 
 fn one() -> usize {

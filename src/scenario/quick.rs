@@ -32,6 +32,7 @@ pub fn default_workload() -> Workload {
         consumer_delay: Duration::ZERO,
         repeat: 1,
         messages: None,
+        mode: super::LoadMode::Live,
     }
 }
 

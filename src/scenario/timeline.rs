@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 
 /// The load phases of one backend run, in order: warm-up (not counted), measure (counted),
 /// drain (the load has stopped; latencies of what still arrives count, throughput does not).
+/// A replay (`workload.mode = "replay"`) has two instead: fill (producers only, until the
+/// messages are confirmed), then replay (new consumers only, until every message is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -12,6 +14,8 @@ pub enum Phase {
     Warmup,
     Measure,
     Drain,
+    Fill,
+    Replay,
 }
 
 impl Phase {
@@ -20,6 +24,8 @@ impl Phase {
             Phase::Warmup => "warmup",
             Phase::Measure => "measure",
             Phase::Drain => "drain",
+            Phase::Fill => "fill",
+            Phase::Replay => "replay",
         }
     }
 
@@ -35,9 +41,11 @@ impl Phase {
         }
     }
 
-    /// Whether latencies of this phase belong to the run's figures (measure and drain).
+    /// Whether latencies of this phase belong to the run's figures (all but warm-up; a
+    /// replay's end-to-end latencies count from the intended send time, so they are the
+    /// messages' age when read).
     pub fn counts_latency(self) -> bool {
-        matches!(self, Phase::Measure | Phase::Drain)
+        !matches!(self, Phase::Warmup)
     }
 }
 

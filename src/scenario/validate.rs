@@ -166,6 +166,7 @@ pub fn validate(s: &Scenario) -> Result<(), (String, String)> {
             .validate(w, i)
             .map_err(|e| (e.path(i), e.message))?;
     }
+    super::mode::validate_mode(s)?;
     validate_faults(s)?;
     validate_monitoring(s)
 }
@@ -365,6 +366,15 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
                         "a killed consumer stays dead; remove restart_after".into(),
                     );
                 }
+                if let Some(h) = f.hold.filter(|h| *h == 0 || *h > 100_000) {
+                    return err("hold", format!("{h} is out of range; use 1 to 100000"));
+                }
+            }
+            (_, _) if f.hold.is_some() => {
+                return err(
+                    "hold",
+                    "only action = \"kill-consumer\" holds messages; remove hold".into(),
+                )
             }
             (Target::Consumer(_), _) => {
                 return err(

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::QueueKind;
-use crate::backend::registry::{BackendType, Family, FieldError};
+use crate::backend::registry::{
+    BackendType, Family, FieldError, Redelivery, Replay, QUEUE_CANNOT_REPLAY,
+};
 use crate::backend::{Backend, BackendError, Endpoints};
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
@@ -234,6 +236,19 @@ impl BackendType for RabbitType<'_> {
     }
     fn protocol(&self) -> Option<&'static str> {
         Some("AMQP 0-9-1")
+    }
+    fn replay(&self) -> Replay {
+        match self.kind {
+            // offsets.rs: a consumer's first open on a queue passes x-stream-offset "first".
+            QueueKind::Stream => Replay::FromFirst("x-stream-offset \"first\" on a new consumer"),
+            QueueKind::Quorum | QueueKind::Mirrored => Replay::Impossible(QUEUE_CANNOT_REPLAY),
+        }
+    }
+    fn redelivery(&self) -> Redelivery {
+        match self.kind {
+            QueueKind::Stream => Redelivery::OwnOffset,
+            QueueKind::Quorum | QueueKind::Mirrored => Redelivery::Requeue,
+        }
     }
     fn client_detection(&self, local: bool, d: &mut crate::scenario::FailureDetection) {
         // What the AMQP clients ask for when the URI does not (a local cluster's never do).

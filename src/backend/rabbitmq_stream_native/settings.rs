@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::registry::{BackendType, Family, FieldError};
+use crate::backend::registry::{BackendType, Family, FieldError, Redelivery, Replay};
 use crate::backend::{Backend, BackendError, Endpoints};
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
@@ -115,6 +115,16 @@ impl BackendType for &NativeStreamSettings {
     }
     fn protocol(&self) -> Option<&'static str> {
         Some("stream protocol")
+    }
+    fn replay(&self) -> Replay {
+        // consumer.rs: a consumer name with no offset stored on the broker starts at
+        // OffsetSpecification::First.
+        Replay::FromFirst("offset spec first (no offset stored under the consumer's name)")
+    }
+    fn redelivery(&self) -> Redelivery {
+        Redelivery::StoredOffset {
+            every: self.store_offset_every,
+        }
     }
     fn client_detection(&self, _local: bool, d: &mut crate::scenario::FailureDetection) {
         d.client_heartbeat_s = Some(super::nodes::HEARTBEAT_S as u16);

@@ -383,6 +383,31 @@ impl Backend for RedisStreams {
         Ok(dests)
     }
 
+    /// A new consumer group at id 0 on every stream (the one `setup` made is destroyed first:
+    /// nothing has read from it during the fill), so the replay is a new group's read of the
+    /// whole history.
+    async fn new_readers(&self, destinations: &[Destination]) -> Result<(), BackendError> {
+        let mut conn = self.admin.clone();
+        for d in destinations {
+            let _: i64 = ::redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(&d.name)
+                .arg(GROUP)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.setup_err(&format!("XGROUP DESTROY {}", d.name), e))?;
+            let _: () = ::redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&d.name)
+                .arg(GROUP)
+                .arg("0")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.setup_err(&format!("XGROUP CREATE {} 0", d.name), e))?;
+        }
+        Ok(())
+    }
+
     async fn teardown(&self, destinations: &[Destination]) -> Result<(), BackendError> {
         let mut conn = self.admin.clone();
         for d in destinations {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::registry::{BackendType, Family, FieldError};
+use crate::backend::registry::{BackendType, Family, FieldError, Redelivery, Replay};
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::{
     AppendFsync, ClusterKind, ClusterMode, ClusterSection, Guarantee, Rate, RedisClusterSection,
@@ -214,6 +214,16 @@ impl BackendType for &RedisSettings {
     }
     fn cluster_kind(&self) -> ClusterKind {
         ClusterKind::Redis
+    }
+    fn replay(&self) -> Replay {
+        // Backend::new_readers: the group is created anew at id 0 once the fill is done.
+        Replay::FromFirst("a new consumer group created at id 0 (XGROUP CREATE ... 0)")
+    }
+    fn redelivery(&self) -> Redelivery {
+        Redelivery::Claim {
+            min_idle_ms: self.claim_min_idle_ms,
+            interval_ms: self.claim_interval_ms,
+        }
     }
     fn client_detection(&self, _local: bool, d: &mut crate::scenario::FailureDetection) {
         d.client_reply_timeout_ms = Some(self.reply_timeout_ms);

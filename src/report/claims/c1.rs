@@ -310,6 +310,7 @@ mod tests {
             replica_lag: &lags,
             cpu: &[],
             cores: None,
+            meta: None,
         })[0];
         assert_eq!(v.outcome, Outcome::Supported, "{:?}", v.numbers);
         let line = v

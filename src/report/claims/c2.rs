@@ -130,6 +130,7 @@ mod tests {
             replica_lag: &samples,
             cpu: &[],
             cores: None,
+            meta: None,
         })
     }
 

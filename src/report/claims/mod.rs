@@ -19,6 +19,7 @@ mod c2;
 mod c3;
 mod c4;
 mod c5;
+mod c5_replay;
 mod c6;
 mod spread;
 
@@ -116,6 +117,8 @@ pub struct Evidence<'a> {
     pub cpu: &'a [CpuSample],
     /// The host's cores (meta.json `host.cores`); None: host-bound cannot be judged.
     pub cores: Option<f64>,
+    /// meta.json (the backends' settings); None: not known.
+    pub meta: Option<&'a serde_json::Value>,
 }
 
 impl<'a> Evidence<'a> {
@@ -127,6 +130,7 @@ impl<'a> Evidence<'a> {
             replica_lag: &run.replica_lag,
             cpu: &run.cpu,
             cores: run.meta["host"]["cores"].as_f64().filter(|c| *c > 0.0),
+            meta: Some(&run.meta),
         }
     }
 
@@ -374,6 +378,7 @@ mod tests {
             replica_lag: &[],
             cpu: &[],
             cores: None,
+            meta: None,
         })
     }
 

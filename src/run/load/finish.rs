@@ -157,16 +157,30 @@ impl LoadRun<'_> {
             report(each(sinks, |s| s.on_lost(&lost)));
         }
         let status = if interrupted { "interrupted" } else { "ok" };
+        let mut summary = SummaryRow::from_run(
+            label,
+            self.spec.kind,
+            status.to_string(),
+            self.spec.workload,
+            &self.agg,
+            &ledger_summary,
+            drained,
+        );
+        if let Some(d) = &self.deferred {
+            let f = super::replay::figures(
+                &self.activity,
+                d.started_ns,
+                self.clock.now_ns(),
+                ledger_summary.confirmed,
+                self.agg.all().received,
+            );
+            summary.fill_s = f.fill_s;
+            summary.fill_per_s = f.fill_per_s;
+            summary.replay_s = f.replay_s;
+            summary.replay_per_s = f.replay_per_s;
+        }
         LoadOutcome {
-            summary: SummaryRow::from_run(
-                label,
-                self.spec.kind,
-                status.to_string(),
-                self.spec.workload,
-                &self.agg,
-                &ledger_summary,
-                drained,
-            ),
+            summary,
             interrupted,
             ledger_bytes: self.ledger.heap_bytes(),
         }

@@ -4,8 +4,11 @@
 //! (finish.rs) collects the last figures, the faults and the ledger into the summary row.
 
 mod finish;
+mod replay;
 #[cfg(test)]
 mod tests;
+
+pub use replay::ReplayFigures;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,7 +35,7 @@ use crate::metrics::sampler::{run_samplers, Samples};
 use crate::metrics::stats::Recorder;
 use crate::report::{each, BackendStart, LiveFigures, Sink, SummaryRow};
 use crate::scenario::timeline::{EventKind, Phase, Timeline};
-use crate::scenario::{FaultSpec, Workload};
+use crate::scenario::{FaultSpec, LoadMode, Workload};
 
 pub(crate) const NS: u64 = 1_000_000_000;
 
@@ -119,6 +122,10 @@ pub struct LoadRun<'a> {
     stop_rx: watch::Receiver<bool>,
     /// Faults in progress (the fault runner counts them), for the live metrics.
     active_faults: Arc<ActiveFaults>,
+    /// A replay's consumers, spawned once the fill is done (None: a live load).
+    deferred: Option<replay::Deferred>,
+    /// Who receives what a killed consumer held.
+    watch: Arc<crate::load::watch::RedeliveryWatch>,
 }
 
 /// Run the load: spawn, tick until the drain ends beside the fault runner, finish.
@@ -165,11 +172,17 @@ impl<'a> LoadRun<'a> {
         let clock: Arc<dyn Clock> = Arc::new(MonotonicClock);
         let ledger = Arc::new(Ledger::new(w.producers(), spec.backend.confirms()));
         let times = LoadTimes::new(clock.now_ns(), w);
+        // A replay's consumers may read for a drain timeout after the fill's own bound.
+        let replay_span = match w.mode {
+            LoadMode::Replay => w.drain_timeout.as_nanos() as u64,
+            LoadMode::Live => 0,
+        };
         let activity = Arc::new(Activity::new(
             times.origin,
-            times.drain_deadline - times.origin + 10 * NS,
+            times.drain_deadline - times.origin + replay_span + 10 * NS,
             spec.dests.len(),
         ));
+        let redelivery_watch = Arc::new(crate::load::watch::RedeliveryWatch::default());
         let ctx = Arc::new(LoadContext {
             run_id: spec.run_id,
             backend: spec.backend.clone(),
@@ -177,12 +190,14 @@ impl<'a> LoadRun<'a> {
             clock: clock.clone(),
             message_size: w.message_size,
             activity: activity.clone(),
+            watch: redelivery_watch.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut recorders = Vec::new();
         let mut tasks = Vec::new();
         let mut switches = Vec::new();
         let live_producers = Arc::new(AtomicUsize::new(w.producers()));
+        let mut held_back = Vec::new();
         for (i, d) in spec.dests.iter().enumerate() {
             for c in 0..w.consumers_per_destination {
                 let rec = Recorder::new();
@@ -195,12 +210,21 @@ impl<'a> LoadRun<'a> {
                     process_delay: w.consumer_delay,
                     kill,
                 };
+                if w.mode == LoadMode::Replay {
+                    held_back.push((plan, rec));
+                    continue;
+                }
                 let (ctx, stop) = (ctx.clone(), stop_rx.clone());
                 tasks.push(tokio::spawn(async move {
                     run_consumer(ctx, plan, rec, stop).await;
                 }));
             }
         }
+        let deferred = (w.mode == LoadMode::Replay).then(|| replay::Deferred {
+            ctx: ctx.clone(),
+            consumers: held_back,
+            started_ns: None,
+        });
         for (i, d) in spec.dests.iter().enumerate() {
             for p in 0..w.producers_per_destination {
                 let plan = producer_plan(
@@ -244,6 +268,8 @@ impl<'a> LoadRun<'a> {
             stop_tx,
             stop_rx,
             active_faults: Arc::default(),
+            deferred,
+            watch: redelivery_watch,
         }
     }
 
@@ -274,6 +300,7 @@ impl<'a> LoadRun<'a> {
             measure_end_ns: self.times.end,
             switches: std::mem::take(&mut self.switches),
             ledger: self.ledger.clone(),
+            watch: self.watch.clone(),
             notices,
             cancel,
             active: self.active_faults.clone(),
@@ -293,7 +320,10 @@ impl<'a> LoadRun<'a> {
         let t = self.times;
         let label = self.spec.label;
         let budget = self.spec.workload.messages.is_some();
-        let mut phase = t.phase(t.origin);
+        let mut phase = match self.deferred {
+            Some(_) => Phase::Fill,
+            None => t.phase(t.origin),
+        };
         let mut open = self
             .timeline
             .open(label, EventKind::Phase, phase.as_str(), 0.0);
@@ -311,12 +341,13 @@ impl<'a> LoadRun<'a> {
                 .unwrap_or(u64::MAX);
             let tick_at = next_second.min(boundary);
             // During the drain (or with a message budget), look at the ledger often so the
-            // run ends as soon as it can.
+            // run ends as soon as it can (a replay's phases end on what the ledger says: more
+            // often still).
             let watching = phase == Phase::Drain || budget;
-            let wake = if watching {
-                tick_at.min(now + 50_000_000)
-            } else {
-                tick_at
+            let wake = match (watching, self.deferred.is_some()) {
+                (_, true) => tick_at.min(now + 10_000_000),
+                (true, false) => tick_at.min(now + 50_000_000),
+                (false, false) => tick_at,
             };
             tokio::select! {
                 _ = sleep_until_ns(self.clock.as_ref(), wake) => {}
@@ -324,17 +355,28 @@ impl<'a> LoadRun<'a> {
                 Some(line) = notices.recv() => report(each(sinks, |s| s.on_notice(&line))),
             }
             let now = self.clock.now_ns();
-            let drained_now = watching
-                && self.live_producers.load(Ordering::SeqCst) == 0
-                && self.ledger.awaiting() == 0;
-            let out_of_time = phase == Phase::Drain && now >= t.drain_deadline;
-            if now >= tick_at || interrupted || drained_now || out_of_time {
+            let producers_done = self.live_producers.load(Ordering::SeqCst) == 0;
+            // A replay's fill ends when every producer is done; its replay, like a drain, when
+            // everything confirmed is received (or at its own drain timeout).
+            let fill_done = phase == Phase::Fill && producers_done;
+            let drained_now =
+                watching && phase != Phase::Fill && producers_done && self.ledger.awaiting() == 0;
+            let out_of_time = match phase {
+                Phase::Drain => now >= t.drain_deadline,
+                Phase::Replay => self.replay_deadline().is_some_and(|d| now >= d),
+                _ => false,
+            };
+            if now >= tick_at || interrupted || drained_now || out_of_time || fill_done {
                 let (row, stats) = self.agg.tick(now, phase);
                 report(each(sinks, |s| s.on_interval(row, stats)));
                 self.report_live(sinks);
                 report_samples(sinks, self.samples.lock().take());
                 last_tick = now;
-                let next_phase = t.phase(now);
+                let next_phase = match phase {
+                    Phase::Fill if fill_done => Phase::Replay,
+                    Phase::Fill | Phase::Replay => phase,
+                    _ => t.phase(now),
+                };
                 if next_phase != phase {
                     self.timeline.close(open, t.secs(now));
                     report(each(sinks, |s| s.on_event(&self.timeline.events[open])));
@@ -345,6 +387,9 @@ impl<'a> LoadRun<'a> {
                         t.secs(now),
                     );
                     phase = next_phase;
+                    if phase == Phase::Replay && !interrupted {
+                        self.start_replay(sinks).await;
+                    }
                 }
             }
             if interrupted || drained_now || out_of_time {
@@ -358,6 +403,26 @@ impl<'a> LoadRun<'a> {
             open,
             interrupted,
         }
+    }
+
+    /// The fill is confirmed: make the backend's consumers new readers of the whole history
+    /// (a new Redis group at id 0), then spawn them.
+    async fn start_replay(&mut self, sinks: &mut [Box<dyn Sink>]) {
+        if let Err(e) = self.spec.backend.new_readers(self.spec.dests).await {
+            let line = format!("replay: could not start new readers from the beginning: {e}");
+            report(each(sinks, |s| s.on_notice(&line)));
+        }
+        let now = self.clock.now_ns();
+        if let Some(d) = self.deferred.as_mut() {
+            let spawned = d.spawn(now, &self.stop_rx);
+            self.tasks.extend(spawned);
+        }
+    }
+
+    /// When a replay that has started gives up: its start plus the drain timeout.
+    fn replay_deadline(&self) -> Option<u64> {
+        let started = self.deferred.as_ref()?.started_ns?;
+        Some(started + self.spec.workload.drain_timeout.as_nanos() as u64)
     }
 }
 

@@ -31,6 +31,7 @@ fn workload(rate: f64, secs: u64) -> Workload {
         op_timeout: Duration::from_secs(5),
         consumer_delay: Duration::ZERO,
         messages: None,
+        mode: crate::scenario::LoadMode::Live,
     }
 }
 
@@ -499,4 +500,54 @@ async fn a_fault_row_without_confirms_says_it_cannot_be_measured() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].publish_recovered, NO_CONFIRMS);
     assert_eq!(rows[0].publish_unavailable_s, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_fills_first_then_reads_everything_once() {
+    let mut w = workload(5000.0, 10);
+    w.mode = crate::scenario::LoadMode::Replay;
+    w.messages = Some(3000);
+    w.warmup = Duration::ZERO;
+    let s = run(MemoryFaults::default(), &w).await;
+    assert!(s.ledger_consistent, "{}", s.ledger_problems);
+    assert_eq!(
+        (s.sent, s.confirmed, s.received, s.lost, s.duplicates),
+        (3000, 3000, 3000, 0, 0)
+    );
+    assert!(s.drained);
+    assert_eq!(s.mode, crate::scenario::LoadMode::Replay);
+    // 3000 messages at 5000 msg/s: the fill takes 0.6 s (to 10 ms), and nothing is read
+    // before it ends, so the replay is all that is left.
+    let fill_s = s.fill_s.expect("fill time");
+    assert!((0.55..0.75).contains(&fill_s), "fill {fill_s} s");
+    let fill_rate = s.fill_per_s.expect("fill rate");
+    assert!((fill_rate - 3000.0 / fill_s).abs() < 1e-6, "{fill_rate}");
+    let replay_s = s.replay_s.expect("replay time");
+    assert!(replay_s > 0.0 && replay_s < fill_s, "replay {replay_s} s");
+    assert!(s.replay_per_s.expect("replay rate") > fill_rate);
+    // The whole load was the fill and the replay, not the 10 s bound.
+    assert!(s.measured_s < 5.0, "{}", s.measured_s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_with_a_hold_dies_holding_at_least_that_many() {
+    let mut w = workload(2000.0, 3);
+    w.consumers_per_destination = 2;
+    let fault: FaultSpec = toml::from_str(
+        "at = \"500ms\"\naction = \"kill-consumer\"\ntarget = \"consumer:1\"\nhold = 200",
+    )
+    .expect("fault");
+    let backend = Arc::new(MemoryBackend::new(MemoryFaults::default()));
+    let (s, keep) = run_with(backend, &w, vec![(0, fault)]).await;
+    assert!(s.ledger_consistent, "{}", s.ledger_problems);
+    let rows = keep.faults.lock().clone();
+    let r = &rows[0];
+    assert_eq!(r.status, "ok", "{r:?}");
+    let held = r.abandoned.expect("abandoned is set");
+    assert!(held >= 200, "held {held}");
+    // It held for a while: it died after the fault's time, within HOLD_MAX.
+    assert!(r.at_s > 1.0 && r.at_s < 1.0 + 2.5, "at {}", r.at_s);
+    // No acks in memory: what it held is gone, once each.
+    assert_eq!(s.lost, held);
+    assert_eq!(s.duplicates, 0);
 }
