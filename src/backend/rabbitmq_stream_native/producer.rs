@@ -35,6 +35,23 @@ pub(super) struct Partition {
     pub confirmed: Arc<AtomicU64>,
 }
 
+/// The crate's producer closes itself when its last handle is dropped, with a blocking
+/// `block_on(close())` on whatever thread drops it: dropped on a runtime worker while its node
+/// was frozen (a `pause`), that close never returned, and two such drops stopped both of the
+/// runtime's threads and the whole run. So a partition hands its producer to a task that closes
+/// it within `CLOSE_TIMEOUT`: `close` marks the producer closed at its first step, and the
+/// blocking close of the last handle then returns at once.
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let producer = self.producer.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, producer.close()).await;
+            });
+        }
+    }
+}
+
 pub(super) struct NativeProducer {
     pub parts: Vec<Partition>,
     /// The partition the next batch goes to.
@@ -282,7 +299,7 @@ impl Producer for NativeProducer {
 
     async fn close(self: Box<Self>) {
         for part in self.parts {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, part.producer.close()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, part.producer.clone().close()).await;
         }
     }
 }
