@@ -15,12 +15,13 @@ BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
 
-# The scenarios `make failover-test` runs: a leader killed then another frozen (failover-leader:
-# C4 under both fault models), a replica killed, a leader killed at 80% of each backend's
-# measured maximum rate (failover-load: C1 at load), a consumer killed (C5). Each has RabbitMQ
-# 4.0 rows (the native stream among them) from the Debian 13 root.
+# The scenarios `make failover-test` runs: a leader killed or frozen (failover-leader: C4 under
+# both fault models), a replica killed, a leader killed at 80% of each backend's measured
+# maximum rate (failover-load: C1 at load), a consumer killed holding 500 messages (C5's
+# redelivery), and a replay of 200 000 messages by a new consumer group or offset (C5's replay).
+# Each has RabbitMQ 4.0 rows (the native stream among them) from the Debian 13 root.
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-replica.toml \
-	scenarios/failover-load.toml scenarios/failover-consumer.toml
+	scenarios/failover-load.toml scenarios/failover-consumer.toml scenarios/replay.toml
 
 # Broker roots the scenarios ask for (`broker_root = "debian13"`): built before the run.
 roots_for = $(if $(shell grep -ls '^[[:space:]]*broker_root[[:space:]]*=[[:space:]]*"debian13"' $(1) 2>/dev/null),brokers-debian13)
