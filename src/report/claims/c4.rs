@@ -277,9 +277,10 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
          {:.0}% of them) is host-bound and counts for neither side. Under one model: supported \
          if (a) and (b) hold; refuted if (a) fails or (b) fails on every Redis row; host-bound \
          if (a) holds and (b) failed only on host-bound rows; inconclusive otherwise. Over the \
-         models: refuted if refuted under one; supported if supported under every model \
-         measured (the numbers say when a model was not); otherwise the undecided model's \
-         outcome.",
+         models: inconclusive if supported under one and refuted under another (the fault model \
+         decides); refuted if refuted under one and undecided under the others; supported if \
+         supported under every model measured (the numbers say when a model was not); otherwise \
+         the undecided model's outcome.",
         HOST_SHARE * 100.0,
         CPU_SHARE * 100.0,
     );
@@ -320,8 +321,21 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
         }
     };
     let refuted = judged.iter().find(|(_, o, _)| *o == Outcome::Refuted);
+    let supported = judged.iter().find(|(_, o, _)| *o == Outcome::Supported);
     let undecided = judged.iter().find(|(_, o, _)| *o != Outcome::Supported);
     let (outcome, reason) = match (refuted, undecided) {
+        // The fault model decides: neither side fails over first under every failure.
+        (Some((rm, _, rwhy)), _) if supported.is_some() => {
+            let (sm, _, swhy) = supported.copied().unwrap_or((*rm, Outcome::Supported, ""));
+            (
+                Outcome::Inconclusive,
+                format!(
+                    "the fault model decides: refuted {}; supported {}",
+                    under(*rm, rwhy),
+                    under(sm, swhy)
+                ),
+            )
+        }
         (Some((m, o, why)), _) | (None, Some((m, o, why))) => (*o, under(*m, why)),
         (None, None) if judged.len() > 1 => (
             Outcome::Supported,
@@ -578,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn c4_is_refuted_when_a_frozen_leader_reverses_the_kill() {
+    fn c4_is_inconclusive_when_a_frozen_leader_reverses_the_kill() {
         // Killed: Redis 2 s against quorum 3 s. Frozen: Redis 4 s against quorum 1 s.
         let f = [
             others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
@@ -587,14 +601,22 @@ mod tests {
             leader_pause("quorum", Some(1.0)),
         ];
         let v = &run(&c4_backends(), &f)[3];
-        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{:#?}", v.numbers);
         assert!(
             v.reason.starts_with(
-                "under a frozen leader (SIGSTOP: no socket closes): Redis published again later"
-            ),
+                "the fault model decides: refuted under a frozen leader (SIGSTOP: no socket \
+                 closes): Redis published again later"
+            ) && v
+                .reason
+                .contains("; supported under a killed leader (SIGKILL"),
             "{}",
             v.reason
         );
+        // Refuted under one model and undecided under the other: refuted.
+        let mut g = f.clone();
+        g[0].others_during_per_s = None;
+        g[0].others_baseline_per_s = None;
+        assert_eq!(run(&c4_backends(), &g)[3].outcome, Outcome::Refuted);
         assert!(v
             .numbers
             .iter()
