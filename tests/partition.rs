@@ -4,9 +4,8 @@
 //! the new leader, the healed node must rejoin, the ledger must add up, and nothing may be left
 //! behind: no broker process, no namespace, no link — also when an assertion fails (the guard).
 //! Needs root (namespaces, veth pairs, a bridge).
-//! Ports: Redis 7601-7606 (bus +10000), network bb7601-*, 10.251.177.0/24; RabbitMQ AMQP
-//! 5871-5873, management 15871-15873, stream 5671-5673, prometheus 15971-15973, distribution
-//! 25871-25879, epmd 4415, network bb5871-*, 10.251.239.0/24.
+//! Ports: Redis 7601-7606 (bus +10000), network bb7601-*, 10.251.177.0/24. (RabbitMQ clusters
+//! cannot run in namespaces yet: docs/clusters.md.)
 
 mod common;
 

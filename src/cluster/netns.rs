@@ -224,10 +224,12 @@ impl ClusterNet {
         self.bridge.trim_start_matches("bb").trim_end_matches("-br")
     }
 
-    /// A network of these names already exists: if the bridge's alias names `owner` or a folder
-    /// whose cluster is gone (no state file, or its run is over), and no process is inside its
-    /// namespaces, it is a leftover and is removed (a line on stderr says so); otherwise it is an
-    /// error naming the folder of the cluster that uses it.
+    /// A network of these names already exists. If the bridge's alias names the folder of a
+    /// cluster whose run is over, that cluster is killed first (`leftovers::kill_cluster`, which
+    /// removes its network too). Then, if the alias names `owner` or a folder whose cluster is
+    /// gone (no state file, or its run is over) and no process is inside the namespaces, the
+    /// network is a leftover and is removed (a line on stderr says so); otherwise it is an error
+    /// naming the folder of the cluster that uses it.
     fn clear_leftover(&self, owner: &Path) -> Result<(), ClusterError> {
         if !self.any_left() {
             return Ok(());
@@ -235,6 +237,22 @@ impl ClusterNet {
         let alias = std::fs::read_to_string(format!("/sys/class/net/{}/ifalias", self.bridge))
             .map(|a| PathBuf::from(a.trim()))
             .unwrap_or_default();
+        if alias != owner && !alias.as_os_str().is_empty() {
+            if let Some(c) = super::leftovers::known_cluster(&alias)
+                .filter(|c| c.owner.as_ref().is_some_and(|o| !o.is_alive()))
+            {
+                crate::errln!(
+                    "brokerbench: the network {} belongs to the cluster in {}, left behind by a \
+                     run that is over; stopping it",
+                    self.bridge,
+                    alias.display()
+                );
+                super::leftovers::kill_cluster(&c, None);
+                if !self.any_left() {
+                    return Ok(());
+                }
+            }
+        }
         let inside: Vec<String> = self
             .nodes
             .iter()
