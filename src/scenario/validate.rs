@@ -216,12 +216,6 @@ fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
                 )?;
             }
             ClusterSection::Rabbitmq(q) => {
-                if q.network == NetworkMode::Namespaces {
-                    return Err((
-                        field("network"),
-                        "\"namespaces\" is not available for RabbitMQ clusters yet (only Redis: see docs/clusters.md, \"Network namespaces\"); remove it".to_string(),
-                    ));
-                }
                 if q.mode == ClusterMode::External && q.amqp_uris.is_empty() {
                     return Err((
                         field("amqp_uris"),

@@ -418,9 +418,13 @@ impl Backend for RabbitBackend {
                 role: "node".into(),
             })
             .collect();
+        // Every queue's placement at once: while a node is unreachable (cut off, frozen) each
+        // management call may take seconds, and the fault runner gives a topology 5 s.
+        let asked =
+            futures::future::join_all(destinations.iter().map(|d| self.placement(&d.name))).await;
         let mut placements = Vec::with_capacity(destinations.len());
-        for d in destinations {
-            let p = self.placement(&d.name).await.map_err(|m| {
+        for (d, p) in destinations.iter().zip(asked) {
+            let p = p.map_err(|m| {
                 self.setup_err(format!("read the placement of queue {}", d.name), m)
             })?;
             if let Some(idx) = self.node_index(&p.leader) {

@@ -104,13 +104,16 @@ impl LocalRedisCluster {
             cluster.nodes[0].port,
             cluster.nodes[cluster.nodes.len() - 1].port,
         );
-        progress(&format!(
-            "redis: checking ports {first}-{last} and cluster bus ports {}-{}",
-            u32::from(first) + BUS_OFFSET,
-            u32::from(last) + BUS_OFFSET
-        ));
-        for node in &cluster.nodes {
-            check_ports(node).await?;
+        // In namespaces every node has its own ports: nothing on the host's loopback matters.
+        if cluster.net.is_none() {
+            progress(&format!(
+                "redis: checking ports {first}-{last} and cluster bus ports {}-{}",
+                u32::from(first) + BUS_OFFSET,
+                u32::from(last) + BUS_OFFSET
+            ));
+            for node in &cluster.nodes {
+                check_ports(node).await?;
+            }
         }
         cluster.prepare_folders()?;
         cluster.save_state()?;
@@ -323,7 +326,9 @@ impl LocalRedisCluster {
         }
         let root = open_root(self.config.root.as_deref())?;
         let server_bin = resolve_binary(root.as_ref(), &self.config.redis_server)?;
-        check_ports(node).await?;
+        if self.net.is_none() {
+            check_ports(node).await?;
+        }
         let process = spawn_node(
             &server_bin,
             node,
