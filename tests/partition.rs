@@ -265,12 +265,19 @@ persistent = true
     );
     assert!(f["recovery"].starts_with("healed"), "{f:?}");
     assert_eq!(f["publish_recovered"], "yes", "{f:?}");
-    // The queue took confirmed publishes again while its old leader was still cut off: only a
-    // new leader on the majority side can confirm them. (faults.csv's new_leader stays empty:
-    // the fault runner's topology poll does not get an answer within its 5 s while a node is
-    // unreachable; see the report of the branch.) Peers notice after 0.75 to 1.25 of
-    // net_ticktime (4 s), the clients on the cut-off node after their AMQP heartbeat (5 s,
-    // two missed), then they reconnect elsewhere.
+    assert!(
+        !f["new_leader"].is_empty() && f["new_leader"] != f["node"],
+        "another member leads: {f:?}"
+    );
+    // Nothing closed: the peers give the node up after 0.75 to 1.25 of net_ticktime (4 s).
+    let change = num(f, "leader_change_s");
+    assert!(
+        change >= 2.5,
+        "new leader {change} s after the partition: {f:?}"
+    );
+    // The queue took confirmed publishes again while its old leader was still cut off: the
+    // clients on the cut-off node notice after their AMQP heartbeat (5 s, two missed) or
+    // their operation timeout, then reconnect elsewhere.
     let stalled = num(f, "publish_unavailable_s");
     let cut_s = num(f, "restart_at_s") - num(f, "at_s");
     assert!(
