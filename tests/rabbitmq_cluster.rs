@@ -38,6 +38,7 @@ fn config(dir: &Path) -> RabbitClusterConfig {
         // Not RabbitMQ's default user: every client of the cluster must use the configured one.
         username: "bench".into(),
         password: "bench-pw.1".into(),
+        network: Default::default(),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod broker_root;
 pub mod endpoints;
 pub mod leftovers;
+pub mod netns;
 pub mod port_holder;
 pub mod process;
 pub mod rabbitmq;

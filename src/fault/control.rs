@@ -48,11 +48,28 @@ pub trait NodeControl: Send {
             }),
         }
     }
-    /// Resume a paused node and wait until the whole cluster is healthy; if it does not heal by
-    /// itself (RabbitMQ 3.10 can stay partitioned after a frozen node wakes up), restart the
-    /// node, as an operator would. Says how the node came back.
-    async fn resume_whole(&mut self, node: &str) -> Result<Resumed, ClusterError> {
-        self.resume(node).await?;
+    /// Cut the node off from the other nodes and from the clients while it keeps running (its
+    /// link down). Only a cluster whose nodes run in network namespaces can.
+    fn partition(&mut self, node: &str) -> Result<(), ClusterError> {
+        Err(no_network(node))
+    }
+    /// Join a partitioned node to the network again.
+    fn join(&mut self, node: &str) -> Result<(), ClusterError> {
+        Err(no_network(node))
+    }
+    /// Whether the node is cut off now.
+    fn is_partitioned(&self, _node: &str) -> bool {
+        false
+    }
+    /// Join a partitioned node again and wait until the whole cluster is healthy; if it does
+    /// not heal by itself, restart the node. Says how the node came back.
+    async fn join_whole(&mut self, node: &str) -> Result<Resumed, ClusterError> {
+        self.join(node)?;
+        self.settle_or_restart(node).await
+    }
+    /// Wait until the whole cluster is healthy; if it does not get there, restart `node` (as
+    /// an operator would) and wait again.
+    async fn settle_or_restart(&mut self, node: &str) -> Result<Resumed, ClusterError> {
         match self.wait_whole().await {
             Ok(()) => Ok(Resumed::ByItself),
             Err(e) => {
@@ -71,6 +88,13 @@ pub trait NodeControl: Send {
             }
         }
     }
+    /// Resume a paused node and wait until the whole cluster is healthy; if it does not heal by
+    /// itself (RabbitMQ 3.10 can stay partitioned after a frozen node wakes up), restart the
+    /// node, as an operator would. Says how the node came back.
+    async fn resume_whole(&mut self, node: &str) -> Result<Resumed, ClusterError> {
+        self.resume(node).await?;
+        self.settle_or_restart(node).await
+    }
 
     fn is_paused(&self, node: &str) -> bool {
         self.process_of(node).is_some_and(|p| p.is_paused())
@@ -85,9 +109,17 @@ pub trait NodeControl: Send {
         self.process_of(node).is_some_and(|p| p.is_running())
     }
 
-    /// Resume every paused node, restart every node that is down and wait until the cluster is
-    /// whole; returns the nodes it resumed or restarted.
+    /// Join every partitioned node, resume every paused node, restart every node that is down
+    /// and wait until the cluster is whole; returns the nodes it joined, resumed or restarted.
     async fn heal(&mut self) -> Result<Vec<String>, ClusterError> {
+        let cut: Vec<String> = self
+            .node_names()
+            .into_iter()
+            .filter(|n| self.is_partitioned(n))
+            .collect();
+        for n in &cut {
+            self.join_whole(n).await?;
+        }
         let paused: Vec<String> = self
             .node_names()
             .into_iter()
@@ -105,7 +137,16 @@ pub trait NodeControl: Send {
             self.restart(n).await?;
         }
         self.wait_whole().await?;
-        Ok(paused.into_iter().chain(down).collect())
+        Ok(cut.into_iter().chain(paused).chain(down).collect())
+    }
+}
+
+/// The error for a partition on a cluster whose nodes share the loopback.
+fn no_network(node: &str) -> ClusterError {
+    ClusterError::Node {
+        node: node.to_string(),
+        message: "cannot be cut off: its cluster runs on the loopback; set network = \"namespaces\" in its [clusters.<name>] section".into(),
+        log_tail: String::new(),
     }
 }
 

@@ -198,9 +198,10 @@ impl FaultRunner {
             active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match spec.action {
                 FaultAction::KillConsumer => self.kill_consumer(&mut obs, next_ns, &mut stop).await,
-                FaultAction::Kill | FaultAction::Stop | FaultAction::Pause => match control
-                    .as_deref_mut()
-                {
+                FaultAction::Kill
+                | FaultAction::Stop
+                | FaultAction::Pause
+                | FaultAction::Partition => match control.as_deref_mut() {
                     Some(c) => self.node_fault(c, &mut obs, next_ns, &mut stop).await,
                     None => obs.fail(
                         "this cluster was not started by brokerbench: it cannot act on its nodes",
@@ -303,7 +304,6 @@ impl FaultRunner {
         obs.leader_before = watched.and_then(|d| self.leader_of(&topo, d));
         obs.node = Some(node.clone());
         obs.at_ns = self.now();
-        let pause = spec.action == FaultAction::Pause;
         self.say(format!(
             "fault {}: {} {node}",
             obs.index,
@@ -311,6 +311,7 @@ impl FaultRunner {
         ));
         let done = match spec.action {
             FaultAction::Pause => control.pause(&node).await,
+            FaultAction::Partition => control.partition(&node),
             _ => control.kill(&node, spec.action == FaultAction::Stop).await,
         };
         if let Err(e) = done {
@@ -352,24 +353,32 @@ impl FaultRunner {
             return obs.fail(format!("interrupted before restarting {node}"));
         }
         obs.restart_ns = Some(self.now());
-        let verb = if pause { "resuming" } else { "restarting" };
+        let verb = match spec.action {
+            FaultAction::Pause => "resuming",
+            FaultAction::Partition => "healing the partition of",
+            _ => "restarting",
+        };
         self.say(format!("fault {}: {verb} {node}", obs.index));
         let restarted = tokio::select! {
             r = async {
-                if !pause {
-                    obs.recovery = Some("restarted".into());
-                    return control.restart(&node).await;
-                }
                 // Back when the whole cluster is healthy again, restarted if it does not heal.
-                match control.resume_whole(&node).await? {
-                    Resumed::ByItself => obs.recovery = Some("resumed".into()),
+                let (back, done) = match spec.action {
+                    FaultAction::Pause => ("resumed", control.resume_whole(&node).await?),
+                    FaultAction::Partition => ("healed", control.join_whole(&node).await?),
+                    _ => {
+                        obs.recovery = Some("restarted".into());
+                        return control.restart(&node).await;
+                    }
+                };
+                match done {
+                    Resumed::ByItself => obs.recovery = Some(back.into()),
                     Resumed::Restarted(why) => {
                         self.say(format!(
-                            "fault {}: the cluster did not heal after resuming {node}; restarted it",
+                            "fault {}: the cluster did not heal after it was {back} ({node}); restarted it",
                             obs.index
                         ));
                         obs.recovery = Some(format!(
-                            "resumed, then restarted: the cluster did not heal by itself ({why})"
+                            "{back}, then restarted: the cluster did not heal by itself ({why})"
                         ));
                     }
                 }

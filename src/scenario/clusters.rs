@@ -98,6 +98,14 @@ impl ClusterSection {
         }
     }
 
+    /// How a local cluster's nodes are networked (`network`).
+    pub fn network(&self) -> crate::cluster::netns::NetworkMode {
+        match self {
+            ClusterSection::Redis(s) => s.network,
+            ClusterSection::Rabbitmq(s) => s.network,
+        }
+    }
+
     /// The ports a local cluster of this section listens on: (first, last, field that sets
     /// them), as the launchers lay them out (6 Redis nodes and their bus ports at +10000;
     /// 3 RabbitMQ nodes, and the ports `rabbitmqctl` takes after the distribution ports).

@@ -51,6 +51,9 @@ pub enum FaultAction {
     /// The harness's own consumer task crashes: it drops the batch it holds without acking,
     /// closes its connection and never comes back. Another consumer must pick the messages up.
     KillConsumer,
+    /// Cut the node off from the other nodes and the clients (its link down) while it keeps
+    /// running; join it again at `restart_after`. Needs `network = "namespaces"`.
+    Partition,
 }
 
 impl FaultAction {
@@ -67,6 +70,16 @@ impl FaultAction {
             FaultAction::Stop => "stop",
             FaultAction::Pause => "pause",
             FaultAction::KillConsumer => "kill-consumer",
+            FaultAction::Partition => "partition",
+        }
+    }
+
+    /// How a node hit by this fault comes back at `restart_after`, for the timeline.
+    pub fn comeback(&self) -> &'static str {
+        match self {
+            FaultAction::Pause => "resume",
+            FaultAction::Partition => "heal",
+            _ => "restart",
         }
     }
 }

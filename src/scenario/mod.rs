@@ -167,6 +167,30 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_needs_a_cluster_in_namespaces() {
+        let fault = "[[faults]]\nat = \"0s\"\naction = \"partition\"\ntarget = \"leader-of:0\"\n";
+        let e = err(&format!("{GOOD}{fault}"));
+        assert!(
+            e.contains("field `faults[0].action`")
+                && e.contains("clusters.redis.network = \"loopback\"")
+                && e.contains("set network = \"namespaces\" in [clusters.redis]"),
+            "{e}"
+        );
+        let namespaced = GOOD.replace(
+            "[[backends]]",
+            "[clusters.redis]\nnetwork = \"namespaces\"\n[[backends]]",
+        );
+        let ok = parse(Path::new("s.toml"), &format!("{namespaced}{fault}")).expect("valid");
+        assert_eq!(ok.faults[0].action, FaultAction::Partition);
+        let external = GOOD.replace(
+            "[[backends]]",
+            "[clusters.redis]\nmode = \"external\"\nnodes = [\"10.0.0.1:7000\"]\nnetwork = \"namespaces\"\n[[backends]]",
+        );
+        let e = err(&external);
+        assert!(e.contains("field `clusters.redis.network`"), "{e}");
+    }
+
+    #[test]
     fn faults_are_checked_before_anything_starts() {
         let with = |fault: &str| format!("{GOOD}[[faults]]\n{fault}\n");
         let ok = parse(

@@ -307,6 +307,11 @@ pub struct RedisClusterSection {
     /// Debian 13 root, `make brokers-debian13`) or a path to a root folder (`broker_root.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_root: Option<super::BrokerRoot>,
+    /// Local mode: "loopback" (every node on 127.0.0.1, the default) or "namespaces" (every
+    /// node in a network namespace of its own behind a bridge, needs root; makes the
+    /// `partition` fault possible). See docs/clusters.md.
+    #[serde(default)]
+    pub network: crate::cluster::netns::NetworkMode,
 }
 
 fn redis_base_port() -> u16 {
@@ -333,6 +338,7 @@ impl Default for RedisClusterSection {
             save: String::new(),
             nodes: Vec::new(),
             broker_root: None,
+            network: Default::default(),
         }
     }
 }
@@ -382,6 +388,11 @@ pub struct RabbitClusterSection {
     pub username: String,
     #[serde(default = "guest", skip_serializing)]
     pub password: String,
+    /// Local mode: "loopback" (every node on 127.0.0.1, the default) or "namespaces" (every
+    /// node in a network namespace of its own behind a bridge, needs root; makes the
+    /// `partition` fault possible). See docs/clusters.md.
+    #[serde(default)]
+    pub network: crate::cluster::netns::NetworkMode,
 }
 
 fn guest() -> String {
@@ -426,6 +437,7 @@ impl Default for RabbitClusterSection {
             broker_root: None,
             username: guest(),
             password: guest(),
+            network: Default::default(),
         }
     }
 }

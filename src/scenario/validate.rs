@@ -4,6 +4,7 @@ use super::clusters::ClusterSection;
 use super::faults::{FaultAction, Target};
 use super::model::*;
 use super::BrokerRoot;
+use crate::cluster::netns::NetworkMode;
 
 /// What a broker root must hold for a local Redis cluster, and for a RabbitMQ one.
 const REDIS_BINARIES: [&str; 2] = ["redis-server", "redis-cli"];
@@ -233,6 +234,12 @@ fn validate_clusters(s: &Scenario) -> Result<(), (String, String)> {
     let used: Vec<&str> = s.backends.iter().filter_map(|b| b.cluster()).collect();
     for (name, section) in s.clusters.iter().filter(|(n, _)| used.contains(n)) {
         let field = |f: &str| format!("clusters.{name}.{f}");
+        if section.mode() == ClusterMode::External && section.network() == NetworkMode::Namespaces {
+            return Err((
+                field("network"),
+                "\"namespaces\" applies to clusters brokerbench starts; remove it, or use mode = \"local\"".to_string(),
+            ));
+        }
         match section {
             ClusterSection::Redis(r) => {
                 if r.mode == ClusterMode::Local
@@ -416,6 +423,14 @@ fn validate_faults(s: &Scenario) -> Result<(), (String, String)> {
                     let mode = s.clusters.get(name).map(|c| c.mode());
                     if mode == Some(ClusterMode::External) {
                         return err("action", format!("{} cannot {} nodes of an external cluster ({section} = \"external\"); run it with mode = \"local\", or limit the fault with `backends`", b.label(), f.action.as_str()));
+                    }
+                    let network = s
+                        .clusters
+                        .get(name)
+                        .map(|c| c.network())
+                        .unwrap_or_default();
+                    if f.action == FaultAction::Partition && network != NetworkMode::Namespaces {
+                        return err("action", format!("{} runs on the cluster \"{name}\", whose nodes share the loopback (clusters.{name}.network = \"{}\"): a node cannot be cut off there; set network = \"namespaces\" in [clusters.{name}] (needs root), or limit the fault with `backends` or `clusters`", b.label(), network.as_str()));
                     }
                 }
             }

@@ -24,6 +24,17 @@ impl RabbitBackend {
             .await
     }
 
+    /// Every queue's placement in one management call (`/api/queues/<vhost>`).
+    pub(super) async fn placements(&self) -> Result<Vec<(String, QueuePlacement)>, String> {
+        let vhost = self.vhost.clone();
+        self.mgmt
+            .call(move |c| {
+                let vhost = vhost.clone();
+                async move { c.queues(&vhost).await }
+            })
+            .await
+    }
+
     /// The 0-based index of the node leading `dest`: asked from the management API when
     /// connections follow the leader (it moves on failover), else as remembered from setup.
     pub(super) async fn leader_of(&self, dest: &Destination) -> usize {

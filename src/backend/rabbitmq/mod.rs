@@ -418,11 +418,20 @@ impl Backend for RabbitBackend {
                 role: "node".into(),
             })
             .collect();
+        // Every queue's placement in one call: while a node is unreachable (cut off, frozen)
+        // each management call may take seconds, and the fault runner gives a topology 5 s.
+        let listed = self
+            .placements()
+            .await
+            .map_err(|m| self.setup_err("read the queues' placement".to_string(), m))?;
         let mut placements = Vec::with_capacity(destinations.len());
         for d in destinations {
-            let p = self.placement(&d.name).await.map_err(|m| {
-                self.setup_err(format!("read the placement of queue {}", d.name), m)
-            })?;
+            let Some(p) = listed.iter().find(|(n, _)| *n == d.name).map(|(_, p)| p) else {
+                return Err(self.setup_err(
+                    format!("read the placement of queue {}", d.name),
+                    "the management API does not list it".to_string(),
+                ));
+            };
             if let Some(idx) = self.node_index(&p.leader) {
                 self.leaders.lock().insert(d.name.clone(), idx);
             }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::LOG_LINES;
+use crate::cluster::netns::{ClusterNet, NetworkMode};
 use crate::cluster::process::OwnedProcess;
 use crate::cluster::{log_tail, ClusterError};
 use crate::scenario::RabbitClusterSection;
@@ -45,6 +46,9 @@ pub struct RabbitClusterConfig {
     pub username: String,
     #[serde(default = "guest")]
     pub password: String,
+    /// Loopback, or a network namespace per node (`crate::cluster::netns`).
+    #[serde(default)]
+    pub network: NetworkMode,
 }
 
 fn guest() -> String {
@@ -78,6 +82,30 @@ impl RabbitClusterConfig {
                 .map(crate::cluster::broker_root::root_dir),
             username: s.username.clone(),
             password: s.password.clone(),
+            network: s.network,
+        }
+    }
+
+    /// The namespaces and links of `network = "namespaces"` (None on loopback); named after
+    /// the AMQP port of node 1.
+    pub fn net(&self) -> Option<ClusterNet> {
+        (self.network == NetworkMode::Namespaces)
+            .then(|| ClusterNet::plan(self.amqp_base_port, self.nodes))
+    }
+
+    /// The address node `index` listens on: 127.0.0.1, or its namespace's.
+    pub fn host_of(&self, index: usize) -> String {
+        self.net()
+            .and_then(|n| n.nodes.get(index).map(|x| x.addr.to_string()))
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+
+    /// Erlang node name of node `index`: `rabbit<index+1>@localhost` on loopback, a long name
+    /// on its namespace's address (`rabbit1@10.251.X.10`) in namespaces.
+    pub fn node_name_of(&self, index: usize) -> String {
+        match self.network {
+            NetworkMode::Loopback => Self::node_name(index),
+            NetworkMode::Namespaces => format!("rabbit{}@{}", index + 1, self.host_of(index)),
         }
     }
 
@@ -100,7 +128,8 @@ impl RabbitClusterConfig {
             .map(|index| {
                 Ok(RabbitNode {
                     index,
-                    name: Self::node_name(index),
+                    name: self.node_name_of(index),
+                    host: self.host_of(index),
                     amqp_port: self.port(self.amqp_base_port, index, "amqp_base_port")?,
                     http_port: self.port(self.http_base_port, index, "http_base_port")?,
                     stream_port: self.port(self.stream_base_port, index, "stream_base_port")?,
@@ -199,8 +228,11 @@ pub struct PortUse {
 pub struct RabbitNode {
     /// 0-based.
     pub index: usize,
-    /// `rabbit<index+1>@localhost`
+    /// `rabbit<index+1>@localhost` (namespaces: `rabbit<index+1>@<host>`)
     pub name: String,
+    /// The address its listeners use: 127.0.0.1, or its namespace's.
+    #[serde(default = "loopback")]
+    pub host: String,
     pub amqp_port: u16,
     pub http_port: u16,
     pub stream_port: u16,
@@ -210,6 +242,10 @@ pub struct RabbitNode {
     pub dir: PathBuf,
     /// The node's beam.smp, if started (None after `kill_node`).
     pub process: Option<OwnedProcess>,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".to_string()
 }
 
 impl RabbitNode {

@@ -23,6 +23,16 @@ impl LocalRabbitCluster {
     }
 }
 
+impl LocalRabbitCluster {
+    fn net_or_err(&self, node: &str) -> Result<&crate::cluster::netns::ClusterNet, ClusterError> {
+        self.net().ok_or_else(|| ClusterError::Node {
+            node: node.to_string(),
+            message: "cannot be cut off: its cluster runs on the loopback; set network = \"namespaces\" in its [clusters.<name>] section".into(),
+            log_tail: String::new(),
+        })
+    }
+}
+
 #[async_trait]
 impl NodeControl for LocalRabbitCluster {
     fn node_names(&self) -> Vec<String> {
@@ -48,6 +58,23 @@ impl NodeControl for LocalRabbitCluster {
     async fn restart(&mut self, node: &str) -> Result<(), ClusterError> {
         let i = self.index_of(node)?;
         self.restart_node(i).await
+    }
+
+    fn partition(&mut self, node: &str) -> Result<(), ClusterError> {
+        let i = self.index_of(node)?;
+        self.net_or_err(node)?.cut(i)
+    }
+
+    fn join(&mut self, node: &str) -> Result<(), ClusterError> {
+        let i = self.index_of(node)?;
+        self.net_or_err(node)?.join(i)
+    }
+
+    fn is_partitioned(&self, node: &str) -> bool {
+        match (self.index_of(node), self.net()) {
+            (Ok(i), Some(net)) => net.is_cut(i),
+            _ => false,
+        }
     }
 
     async fn wait_whole(&mut self) -> Result<(), ClusterError> {

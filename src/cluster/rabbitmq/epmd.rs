@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::launch::spawn_detached;
 use super::{io_err, LocalRabbitCluster, INSTALL_FIX, LOG_LINES};
 use crate::cluster::broker_root::{missing_in_root, BrokerRootDir};
-use crate::cluster::process::find_binary;
+use crate::cluster::netns::ClusterNet;
+use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{log_tail, ClusterError};
 
 /// The variable naming the cluster folder in the environment of the cluster's epmd.
@@ -38,19 +39,54 @@ pub(super) fn epmd_marker(dir: &Path) -> String {
 }
 
 impl LocalRabbitCluster {
+    /// Start the cluster's epmd on 127.0.0.1, or (network = "namespaces") one epmd per node in
+    /// its namespace, on 127.0.0.1 and the node's address there; wait until each answers.
     pub(super) async fn start_epmd(
         &mut self,
         epmd_bin: &Path,
         root: Option<&BrokerRootDir>,
     ) -> Result<(), ClusterError> {
-        let log_path = self.cfg.dir.join("epmd.log");
+        let Some(net) = self.net.clone() else {
+            let proc = self.spawn_epmd(epmd_bin, root, "127.0.0.1", None, "epmd.log")?;
+            self.epmd = Some(proc.clone());
+            self.write_state()?;
+            return self
+                .wait_epmd(epmd_bin, "127.0.0.1", &proc, "epmd.log")
+                .await;
+        };
+        for i in 0..self.nodes.len() {
+            let host = self.nodes[i].host.clone();
+            let log = format!("epmd-{}.log", i + 1);
+            let proc = self.spawn_epmd(
+                epmd_bin,
+                root,
+                &format!("127.0.0.1,{host}"),
+                Some((&net, i)),
+                &log,
+            )?;
+            self.node_epmds.push(proc.clone());
+            self.write_state()?;
+            self.wait_epmd(epmd_bin, &host, &proc, &log).await?;
+        }
+        Ok(())
+    }
+
+    fn spawn_epmd(
+        &self,
+        epmd_bin: &Path,
+        root: Option<&BrokerRootDir>,
+        addresses: &str,
+        net: Option<(&ClusterNet, usize)>,
+        log: &str,
+    ) -> Result<OwnedProcess, ClusterError> {
+        let log_path = self.cfg.dir.join(log);
         let log = std::fs::File::create(&log_path).map_err(|e| io_err(&log_path, e))?;
         let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
         let marker = epmd_marker(&self.cfg.dir);
         let mut cmd = std::process::Command::new(epmd_bin);
         cmd.args([
             "-address",
-            "127.0.0.1",
+            addresses,
             "-port",
             &self.cfg.epmd_port.to_string(),
         ])
@@ -61,21 +97,32 @@ impl LocalRabbitCluster {
         .stdin(std::process::Stdio::null())
         .stdout(log)
         .stderr(log2);
+        if let Some((net, i)) = net {
+            net.enter(i, &mut cmd)?;
+        }
         if let Some(root) = root {
             root.confine(&mut cmd, &[self.cfg.dir.as_path()], &self.cfg.dir)?;
         }
-        let proc = spawn_detached(cmd, marker, &epmd_bin.display().to_string())?;
-        self.epmd = Some(proc.clone());
-        self.write_state()?;
+        spawn_detached(cmd, marker, &epmd_bin.display().to_string())
+    }
+
+    async fn wait_epmd(
+        &self,
+        epmd_bin: &Path,
+        host: &str,
+        proc: &OwnedProcess,
+        log: &str,
+    ) -> Result<(), ClusterError> {
+        let log_path = self.cfg.dir.join(log);
         let port = self.cfg.epmd_port;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if epmd_names(port).await.is_ok() {
+            if epmd_names_at(host, port).await.is_ok() {
                 return Ok(());
             }
             if !proc.is_running() {
                 return Err(ClusterError::Command {
-                    command: format!("{} -address 127.0.0.1 -port {port}", epmd_bin.display()),
+                    command: format!("{} -address {host} -port {port}", epmd_bin.display()),
                     message: format!(
                         "epmd exited at once: {}",
                         log_tail(&log_path, LOG_LINES).trim()
@@ -84,7 +131,7 @@ impl LocalRabbitCluster {
             }
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout {
-                    what: format!("epmd to listen on 127.0.0.1:{port}"),
+                    what: format!("epmd to listen on {host}:{port}"),
                     waited_s: 10.0,
                     detail: log_tail(&log_path, LOG_LINES),
                 });
@@ -96,8 +143,13 @@ impl LocalRabbitCluster {
 
 /// Names registered with the epmd on 127.0.0.1:`port` (NAMES_REQ).
 pub async fn epmd_names(port: u16) -> std::io::Result<Vec<String>> {
+    epmd_names_at("127.0.0.1", port).await
+}
+
+/// Names registered with the epmd on `host`:`port` (NAMES_REQ).
+pub async fn epmd_names_at(host: &str, port: u16) -> std::io::Result<Vec<String>> {
     let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut s = tokio::net::TcpStream::connect((host, port)).await?;
         s.write_all(&[0, 1, b'n']).await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;

@@ -72,29 +72,34 @@ pub(super) fn write_node_files(
 pub fn render_rabbitmq_conf(cfg: &RabbitClusterConfig, n: &RabbitNode) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "listeners.tcp.default = 127.0.0.1:{}\n",
-        n.amqp_port
+        "listeners.tcp.default = {}:{}\n",
+        n.host, n.amqp_port
     ));
     // The user the clients connect as, created at first boot (guest may only connect from
     // loopback, which is where brokerbench's clients are).
     s.push_str(&format!("default_user = {}\n", cfg.username));
     s.push_str(&format!("default_pass = {}\n", cfg.password));
-    s.push_str("management.tcp.ip = 127.0.0.1\n");
+    if cfg.network == crate::cluster::netns::NetworkMode::Namespaces {
+        // The clients come from the bridge's address, not loopback: let any user in (guest
+        // may otherwise only connect from loopback).
+        s.push_str("loopback_users = none\n");
+    }
+    s.push_str(&format!("management.tcp.ip = {}\n", n.host));
     s.push_str(&format!("management.tcp.port = {}\n", n.http_port));
     s.push_str(&format!(
-        "stream.listeners.tcp.default = 127.0.0.1:{}\n",
-        n.stream_port
+        "stream.listeners.tcp.default = {}:{}\n",
+        n.host, n.stream_port
     ));
-    s.push_str("stream.advertised_host = 127.0.0.1\n");
+    s.push_str(&format!("stream.advertised_host = {}\n", n.host));
     s.push_str(&format!("stream.advertised_port = {}\n", n.stream_port));
-    s.push_str("prometheus.tcp.ip = 127.0.0.1\n");
+    s.push_str(&format!("prometheus.tcp.ip = {}\n", n.host));
     s.push_str(&format!("prometheus.tcp.port = {}\n", n.prometheus_port));
     s.push_str("cluster_formation.peer_discovery_backend = classic_config\n");
     for i in 0..cfg.nodes {
         s.push_str(&format!(
             "cluster_formation.classic_config.nodes.{} = {}\n",
             i + 1,
-            RabbitClusterConfig::node_name(i)
+            cfg.node_name_of(i)
         ));
     }
     s.push_str("cluster_partition_handling = pause_minority\n");
@@ -105,12 +110,12 @@ pub fn render_rabbitmq_conf(cfg: &RabbitClusterConfig, n: &RabbitNode) -> String
 /// Environment of node `n` (also given to `rabbitmqctl` calls for it).
 pub fn node_env(cfg: &RabbitClusterConfig, n: &RabbitNode) -> Vec<(String, String)> {
     let p = |path: PathBuf| path.display().to_string();
-    vec![
+    let mut env: Vec<(String, String)> = vec![
         ("HOME".into(), p(cfg.dir.join("home"))),
         ("ERL_EPMD_PORT".into(), cfg.epmd_port.to_string()),
         ("ERL_EPMD_ADDRESS".into(), "127.0.0.1".into()),
         ("RABBITMQ_NODENAME".into(), n.name.clone()),
-        ("RABBITMQ_NODE_IP_ADDRESS".into(), "127.0.0.1".into()),
+        ("RABBITMQ_NODE_IP_ADDRESS".into(), n.host.clone()),
         ("RABBITMQ_NODE_PORT".into(), n.amqp_port.to_string()),
         ("RABBITMQ_DIST_PORT".into(), n.dist_port.to_string()),
         ("RABBITMQ_BASE".into(), p(n.dir.clone())),
@@ -133,12 +138,20 @@ pub fn node_env(cfg: &RabbitClusterConfig, n: &RabbitNode) -> Vec<(String, Strin
             "RABBITMQ_ENABLED_PLUGINS_FILE".into(),
             p(n.dir.join("enabled_plugins")),
         ),
-        // Distribution on loopback only; never start an epmd (the cluster's own must be running).
+        // Distribution on the node's address only; never start an epmd (the cluster's own must be running).
         (
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS".into(),
-            "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false".into(),
+            format!(
+                "-kernel inet_dist_use_interface {{{}}} -start_epmd false",
+                n.host.replace('.', ",")
+            ),
         ),
-    ]
+    ];
+    if cfg.network == crate::cluster::netns::NetworkMode::Namespaces {
+        // Node names on the namespaces' addresses are long names (rabbit1@10.251.X.10).
+        env.push(("RABBITMQ_USE_LONGNAME".into(), "true".into()));
+    }
+    env
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ impl LocalRabbitCluster {
             .filter_map(|n| n.process.clone())
             .collect();
         stop_group_blocking(&beams, STOP_GRACE);
-        if let Some(e) = &self.epmd {
+        for e in self.epmd.iter().chain(&self.node_epmds) {
             e.stop_blocking(Duration::from_secs(5));
         }
         let left: Vec<String> = self
@@ -40,6 +40,20 @@ impl LocalRabbitCluster {
                     left.join(", ")
                 ),
             });
+        }
+        if let Some(net) = &self.net {
+            let left = net.remove();
+            if !left.is_empty() {
+                return Err(ClusterError::State {
+                    dir: self.cfg.dir.clone(),
+                    message: format!(
+                        "could not remove the network {} ({}); {STATE_FILE} is kept, `ip link \
+                         del` and `ip netns del` remove them",
+                        net.bridge,
+                        left.join(", ")
+                    ),
+                });
+            }
         }
         remove_if_exists(&self.cfg.dir.join(STATE_FILE))
     }
@@ -72,6 +86,9 @@ impl LocalRabbitCluster {
             .stdin(std::process::Stdio::null())
             .stdout(console)
             .stderr(console2);
+        if let Some(net) = &self.net {
+            net.enter(index, &mut cmd)?;
+        }
         if let Some(root) = root {
             root.confine(&mut cmd, &[self.cfg.dir.as_path()], &node.dir)?;
         }
@@ -122,11 +139,17 @@ impl LocalRabbitCluster {
             .env("LC_ALL", "C.UTF-8")
             .arg("-n")
             .arg(&node.name)
+            .args(self.net.as_ref().map(|_| "--longnames"))
             .args(args)
             .current_dir(&node.dir)
             .stdin(std::process::Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        // In namespaces the CLI runs in the node's, where that node's epmd listens on 127.0.0.1
+        // (elsewhere it would start an epmd of its own).
+        if let Some(net) = &self.net {
+            net.enter(node.index, cmd.as_std_mut())?;
+        }
         if let Some(root) = self.root()? {
             root.confine_tokio(&mut cmd, &[self.cfg.dir.as_path()], &node.dir)?;
         }

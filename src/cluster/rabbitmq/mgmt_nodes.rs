@@ -1,5 +1,6 @@
 //! The management APIs of a cluster's nodes, asked in turn: one call goes to the node that
-//! answered last, then to the others, each within `MGMT_TIMEOUT`. Both RabbitMQ backends (AMQP
+//! answered last (or the one after a node that has not answered), then to the others, each
+//! within `MGMT_TIMEOUT`. Both RabbitMQ backends (AMQP
 //! and the stream protocol) reach the management API through this.
 
 use std::future::Future;
@@ -44,6 +45,10 @@ impl MgmtNodes {
         for k in 0..n {
             let idx = (first + k) % n;
             let client = self.clients[idx].clone();
+            // Until this node answers, the next call starts at the one after it: a caller that
+            // gives up within MGMT_TIMEOUT (the fault runner's topology poll) must not ask a
+            // silent node (frozen, or cut off) first forever.
+            self.preferred.store((idx + 1) % n, Ordering::Relaxed);
             match tokio::time::timeout(MGMT_TIMEOUT, call(client)).await {
                 Ok(Ok(v)) => {
                     self.preferred.store(idx, Ordering::Relaxed);

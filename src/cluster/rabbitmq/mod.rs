@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::broker_root::{missing_in_root, open_root, BrokerRootDir};
 use crate::cluster::endpoints::RabbitEndpoint;
 use crate::cluster::leftovers::free_port;
+use crate::cluster::netns::ClusterNet;
 use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
 
@@ -65,6 +66,10 @@ pub struct LocalRabbitCluster {
     cfg: RabbitClusterConfig,
     nodes: Vec<RabbitNode>,
     epmd: Option<OwnedProcess>,
+    /// network = "namespaces": one epmd per node, in its namespace.
+    node_epmds: Vec<OwnedProcess>,
+    /// network = "namespaces": the bridge, namespaces and links.
+    net: Option<ClusterNet>,
 }
 
 impl LocalRabbitCluster {
@@ -147,7 +152,9 @@ impl LocalRabbitCluster {
             }
         }
         let plan = cfg.port_plan()?;
-        for p in &plan {
+        // In namespaces every node (and its epmd, and the CLI) has its own ports: nothing on
+        // the host's loopback matters.
+        for p in plan.iter().filter(|_| cfg.net().is_none()) {
             let fix = format!("stop what uses it or change clusters.rabbitmq.{}", p.field);
             free_port(p.port, p.what.clone(), fix).await?;
         }
@@ -166,20 +173,59 @@ impl LocalRabbitCluster {
         }
 
         // --- epmd, then the nodes; the state file follows every new pid ---
+        let net = cfg.net();
         let mut cluster = LocalRabbitCluster {
             cfg,
             nodes,
             epmd: None,
+            node_epmds: Vec::new(),
+            net,
         };
+        if let Some(net) = cluster.net.clone() {
+            progress(&format!(
+                "rabbitmq: creating network namespaces {}..{} behind the bridge {} ({})",
+                net.nodes[0].ns,
+                net.nodes[net.nodes.len() - 1].ns,
+                net.bridge,
+                net.gateway
+            ));
+            let dir = cluster.cfg.dir.clone();
+            let made = match cluster.write_state() {
+                Ok(()) => tokio::task::spawn_blocking(move || net.create(&dir))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ClusterError::State {
+                            dir: cluster.cfg.dir.clone(),
+                            message: format!("the network task failed: {e}"),
+                        })
+                    }),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = made {
+                cluster.down().await.ok();
+                return Err(e);
+            }
+        }
         if let Err(e) = cluster.start_epmd(&epmd_bin, root.as_ref()).await {
             cluster.down().await.ok();
             return Err(e);
         }
-        progress(&format!(
-            "epmd: listening on 127.0.0.1:{} (pid {})",
-            cluster.cfg.epmd_port,
-            cluster.epmd.as_ref().map_or(0, |p| p.pid)
-        ));
+        match &cluster.epmd {
+            Some(e) => progress(&format!(
+                "epmd: listening on 127.0.0.1:{} (pid {})",
+                cluster.cfg.epmd_port, e.pid
+            )),
+            None => progress(&format!(
+                "epmd: one per namespace on port {} (pids {})",
+                cluster.cfg.epmd_port,
+                cluster
+                    .node_epmds
+                    .iter()
+                    .map(|p| p.pid.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
         for i in 0..cluster.nodes.len() {
             // Record the pid in the state file before the next node starts.
             if let Err(e) = cluster
@@ -230,17 +276,24 @@ impl LocalRabbitCluster {
             .map(|n| RabbitEndpoint {
                 node: n.name.clone(),
                 amqp_uri: format!(
-                    "amqp://{}:{}@127.0.0.1:{}/%2f",
-                    self.cfg.username, self.cfg.password, n.amqp_port
+                    "amqp://{}:{}@{}:{}/%2f",
+                    self.cfg.username, self.cfg.password, n.host, n.amqp_port
                 ),
-                http: format!("127.0.0.1:{}", n.http_port),
+                http: format!("{}:{}", n.host, n.http_port),
             })
             .collect()
     }
 
     /// Every beam and the epmd this cluster started (as recorded; some may have exited).
     pub fn processes(&self) -> Vec<OwnedProcess> {
-        state::recorded_processes(&self.nodes, &self.epmd)
+        let mut out = state::recorded_processes(&self.nodes, &self.epmd);
+        out.extend(self.node_epmds.iter().cloned());
+        out
+    }
+
+    /// The namespaces and links of its nodes (`network = "namespaces"`), None on loopback.
+    pub fn net(&self) -> Option<&ClusterNet> {
+        self.net.as_ref()
     }
 
     /// What each node's beam and the cluster's epmd carry, running or not.
@@ -309,7 +362,11 @@ impl LocalRabbitCluster {
                 log_tail: String::new(),
             });
         }
-        match &self.epmd {
+        let epmd = match &self.net {
+            Some(_) => self.node_epmds.get(index),
+            None => self.epmd.as_ref(),
+        };
+        match epmd {
             Some(e) if e.is_running() => {}
             _ => {
                 return Err(ClusterError::State {
@@ -325,7 +382,7 @@ impl LocalRabbitCluster {
             (node.prometheus_port, "prometheus", "prometheus_base_port"),
             (node.dist_port, "Erlang distribution", "dist_base_port"),
         ];
-        for (port, what, field) in ports {
+        for (port, what, field) in ports.into_iter().filter(|_| self.net.is_none()) {
             let fix = format!("stop what uses it or change clusters.rabbitmq.{field}");
             free_port(port, format!("{what} of {}", node.name), fix).await?;
         }
@@ -405,5 +462,6 @@ fn test_config() -> RabbitClusterConfig {
         root: None,
         username: "guest".into(),
         password: "guest".into(),
+        network: Default::default(),
     }
 }

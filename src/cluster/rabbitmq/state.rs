@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, LocalRabbitCluster, RabbitClusterConfig, RabbitNode};
+use crate::cluster::netns::ClusterNet;
 use crate::cluster::process::OwnedProcess;
 use crate::cluster::ClusterError;
 
@@ -19,11 +20,20 @@ pub(super) struct StateFile {
     config: RabbitClusterConfig,
     nodes: Vec<RabbitNode>,
     epmd: Option<OwnedProcess>,
+    /// network = "namespaces": one epmd per node, in its namespace (Erlang asks the epmd on
+    /// the peer's address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    node_epmds: Vec<OwnedProcess>,
+    /// network = "namespaces": the bridge, namespaces and links, recorded before they are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    net: Option<ClusterNet>,
 }
 
 impl StateFile {
     pub(super) fn processes(&self) -> Vec<OwnedProcess> {
-        recorded_processes(&self.nodes, &self.epmd)
+        let mut out = recorded_processes(&self.nodes, &self.epmd);
+        out.extend(self.node_epmds.iter().cloned());
+        out
     }
 }
 
@@ -67,6 +77,8 @@ impl LocalRabbitCluster {
             cfg: st.config,
             nodes: st.nodes,
             epmd: st.epmd,
+            node_epmds: st.node_epmds,
+            net: st.net,
         })
     }
 
@@ -76,6 +88,8 @@ impl LocalRabbitCluster {
             config: self.cfg.clone(),
             nodes: self.nodes.clone(),
             epmd: self.epmd.clone(),
+            node_epmds: self.node_epmds.clone(),
+            net: self.net.clone(),
         };
         let path = self.cfg.dir.join(STATE_FILE);
         let text = serde_json::to_string_pretty(&st).map_err(|e| ClusterError::State {
@@ -106,6 +120,8 @@ mod tests {
                 pid: 1,
                 marker: "m".into(),
             }),
+            node_epmds: Vec::new(),
+            net: None,
         };
         let eps = cluster.endpoints();
         assert_eq!(eps[0].amqp_uri, "amqp://guest:guest@127.0.0.1:5700/%2f");

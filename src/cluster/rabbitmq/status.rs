@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{epmd_names, LocalRabbitCluster, RabbitNode};
+use super::epmd::epmd_names_at;
+use super::{LocalRabbitCluster, RabbitNode};
 use crate::cluster::rabbitmq::http::{MgmtClient, QueuePlacement};
 use crate::cluster::{ClusterError, Progress};
 
@@ -27,7 +28,7 @@ impl LocalRabbitCluster {
         let mut errors = Vec::new();
         for n in self.nodes.iter().filter(|n| n.is_running()) {
             let client = MgmtClient::new(
-                &format!("127.0.0.1:{}", n.http_port),
+                &format!("{}:{}", n.host, n.http_port),
                 &self.cfg.credentials(),
             );
             let running = match client.running_nodes().await {
@@ -165,7 +166,7 @@ impl LocalRabbitCluster {
             if !node.is_running() {
                 return Err(died(node));
             }
-            if let Ok(names) = epmd_names(self.cfg.epmd_port).await {
+            if let Ok(names) = epmd_names_at(&node.host, self.cfg.epmd_port).await {
                 if names.iter().any(|n| n == node.short_name()) {
                     break;
                 }
@@ -173,8 +174,8 @@ impl LocalRabbitCluster {
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout {
                     what: format!(
-                        "{} to register with epmd on 127.0.0.1:{}",
-                        node.name, self.cfg.epmd_port
+                        "{} to register with epmd on {}:{}",
+                        node.name, node.host, self.cfg.epmd_port
                     ),
                     waited_s: start.elapsed().as_secs_f64(),
                     detail: node.log_tail(),
@@ -250,7 +251,7 @@ impl LocalRabbitCluster {
             let credentials = self.cfg.credentials();
             let credentials = &credentials;
             let views = futures::future::join_all(live.iter().map(|n| async move {
-                let client = MgmtClient::new(&format!("127.0.0.1:{}", n.http_port), credentials);
+                let client = MgmtClient::new(&format!("{}:{}", n.host, n.http_port), credentials);
                 (n, client.running_nodes().await)
             }))
             .await;

@@ -3,18 +3,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::HOST;
-
 /// Limit for one request to one node.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One command to one node, with a time limit.
 pub(super) async fn call<T: redis::FromRedisValue>(
-    port: u16,
+    addr: &str,
     cmd: &redis::Cmd,
 ) -> Result<T, String> {
     timed(async {
-        let mut con = connect(port).await?;
+        let mut con = connect(addr).await?;
         cmd.query_async(&mut con).await.map_err(|e| e.to_string())
     })
     .await
@@ -22,19 +20,18 @@ pub(super) async fn call<T: redis::FromRedisValue>(
 
 /// Several commands to one node in one round trip, with a time limit.
 pub(super) async fn call_pipe<T: redis::FromRedisValue>(
-    port: u16,
+    addr: &str,
     pipe: &redis::Pipeline,
 ) -> Result<T, String> {
     timed(async {
-        let mut con = connect(port).await?;
+        let mut con = connect(addr).await?;
         pipe.query_async(&mut con).await.map_err(|e| e.to_string())
     })
     .await
 }
 
-async fn connect(port: u16) -> Result<redis::aio::MultiplexedConnection, String> {
-    let client =
-        redis::Client::open(format!("redis://{HOST}:{port}")).map_err(|e| e.to_string())?;
+async fn connect(addr: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(format!("redis://{addr}")).map_err(|e| e.to_string())?;
     // redis-rs 1.x gives async connections a 500 ms response timeout by default: this module's
     // requests have CALL_TIMEOUT in all (a CONFIG REWRITE on a busy node can take longer).
     let config = redis::AsyncConnectionConfig::new()

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{RedisNode, BUS_OFFSET};
+use super::{RedisNode, BUS_OFFSET, HOST};
+use crate::cluster::netns::{ClusterNet, NetworkMode};
 use crate::cluster::ClusterError;
 use crate::scenario::{AppendFsync, RedisClusterSection};
 
@@ -32,6 +33,9 @@ pub struct RedisClusterConfig {
     /// looked up in the root's bin folders), or None for the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
+    /// Loopback, or a network namespace per node (`crate::cluster::netns`).
+    #[serde(default)]
+    pub network: NetworkMode,
 }
 
 impl RedisClusterConfig {
@@ -52,6 +56,7 @@ impl RedisClusterConfig {
                 .broker_root
                 .as_ref()
                 .map(crate::cluster::broker_root::root_dir),
+            network: s.network,
         }
     }
 
@@ -89,17 +94,29 @@ pub(super) fn plan_nodes(cfg: &RedisClusterConfig) -> Result<Vec<RedisNode>, Clu
             cfg.base_port
         )));
     }
+    let net = network_plan(cfg);
     Ok((0..count)
         .map(|index| {
             let port = cfg.base_port + index as u16;
+            let host = net
+                .as_ref()
+                .and_then(|n| n.nodes.get(index))
+                .map_or_else(|| HOST.to_string(), |n| n.addr.to_string());
             RedisNode {
                 index,
+                host,
                 port,
                 dir: cfg.dir.join(format!("node-{port}")),
                 process: None,
             }
         })
         .collect())
+}
+
+/// The namespaces and links of `network = "namespaces"` (None on loopback).
+pub(super) fn network_plan(cfg: &RedisClusterConfig) -> Option<ClusterNet> {
+    (cfg.network == NetworkMode::Namespaces)
+        .then(|| ClusterNet::plan(cfg.base_port, cfg.node_count()))
 }
 
 /// A redis.conf value in double quotes, as Redis's config parser reads it.
@@ -115,7 +132,8 @@ pub(super) fn render_conf(cfg: &RedisClusterConfig, node: &RedisNode) -> String 
             node.index,
             cfg.node_count()
         ),
-        "bind 127.0.0.1".into(),
+        format!("bind {}", node.host),
+        format!("cluster-announce-ip {}", node.host),
         format!("port {}", node.port),
         "protected-mode no".into(),
         "daemonize no".into(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::client::{call, call_pipe, info_field};
 use super::cluster_nodes::{parse_cluster_nodes, NodeLine};
-use super::{LocalRedisCluster, RedisNode, RedisNodeStatus, HOST};
+use super::{LocalRedisCluster, RedisNode, RedisNodeStatus};
 use crate::cluster::ClusterError;
 
 /// Interval between two checks of a condition.
@@ -37,7 +37,7 @@ impl LocalRedisCluster {
                 if !node.expected_running()? {
                     return Err(node.error("is not running"));
                 }
-                match call::<String>(node.port, &redis::cmd("PING")).await {
+                match call::<String>(&node.address(), &redis::cmd("PING")).await {
                     Ok(pong) if pong == "PONG" => {}
                     Ok(other) => return pending(node.port, format!("PING answered {other:?}")),
                     Err(e) => return pending(node.port, format!("PING: {e}")),
@@ -66,7 +66,7 @@ impl LocalRedisCluster {
                 .cmd("INFO")
                 .arg("replication");
             let (info, nodes, repl) =
-                match call_pipe::<(String, String, String)>(node.port, &pipe).await {
+                match call_pipe::<(String, String, String)>(&node.address(), &pipe).await {
                     Ok(answers) => answers,
                     Err(e) => {
                         return pending(
@@ -109,7 +109,7 @@ impl LocalRedisCluster {
                     .find(|l| l.status.id == other.id)
                     .map(|l| &l.status)
                 else {
-                    return pending(*port, format!("does not know {HOST}:{other_port} yet"));
+                    return pending(*port, format!("does not know {} yet", self.at(*other_port)));
                 };
                 if (&seen.role, &seen.master_id, &seen.slots)
                     != (&other.role, &other.master_id, &other.slots)
@@ -118,8 +118,13 @@ impl LocalRedisCluster {
                     return pending(
                         *port,
                         format!(
-                            "sees {HOST}:{other_port} as {} (flags {}, slots {}), which says it is {} (slots {})",
-                            seen.role, seen.flags, seen.slots, other.role, other.slots
+                            "sees {} as {} (flags {}, slots {}), which says it is {} (slots {})",
+                            self.at(*other_port),
+                            seen.role,
+                            seen.flags,
+                            seen.slots,
+                            other.role,
+                            other.slots
                         ),
                     );
                 }
@@ -145,6 +150,14 @@ impl LocalRedisCluster {
     }
 
     /// Poll `probe` every POLL_EVERY until it reports nothing pending, fails, or `timeout` passes.
+    /// The address of the node on `port`, for messages.
+    fn at(&self, port: u16) -> String {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .map_or_else(|| format!("port {port}"), RedisNode::address)
+    }
+
     pub(super) async fn poll<F, Fut>(
         &self,
         what: &str,
@@ -163,7 +176,7 @@ impl LocalRedisCluster {
             if start.elapsed() >= timeout {
                 let node = self.nodes.iter().find(|n| n.port == p.port);
                 return Err(ClusterError::Timeout {
-                    what: format!("{what} (last seen on {HOST}:{}: {})", p.port, p.reason),
+                    what: format!("{what} (last seen on {}: {})", self.at(p.port), p.reason),
                     waited_s: start.elapsed().as_secs_f64(),
                     detail: node.map(RedisNode::log_tail).unwrap_or_default(),
                 });

@@ -9,6 +9,7 @@ use super::config::render_conf;
 use super::{LocalRedisCluster, RedisNode};
 use crate::cluster::broker_root::{missing_in_root, BrokerRootDir};
 use crate::cluster::leftovers::free_port;
+use crate::cluster::netns::ClusterNet;
 use crate::cluster::process::{find_binary, OwnedProcess};
 use crate::cluster::{ClusterError, Progress};
 
@@ -51,7 +52,13 @@ impl LocalRedisCluster {
     ) -> Result<(), ClusterError> {
         let t0 = Instant::now();
         for idx in 0..self.nodes.len() {
-            let process = spawn_node(server_bin, &self.nodes[idx], root, &self.config.dir)?;
+            let process = spawn_node(
+                server_bin,
+                &self.nodes[idx],
+                root,
+                &self.config.dir,
+                self.net.as_ref(),
+            )?;
             progress(&format!(
                 "redis: started node {} (pid {})",
                 self.nodes[idx].address(),
@@ -199,6 +206,7 @@ pub(super) fn spawn_node(
     node: &RedisNode,
     root: Option<&BrokerRootDir>,
     cluster_dir: &Path,
+    net: Option<&ClusterNet>,
 ) -> Result<OwnedProcess, ClusterError> {
     use std::os::unix::process::CommandExt;
     let err_path = node.stderr_path();
@@ -222,6 +230,9 @@ pub(super) fn spawn_node(
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
+    if let Some(net) = net {
+        net.enter(node.index, &mut cmd)?;
+    }
     if let Some(root) = root {
         root.confine(&mut cmd, &[cluster_dir], &node.dir)?;
     }

@@ -43,9 +43,10 @@ pub use config::RedisClusterConfig;
 pub use node::RedisNode;
 pub use state::STATE_FILE;
 
+use super::netns::ClusterNet;
 use client::{call, info_field};
 use cluster_nodes::sort_rows;
-use config::{plan_nodes, quote};
+use config::{network_plan, plan_nodes, quote};
 use health::pending;
 use launch::{check_ports, resolve_binary, spawn_node, stop_processes};
 use state::KIND;
@@ -63,6 +64,10 @@ pub struct LocalRedisCluster {
     kind: String,
     config: RedisClusterConfig,
     nodes: Vec<RedisNode>,
+    /// The bridge, namespaces and links of `network = "namespaces"`, recorded before they are
+    /// made so that `down` (or a later run's cleanup) removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    net: Option<ClusterNet>,
 }
 
 impl LocalRedisCluster {
@@ -87,31 +92,56 @@ impl LocalRedisCluster {
             ));
         }
         let nodes = plan_nodes(&cfg)?;
+        let net = network_plan(&cfg);
         let mut cluster = LocalRedisCluster {
             kind: KIND.into(),
             config: cfg,
             nodes,
+            net,
         };
         cluster.check_previous_state()?;
         let (first, last) = (
             cluster.nodes[0].port,
             cluster.nodes[cluster.nodes.len() - 1].port,
         );
-        progress(&format!(
-            "redis: checking ports {first}-{last} and cluster bus ports {}-{}",
-            u32::from(first) + BUS_OFFSET,
-            u32::from(last) + BUS_OFFSET
-        ));
-        for node in &cluster.nodes {
-            check_ports(node).await?;
+        // In namespaces every node has its own ports: nothing on the host's loopback matters.
+        if cluster.net.is_none() {
+            progress(&format!(
+                "redis: checking ports {first}-{last} and cluster bus ports {}-{}",
+                u32::from(first) + BUS_OFFSET,
+                u32::from(last) + BUS_OFFSET
+            ));
+            for node in &cluster.nodes {
+                check_ports(node).await?;
+            }
         }
         cluster.prepare_folders()?;
         cluster.save_state()?;
 
-        match cluster
-            .start_and_form(&server_bin, &cli_bin, root.as_ref(), progress)
-            .await
-        {
+        let started_net = match &cluster.net {
+            Some(net) => {
+                progress(&format!(
+                    "redis: creating network namespaces {}..{} behind the bridge {} ({})",
+                    net.nodes[0].ns,
+                    net.nodes[net.nodes.len() - 1].ns,
+                    net.bridge,
+                    net.gateway
+                ));
+                let (net, dir) = (net.clone(), cluster.config.dir.clone());
+                tokio::task::spawn_blocking(move || net.create(&dir))
+                    .await
+                    .map_err(|e| cluster.state_error(format!("the network task failed: {e}")))
+                    .and_then(|r| r)
+            }
+            None => Ok(()),
+        };
+        let start = async {
+            started_net?;
+            cluster
+                .start_and_form(&server_bin, &cli_bin, root.as_ref(), progress)
+                .await
+        };
+        match start.await {
             Ok(()) => {
                 progress(&format!(
                     "redis: cluster of {} nodes up in {:.1} s (seeds {})",
@@ -144,6 +174,11 @@ impl LocalRedisCluster {
         &self.nodes
     }
 
+    /// The namespaces and links of its nodes (`network = "namespaces"`), None on loopback.
+    pub fn net(&self) -> Option<&ClusterNet> {
+        self.net.as_ref()
+    }
+
     /// Every process this cluster started that may still run.
     pub fn processes(&self) -> Vec<OwnedProcess> {
         self.nodes
@@ -162,7 +197,7 @@ impl LocalRedisCluster {
     pub async fn status(&self) -> Result<Vec<RedisNodeStatus>, ClusterError> {
         let mut last_error = None;
         for node in self.running_nodes() {
-            match call::<String>(node.port, redis::cmd("CLUSTER").arg("NODES")).await {
+            match call::<String>(&node.address(), redis::cmd("CLUSTER").arg("NODES")).await {
                 Ok(text) => {
                     let mut rows: Vec<RedisNodeStatus> = parse_cluster_nodes(&text)
                         .into_iter()
@@ -184,7 +219,7 @@ impl LocalRedisCluster {
         let mut views = Vec::new();
         let mut last_error = None;
         for node in self.running_nodes() {
-            match call::<String>(node.port, redis::cmd("CLUSTER").arg("NODES")).await {
+            match call::<String>(&node.address(), redis::cmd("CLUSTER").arg("NODES")).await {
                 Ok(text) => views.push(parse_cluster_nodes(&text)),
                 Err(e) => last_error = Some(node.error(format!("CLUSTER NODES failed: {e}"))),
             }
@@ -203,12 +238,12 @@ impl LocalRedisCluster {
         for node in &self.nodes {
             if node.expected_running()? {
                 call::<()>(
-                    node.port,
+                    &node.address(),
                     redis::cmd("CONFIG").arg("SET").arg(key).arg(value),
                 )
                 .await
                 .map_err(|e| node.error(format!("CONFIG SET {key} {value} failed: {e}")))?;
-                call::<()>(node.port, redis::cmd("CONFIG").arg("REWRITE"))
+                call::<()>(&node.address(), redis::cmd("CONFIG").arg("REWRITE"))
                     .await
                     .map_err(|e| node.error(format!("CONFIG REWRITE failed: {e}")))?;
             } else {
@@ -291,8 +326,16 @@ impl LocalRedisCluster {
         }
         let root = open_root(self.config.root.as_deref())?;
         let server_bin = resolve_binary(root.as_ref(), &self.config.redis_server)?;
-        check_ports(node).await?;
-        let process = spawn_node(&server_bin, node, root.as_ref(), &self.config.dir)?;
+        if self.net.is_none() {
+            check_ports(node).await?;
+        }
+        let process = spawn_node(
+            &server_bin,
+            node,
+            root.as_ref(),
+            &self.config.dir,
+            self.net.as_ref(),
+        )?;
         self.nodes[idx].process = Some(process);
         self.save_state()?;
         let node = &self.nodes[idx];
@@ -304,7 +347,7 @@ impl LocalRedisCluster {
                 if !node.expected_running()? {
                     return Err(node.error("is not running"));
                 }
-                match call::<String>(node.port, redis::cmd("CLUSTER").arg("INFO")).await {
+                match call::<String>(&node.address(), redis::cmd("CLUSTER").arg("INFO")).await {
                     Ok(info) if info_field(&info, "cluster_state") == Some("ok") => Ok(None),
                     Ok(info) => pending(
                         node.port,
@@ -379,6 +422,7 @@ mod tests {
             kind: KIND.into(),
             config: config("/tmp/x"),
             nodes: Vec::new(),
+            net: None,
         };
         is_send(&cluster.wait_healthy(Duration::from_secs(1)));
         is_send(&cluster.status());

@@ -14,16 +14,23 @@ const LOG_LINES: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedisNode {
     pub index: usize,
+    /// The address it listens on: 127.0.0.1, or its namespace's (`network = "namespaces"`).
+    #[serde(default = "loopback")]
+    pub host: String,
     pub port: u16,
     /// The node's folder `<dir>/node-<port>/`.
     pub dir: PathBuf,
     pub process: Option<OwnedProcess>,
 }
 
+fn loopback() -> String {
+    HOST.to_string()
+}
+
 impl RedisNode {
-    /// "127.0.0.1:port".
+    /// "host:port", e.g. "127.0.0.1:7001".
     pub fn address(&self) -> String {
-        format!("{HOST}:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     pub fn conf_path(&self) -> PathBuf {

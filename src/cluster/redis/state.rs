@@ -73,6 +73,17 @@ impl LocalRedisCluster {
                 list.join(", ")
             )));
         }
+        if let Some(net) = &self.net {
+            let left = net.remove();
+            if !left.is_empty() {
+                return Err(self.state_error(format!(
+                    "could not remove the network {} ({}); {STATE_FILE} is kept, `ip link del` \
+                     and `ip netns del` remove them",
+                    net.bridge,
+                    left.join(", ")
+                )));
+            }
+        }
         match fs::remove_file(self.state_path()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -143,6 +154,7 @@ mod tests {
             kind: KIND.into(),
             config: cfg.clone(),
             nodes,
+            net: None,
         };
         assert!(cluster.save_state().is_ok());
         let back = LocalRedisCluster::attach(tmp.path());

@@ -72,6 +72,9 @@ enum Model {
     Kill,
     /// SIGSTOP, then SIGCONT: a frozen node, noticed only after the failure-detection timeouts.
     Pause,
+    /// The node's link down while it runs (`network = "namespaces"`): cut off, noticed only
+    /// after the failure-detection timeouts, and it still takes writes from no one.
+    Partition,
 }
 
 impl Model {
@@ -79,6 +82,7 @@ impl Model {
         match self {
             Model::Kill => is_leader_kill,
             Model::Pause => |f| f.action == "pause" && f.target.starts_with("leader-of:"),
+            Model::Partition => |f| f.action == "partition" && f.target.starts_with("leader-of:"),
         }
     }
 
@@ -86,6 +90,7 @@ impl Model {
         match self {
             Model::Kill => "leader kill",
             Model::Pause => "leader pause",
+            Model::Partition => "leader partition",
         }
     }
 
@@ -94,6 +99,7 @@ impl Model {
         match self {
             Model::Kill => "",
             Model::Pause => "pause: ",
+            Model::Partition => "partition: ",
         }
     }
 
@@ -101,6 +107,7 @@ impl Model {
         match self {
             Model::Kill => "a killed leader (SIGKILL: its sockets close at once)",
             Model::Pause => "a frozen leader (SIGSTOP: no socket closes)",
+            Model::Partition => "a cut-off leader (its link down: it runs on, no socket closes)",
         }
     }
 }
@@ -259,15 +266,16 @@ fn judge(
 
 /// C4: after a leader fault Redis publishes again no later than RabbitMQ's replicated queues
 /// (a), and Redis's other shards keep their throughput (b), under every fault model the run
-/// has (a kill, a pause).
+/// has (a kill, a pause, a partition).
 pub(super) fn c4(e: &Evidence) -> Verdict {
     const TITLE: &str = "leader death costs downtime on RabbitMQ; Redis fails over fast and only \
         the dead master's shard is hit";
     let rule = format!(
-        "Leader faults (kill or pause of leader-of:*), judged apart under each fault model: a \
-         kill (SIGKILL: the kernel closes the node's sockets at once) and a pause (SIGSTOP, \
-         SIGCONT at restart_after: a frozen node, noticed only after the failure-detection \
-         timeouts). Per backend and model, publish unavailability is the worst over its faults \
+        "Leader faults (kill, pause or partition of leader-of:*), judged apart under each fault \
+         model: a kill (SIGKILL: the kernel closes the node's sockets at once), a pause \
+         (SIGSTOP, SIGCONT at restart_after: a frozen node, noticed only after the \
+         failure-detection timeouts) and a partition (the node's link down while it runs, on a \
+         cluster with network = \"namespaces\"; noticed only after the same timeouts). Per backend and model, publish unavailability is the worst over its faults \
          (unaffected = 0 s; not recovered = until the end, worse than any number). (a) the best \
          Redis backend's unavailability ≤ the smallest of the RabbitMQ quorum and mirrored \
          backends with publisher confirms (without confirms a publish cannot be seen to fail); \
@@ -288,7 +296,7 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
     let kill = judge(e, Model::Kill, &mut numbers);
     let pause = judge(e, Model::Pause, &mut numbers);
     let pause_tried = e.faults.iter().any(Model::Pause.pick());
-    let judged: Vec<(Model, Outcome, &str)> = [(Model::Kill, &kill), (Model::Pause, &pause)]
+    let mut judged: Vec<(Model, Outcome, &str)> = [(Model::Kill, &kill), (Model::Pause, &pause)]
         .into_iter()
         .filter_map(|(m, r)| r.as_ref().ok().map(|(o, why)| (m, *o, *why)))
         .collect();
@@ -309,6 +317,12 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
                 .into(),
         ),
         (Ok(_), Ok(_)) => {}
+    }
+    // A partition (network = "namespaces" only) counts when the run has one.
+    match judge(e, Model::Partition, &mut numbers) {
+        Ok((o, why)) => judged.push((Model::Partition, o, why)),
+        Err(missing) if e.faults.iter().any(Model::Partition.pick()) => numbers.extend(missing),
+        Err(_) => {}
     }
     let Some(&(_, _, first_why)) = judged.first() else {
         return verdict("C4", TITLE, Outcome::NotMeasured, rule, numbers);
@@ -337,10 +351,17 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
             )
         }
         (Some((m, o, why)), _) | (None, Some((m, o, why))) => (*o, under(*m, why)),
-        (None, None) if judged.len() > 1 => (
+        (None, None) if judged.len() == 2 && judged[1].0 == Model::Pause => (
             Outcome::Supported,
             format!("under both a killed and a frozen leader: {first_why}"),
         ),
+        (None, None) if judged.len() > 1 => {
+            let names: Vec<&str> = judged.iter().map(|(m, ..)| m.name()).collect();
+            (
+                Outcome::Supported,
+                format!("under {}: {first_why}", names.join(" and ")),
+            )
+        }
         (None, None) => (Outcome::Supported, first_why.to_string()),
     };
     verdict("C4", TITLE, outcome, rule, numbers).because(reason)
@@ -688,5 +709,44 @@ mod tests {
             "{}",
             v.reason
         );
+    }
+
+    #[test]
+    fn c4_judges_a_partition_apart() {
+        let partition = |label: &str, unavailable: f64| FaultRow {
+            publish_unavailable_s: Some(unavailable),
+            publish_recovered: "yes".into(),
+            ..fault(label, "partition", "leader-of:0")
+        };
+        let kill = [
+            others(leader_kill("redis", Some(2.0), "yes"), 2000.0, 1900.0),
+            leader_kill("quorum", Some(3.0), "yes"),
+        ];
+        // Cut off: Redis 4 s against quorum 6 s: supported under both models.
+        let mut f = kill.to_vec();
+        f.extend([
+            others(partition("redis", 4.0), 2000.0, 1900.0),
+            partition("quorum", 6.0),
+        ]);
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Supported, "{:#?}", v.numbers);
+        assert!(
+            v.reason.starts_with("under a killed leader") && v.reason.contains("a cut-off leader"),
+            "{}",
+            v.reason
+        );
+        // Cut off: Redis 4 s against quorum 1 s: refuted under the partition.
+        f[3] = partition("quorum", 1.0);
+        let v = &run(&c4_backends(), &f)[3];
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        assert!(
+            v.reason.starts_with("under a cut-off leader"),
+            "{}",
+            v.reason
+        );
+        assert!(v
+            .numbers
+            .iter()
+            .any(|n| n.starts_with("partition: (a) fails: best Redis 4.00 s")));
     }
 }

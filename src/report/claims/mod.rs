@@ -236,7 +236,7 @@ fn is_rabbit(backend_type: &str) -> bool {
 }
 
 fn is_node_fault(f: &FaultRow) -> bool {
-    f.action == "kill" || f.action == "stop" || f.action == "pause"
+    matches!(f.action.as_str(), "kill" | "stop" | "pause" | "partition")
 }
 
 fn is_leader_kill(f: &FaultRow) -> bool {

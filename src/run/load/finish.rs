@@ -11,7 +11,6 @@ use crate::fault::runner::Observation;
 use crate::fault::FaultRow;
 use crate::metrics::activity::Activity;
 use crate::report::{each, DestinationSecond, LostFate, LostMessage, Sink, SummaryRow};
-use crate::scenario::faults::FaultAction;
 use crate::scenario::timeline::EventKind;
 
 /// A fault row's publish availability on a backend without confirms.
@@ -84,11 +83,7 @@ impl LoadRun<'_> {
             self.timeline.close(i, t.secs(o.end_ns.unwrap_or(o.at_ns)));
             report(each(sinks, |s| s.on_event(&self.timeline.events[i])));
             if let Some(r) = o.restart_ns {
-                let verb = if o.spec.action == FaultAction::Pause {
-                    "resume"
-                } else {
-                    "restart"
-                };
+                let verb = o.spec.action.comeback();
                 let name = format!("{verb} {}", node.unwrap_or_default());
                 let i = self
                     .timeline
