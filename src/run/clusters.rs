@@ -28,10 +28,33 @@ enum Local {
 }
 
 impl Local {
+    /// Stop the cluster, then delete its nodes' data (Redis's AOF and RDB files, RabbitMQ's
+    /// mnesia folder: gigabytes after a max-rate run), keeping their configs and logs in the
+    /// results folder for post-mortems.
     fn down_blocking(self) {
+        let data: Vec<PathBuf> = match &self {
+            Local::Redis(c) => c
+                .nodes()
+                .iter()
+                .flat_map(|n| {
+                    ["appendonlydir", "appendonly.aof", "dump.rdb"].map(|f| n.dir.join(f))
+                })
+                .collect(),
+            Local::Rabbitmq(c) => c.nodes().iter().map(|n| n.mnesia_base()).collect(),
+        };
         match self {
             Local::Redis(c) => c.down_blocking(),
             Local::Rabbitmq(c) => c.down_blocking(),
+        }
+        for path in data.iter().filter(|p| p.exists()) {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            if let Err(e) = removed {
+                crate::errln!("brokerbench: cannot delete {}: {e}", path.display());
+            }
         }
     }
 }
