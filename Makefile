@@ -118,6 +118,8 @@ test-deps:
 	@need=""; command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
 	command -v java >/dev/null 2>&1 || need="$$need default-jre-headless"; \
 	[ -f /usr/share/java/hdrhistogram.jar ] || need="$$need libhdrhistogram-java"; \
+	command -v docker-compose >/dev/null 2>&1 || need="$$need docker-compose"; \
+	command -v ip >/dev/null 2>&1 || need="$$need iproute2"; \
 	if [ -n "$$need" ]; then echo "installing$$need with apt-get"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need || \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$need; }; fi
