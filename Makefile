@@ -113,7 +113,8 @@ overview: build
 # What the report tests run beside brokerbench, installed with apt when missing: headless
 # Chromium opens report.html (tests/report_html.rs; about 200 MB with its libraries), and
 # HdrHistogram's HistogramLogProcessor (a Java runtime and Debian's jar) reads the hlogs
-# (tests/hdr_tools.rs).
+# (tests/hdr_tools.rs); docker-compose validates the compose files (tests/monitoring.rs) and iproute2
+# builds the partition tests' network namespaces (tests/partition.rs).
 test-deps:
 	@need=""; command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
 	command -v java >/dev/null 2>&1 || need="$$need default-jre-headless"; \
