@@ -19,8 +19,8 @@ BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 # both fault models), a leader killed at 80% of each backend's measured maximum rate
 # (failover-load: C1 at load), a consumer killed holding 500 messages (C5's redelivery), and a
 # replay of 100 000 messages by a new consumer group or offset (C5's replay). Each has RabbitMQ
-# 4.0 rows (the native stream among them) from the Debian 13 root. Timed on 2026-12-02 on the
-# busy 2-core host: the runs about 16 minutes, plus the release build. PROFILE=full adds a
+# 4.0 rows (the native stream among them) from the Debian 13 root. Timed on 2026-12-02: 954 s
+# in all, the runs 13.9 minutes plus a 2-minute release build. PROFILE=full adds a
 # replica's death (failover-replica, about 3 minutes) and a network partition
 # (failover-partition, about 4 minutes: nodes in network namespaces, needs root).
 FAILOVER_SCENARIOS ?= scenarios/failover-leader.toml scenarios/failover-load.toml \
