@@ -8,21 +8,12 @@
 //! Java or the jar missing is a failure: `apt-get install default-jre-headless
 //! libhdrhistogram-java` (or set BROKERBENCH_HDRHISTOGRAM_JAR).
 
+mod common;
+
+use common::copy_dir;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("fixture") {
-        let p = e.expect("entry").path();
-        let dest = to.join(p.file_name().expect("name"));
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, dest).expect("copy");
-        }
-    }
-}
 
 fn jar() -> PathBuf {
     let jar = std::env::var_os("BROKERBENCH_HDRHISTOGRAM_JAR")

@@ -4,6 +4,10 @@
 //! logs): every chart is a valid PNG and SVG of some size, the report links only files that
 //! exist, and it carries a verdict for each claim.
 
+mod common;
+
+use common::copy_dir;
+
 use std::path::Path;
 
 /// The fixture: a real run of tests/fixtures/report-run.toml, its files trimmed (the hlogs keep
@@ -11,19 +15,6 @@ use std::path::Path;
 fn copy_fixture(to: &Path) {
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report-run");
     copy_dir(&from, to);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("fixture") {
-        let p = e.expect("entry").path();
-        let dest = to.join(p.file_name().expect("name"));
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, dest).expect("copy");
-        }
-    }
 }
 
 fn links(markdown: &str) -> Vec<String> {

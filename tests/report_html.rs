@@ -10,22 +10,13 @@
 //! point BROKERBENCH_CHROMIUM at a Chromium binary). BROKERBENCH_SCREENSHOT_TO=<path> keeps the
 //! report-run fixture's screenshot (docs/images/report-summary.png is one).
 
+mod common;
+
+use common::copy_dir;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("fixture") {
-        let p = e.expect("entry").path();
-        let dest = to.join(p.file_name().expect("name"));
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, dest).expect("copy");
-        }
-    }
-}
 
 fn chromium() -> PathBuf {
     let path = std::env::var_os("BROKERBENCH_CHROMIUM")
