@@ -337,32 +337,29 @@ pub(super) fn c4(e: &Evidence) -> Verdict {
     let refuted = judged.iter().find(|(_, o, _)| *o == Outcome::Refuted);
     let supported = judged.iter().find(|(_, o, _)| *o == Outcome::Supported);
     let undecided = judged.iter().find(|(_, o, _)| *o != Outcome::Supported);
-    let (outcome, reason) = match (refuted, undecided) {
+    let (outcome, reason) = match (refuted, supported, undecided) {
         // The fault model decides: neither side fails over first under every failure.
-        (Some((rm, _, rwhy)), _) if supported.is_some() => {
-            let (sm, _, swhy) = supported.copied().unwrap_or((*rm, Outcome::Supported, ""));
-            (
-                Outcome::Inconclusive,
-                format!(
-                    "the fault model decides: refuted {}; supported {}",
-                    under(*rm, rwhy),
-                    under(sm, swhy)
-                ),
-            )
-        }
-        (Some((m, o, why)), _) | (None, Some((m, o, why))) => (*o, under(*m, why)),
-        (None, None) if judged.len() == 2 && judged[1].0 == Model::Pause => (
+        (Some((rm, _, rwhy)), Some((sm, _, swhy)), _) => (
+            Outcome::Inconclusive,
+            format!(
+                "the fault model decides: refuted {}; supported {}",
+                under(*rm, rwhy),
+                under(*sm, swhy)
+            ),
+        ),
+        (Some((m, o, why)), None, _) | (None, _, Some((m, o, why))) => (*o, under(*m, why)),
+        (None, _, None) if judged.len() == 2 && judged[1].0 == Model::Pause => (
             Outcome::Supported,
             format!("under both a killed and a frozen leader: {first_why}"),
         ),
-        (None, None) if judged.len() > 1 => {
+        (None, _, None) if judged.len() > 1 => {
             let names: Vec<&str> = judged.iter().map(|(m, ..)| m.name()).collect();
             (
                 Outcome::Supported,
                 format!("under {}: {first_why}", names.join(" and ")),
             )
         }
-        (None, None) => (Outcome::Supported, first_why.to_string()),
+        (None, _, None) => (Outcome::Supported, first_why.to_string()),
     };
     verdict("C4", TITLE, outcome, rule, numbers).because(reason)
 }
