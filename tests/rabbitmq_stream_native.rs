@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use common::*;
 
@@ -76,14 +76,6 @@ label = "native-kill"
 type = "rabbitmq-stream-native"
 label = "native-pause"
 "#;
-
-type Row = HashMap<String, String>;
-
-fn row<'a>(rows: &'a [Row], backend: &str) -> &'a Row {
-    rows.iter()
-        .find(|r| r["backend"] == backend)
-        .unwrap_or_else(|| panic!("no row for {backend}: {rows:?}"))
-}
 
 /// Completed, the ledger adds up, no confirmed message lost, and (with `all_received`) every
 /// confirmed message received.

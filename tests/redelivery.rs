@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 
 const HOLD: f64 = 300.0;
@@ -57,14 +55,6 @@ type = "rabbitmq-quorum"
 label = "quorum"
 prefetch = 500
 "#;
-
-type Row = HashMap<String, String>;
-
-fn row<'a>(rows: &'a [Row], backend: &str) -> &'a Row {
-    rows.iter()
-        .find(|r| r["backend"] == backend)
-        .unwrap_or_else(|| panic!("no row for {backend}: {rows:?}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_holding_hundreds_has_all_of_them_redelivered() {

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 
 const MESSAGES: u64 = 30_000;
@@ -66,14 +64,6 @@ type = "rabbitmq-stream-native"
 cluster = "rabbitmq-4"
 label = "native"
 "#;
-
-type Row = HashMap<String, String>;
-
-fn row<'a>(rows: &'a [Row], backend: &str) -> &'a Row {
-    rows.iter()
-        .find(|r| r["backend"] == backend)
-        .unwrap_or_else(|| panic!("no row for {backend}: {rows:?}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_consumer_reads_every_filled_message_once_on_every_stream() {

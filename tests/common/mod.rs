@@ -55,7 +55,17 @@ pub fn write_scenario(dir: &Path, name: &str, text: &str) -> std::path::PathBuf 
 }
 
 /// Read a CSV file into header-keyed rows.
-pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+/// One CSV row: column -> value.
+pub type Row = std::collections::HashMap<String, String>;
+
+/// The row of `backend` (its label) in `rows`.
+pub fn row<'a>(rows: &'a [Row], backend: &str) -> &'a Row {
+    rows.iter()
+        .find(|r| r["backend"] == backend)
+        .unwrap_or_else(|| panic!("no row for {backend}: {rows:?}"))
+}
+
+pub fn read_csv(path: &Path) -> Vec<Row> {
     let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let headers = r.headers().expect("headers").clone();
     r.records()
