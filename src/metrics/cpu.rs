@@ -1,6 +1,12 @@
 //! Per-node CPU: each broker process the run started (and the harness itself), sampled from
 //! /proc/<pid>/stat once a second while a backend's load runs, as a share of one core (0.0 to
 //! the number of cores). A node restarted by a fault is found again by its marker.
+//!
+//! A broker node's figure includes the processes it forks (Redis writes its AOF rewrites and
+//! RDB snapshots in a child process; RabbitMQ's `erl_child_setup` and `inet_gethost`): those
+//! still running (their own time) and those it has reaped (`cutime` + `cstime`). Without them a
+//! max-rate Redis run with AOF rewrites shows the host busy with work nobody seems to do. The
+//! harness's figure is its own process only (the nodes it started are its children).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -45,12 +51,64 @@ pub fn host_busy_ticks() -> Option<u64> {
 /// User + system CPU time of a process in clock ticks (all its threads), from /proc/<pid>/stat.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+    Some(parse_stat(&stat)?.own)
+}
+
+/// What the CPU figures need of one /proc/<pid>/stat.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat {
+    ppid: u32,
+    /// utime + stime.
+    own: u64,
+    /// cutime + cstime: children it has waited for.
+    reaped: u64,
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
+    // Fields after the parenthesised command: state is field 3, ppid 4, utime 14, stime 15,
+    // cutime 16, cstime 17.
     let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let f: Vec<&str> = rest.split_whitespace().take(15).collect();
+    let n = |i: usize| f.get(i)?.parse::<u64>().ok();
+    Some(Stat {
+        ppid: f.get(1)?.parse().ok()?,
+        own: n(11)? + n(12)?,
+        reaped: n(13)? + n(14)?,
+    })
+}
+
+/// Every process's stat, by pid (read once per sample).
+fn process_table() -> HashMap<u32, Stat> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some((pid, parse_stat(&stat)?))
+    })
+    .collect()
+}
+
+/// CPU ticks of `pid` and everything it forked: its own, those of the children it reaped, and
+/// those of its live descendants (each counted the same way). A child that ends moves from the
+/// last term to the second when it is reaped, so the sum only grows.
+fn tree_ticks(table: &HashMap<u32, Stat>, pid: u32) -> Option<u64> {
+    let root = table.get(&pid)?;
+    let mut total = root.own + root.reaped;
+    let mut parents = vec![pid];
+    // Bounded by the table: a pid is visited once even if /proc changed between reads.
+    let mut seen = 1usize;
+    while let Some(parent) = parents.pop() {
+        for (&child, st) in table {
+            if st.ppid == parent && child != parent && seen < table.len() {
+                seen += 1;
+                total += st.own + st.reaped;
+                parents.push(child);
+            }
+        }
+    }
+    Some(total)
 }
 
 fn ticks_per_second() -> f64 {
@@ -112,14 +170,17 @@ impl CpuSampler {
             }
             current.push((name.clone(), proc.pid));
         }
+        let table = process_table();
         let mut rows = Vec::new();
         let mut next = HashMap::new();
         for (node, pid) in current {
             // The host is read from /proc/stat, under pid 0 (no process has it).
             let ticks = if node == HOST {
                 host_busy_ticks()
+            } else if node == HARNESS {
+                table.get(&pid).map(|s| s.own)
             } else {
-                cpu_ticks(pid)
+                tree_ticks(&table, pid)
             };
             let Some(ticks) = ticks else {
                 continue;
@@ -158,6 +219,65 @@ mod tests {
         let after = cpu_ticks(std::process::id()).expect("own stat");
         assert!(after > before, "{before} -> {after}");
         assert_eq!(cpu_ticks(0), None);
+    }
+
+    #[test]
+    fn a_tree_sums_live_descendants_and_reaped_children() {
+        let st = |ppid, own, reaped| Stat { ppid, own, reaped };
+        let table: HashMap<u32, Stat> = [
+            (10, st(1, 100, 7)),
+            (11, st(10, 50, 0)),
+            (12, st(11, 5, 3)),
+            (20, st(1, 1000, 0)),
+            (21, st(20, 9, 0)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(tree_ticks(&table, 10), Some(100 + 7 + 50 + 5 + 3));
+        assert_eq!(tree_ticks(&table, 21), Some(9));
+        assert_eq!(tree_ticks(&table, 99), None);
+        let own = parse_stat(&std::fs::read_to_string("/proc/self/stat").expect("own stat"))
+            .expect("parsed");
+        assert_eq!(own.ppid, std::os::unix::process::parent_id());
+    }
+
+    #[test]
+    fn a_node_is_charged_for_the_children_it_forks_running_or_reaped() {
+        // A node that forks a busy child and waits for it, as Redis forks an AOF rewrite.
+        let mut node = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'; exec sleep 30",
+            ])
+            .spawn()
+            .expect("spawn sh");
+        let pid = node.id();
+        let start = Instant::now();
+        let mut running_child = None;
+        let mut reaped = None;
+        while start.elapsed() < std::time::Duration::from_secs(20) && reaped.is_none() {
+            let table = process_table();
+            let own = table.get(&pid).map(|s| s.own).unwrap_or(0);
+            let tree = tree_ticks(&table, pid).unwrap_or(0);
+            if table.values().any(|s| s.ppid == pid) && tree > own + 2 {
+                running_child = Some(tree - own);
+            }
+            if table.get(&pid).is_some_and(|s| s.reaped > 2) {
+                reaped = Some(tree - own);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = node.kill();
+        let _ = node.wait();
+        assert!(
+            running_child.is_some(),
+            "the busy child was never counted while it ran"
+        );
+        let reaped = reaped.expect("the child was reaped within 20 s");
+        assert!(
+            reaped >= running_child.unwrap_or(0),
+            "reaped {reaped} < seen running"
+        );
     }
 
     #[test]

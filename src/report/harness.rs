@@ -42,6 +42,17 @@ pub struct HarnessCheck {
     pub host_share: Option<f64>,
     /// The harness's share of the CPU that the brokers' nodes and the harness used together.
     pub of_used: Option<f64>,
+    /// Mean busy cores of the brokers' nodes (with the processes they fork), of the harness
+    /// and of the whole host while this backend ran: what is left of the host is other work.
+    pub cores: Option<Cores>,
+}
+
+/// Who kept the host's cores busy while a backend ran (means, in cores).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cores {
+    pub brokers: f64,
+    pub harness: f64,
+    pub host: f64,
 }
 
 impl HarnessCheck {
@@ -91,6 +102,12 @@ fn node_cores(cpu: &[CpuSample], backend: &str, node: &str) -> Option<f64> {
 
 /// The harness's share of what the brokers' nodes and the harness used together.
 fn harness_of_used(cpu: &[CpuSample], backend: &str) -> Option<f64> {
+    let (brokers, harness) = brokers_and_harness(cpu, backend)?;
+    (harness + brokers > 0.0).then(|| harness / (harness + brokers))
+}
+
+/// The mean cores of the brokers' nodes (summed) and of the harness while `backend` ran.
+fn brokers_and_harness(cpu: &[CpuSample], backend: &str) -> Option<(f64, f64)> {
     use crate::metrics::cpu::{HARNESS, HOST};
     let harness = node_cores(cpu, backend, HARNESS)?;
     let mut nodes: Vec<&str> = cpu
@@ -104,7 +121,17 @@ fn harness_of_used(cpu: &[CpuSample], backend: &str) -> Option<f64> {
         .iter()
         .filter_map(|n| node_cores(cpu, backend, n))
         .sum();
-    (harness + brokers > 0.0).then(|| harness / (harness + brokers))
+    Some((brokers, harness))
+}
+
+fn cores_of(cpu: &[CpuSample], backend: &str) -> Option<Cores> {
+    let (brokers, harness) = brokers_and_harness(cpu, backend)?;
+    let host = node_cores(cpu, backend, crate::metrics::cpu::HOST)?;
+    Some(Cores {
+        brokers,
+        harness,
+        host,
+    })
 }
 
 /// The harness's and the whole host's mean CPU while `backend` ran, each as a share of the
@@ -131,6 +158,7 @@ pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
             cpu_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).0),
             host_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).1),
             of_used: harness_of_used(&run.cpu, &s.backend),
+            cores: cores_of(&run.cpu, &s.backend),
         })
         .collect()
 }
@@ -181,6 +209,16 @@ pub fn lines(run: &RunResults, checks: &[HarnessCheck]) -> Vec<(bool, String)> {
             text += &format!(
                 "; harness {} of the CPU the brokers and the harness used",
                 share(Some(u))
+            );
+        }
+        // Who used a saturated host: the brokers (the limit, if theirs is most of it), the
+        // harness, or other work on a shared machine.
+        if let Some(k) = c.cores.filter(|_| c.host_saturated()) {
+            text += &format!(
+                " (cores busy: brokers' nodes {:.2}, harness {:.2}, other work {:.2})",
+                k.brokers,
+                k.harness,
+                (k.host - k.brokers - k.harness).max(0.0)
             );
         }
         out.push((c.flagged(), text));
@@ -275,6 +313,13 @@ mod tests {
             )
         );
         assert!(l[4].0 && l[4].1.contains("may be the host's"), "{}", l[4].1);
+        assert!(
+            l[4].1
+                .ends_with("(cores busy: brokers' nodes 0.90, harness 0.10, other work 0.90)"),
+            "{}",
+            l[4].1
+        );
+        assert!(!l[2].1.contains("cores busy:"), "{}", l[2].1);
         assert_eq!(l[4].1.matches("95% busy").count(), 1, "{}", l[4].1);
     }
 
