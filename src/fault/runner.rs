@@ -20,6 +20,9 @@ use crate::scenario::{FaultAction, FaultSpec, Target};
 const TOPOLOGY_POLL: Duration = Duration::from_millis(200);
 /// How long one topology request may take.
 const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Times the topology is asked for before a node fault is given up (`topology_to_aim`).
+const TOPOLOGY_ATTEMPTS: u32 = 3;
+const TOPOLOGY_RETRY_WAIT: Duration = Duration::from_millis(300);
 /// How often the ledger is asked whether abandoned messages came back.
 const REDELIVERY_POLL: Duration = Duration::from_millis(10);
 /// How long a pulled consumer may take to die (one that holds first may hold for `HOLD_MAX`).
@@ -144,6 +147,14 @@ impl FaultRunner {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no topology within {TOPOLOGY_TIMEOUT:?}")),
         }
+    }
+
+    /// The topology a node fault is aimed with. A cluster that is slow to answer (a host
+    /// saturated by the load: every node's CLUSTER NODES timed out once in a test on a busy
+    /// machine) is asked again, up to `TOPOLOGY_ATTEMPTS` times, before the fault is given up:
+    /// what is measured is the fault, not whether the cluster answered the first question.
+    async fn topology_to_aim(&self) -> Result<Topology, String> {
+        first_ok(TOPOLOGY_ATTEMPTS, TOPOLOGY_RETRY_WAIT, || self.topology()).await
     }
 
     /// Sleep until `ns`; false if the run stopped first.
@@ -284,7 +295,7 @@ impl FaultRunner {
         stop: &mut watch::Receiver<bool>,
     ) {
         let spec = obs.spec.clone();
-        let topo = match self.topology().await {
+        let topo = match self.topology_to_aim().await {
             Ok(t) => t,
             Err(e) => return obs.fail(format!("read the topology: {e}")),
         };
@@ -511,5 +522,57 @@ impl FaultRunner {
             (true, n) => format!("before the kill={n}"),
             (false, n) => format!("{got}; before the kill={n}"),
         };
+    }
+}
+
+/// The first success of up to `attempts` calls of `f`, `wait` apart; else every error, numbered.
+async fn first_ok<T, F, Fut>(attempts: u32, wait: Duration, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut errors = Vec::new();
+    for attempt in 1..=attempts {
+        match f().await {
+            Ok(t) => return Ok(t),
+            Err(e) => errors.push(format!("attempt {attempt}: {e}")),
+        }
+        if attempt < attempts {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(errors.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_cluster_is_asked_again_before_a_fault_is_given_up() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let answer_on = |n: u32| {
+            let calls = &calls;
+            move || {
+                let i = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                async move {
+                    if i >= n {
+                        Ok(i)
+                    } else {
+                        Err(format!("no answer {i}"))
+                    }
+                }
+            }
+        };
+        let wait = Duration::from_millis(1);
+        assert_eq!(first_ok(3, wait, answer_on(3)).await, Ok(3));
+        calls.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            first_ok(3, wait, answer_on(9)).await,
+            Err("attempt 1: no answer 1; attempt 2: no answer 2; attempt 3: no answer 3".into())
+        );
+        calls.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(first_ok(3, wait, answer_on(1)).await, Ok(1));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 }
