@@ -21,6 +21,7 @@ mod leaders;
 mod nodes;
 mod producer;
 pub mod settings;
+pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
