@@ -19,10 +19,14 @@
 //! layout from osiris's `osiris_log.erl`.
 
 pub mod amqp;
+pub mod chunk;
 pub mod connection;
 pub mod frame;
 pub mod gzip;
 mod handshake;
+pub mod publisher;
+pub mod subentry;
+pub mod subscription;
 
 use std::time::Duration;
 
