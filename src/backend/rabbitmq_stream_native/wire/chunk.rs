@@ -154,7 +154,7 @@ pub(super) mod tests {
     pub fn chunk_of(first_offset: u64, entries: &[Vec<u8>], records: u32) -> Bytes {
         let data: Vec<u8> = entries.concat();
         let mut b = BytesMut::new();
-        // Magic 5, version 0, as RabbitMQ 4.0.5 writes it.
+        // Magic 5, version 0, as RabbitMQ 4.0.5 writes it (testdata/deliver-chunks.hex).
         b.put_u8(0x50);
         b.put_u8(USER);
         b.put_u16(entries.len() as u16);
@@ -251,6 +251,48 @@ pub(super) mod tests {
             let (_, got) = decoded(chunk_of(0, &stored, 39));
             let expected: Vec<&Bytes> = e.entries.iter().flat_map(|r| &sent[r.clone()]).collect();
             assert_eq!(got.iter().map(|(_, p)| p).collect::<Vec<_>>(), expected);
+        }
+    }
+
+    /// Chunks RabbitMQ 4.0.5 delivered (testdata/deliver-chunks.hex says how they were
+    /// captured): plain entries from rabbitmq-stream-client, gzip and uncompressed sub-entries
+    /// from the wire publisher.
+    #[test]
+    fn chunks_captured_from_rabbitmq_4_decode_to_the_harness_payloads() {
+        let text = include_str!("testdata/deliver-chunks.hex");
+        let chunks: Vec<Bytes> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let bytes: Vec<u8> = (0..l.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&l[i..i + 2], 16).expect("hex"))
+                    .collect();
+                Bytes::from(bytes)
+            })
+            .collect();
+        assert_eq!(chunks.len(), 5);
+        let first_entries: Vec<u8> = chunks.iter().map(|c| c[HEADER_LEN]).collect();
+        assert_eq!(first_entries, [0x00, 0x00, 0x00, 0x90, 0x80]);
+        let mut gunzip = GzipReader::default();
+        let mut got = Vec::new();
+        for c in chunks {
+            let h = records(c, &mut gunzip, |o, r| got.push((o, r))).expect("decodes");
+            assert_eq!(h.chunk_type, USER);
+            assert!(h.timestamp > 1_700_000_000_000, "{h:?}");
+        }
+        assert_eq!(got.len(), 11);
+        for (i, (offset, record)) in got.iter().enumerate() {
+            assert_eq!(*offset, i as u64);
+            let payload = amqp::body(record).expect("a data section");
+            let expected = crate::payload::Header {
+                run_id: 7,
+                producer: 0,
+                seq: i as u64,
+                intended_ns: 1000 + i as u64,
+            }
+            .encode(64);
+            assert_eq!(payload, expected, "offset {i}");
         }
     }
 
