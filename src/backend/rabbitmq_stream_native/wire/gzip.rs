@@ -1,7 +1,8 @@
 //! Gzip members (RFC 1952) for compressed sub-entries, as the Java client writes them with
 //! `GZIPOutputStream` and reads them with `GZIPInputStream`: a 10-byte header, raw deflate, then
-//! CRC-32 and length (little endian). The deflate and inflate states (hundreds of KiB for the
-//! compressor) are made once per publisher or consumer and reset per sub-entry.
+//! CRC-32 and length (little endian), at deflate's default level (6, as `GZIPOutputStream`).
+//! The deflate and inflate states (hundreds of KiB for the compressor) are made once per
+//! publisher or consumer and reset per sub-entry.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Crc, Decompress, FlushCompress, FlushDecompress, Status};
