@@ -1,7 +1,8 @@
 //! What a native stream still holds for its consumers at the drain deadline: the entries after
 //! the highest offset any of its consumers handed to the harness. The stream's last offset is
 //! read by a throw-away consumer subscribed at `last` (the broker sends the last chunk, whose
-//! deliveries carry their offsets); the offsets handed out are the consumers' own (`Handed`).
+//! deliveries carry their offsets; the crate's consumer, or the wire client's for a stream of
+//! sub-entries); the offsets handed out are the consumers' own (`Handed`).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -12,6 +13,10 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use rabbitmq_stream_client::types::OffsetSpecification;
 use rabbitmq_stream_client::Environment;
+
+use super::wire::chunk;
+use super::wire::subscription::{Event, OffsetSpec, Subscription};
+use super::wire::Target;
 
 /// How long the reader waits for the last chunk before taking the stream as empty.
 const EMPTY_WAIT: Duration = Duration::from_millis(1500);
@@ -102,23 +107,66 @@ pub(super) fn group_name(base: &str, g: u32) -> String {
     }
 }
 
-/// The last offset of `stream` (None: it is empty). The reader goes to a replica the client
-/// picks at random, which may be one that is restarting: a read that fails or finds nothing
-/// while consumers have not handed out everything confirmed is tried once more.
-pub(super) async fn last_offset(
-    env: &Environment,
-    stream: &str,
-    maybe_more: bool,
-) -> Result<Option<u64>, String> {
-    let first = read_last_offset(env, stream).await;
+/// The last offset of a stream (None: it is empty), read with `read`. The reader goes to a
+/// replica picked at random, which may be one that is restarting: a read that fails or finds
+/// nothing while consumers have not handed out everything confirmed is tried once more.
+pub(super) async fn last_offset<F, Fut>(read: F, maybe_more: bool) -> Result<Option<u64>, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<u64>, String>>,
+{
+    let first = read().await;
     match first {
         Ok(Some(_)) => first,
         Ok(None) if !maybe_more => first,
-        _ => read_last_offset(env, stream).await.or(first),
+        _ => read().await.or(first),
     }
 }
 
-async fn read_last_offset(env: &Environment, stream: &str) -> Result<Option<u64>, String> {
+/// The last offset of `stream` through the wire client (a stream with sub-entries, which the
+/// crate cannot read): subscribed at `last` through `target`, the broker sends the last chunk,
+/// whose header gives its first offset and record count; chunks that follow are read until
+/// the stream goes quiet, as below.
+pub(super) async fn read_last_offset_wire(
+    target: &Target,
+    stream: &str,
+) -> Result<Option<u64>, String> {
+    let opened = Subscription::open(target, stream, OffsetSpec::Last, 10, None);
+    let mut sub = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, opened).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("subscribe to stream {stream} at its end: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "subscribe to stream {stream} at its end: no answer within {SUBSCRIBE_TIMEOUT:?}"
+            ))
+        }
+    };
+    let mut last = None;
+    let mut wait = EMPTY_WAIT;
+    loop {
+        let next = futures::future::poll_fn(|cx| sub.poll_event(cx));
+        match tokio::time::timeout(wait, next).await {
+            Ok(Some(Event::Chunk(c))) => {
+                let h = chunk::header(&c)
+                    .map_err(|e| format!("read the end of stream {stream}: {e}"))?;
+                last = last.max(h.last_offset());
+                let _ = sub.credit(1);
+                wait = CHUNK_QUIET;
+            }
+            Ok(Some(Event::Ended(e))) if last.is_none() => {
+                return Err(format!("read the end of stream {stream}: {e}"))
+            }
+            _ => break,
+        }
+    }
+    let _ = tokio::time::timeout(SUBSCRIBE_TIMEOUT, sub.close()).await;
+    Ok(last)
+}
+
+pub(super) async fn read_last_offset(
+    env: &Environment,
+    stream: &str,
+) -> Result<Option<u64>, String> {
     let build = env
         .consumer()
         .offset(OffsetSpecification::Last)

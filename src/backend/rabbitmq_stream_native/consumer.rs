@@ -6,7 +6,8 @@
 //! under that name (the first offset if none is stored). The consumer stores its offset after
 //! every `store_offset_every` acknowledged messages, so at most that many come again after a
 //! crash: redelivery, not loss. A super stream has one client consumer per partition, read in
-//! turn.
+//! turn. A partition reads the crate's consumer or, for an entry with `sub_entry_size`, a
+//! subscription of the backend's own client, whose chunks are decoded here (`source.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
-use rabbitmq_stream_client::error::{ClientError, ConsumerDeliveryError};
-use rabbitmq_stream_client::types::{OffsetSpecification, ResponseCode};
-use rabbitmq_stream_client::{Consumer as ClientConsumer, MessageContext};
+use futures::FutureExt;
 
 use super::backlog::{group_name, Groups, Handed};
 use super::leaders::LeaderWatch;
+use super::source::{Polled, Source};
+use super::wire::{amqp, chunk};
 use crate::backend::{AckToken, Consumer, Delivery, OpError};
 
 /// How long `poll` waits for a first delivery.
@@ -51,29 +51,32 @@ pub(super) fn untoken(t: &AckToken) -> Option<(usize, u64)> {
     }
 }
 
-/// Where a consumer that becomes active starts: after the offset stored under its name, or at
-/// the first offset when none is stored. The offset chosen is also written to `start`, below
+/// What is stored on the broker under one name: an offset, none, or unknown (the query failed).
+pub(super) enum Stored {
+    At(u64),
+    None,
+    Unknown,
+}
+
+/// Where a consumer that becomes active starts: after the offset stored under the first of
+/// `names` (its group's name, then the earlier groups' of the stream, newest first) that has
+/// one, or at offset 0 when none has. The offset chosen is also written to `start`, below
 /// which deliveries are dropped (the broker delivers whole chunks, which may begin earlier).
-pub(super) async fn resume_point(
-    ctx: MessageContext,
-    start: Arc<AtomicU64>,
-    earlier: Vec<String>,
-) -> OffsetSpecification {
-    let client = ctx.client();
-    let stream = ctx.stream();
+pub(super) async fn resume_from<F, Fut>(names: Vec<String>, start: &AtomicU64, query: F) -> u64
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Stored>,
+{
     let mut from = 0;
-    // This group's own name first, then the earlier groups' of the stream, newest first.
-    'names: for name in std::iter::once(ctx.name()).chain(earlier) {
+    'names: for name in names {
         let mut tries = 0;
         loop {
-            match tokio::time::timeout(CALL_TIMEOUT, client.query_offset(name.clone(), &stream))
-                .await
-            {
-                Ok(Ok(stored)) => {
+            match tokio::time::timeout(CALL_TIMEOUT, query(name.clone())).await {
+                Ok(Stored::At(stored)) => {
                     from = stored + 1;
                     break 'names;
                 }
-                Ok(Err(ClientError::RequestError(ResponseCode::OffsetNotFound))) => break,
+                Ok(Stored::None) => break,
                 // Unknown: reading from the start again only makes duplicates, never a gap.
                 _ if tries >= 3 => break 'names,
                 _ => {
@@ -84,17 +87,13 @@ pub(super) async fn resume_point(
         }
     }
     start.store(from, Ordering::SeqCst);
-    if from == 0 {
-        OffsetSpecification::First
-    } else {
-        OffsetSpecification::Offset(from)
-    }
+    from
 }
 
-/// One partition's client consumer and its offsets.
+/// One partition's subscription and its offsets.
 pub(super) struct Partition {
     pub stream: String,
-    pub consumer: ClientConsumer,
+    pub source: Source,
     /// The stream's leader when the consumer subscribed (`leaders.rs`).
     pub leader: String,
     /// Deliveries below this offset are dropped (set when the consumer becomes active).
@@ -107,9 +106,10 @@ pub(super) struct Partition {
     pub handed_then: Option<u64>,
     /// Messages of this stream confirmed to producers (shared with them).
     pub confirmed: Arc<AtomicU64>,
-    /// The generation of the group it joined (`backlog::Groups`), and whether the broker has
-    /// made it the group's active consumer.
+    /// The generation of the group it joined (`backlog::Groups`), its name, and whether the
+    /// broker has made it the group's active consumer.
     pub generation: u32,
+    pub group: String,
     pub active: Arc<AtomicBool>,
 }
 
@@ -119,12 +119,7 @@ pub(super) struct Partition {
 /// while nobody reads it, and every reopened consumer would wait behind it as a standby.
 impl Drop for Partition {
     fn drop(&mut self) {
-        let handle = self.consumer.handle();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = tokio::time::timeout(CALL_TIMEOUT, handle.close()).await;
-            });
-        }
+        self.source.close_when_dropped(CALL_TIMEOUT);
     }
 }
 
@@ -140,10 +135,6 @@ pub(super) struct NativeConsumer {
     pub handed: Handed,
     /// Each stream's group generation, shared with the backend.
     pub groups: Groups,
-}
-
-fn delivery_error(stream: &str, e: ConsumerDeliveryError) -> OpError {
-    OpError::Connection(format!("consumer of stream {stream}: {e}"))
 }
 
 impl NativeConsumer {
@@ -216,17 +207,11 @@ impl NativeConsumer {
     }
 
     /// The next delivery of any partition, if one is ready: (partition, what came).
-    fn poll_any(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<(
-        usize,
-        Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>,
-    )> {
+    fn poll_any(&mut self, cx: &mut std::task::Context<'_>) -> Poll<(usize, Polled)> {
         let n = self.parts.len();
         for k in 0..n {
             let idx = (self.next_first + k) % n;
-            if let Poll::Ready(item) = self.parts[idx].consumer.poll_next_unpin(cx) {
+            if let Poll::Ready(item) = self.parts[idx].source.poll_next(cx) {
                 self.next_first = (idx + 1) % n;
                 return Poll::Ready((idx, item));
             }
@@ -234,24 +219,21 @@ impl NativeConsumer {
         Poll::Pending
     }
 
-    /// Take one delivery: append it to `out` unless it lies before where this consumer started;
-    /// Err when the partition's consumer ended or failed.
+    /// Take what came: append its messages to `out` unless they lie before where this consumer
+    /// started; Err when the partition's subscription ended, or a chunk could not be read (the
+    /// records before the fault are appended).
     fn take(
         &mut self,
-        (idx, item): (
-            usize,
-            Option<Result<rabbitmq_stream_client::types::Delivery, ConsumerDeliveryError>>,
-        ),
+        (idx, item): (usize, Polled),
         out: &mut Vec<Delivery>,
     ) -> Result<(), OpError> {
         let part = &mut self.parts[idx];
         match item {
-            None => Err(OpError::Connection(format!(
-                "consumer of stream {}: its connection closed",
+            Polled::Ended(why) => Err(OpError::Connection(format!(
+                "consumer of stream {}: {why}",
                 part.stream
             ))),
-            Some(Err(e)) => Err(delivery_error(&part.stream, e)),
-            Some(Ok(d)) => {
+            Polled::One(d) => {
                 part.silent_since = Instant::now();
                 if d.offset() >= part.start.load(Ordering::Relaxed) {
                     out.push(Delivery {
@@ -261,6 +243,25 @@ impl NativeConsumer {
                     });
                 }
                 Ok(())
+            }
+            Polled::Chunk(c) => {
+                part.silent_since = Instant::now();
+                let start = part.start.load(Ordering::Relaxed);
+                part.source.chunk_taken();
+                let Some(gunzip) = part.source.gunzip() else {
+                    return Ok(());
+                };
+                chunk::records(c, gunzip, |offset, record| {
+                    if offset >= start {
+                        out.push(Delivery {
+                            payload: amqp::body(&record).unwrap_or(record),
+                            redelivered: false,
+                            token: token(idx, offset),
+                        });
+                    }
+                })
+                .map(|_| ())
+                .map_err(|e| OpError::Protocol(format!("stream {}: {e}", part.stream)))
             }
         }
     }
@@ -277,12 +278,12 @@ impl Consumer for NativeConsumer {
             return Ok(());
         };
         let before = out.len();
-        self.take(first, out)?;
-        while out.len() < POLL_MAX {
+        let mut taken = self.take(first, out);
+        while taken.is_ok() && out.len() < POLL_MAX {
             match futures::future::poll_fn(|cx| self.poll_any(cx)).now_or_never() {
                 // A closed connection ends this poll; the next one reports it.
-                Some((_, None | Some(Err(_)))) if !out.is_empty() => break,
-                Some(item) => self.take(item, out)?,
+                Some((_, Polled::Ended(_))) if !out.is_empty() => break,
+                Some(item) => taken = self.take(item, out),
                 None => break,
             }
         }
@@ -299,7 +300,8 @@ impl Consumer for NativeConsumer {
                 part.handed_then = self.handed.get(&part.stream);
             }
         }
-        Ok(())
+        // What was appended before an error counts (the harness keeps it).
+        taken
     }
 
     async fn ack(&mut self, tokens: &[AckToken]) -> Result<(), OpError> {
@@ -314,7 +316,8 @@ impl Consumer for NativeConsumer {
                 continue;
             };
             part.since_store = 0;
-            match tokio::time::timeout(CALL_TIMEOUT, part.consumer.store_offset(offset)).await {
+            let stored = part.source.store_offset(&part.group, &part.stream, offset);
+            match tokio::time::timeout(CALL_TIMEOUT, stored).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     return Err(OpError::Connection(format!(
@@ -337,8 +340,7 @@ impl Consumer for NativeConsumer {
     /// crash would): the next active consumer starts after the stored offset.
     async fn close(self: Box<Self>) {
         for part in &self.parts {
-            let handle = part.consumer.handle();
-            let _ = tokio::time::timeout(CALL_TIMEOUT, handle.close()).await;
+            let _ = tokio::time::timeout(CALL_TIMEOUT, part.source.close()).await;
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Where each stream's leader is right now, from the stream protocol's `metadata` command over
-//! one client connection that the backend's consumers share.
+//! one client connection that the backend's consumers share (and where the wire client's
+//! publishers and consumers connect: a stream's leader, or one of its replicas).
 //!
 //! Why consumers need it: when a stream's leader changes, RabbitMQ restarts the stream's member
 //! processes and cancels every subscription to it, telling the client with a `metadata_update`
@@ -16,6 +17,26 @@ use rabbitmq_stream_client::{Client, ClientOptions};
 
 /// How long connecting, or one metadata request, may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A stream's members as the stream protocol advertises them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Members {
+    /// `host:port` of its leader.
+    pub leader: String,
+    pub replicas: Vec<String>,
+}
+
+impl Members {
+    /// Where a reader connects: a replica picked at random, or the leader when there is none
+    /// (as the crate's consumer picks).
+    pub fn reader(&self) -> &str {
+        if self.replicas.is_empty() {
+            return &self.leader;
+        }
+        let k = crate::clock::random_id() as usize % self.replicas.len();
+        &self.replicas[k]
+    }
+}
 
 pub(super) struct LeaderWatch {
     /// One per node with a stream listener, in node order.
@@ -52,6 +73,11 @@ impl LeaderWatch {
 
     /// `host:port` of the leader of `stream`; None while it has none (an election).
     pub async fn leader(&self, stream: &str) -> Result<Option<String>, String> {
+        Ok(self.members(stream).await?.map(|m| m.leader))
+    }
+
+    /// `host:port` of the leader and replicas of `stream`; None while it has no leader.
+    pub async fn members(&self, stream: &str) -> Result<Option<Members>, String> {
         let mut held = self.client.lock().await;
         let client = match held.as_ref() {
             Some(c) if !c.is_closed() => c.clone(),
@@ -66,7 +92,14 @@ impl LeaderWatch {
             Ok(Ok(map)) => Ok(map
                 .get(stream)
                 .filter(|m| m.response_code == ResponseCode::Ok && m.leader.port > 0)
-                .map(|m| format!("{}:{}", m.leader.host, m.leader.port))),
+                .map(|m| Members {
+                    leader: format!("{}:{}", m.leader.host, m.leader.port),
+                    replicas: m
+                        .replicas
+                        .iter()
+                        .map(|r| format!("{}:{}", r.host, r.port))
+                        .collect(),
+                })),
             failed => {
                 // Ask through a new connection next time.
                 if let Some(old) = held.take() {

@@ -12,8 +12,10 @@
 //!   broker (`consumer.rs`).
 //! - Leaders and members come from the management API, as for the AMQP backends, so
 //!   `leader-of` / `replica-of` faults work unchanged (`nodes.rs`).
-//!
-//! The crate (0.11) has no sub-entry batching and no compression: the backend offers neither.
+//! - With `sub_entry_size`, messages go out as sub-entries (several per entry, one confirm
+//!   each, optionally gzip-compressed), which the crate (0.11) can neither publish nor read:
+//!   that entry's producers, consumers and backlog reader use the backend's own client of the
+//!   stream protocol (`wire/`, `subentry_producer.rs`, `source.rs`).
 
 mod backlog;
 mod consumer;
@@ -21,14 +23,17 @@ mod leaders;
 mod nodes;
 mod producer;
 pub mod settings;
+mod source;
+mod subentry_producer;
+pub mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rabbitmq_stream_client::error::StreamDeleteError;
-use rabbitmq_stream_client::types::{LeaderLocator, OffsetSpecification, ResponseCode};
+use rabbitmq_stream_client::types::{LeaderLocator, ResponseCode};
 use rabbitmq_stream_client::Environment;
 use tokio::sync::watch;
 
@@ -188,6 +193,20 @@ impl NativeStreamBackend {
         }
     }
 
+    /// The last offset of `stream` through the wire client, from a member the stream protocol
+    /// advertises (a replica at random, as the crate's reader picks one).
+    async fn wire_end(&self, stream: &str) -> Result<Option<u64>, String> {
+        let members = self
+            .leaders
+            .members(stream)
+            .await?
+            .ok_or_else(|| format!("stream {stream} has no leader right now"))?;
+        let target = self
+            .nodes
+            .wire_target(members.reader(), "brokerbench-backlog")?;
+        backlog::read_last_offset_wire(&target, stream).await
+    }
+
     /// The placement of stream `name` as the topology reports it.
     async fn placement(&self, name: &str) -> Result<DestinationPlacement, BackendError> {
         let p = self
@@ -271,6 +290,12 @@ impl Backend for NativeStreamBackend {
         dest: &Destination,
         index: usize,
     ) -> Result<Box<dyn Producer>, OpError> {
+        if self.settings.sub_entry_size.is_some() {
+            let streams = self.partition_names(&dest.name);
+            return Ok(Box::new(
+                subentry_producer::open(self, streams, index).await?,
+            ));
+        }
         let env = self.env(index).await?;
         let (closed, dead) = watch::channel(false);
         let closed = Arc::new(closed);
@@ -309,9 +334,7 @@ impl Backend for NativeStreamBackend {
             dead,
             failed: false,
             cancelled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            answered: Arc::new(AtomicU64::new(0)),
-            sent: 0,
-            quiet: (Instant::now(), 0),
+            stall: producer::ConfirmStall::new(Arc::new(AtomicU64::new(0))),
         }))
     }
 
@@ -320,12 +343,16 @@ impl Backend for NativeStreamBackend {
         dest: &Destination,
         index: usize,
     ) -> Result<Box<dyn Consumer>, OpError> {
-        let env = self.env(index).await?;
+        // The crate's environment; an entry with sub-entries reads through the wire client.
+        let env = match self.settings.sub_entry_size {
+            None => Some(self.env(index).await?),
+            Some(_) => None,
+        };
         let mut parts: Vec<consumer::Partition> = Vec::new();
         for stream in self.partition_names(&dest.name) {
             // The leader before subscribing: if it moves later, the consumer sees it.
-            let leader = match self.leaders.leader(&stream).await {
-                Ok(Some(l)) => l,
+            let members = match self.leaders.members(&stream).await {
+                Ok(Some(m)) => m,
                 Ok(None) => {
                     close_all(parts, &self.leaders).await;
                     return Err(OpError::Unavailable(format!(
@@ -337,48 +364,31 @@ impl Backend for NativeStreamBackend {
                     return Err(OpError::Connection(e));
                 }
             };
-            let start = Arc::new(AtomicU64::new(0));
-            let at = start.clone();
             let generation = self.groups.generation(&stream);
-            let group = backlog::group_name(CONSUMER_NAME, generation);
-            let earlier: Vec<String> = (0..generation)
-                .rev()
-                .map(|g| backlog::group_name(CONSUMER_NAME, g))
-                .collect();
-            let active = Arc::new(AtomicBool::new(false));
-            let is_active = active.clone();
-            let build = env
-                .consumer()
-                .name(&group)
-                .enable_single_active_consumer(true)
-                .offset(OffsetSpecification::First)
-                .client_provided_name(&format!("brokerbench-consumer-{index}"))
-                .consumer_update(move |active, ctx| {
-                    let (at, earlier) = (at.clone(), earlier.clone());
-                    is_active.store(active != 0, Ordering::Relaxed);
-                    // The listener's future must be Sync: run it as a task, await its handle.
-                    let decided = tokio::spawn(async move {
-                        if active == 0 {
-                            return OffsetSpecification::Next;
-                        }
-                        consumer::resume_point(ctx, at, earlier).await
-                    });
-                    async move { decided.await.unwrap_or(OffsetSpecification::First) }
-                })
-                .build(&stream);
-            let c = match tokio::time::timeout(CONNECT_TIMEOUT, build).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    close_all(parts, &self.leaders).await;
-                    return Err(OpError::Connection(format!(
-                        "open a consumer on stream {stream}: {e}"
-                    )));
+            let group = source::Group {
+                name: backlog::group_name(CONSUMER_NAME, generation),
+                earlier: (0..generation)
+                    .rev()
+                    .map(|g| backlog::group_name(CONSUMER_NAME, g))
+                    .collect(),
+                start: Arc::new(AtomicU64::new(0)),
+                active: Arc::new(AtomicBool::new(false)),
+            };
+            let opened = match &env {
+                Some(env) => source::open_crate(env, &stream, &group, index).await,
+                None => {
+                    let name = format!("brokerbench-consumer-{index}");
+                    match self.nodes.wire_target(members.reader(), &name) {
+                        Ok(target) => source::open_wire(&target, &stream, &group).await,
+                        Err(e) => Err(OpError::Connection(e)),
+                    }
                 }
-                Err(_) => {
+            };
+            let source = match opened {
+                Ok(s) => s,
+                Err(e) => {
                     close_all(parts, &self.leaders).await;
-                    return Err(OpError::Connection(format!(
-                        "open a consumer on stream {stream}: no answer within {CONNECT_TIMEOUT:?}"
-                    )));
+                    return Err(e);
                 }
             };
             let handed_then = self.handed.get(&stream);
@@ -386,15 +396,16 @@ impl Backend for NativeStreamBackend {
             parts.push(consumer::Partition {
                 confirmed,
                 stream,
-                consumer: c,
-                leader,
-                start,
+                source,
+                leader: members.leader,
+                start: group.start,
                 acked: None,
                 since_store: 0,
                 silent_since: Instant::now(),
                 handed_then,
                 generation,
-                active,
+                group: group.name,
+                active: group.active,
             });
         }
         Ok(Box::new(consumer::NativeConsumer {
@@ -442,11 +453,16 @@ impl Backend for NativeStreamBackend {
     /// Entries after the highest offset the consumers handed out, summed over every
     /// partition stream (`backlog.rs`).
     async fn backlog(&self, destinations: &[Destination]) -> Result<Option<Backlog>, BackendError> {
-        let (_, env) = self
-            .nodes
-            .environment(0)
-            .await
-            .map_err(|m| self.setup_err("connect to read the streams' ends", m))?;
+        let env = match self.settings.sub_entry_size {
+            None => Some(
+                self.nodes
+                    .environment(0)
+                    .await
+                    .map_err(|m| self.setup_err("connect to read the streams' ends", m))?
+                    .1,
+            ),
+            Some(_) => None,
+        };
         let streams: Vec<String> = destinations
             .iter()
             .flat_map(|d| self.partition_names(&d.name))
@@ -457,7 +473,16 @@ impl Backend for NativeStreamBackend {
                 .counter(s)
                 .load(std::sync::atomic::Ordering::Relaxed);
             let handed = self.handed.get(s).map_or(0, |h| h + 1);
-            backlog::last_offset(&env, s, confirmed > handed)
+            let env = env.as_ref();
+            async move {
+                match env {
+                    Some(env) => {
+                        let read = || backlog::read_last_offset(env, s);
+                        backlog::last_offset(read, confirmed > handed).await
+                    }
+                    None => backlog::last_offset(|| self.wire_end(s), confirmed > handed).await,
+                }
+            }
         }));
         let mut total = Backlog::default();
         let ends = ends.await;

@@ -151,6 +151,25 @@ impl Nodes {
             .collect()
     }
 
+    /// Where the wire client connects to reach `addr` (`host:port`, as the stream protocol's
+    /// metadata advertises a node), with the backend's user, password and virtual host; `name`
+    /// is the connection's name on the broker.
+    pub fn wire_target(&self, addr: &str, name: &str) -> Result<super::wire::Target, String> {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("\"{addr}\" is no host:port"))?;
+        Ok(super::wire::Target {
+            host: host.to_string(),
+            port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            vhost: self.vhost.clone(),
+            heartbeat_s: HEARTBEAT_S,
+            name: name.to_string(),
+        })
+    }
+
     /// Leader and members of stream `name`.
     pub async fn placement(&self, name: &str) -> Result<QueuePlacement, String> {
         let vhost = self.vhost.clone();

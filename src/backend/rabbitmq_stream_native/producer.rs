@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backend::{OpError, Producer, SentBatch};
 
 /// How long closing a producer (delete publisher, close the connection) may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a producer with messages awaiting confirms may go without any confirm (or publish
 /// error) before it counts its connection as dead although the client has not noticed.
 const CONFIRM_STALL: Duration = Duration::from_secs(5);
@@ -64,11 +64,58 @@ pub(super) struct NativeProducer {
     /// The broker no longer knows this publisher (it cancels publishers when the stream's
     /// leader moves): publishing again needs a new one.
     pub cancelled: Arc<AtomicBool>,
-    /// Outcomes (confirms and publish errors) the client reported, and messages sent.
+    pub stall: ConfirmStall,
+}
+
+/// Whether confirms stopped coming: messages await confirms and no outcome came for
+/// `CONFIRM_STALL`, so the connection is dead although the client has not noticed.
+pub(super) struct ConfirmStall {
+    /// Outcomes (confirms and publish errors) the client reported, in messages.
     pub answered: Arc<AtomicU64>,
+    /// Messages sent.
     pub sent: u64,
     /// Since when `answered` has not moved, and its value then.
-    pub quiet: (Instant, u64),
+    quiet: (Instant, u64),
+}
+
+impl ConfirmStall {
+    pub fn new(answered: Arc<AtomicU64>) -> ConfirmStall {
+        ConfirmStall {
+            answered,
+            sent: 0,
+            quiet: (Instant::now(), 0),
+        }
+    }
+
+    /// Whether messages await confirms and none came for `CONFIRM_STALL`.
+    pub fn stalled(&mut self, confirms: bool) -> bool {
+        let answered = self.answered.load(Ordering::Relaxed);
+        if !confirms || self.sent <= answered || answered != self.quiet.1 {
+            self.quiet = (Instant::now(), answered);
+            return false;
+        }
+        self.quiet.0.elapsed() > CONFIRM_STALL
+    }
+
+    /// The error of a stalled producer.
+    pub fn error(&self) -> OpError {
+        OpError::Connection(format!(
+            "no confirm for {CONFIRM_STALL:?} with {} messages awaiting one: the connection \
+             is dead without the client noticing",
+            self.sent
+                .saturating_sub(self.answered.load(Ordering::Relaxed))
+        ))
+    }
+}
+
+/// Everything given refused: the connection is gone (the harness reopens).
+pub(super) fn refuse_all(payloads: &mut Vec<Bytes>, why: OpError) -> SentBatch {
+    payloads.clear();
+    SentBatch {
+        taken: 1,
+        refused: vec![(0, why)],
+        confirms: None,
+    }
 }
 
 /// Tells the producer that its connection closed (the client calls it with what was not
@@ -98,7 +145,7 @@ fn outcome(r: Result<ConfirmationStatus, ProducerPublishError>) -> Option<Outcom
     Some((status.publishing_id(), result))
 }
 
-fn lost(stream: &str) -> OpError {
+pub(super) fn lost(stream: &str) -> OpError {
     OpError::Connection(format!(
         "the connection to the leader of stream {stream} closed before the confirm"
     ))
@@ -151,28 +198,6 @@ impl Pending {
     }
 }
 
-impl NativeProducer {
-    /// Whether messages await confirms and none came for `CONFIRM_STALL`.
-    fn stalled(&mut self) -> bool {
-        let answered = self.answered.load(Ordering::Relaxed);
-        if !self.confirms || self.sent <= answered || answered != self.quiet.1 {
-            self.quiet = (Instant::now(), answered);
-            return false;
-        }
-        self.quiet.0.elapsed() > CONFIRM_STALL
-    }
-
-    /// Everything given refused: the connection is gone (the harness reopens).
-    fn refuse_all(&self, payloads: &mut Vec<Bytes>, why: OpError) -> SentBatch {
-        payloads.clear();
-        SentBatch {
-            taken: 1,
-            refused: vec![(0, why)],
-            confirms: None,
-        }
-    }
-}
-
 #[async_trait]
 impl Producer for NativeProducer {
     async fn send(
@@ -198,23 +223,17 @@ impl Producer for NativeProducer {
     async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> SentBatch {
         if self.failed || self.cancelled.load(Ordering::Relaxed) || *self.dead.borrow() {
             let stream = &self.parts[self.next_part].stream;
-            let why = lost(stream);
-            return self.refuse_all(payloads, why);
+            return refuse_all(payloads, lost(stream));
         }
-        if self.stalled() {
+        if self.stall.stalled(self.confirms) {
             self.failed = true;
-            let why = OpError::Connection(format!(
-                "no confirm for {CONFIRM_STALL:?} with {} messages awaiting one: the connection \
-                 is dead without the client noticing",
-                self.sent - self.answered.load(Ordering::Relaxed)
-            ));
-            return self.refuse_all(payloads, why);
+            return refuse_all(payloads, self.stall.error());
         }
         let k = self.next_part;
         self.next_part = (k + 1) % self.parts.len();
         let part = &mut self.parts[k];
         let n = payloads.len();
-        self.sent += n as u64;
+        self.stall.sent += n as u64;
         let first_id = part.next_id;
         part.next_id += n as u64;
         let messages: Vec<Message> = payloads
@@ -246,7 +265,7 @@ impl Producer for NativeProducer {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let cancelled = self.cancelled.clone();
-        let answered = self.answered.clone();
+        let answered = self.stall.answered.clone();
         let confirmed = part.confirmed.clone();
         let callback = move |r: Result<ConfirmationStatus, ProducerPublishError>| {
             answered.fetch_add(1, Ordering::Relaxed);

@@ -10,11 +10,16 @@ use crate::backend::{Backend, BackendError, Endpoints};
 use crate::cluster::version::BrokerVersion;
 use crate::scenario::{ClusterKind, ClusterSection, Guarantee, Rate, Workload};
 
+use super::wire::Compression;
+
 /// The backend type's name in scenario files and results.
 pub const TYPE_NAME: &str = "rabbitmq-stream-native";
 
 /// The most partitions a super stream may have here (three nodes; more only adds connections).
 pub const MAX_PARTITIONS: usize = 32;
+/// The most messages per sub-entry: a sub-entry never spans two of the harness's batches, and
+/// a batch holds at most this many messages.
+pub const MAX_SUB_ENTRY: usize = crate::load::producer::MAX_BATCH;
 
 fn yes() -> bool {
     true
@@ -26,7 +31,8 @@ fn store_offset_every() -> u64 {
     1000
 }
 
-/// A RabbitMQ stream (or super stream) over the stream protocol (`rabbitmq-stream-client`).
+/// A RabbitMQ stream (or super stream) over the stream protocol (`rabbitmq-stream-client`, or
+/// the backend's own client with `sub_entry_size`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NativeStreamSettings {
@@ -47,6 +53,8 @@ pub struct NativeStreamSettings {
     pub confirms: bool,
     /// The client's batch: at most this many messages per publish frame, and the depth of the
     /// queue between `send` and the connection (the client's `batch_size`, 100 by default).
+    /// Not used with `sub_entry_size`: then each batch of the harness goes out at once, as
+    /// sub-entries in as few frames as the frame size allows.
     #[serde(default = "batch_size")]
     pub batch_size: usize,
     /// Store the consumer's offset on the broker after every this many acknowledged messages
@@ -59,6 +67,15 @@ pub struct NativeStreamSettings {
     /// the nodes), instead of one stream.
     #[serde(default)]
     pub super_stream_partitions: Option<usize>,
+    /// Sub-entry batching: at most this many messages per entry of the stream (one publishing
+    /// id, one confirm), published and read by the backend's own stream protocol client
+    /// (`wire/`). Absent: one message per entry, on `rabbitmq-stream-client`.
+    #[serde(default)]
+    pub sub_entry_size: Option<usize>,
+    /// How a sub-entry's messages are compressed: "none" (the default) or "gzip"; only with
+    /// `sub_entry_size`.
+    #[serde(default)]
+    pub compression: Option<String>,
 }
 
 impl NativeStreamSettings {
@@ -67,7 +84,62 @@ impl NativeStreamSettings {
         self.super_stream_partitions.unwrap_or(1)
     }
 
+    /// The compression of sub-entries (checked by `check`: anything else is refused there).
+    pub fn compression(&self) -> Compression {
+        match self.compression.as_deref() {
+            Some("gzip") => Compression::Gzip,
+            _ => Compression::None,
+        }
+    }
+
+    fn check_sub_entries(&self) -> Result<(), FieldError> {
+        if let Some(n) = self.sub_entry_size {
+            if !(2..=MAX_SUB_ENTRY).contains(&n) {
+                return Err(FieldError::at(
+                    "sub_entry_size",
+                    format!(
+                        "{n} is out of range; use 2 to {MAX_SUB_ENTRY} (the harness hands over at \
+                         most {MAX_SUB_ENTRY} messages per batch, and a sub-entry never spans \
+                         two), or leave it out for one message per entry"
+                    ),
+                ));
+            }
+        }
+        let Some(c) = self.compression.as_deref() else {
+            return Ok(());
+        };
+        match c {
+            "none" | "gzip" => {}
+            "snappy" | "lz4" | "zstd" => {
+                return Err(FieldError::at(
+                    "compression",
+                    format!(
+                        "\"{c}\" is a compression of the stream protocol that brokerbench's client \
+                         does not write; use \"gzip\" or \"none\""
+                    ),
+                ))
+            }
+            _ => {
+                return Err(FieldError::at(
+                    "compression",
+                    format!("\"{c}\" is not a compression; use \"gzip\" or \"none\""),
+                ))
+            }
+        }
+        if self.sub_entry_size.is_none() {
+            return Err(FieldError::at(
+                "compression",
+                format!(
+                    "compression applies to sub-entries only; set sub_entry_size (2 to \
+                     {MAX_SUB_ENTRY}) too, or leave compression out"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), FieldError> {
+        self.check_sub_entries()?;
         if self.batch_size == 0 || self.batch_size > 10_000 {
             return Err(FieldError::at(
                 "batch_size",
@@ -198,6 +270,26 @@ mod tests {
         );
         assert_eq!((&s).guarantee(None), Guarantee::MajorityWritten);
         assert!(s.check().is_ok());
+        assert_eq!(
+            (s.sub_entry_size, s.compression()),
+            (None, Compression::None)
+        );
+    }
+
+    #[test]
+    fn sub_entries_take_a_size_and_optionally_gzip() {
+        let s = parse("sub_entry_size = 100\ncompression = \"gzip\"");
+        assert!(s.check().is_ok());
+        assert_eq!(
+            (s.sub_entry_size, s.compression()),
+            (Some(100), Compression::Gzip)
+        );
+        let s = parse("sub_entry_size = 2\ncompression = \"none\"");
+        assert!(s.check().is_ok());
+        assert_eq!(s.compression(), Compression::None);
+        let s = parse("sub_entry_size = 256");
+        assert!(s.check().is_ok());
+        assert_eq!(s.compression(), Compression::None);
     }
 
     #[test]
@@ -218,6 +310,23 @@ mod tests {
                 "super_stream_partitions = 99",
                 "super_stream_partitions",
                 "use 2 to 32",
+            ),
+            ("sub_entry_size = 1", "sub_entry_size", "use 2 to 256"),
+            ("sub_entry_size = 1000", "sub_entry_size", "use 2 to 256"),
+            (
+                "compression = \"gzip\"",
+                "compression",
+                "set sub_entry_size (2 to 256) too, or leave compression out",
+            ),
+            (
+                "sub_entry_size = 10\ncompression = \"zstd\"",
+                "compression",
+                "use \"gzip\" or \"none\"",
+            ),
+            (
+                "sub_entry_size = 10\ncompression = \"Gzip\"",
+                "compression",
+                "is not a compression; use \"gzip\" or \"none\"",
             ),
         ] {
             let e = parse(extra).check().expect_err(extra);
