@@ -85,8 +85,9 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         "The RabbitMQ side is rabbitmq-stream-native (the stream protocol, the client streams \
          were built for) when the run has it; rabbitmq-stream (AMQP 0-9-1) rows are then listed \
          for reference and judge nothing; without native rows, the AMQP rows are judged. \
-         Rows of backends without faults, grouped by type, guarantee, offered rate and number of \
-         destinations (the repetitions of one configuration), compared only at matched \
+         Rows of backends without faults, grouped by series (the repetitions of one \
+         configuration: a label, such as a sub-entry row's, is its own configuration), type, \
+         guarantee, offered rate and number of destinations, compared only at matched \
          conditions and between comparable guarantees. (a) At each fixed offered rate that a \
          redis-streams and a RabbitMQ stream group both sustained (not overloaded, received ≥ \
          {C6_SUSTAINED} × offered): Redis is faster if its e2e p99 range lies below the \
@@ -104,8 +105,10 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         HOST_SHARE * 100.0,
         CPU_SHARE * 100.0,
     );
-    // One group per type, guarantee, broker version, offered rate and destinations: rows of
-    // RabbitMQ 3.10 and 4.0 are never pooled.
+    // One group per series (the repetitions of one backend entry), type, guarantee, broker
+    // version, offered rate and destinations: two entries of one type (a native stream with
+    // and without sub-entries) are never pooled as if they were repetitions, nor are RabbitMQ
+    // 3.10 and 4.0.
     let fault_free = |r: &&SummaryRow| !e.faults.iter().any(|f| f.backend == r.backend);
     let stream_type = if e
         .backends()
@@ -116,7 +119,8 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
     } else {
         STREAM
     };
-    let mut groups: BTreeMap<(&str, &str, &str, String, usize), Vec<&SummaryRow>> = BTreeMap::new();
+    type Key<'a> = (&'a str, &'a str, &'a str, &'a str, String, usize);
+    let mut groups: BTreeMap<Key, Vec<&SummaryRow>> = BTreeMap::new();
     for r in e
         .backends()
         .filter(|r| [REDIS, STREAM, NATIVE_STREAM].contains(&r.backend_type.as_str()))
@@ -126,6 +130,7 @@ pub(super) fn c6(e: &Evidence) -> Verdict {
         groups
             .entry((
                 r.backend_type.as_str(),
+                r.series(),
                 r.guarantee.as_str(),
                 r.broker_version.as_str(),
                 rate,
@@ -414,6 +419,49 @@ mod tests {
     // 0-9-1 7385-9518 (p99 350-390 ms), the same stream over the stream protocol 20739-24795
     // (p99 2281-2441 ms: its producers published 32-39 k msg/s, more than its consumers could
     // read beside them on two cores).
+    // tests/fixtures/verdicts-subentry (a real run, three times each, at max rate): Redis with
+    // WAIT 1 received 36847-42433 msg/s (e2e p99 56-59 ms); the native stream 31830-35399
+    // (p99 1545-1759 ms), with sub-entries of 100 gzip-compressed 32959-33443 (p99 47-52 ms),
+    // with sub-entries of 100 uncompressed 85918-118299 (p99 41-105 ms). Three configurations of
+    // one backend type and one guarantee: pooled as if repetitions, they spread 31830-118299.
+    #[test]
+    fn c6_keeps_each_native_stream_configuration_apart() {
+        let run = fixture("verdicts-subentry");
+        let rows = rows_but(&run, &[]);
+        let v = c6(&evidence(&run, &rows, false));
+        let groups: Vec<&String> = v
+            .numbers
+            .iter()
+            .filter(|n| n.contains(" at max rate, 3 destination(s): received"))
+            .collect();
+        assert_eq!(groups.len(), 4, "{:#?}", v.numbers);
+        assert!(
+            groups
+                .iter()
+                .any(|n| n.starts_with("stream-native-4.0-subentry100 (")
+                    && n.contains("received 113070 msg/s (median; 85918–118299 over 3 runs)")),
+            "{groups:#?}"
+        );
+        assert!(
+            groups.iter().any(|n| n.starts_with("stream-native-4.0 (")
+                && n.contains("(median; 31830–35399 over 3 runs)")),
+            "{groups:#?}"
+        );
+        // The fastest native configuration is the one compared: its lowest rate (85918) is
+        // above Redis's highest (42433) at a p99 within the band (78 against 57 ms).
+        assert!(
+            v.numbers.contains(
+                &"(b) redis-wait1 vs stream-native-4.0-subentry100 at max rate: the stream at least as fast"
+                    .to_string()
+            ),
+            "{:#?}",
+            v.numbers
+        );
+        assert_eq!(v.outcome, Outcome::Refuted, "{:#?}", v.numbers);
+        // Every row ran with the host's cores 94-99% busy: with cpu.csv it decides nothing.
+        assert_eq!(c6(&evidence(&run, &rows, true)).outcome, Outcome::HostBound);
+    }
+
     #[test]
     fn c6_judges_redis_against_the_native_stream_and_lists_the_amqp_stream_for_reference() {
         let run = fixture("verdicts-native");
