@@ -5,12 +5,13 @@ BIN := target/release/brokerbench
 RESULTS ?= results
 
 # The scenarios `make bench` runs, in order. The claim scenarios (throughput, latency-*, scaling:
-# C3 and C6) set `repeat = 3`: 132 backend runs (10 + 6 + 7 + 6 + 15 backends, 3 times each) of
+# C3 and C6) set `repeat = 3`: 135 backend runs (11 + 6 + 7 + 6 + 15 backends, 3 times each) of
 # 1 s warm-up + 4 s measured with PROFILE=quick, about 9 s each with setup, drain and teardown,
 # plus redis-default and persistence (8 runs, about 75 s) and 11 cluster starts (4 of them from
 # the Debian 13 root: RabbitMQ 4.0 and Redis 8.0 rows in throughput, latency-5k and scaling).
 # Timed on 2026-12-02: the runs 18.8 minutes, the release build 10 minutes on a host busy with
-# two other builds (3-5 on a quiet one): about 22 minutes.
+# two other builds (3-5 on a quiet one): about 22 minutes. throughput.toml's native stream with
+# sub-entries (added after that timing) adds 3 runs, about 30 s.
 BENCH_SCENARIOS ?= scenarios/redis-default.toml scenarios/throughput.toml \
 	scenarios/latency-1k.toml scenarios/latency-5k.toml scenarios/latency-10k.toml \
 	scenarios/persistence.toml scenarios/scaling.toml
