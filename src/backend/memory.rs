@@ -355,16 +355,7 @@ impl MemoryProducer {
 impl Producer for MemoryProducer {
     async fn send(&mut self, payload: Bytes) -> Result<Option<ConfirmFuture>, OpError> {
         let mut one = vec![payload];
-        let sent = self.send_batch(&mut one).await;
-        Ok(sent.confirms.map(|mut c| {
-            async move {
-                match c.next().await {
-                    Some((_, r)) => r,
-                    None => Err(OpError::Connection("no confirm".into())),
-                }
-            }
-            .boxed()
-        }))
+        self.send_batch(&mut one).await.into_one()
     }
 
     async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> SentBatch {

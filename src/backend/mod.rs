@@ -76,6 +76,23 @@ impl SentBatch {
             confirms: None,
         }
     }
+
+    /// What `send` returns for a batch of one message (the `send` of a producer written
+    /// around `send_batch`): its refusal, else its confirm (`None` without confirms).
+    pub fn into_one(self) -> Result<Option<ConfirmFuture>, OpError> {
+        if let Some((_, e)) = self.refused.into_iter().next() {
+            return Err(e);
+        }
+        Ok(self.confirms.map(|mut c| {
+            async move {
+                match c.next().await {
+                    Some((_, r)) => r,
+                    None => Err(OpError::Connection("no confirm came".into())),
+                }
+            }
+            .boxed()
+        }))
+    }
 }
 
 /// Outcomes in order, as runs of successes (one range each) and single failures.

@@ -145,18 +145,7 @@ impl Producer for SubEntryProducer {
         payload: Bytes,
     ) -> Result<Option<crate::backend::ConfirmFuture>, OpError> {
         let mut one = vec![payload];
-        let sent = self.send_batch(&mut one).await;
-        if let Some((_, e)) = sent.refused.into_iter().next() {
-            return Err(e);
-        }
-        Ok(sent.confirms.map(|mut c| {
-            Box::pin(async move {
-                match c.next().await {
-                    Some((_, r)) => r,
-                    None => Err(OpError::Connection("no confirm came".into())),
-                }
-            }) as crate::backend::ConfirmFuture
-        }))
+        self.send_batch(&mut one).await.into_one()
     }
 
     async fn send_batch(&mut self, payloads: &mut Vec<Bytes>) -> SentBatch {
