@@ -93,17 +93,7 @@ impl OwnedProcess {
     /// Pids of the processes this one started (children, grandchildren, ...) that carry its
     /// marker. Take it before stopping the process: its children are re-parented when it dies.
     pub fn descendants(&self) -> Vec<u32> {
-        let parents = parent_links();
-        let mut out = Vec::new();
-        let mut frontier = vec![self.pid];
-        while let Some(p) = frontier.pop() {
-            for &(child, parent) in &parents {
-                if parent == p && !out.contains(&child) {
-                    out.push(child);
-                    frontier.push(child);
-                }
-            }
-        }
+        let mut out = descendants_in(&parent_links(), self.pid);
         out.retain(|&c| is_ours(c, &self.marker));
         out
     }
@@ -144,8 +134,24 @@ impl OwnedProcess {
     }
 }
 
+/// The descendants of `root` (children, grandchildren, ...) in `links` of (pid, parent pid),
+/// each once.
+pub fn descendants_in(links: &[(u32, u32)], root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in links {
+            if parent == p && child != root && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
 /// Every pid in /proc.
-fn all_pids() -> Vec<u32> {
+pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

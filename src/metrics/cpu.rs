@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::cluster::process::{processes_carrying, OwnedProcess};
+use crate::cluster::process::{all_pids, descendants_in, processes_carrying, OwnedProcess};
 
 /// cpu.csv: one node's CPU over the interval ending at `t_s`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -79,36 +79,27 @@ fn parse_stat(stat: &str) -> Option<Stat> {
 
 /// Every process's stat, by pid (read once per sample).
 fn process_table() -> HashMap<u32, Stat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return HashMap::new();
-    };
-    dir.filter_map(|e| {
-        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        Some((pid, parse_stat(&stat)?))
-    })
-    .collect()
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, parse_stat(&stat)?))
+        })
+        .collect()
 }
 
 /// CPU ticks of `pid` and everything it forked: its own, those of the children it reaped, and
 /// those of its live descendants (each counted the same way). A child that ends moves from the
 /// last term to the second when it is reaped, so the sum only grows.
 fn tree_ticks(table: &HashMap<u32, Stat>, pid: u32) -> Option<u64> {
-    let root = table.get(&pid)?;
-    let mut total = root.own + root.reaped;
-    let mut parents = vec![pid];
-    // Bounded by the table: a pid is visited once even if /proc changed between reads.
-    let mut seen = 1usize;
-    while let Some(parent) = parents.pop() {
-        for (&child, st) in table {
-            if st.ppid == parent && child != parent && seen < table.len() {
-                seen += 1;
-                total += st.own + st.reaped;
-                parents.push(child);
-            }
-        }
-    }
-    Some(total)
+    let ticks = |s: &Stat| s.own + s.reaped;
+    let root = ticks(table.get(&pid)?);
+    let links: Vec<(u32, u32)> = table.iter().map(|(&p, s)| (p, s.ppid)).collect();
+    let forked: u64 = descendants_in(&links, pid)
+        .iter()
+        .filter_map(|c| table.get(c).map(ticks))
+        .sum();
+    Some(root + forked)
 }
 
 fn ticks_per_second() -> f64 {
