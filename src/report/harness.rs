@@ -100,12 +100,6 @@ fn node_cores(cpu: &[CpuSample], backend: &str, node: &str) -> Option<f64> {
     (!core.is_empty()).then(|| core.iter().sum::<f64>() / core.len() as f64)
 }
 
-/// The harness's share of what the brokers' nodes and the harness used together.
-fn harness_of_used(cpu: &[CpuSample], backend: &str) -> Option<f64> {
-    let (brokers, harness) = brokers_and_harness(cpu, backend)?;
-    (harness + brokers > 0.0).then(|| harness / (harness + brokers))
-}
-
 /// The mean cores of the brokers' nodes (summed) and of the harness while `backend` ran.
 fn brokers_and_harness(cpu: &[CpuSample], backend: &str) -> Option<(f64, f64)> {
     use crate::metrics::cpu::{HARNESS, HOST};
@@ -122,16 +116,6 @@ fn brokers_and_harness(cpu: &[CpuSample], backend: &str) -> Option<(f64, f64)> {
         .filter_map(|n| node_cores(cpu, backend, n))
         .sum();
     Some((brokers, harness))
-}
-
-fn cores_of(cpu: &[CpuSample], backend: &str) -> Option<Cores> {
-    let (brokers, harness) = brokers_and_harness(cpu, backend)?;
-    let host = node_cores(cpu, backend, crate::metrics::cpu::HOST)?;
-    Some(Cores {
-        brokers,
-        harness,
-        host,
-    })
 }
 
 /// The harness's and the whole host's mean CPU while `backend` ran, each as a share of the
@@ -152,13 +136,26 @@ pub fn checks(run: &RunResults) -> Vec<HarnessCheck> {
     let cores = run.meta["host"]["cores"].as_f64().filter(|c| *c > 0.0);
     run.summary
         .iter()
-        .map(|s| HarnessCheck {
-            backend: s.backend.clone(),
-            ceiling_share: ceiling.map(|c| row_rate(s) / c.msgs_per_s),
-            cpu_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).0),
-            host_share: cores.and_then(|n| cpu_shares(&run.cpu, n, &s.backend).1),
-            of_used: harness_of_used(&run.cpu, &s.backend),
-            cores: cores_of(&run.cpu, &s.backend),
+        .map(|s| {
+            let (cpu_share, host_share) =
+                cores.map_or((None, None), |n| cpu_shares(&run.cpu, n, &s.backend));
+            let used = brokers_and_harness(&run.cpu, &s.backend);
+            let host = node_cores(&run.cpu, &s.backend, crate::metrics::cpu::HOST);
+            HarnessCheck {
+                backend: s.backend.clone(),
+                ceiling_share: ceiling.map(|c| row_rate(s) / c.msgs_per_s),
+                cpu_share,
+                host_share,
+                // The harness's share of what the brokers' nodes and the harness used together.
+                of_used: used.and_then(|(brokers, harness)| {
+                    (harness + brokers > 0.0).then(|| harness / (harness + brokers))
+                }),
+                cores: used.zip(host).map(|((brokers, harness), host)| Cores {
+                    brokers,
+                    harness,
+                    host,
+                }),
+            }
         })
         .collect()
 }
