@@ -37,6 +37,17 @@ pub async fn sleep_until_ns(clock: &dyn Clock, target_ns: u64) {
     }
 }
 
+/// `fut`'s result within `t`, its error or the timeout as text ("no answer within {t:?}").
+pub async fn within<T, E: std::fmt::Display>(
+    t: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(t, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {t:?}")),
+    }
+}
+
 /// A random 64-bit id (std's RandomState is seeded from the OS): run ids, random picks.
 pub fn random_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};

@@ -17,6 +17,7 @@ use rabbitmq_stream_client::Environment;
 use super::wire::chunk;
 use super::wire::subscription::{Event, OffsetSpec, Subscription};
 use super::wire::Target;
+use crate::clock::within;
 
 /// How long the reader waits for the last chunk before taking the stream as empty.
 const EMPTY_WAIT: Duration = Duration::from_millis(1500);
@@ -132,15 +133,9 @@ pub(super) async fn read_last_offset_wire(
     stream: &str,
 ) -> Result<Option<u64>, String> {
     let opened = Subscription::open(target, stream, OffsetSpec::Last, 10, None);
-    let mut sub = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, opened).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(format!("subscribe to stream {stream} at its end: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "subscribe to stream {stream} at its end: no answer within {SUBSCRIBE_TIMEOUT:?}"
-            ))
-        }
-    };
+    let mut sub = within(SUBSCRIBE_TIMEOUT, opened)
+        .await
+        .map_err(|e| format!("subscribe to stream {stream} at its end: {e}"))?;
     let mut last = None;
     let mut wait = EMPTY_WAIT;
     loop {
@@ -172,15 +167,9 @@ pub(super) async fn read_last_offset(
         .offset(OffsetSpecification::Last)
         .client_provided_name("brokerbench-backlog")
         .build(stream);
-    let mut consumer = match tokio::time::timeout(SUBSCRIBE_TIMEOUT, build).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err(format!("subscribe to stream {stream} at its end: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "subscribe to stream {stream} at its end: no answer within {SUBSCRIBE_TIMEOUT:?}"
-            ))
-        }
-    };
+    let mut consumer = within(SUBSCRIBE_TIMEOUT, build)
+        .await
+        .map_err(|e| format!("subscribe to stream {stream} at its end: {e}"))?;
     let mut last = None;
     let first = tokio::time::timeout(EMPTY_WAIT, consumer.next()).await;
     let mut seen = match first {

@@ -21,6 +21,7 @@ use super::wire::gzip::GzipReader;
 use super::wire::subscription::{self, Event, OffsetSpec, OnActivate, Subscription};
 use super::wire::Target;
 use crate::backend::OpError;
+use crate::clock::within;
 
 /// Chunks a wire subscription may have in flight; one more is allowed per chunk taken.
 const WIRE_CREDIT: u16 = 10;
@@ -117,14 +118,10 @@ pub(super) async fn open_crate(
             async move { decided.await.unwrap_or(OffsetSpecification::First) }
         })
         .build(stream);
-    match tokio::time::timeout(CONNECT_TIMEOUT, build).await {
-        Ok(Ok(c)) => Ok(Source::Crate(c)),
-        Ok(Err(e)) => Err(open_err(stream, e)),
-        Err(_) => Err(open_err(
-            stream,
-            format!("no answer within {CONNECT_TIMEOUT:?}"),
-        )),
-    }
+    within(CONNECT_TIMEOUT, build)
+        .await
+        .map(Source::Crate)
+        .map_err(|e| open_err(stream, e))
 }
 
 /// A wire subscription in `group` on `stream`, through `target` (a member of the stream).
@@ -163,18 +160,14 @@ pub(super) async fn open_wire(
         on_activate,
     };
     let opened = Subscription::open(target, stream, OffsetSpec::First, WIRE_CREDIT, Some(group));
-    match tokio::time::timeout(CONNECT_TIMEOUT, opened).await {
-        Ok(Ok(sub)) => Ok(Source::Wire(Box::new(WireSource {
-            sub,
-            gunzip: GzipReader::default(),
-            ended: None,
-        }))),
-        Ok(Err(e)) => Err(open_err(stream, e)),
-        Err(_) => Err(open_err(
-            stream,
-            format!("no answer within {CONNECT_TIMEOUT:?}"),
-        )),
-    }
+    let sub = within(CONNECT_TIMEOUT, opened)
+        .await
+        .map_err(|e| open_err(stream, e))?;
+    Ok(Source::Wire(Box::new(WireSource {
+        sub,
+        gunzip: GzipReader::default(),
+        ended: None,
+    })))
 }
 
 impl Source {
